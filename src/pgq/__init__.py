@@ -1,0 +1,55 @@
+"""pgq: a job queue that lives entirely in PostgreSQL.
+
+import pgq
+
+app = pgq.App()
+
+@app.task(queue="emails")
+def send_welcome(user_id: int) -> None: ...
+
+send_welcome.enqueue(user_id=7)
+"""
+
+from pgq.app import App
+from pgq.context import JobContext
+from pgq.errors import (
+    ArgsNotSerializable,
+    ConfigurationError,
+    DatabaseUnavailable,
+    InvalidJob,
+    JobNotFound,
+    NotMigrated,
+    PayloadTooLarge,
+    PermanentError,
+    PgqError,
+    Retry,
+    UnknownTask,
+)
+from pgq.job import Job, JobSpec
+from pgq.migrate import migrate
+from pgq.settings import Settings
+from pgq.task import Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "ArgsNotSerializable",
+    "ConfigurationError",
+    "DatabaseUnavailable",
+    "InvalidJob",
+    "Job",
+    "JobContext",
+    "JobNotFound",
+    "JobSpec",
+    "NotMigrated",
+    "PayloadTooLarge",
+    "PermanentError",
+    "PgqError",
+    "Retry",
+    "Settings",
+    "Task",
+    "UnknownTask",
+    "__version__",
+    "migrate",
+]

@@ -1,0 +1,394 @@
+"""The application object: settings, the task registry and the enqueue family."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar, overload
+
+import psycopg
+
+from pgq.db.connection import Pools, Row, is_missing_schema, not_migrated, run_async, run_sync
+from pgq.db.embedded import embedded_url
+from pgq.db.queries import query
+from pgq.db.urls import normalize
+from pgq.enqueueing import drive, drive_async, insert_many, insert_one, prepare
+from pgq.errors import ConfigurationError, PgqError
+from pgq.job import Job, JobSpec
+from pgq.settings import Settings, load_settings
+from pgq.task import Backoff, Task
+
+F = TypeVar("F", bound=Callable[..., Any])
+TaskRef = str | Task[Any, Any]
+
+
+class App:
+    """One pgq installation: where its database is, and which tasks it knows.
+
+    ``App()`` reads ``PGQ_*`` environment variables; keyword arguments override
+    them (``App(database_url=..., schema="jobs", concurrency=20)``, any field of
+    :class:`pgq.settings.Settings`). With no database URL anywhere, pgq starts an
+    embedded PostgreSQL in ``PGQ_DATA_DIR`` (default ``./.pgq``) and migrates
+    it. Nothing connects until the first enqueue or query.
+    """
+
+    def __init__(self, database_url: str | None = None, **settings: Any) -> None:
+        self.settings: Settings = load_settings(database_url=database_url, **settings)
+        if self.settings.database_url is not None:
+            normalize(self.settings.database_url)  # a malformed URL fails here, not later
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self._url: str | None = None
+        self._pools: Pools | None = None
+        self._checked = False
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------- tasks
+
+    @overload
+    def task(self, fn: F, /) -> Task[Any, Any]: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: float | timedelta | None = None,
+        pass_context: bool = False,
+    ) -> Callable[[F], Task[Any, Any]]: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: float | timedelta | None = None,
+        pass_context: bool = False,
+    ) -> Task[Any, Any] | Callable[[F], Task[Any, Any]]:
+        """Register a handler as a task: ``@app.task`` or ``@app.task(queue=..., ...)``.
+
+        - ``name``: stored on each job; default the function's ``__name__``.
+        - ``queue``: default queue of its jobs; default ``"default"``.
+        - ``priority``: default priority (higher runs first); default 0.
+        - ``max_attempts``: runs before the job fails for good; default 3.
+        - ``backoff``: first retry delay in seconds, doubled each attempt with
+          jitter, or a callable ``attempt -> seconds``; default 2.0.
+        - ``timeout``: seconds (or timedelta) an attempt may run; default none.
+        - ``pass_context``: call the handler as ``fn(ctx, **args)`` with a
+          :class:`pgq.JobContext`; default False.
+        """
+
+        def register(func: Callable[..., Any]) -> Task[Any, Any]:
+            task_name = name or getattr(func, "__name__", None)
+            if not task_name or not isinstance(task_name, str):
+                raise ConfigurationError(f"cannot name task {func!r}: pass name=")
+            if task_name in self.tasks and self.tasks[task_name].fn is not func:
+                raise ConfigurationError(f"task {task_name!r} is registered twice; give one of them name=...")
+            if backoff is not None and not callable(backoff):
+                if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff < 0:
+                    raise ConfigurationError(
+                        f"backoff of task {task_name!r} must be seconds >= 0 or a callable "
+                        f"attempt -> seconds, got {backoff!r}"
+                    )
+            if max_attempts is not None and (
+                not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1
+            ):
+                raise ConfigurationError(
+                    f"max_attempts of task {task_name!r} must be an integer >= 1, got {max_attempts!r}"
+                )
+            registered = Task(
+                self,
+                func,
+                name=task_name,
+                queue=queue,
+                priority=priority,
+                max_attempts=max_attempts,
+                backoff=backoff,
+                timeout=timeout,
+                pass_context=pass_context,
+            )
+            # Check the task's default queue and priority once, here, rather
+            # than failing at every enqueue.
+            prepare(
+                JobSpec(task=task_name, queue=queue, priority=priority),
+                None,
+                self.settings.max_payload_bytes,
+                False,
+            )
+            self.tasks[task_name] = registered
+            return registered
+
+        if fn is not None:
+            return register(fn)
+        return register
+
+    # -------------------------------------------------------------- database
+
+    @property
+    def url(self) -> str:
+        """The libpq URL pgq connects to (starting the embedded server if none is set)."""
+        if self._url is None:
+            with self._lock:
+                if self._url is None:
+                    if self.settings.database_url:
+                        self._url = normalize(self.settings.database_url)
+                    else:
+                        self._url = embedded_url(self.settings.data_dir)
+        return self._url
+
+    @property
+    def uses_embedded(self) -> bool:
+        return not self.settings.database_url
+
+    @property
+    def schema(self) -> str:
+        return self.settings.schema_name
+
+    def _get_pools(self) -> Pools:
+        if self._pools is None:
+            url = self.url
+            with self._lock:
+                if self._pools is None:
+                    self._pools = Pools(url, self.settings)
+        return self._pools
+
+    def _check_schema(self, rows: list[Row] | None, error: BaseException | None) -> None:
+        """Decide, once, whether the schema is usable: migrate it, or say how to."""
+        from pgq.migrate import head_revision, migrate
+
+        auto = self.settings.auto_migrate
+        if auto is None:
+            auto = self.uses_embedded
+        current = rows[0]["version_num"] if rows else None
+        if current == head_revision():
+            self._checked = True
+            return
+        if auto:
+            migrate(self.url, schema=self.schema)
+            self._checked = True
+            return
+        if error is not None or current is None:
+            raise not_migrated(self.schema)
+        raise not_migrated(self.schema, f"it is at revision {current}, this pgq needs {head_revision()}")
+
+    def _ensure_schema(self, conn: psycopg.Connection[Row]) -> None:
+        if self._checked:
+            return
+        try:
+            rows = conn.execute(query("schema_version", self.schema)).fetchall()
+        except psycopg.Error as exc:
+            if not is_missing_schema(exc):
+                raise
+            self._check_schema(None, exc)
+        else:
+            self._check_schema(rows, None)
+
+    async def _ensure_schema_async(self, conn: psycopg.AsyncConnection[Row]) -> None:
+        if self._checked:
+            return
+        try:
+            cur = await conn.execute(query("schema_version", self.schema))
+            rows = await cur.fetchall()
+        except psycopg.Error as exc:
+            if not is_missing_schema(exc):
+                raise
+            self._check_schema(None, exc)
+        else:
+            self._check_schema(rows, None)
+
+    def _run(self, sql: str, params: dict[str, Any], connection: Any = None) -> list[Row]:
+        try:
+            if connection is not None:
+                return run_sync(connection, sql, params)
+            with self._get_pools().sync_pool().connection() as conn:
+                self._ensure_schema(conn)
+                return run_sync(conn, sql, params)
+        except Exception as exc:
+            if is_missing_schema(exc):
+                raise not_migrated(self.schema) from None
+            raise
+
+    async def _run_async(self, sql: str, params: dict[str, Any], connection: Any = None) -> list[Row]:
+        try:
+            if connection is not None:
+                return await run_async(connection, sql, params)
+            pool = await self._get_pools().async_pool()
+            async with pool.connection() as conn:
+                await self._ensure_schema_async(conn)
+                return await run_async(conn, sql, params)
+        except Exception as exc:
+            if is_missing_schema(exc):
+                raise not_migrated(self.schema) from None
+            raise
+
+    def migrate(self) -> None:
+        """Bring this app's schema up to date (what ``pgq migrate`` does)."""
+        from pgq.migrate import migrate
+
+        migrate(self.url, schema=self.schema)
+        self._checked = True
+
+    def close(self) -> None:
+        """Close pgq's own connections. The app can be used again afterwards."""
+        if self._pools is not None:
+            self._pools.close()
+            self._pools = None
+
+    async def aclose(self) -> None:
+        if self._pools is not None:
+            await self._pools.aclose()
+            self._pools.close()
+            self._pools = None
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --------------------------------------------------------------- enqueue
+
+    def _task_for(self, task: TaskRef) -> tuple[str, Task[Any, Any] | None]:
+        if isinstance(task, Task):
+            return task.name, task
+        return task, self.tasks.get(task) if isinstance(task, str) else None
+
+    def _prepare(self, spec: JobSpec, strict: bool) -> dict[str, Any]:
+        _, registered = self._task_for(spec.task)
+        return prepare(spec, registered, self.settings.max_payload_bytes, strict)
+
+    def enqueue(
+        self,
+        task: TaskRef,
+        args: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        run_at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        key: str | None = None,
+        max_attempts: int | None = None,
+        connection: Any = None,
+        strict: bool = False,
+    ) -> int:
+        """Enqueue one job and return its id.
+
+        - ``task``: a task name or a registered :class:`Task`.
+        - ``args``: keyword arguments of the handler, a JSON-serialisable dict.
+        - ``run_at`` (aware datetime) or ``delay`` (seconds or timedelta, by the
+          database clock) delays the job; default: run now.
+        - ``key``: idempotency key; while a live job of the queue holds it, the
+          existing job's id is returned and nothing is created.
+        - ``connection``: a psycopg ``Connection`` or SQLAlchemy
+          ``Connection``/``Session`` whose transaction the job joins: it exists,
+          and workers are notified, only if that transaction commits.
+          Default: pgq's own pool, committed at once.
+        - ``strict``: reject task names this app has not registered.
+        """
+        name, _ = self._task_for(task)
+        spec = JobSpec(name, args or {}, queue, priority, run_at, delay, key, max_attempts)
+        params = self._prepare(spec, strict)
+        return drive(insert_one(self.schema, params), lambda s, p: self._run(s, p, connection))
+
+    async def enqueue_async(
+        self,
+        task: TaskRef,
+        args: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        run_at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        key: str | None = None,
+        max_attempts: int | None = None,
+        connection: Any = None,
+        strict: bool = False,
+    ) -> int:
+        """:meth:`enqueue` for async code; ``connection`` is a psycopg
+        ``AsyncConnection`` or SQLAlchemy ``AsyncConnection``/``AsyncSession``."""
+        name, _ = self._task_for(task)
+        spec = JobSpec(name, args or {}, queue, priority, run_at, delay, key, max_attempts)
+        params = self._prepare(spec, strict)
+
+        async def execute(sql: str, p: dict[str, Any]) -> list[Row]:
+            return await self._run_async(sql, p, connection)
+
+        return await drive_async(insert_one(self.schema, params), execute)
+
+    def enqueue_many(
+        self, specs: Iterable[JobSpec], *, connection: Any = None, strict: bool = False
+    ) -> list[int]:
+        """Enqueue many jobs in one statement; returns their ids in the order given.
+
+        Every spec is checked before anything is written: one bad spec rejects
+        the whole batch. A spec whose key a live job holds gets that job's id.
+        """
+        batch = self._prepare_batch(specs, strict)
+        return drive(insert_many(self.schema, batch), lambda s, p: self._run(s, p, connection))
+
+    async def enqueue_many_async(
+        self, specs: Iterable[JobSpec], *, connection: Any = None, strict: bool = False
+    ) -> list[int]:
+        """:meth:`enqueue_many` for async code."""
+        batch = self._prepare_batch(specs, strict)
+
+        async def execute(sql: str, p: dict[str, Any]) -> list[Row]:
+            return await self._run_async(sql, p, connection)
+
+        return await drive_async(insert_many(self.schema, batch), execute)
+
+    def _prepare_batch(self, specs: Iterable[JobSpec], strict: bool) -> list[dict[str, Any]]:
+        batch = []
+        for index, spec in enumerate(specs):
+            if not isinstance(spec, JobSpec):
+                raise TypeError(f"enqueue_many takes pgq.JobSpec items; item {index} is {spec!r}")
+            try:
+                batch.append(self._prepare(spec, strict))
+            except PgqError as exc:
+                raise type(exc)(f"job {index} of the batch: {exc}") from None
+        return batch
+
+    # ----------------------------------------------------------------- reads
+
+    def get_job(self, job_id: int) -> Job | None:
+        """The job with that id, live or finished, or None."""
+        rows = self._run(query("job_get", self.schema), {"id": int(job_id)})
+        return Job.from_row(rows[0]) if rows else None
+
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        key: str | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[Job]:
+        """Jobs newest first, filtered; pass the last id as ``before_id`` for the next page."""
+        from pgq.job import STATUSES
+
+        if status is not None and status not in STATUSES:
+            raise ConfigurationError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+        if not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ConfigurationError(f"limit must be between 1 and 10000, got {limit!r}")
+        params = {
+            "status": status,
+            "queue": queue,
+            "task": task,
+            "key": key,
+            "limit": limit,
+            "before_id": before_id,
+        }
+        return [Job.from_row(row) for row in self._run(query("job_list", self.schema), params)]

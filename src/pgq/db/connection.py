@@ -1,0 +1,235 @@
+"""Connections: pgq's own pools, and running a query on a caller's connection.
+
+Every pgq session names itself (``application_name = 'pgq …'``), has a
+statement timeout and TCP keepalives, and is cut by the server if it sits idle
+in a transaction, so pgq never pins the xmin horizon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from pgq.db.urls import describe, redact
+from pgq.errors import DatabaseUnavailable, NotMigrated
+from pgq.settings import Settings
+
+Row = dict[str, Any]
+Params = Mapping[str, Any]
+
+# Error classes that mean "pgq's tables or functions are not there".
+_MISSING_SCHEMA = (
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedFunction,
+    psycopg.errors.InvalidSchemaName,
+)
+
+
+def connection_kwargs(settings: Settings, purpose: str) -> dict[str, Any]:
+    """libpq parameters for a pgq session; ``purpose`` ends up in ``application_name``."""
+    options = [
+        f"-c statement_timeout={int(settings.statement_timeout * 1000)}",
+        # Long enough for any pgq transaction, short enough that a stuck client
+        # cannot hold back vacuum of the hot jobs table.
+        "-c idle_in_transaction_session_timeout=60000",
+    ]
+    return {
+        "application_name": f"pgq {purpose}"[:63],
+        "connect_timeout": max(1, round(settings.connect_timeout)),
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "options": " ".join(options),
+    }
+
+
+def unavailable(exc: BaseException, url: str) -> DatabaseUnavailable:
+    """A :class:`DatabaseUnavailable` naming where pgq tried to connect, never the password."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = reason.replace("connection failed: ", "")
+    return DatabaseUnavailable(
+        f"cannot connect to PostgreSQL at {describe(url)}: {redact(reason)}. "
+        "Check PGQ_DATABASE_URL and that the server is running."
+    )
+
+
+def not_migrated(schema: str, detail: str = "") -> NotMigrated:
+    suffix = f" ({detail})" if detail else ""
+    return NotMigrated(
+        f"the database has no up-to-date pgq schema {schema!r}{suffix}: run `pgq migrate` "
+        "(or pgq.migrate(url) from code) first"
+    )
+
+
+def is_missing_schema(exc: BaseException) -> bool:
+    if isinstance(exc, _MISSING_SCHEMA):
+        return True
+    orig = getattr(exc, "orig", None)  # SQLAlchemy wraps driver errors
+    return isinstance(orig, _MISSING_SCHEMA)
+
+
+def connect(url: str, settings: Settings, purpose: str, autocommit: bool = True) -> psycopg.Connection[Row]:
+    """One pgq session (not pooled), with errors that say where it tried to connect."""
+    try:
+        return psycopg.connect(
+            url, autocommit=autocommit, row_factory=dict_row, **connection_kwargs(settings, purpose)
+        )
+    except psycopg.OperationalError as exc:
+        raise unavailable(exc, url) from None
+
+
+class Pools:
+    """pgq's own connection pools for one URL: one sync pool, one async pool per event loop.
+
+    Pooled connections are in autocommit mode, so a one-statement enqueue is
+    one round trip.
+    """
+
+    def __init__(self, url: str, settings: Settings, purpose: str = "client") -> None:
+        self.url = url
+        self.settings = settings
+        self.purpose = purpose
+        self._sync: ConnectionPool[psycopg.Connection[Row]] | None = None
+        self._async: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, AsyncConnectionPool[psycopg.AsyncConnection[Row]]
+        ] = weakref.WeakKeyDictionary()
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {
+            "autocommit": True,
+            "row_factory": dict_row,
+            **connection_kwargs(self.settings, self.purpose),
+        }
+
+    def sync_pool(self) -> ConnectionPool[psycopg.Connection[Row]]:
+        if self._sync is None:
+            self._sync = ConnectionPool(
+                self.url,
+                min_size=self.settings.pool_min_size,
+                max_size=self.settings.pool_max_size,
+                kwargs=self._kwargs(),
+                timeout=self.settings.connect_timeout,
+                open=False,
+                name=f"pgq-{self.purpose}",
+            )
+            try:
+                self._sync.open(wait=True, timeout=self.settings.connect_timeout)
+            except Exception:
+                pool, self._sync = self._sync, None
+                pool.close(timeout=0)
+                # Connect once without the pool to report the real reason.
+                try:
+                    psycopg.connect(self.url, **self._kwargs()).close()
+                except psycopg.OperationalError as exc:
+                    raise unavailable(exc, self.url) from None
+                raise
+        return self._sync
+
+    async def async_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Row]]:
+        loop = asyncio.get_running_loop()
+        pool = self._async.get(loop)
+        if pool is None:
+            pool = AsyncConnectionPool(
+                self.url,
+                min_size=self.settings.pool_min_size,
+                max_size=self.settings.pool_max_size,
+                kwargs=self._kwargs(),
+                timeout=self.settings.connect_timeout,
+                open=False,
+                name=f"pgq-{self.purpose}-async",
+            )
+            try:
+                await pool.open(wait=True, timeout=self.settings.connect_timeout)
+            except Exception:
+                await pool.close(timeout=0)
+                try:
+                    conn = await psycopg.AsyncConnection.connect(self.url, **self._kwargs())
+                    await conn.close()
+                except psycopg.OperationalError as exc:
+                    raise unavailable(exc, self.url) from None
+                raise
+            self._async[loop] = pool
+        return pool
+
+    def close(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+        # Async pools belong to their loops; closing them from here would need
+        # those loops. Their connections close when the pools are collected.
+        self._async.clear()
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        pool = self._async.pop(loop, None)
+        if pool is not None:
+            await pool.close()
+
+
+_PSYCOPG_PARAM = re.compile(r"%\((\w+)\)s")
+
+
+def sqlalchemy_text(sql: str) -> str:
+    """Turn ``%(name)s`` parameters into SQLAlchemy's ``:name`` form."""
+    return _PSYCOPG_PARAM.sub(r":\1", sql)
+
+
+def run_sync(connection: Any, sql: str, params: Params) -> list[Row]:
+    """Run ``sql`` on a caller's connection, inside whatever transaction it has open.
+
+    Accepts a psycopg ``Connection`` or a SQLAlchemy ``Connection``/``Session``.
+    """
+    if isinstance(connection, psycopg.Connection):
+        with connection.cursor(row_factory=dict_row) as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+    execute = getattr(connection, "execute", None)
+    if execute is not None and _is_sqlalchemy(connection):
+        from sqlalchemy import text
+
+        result = execute(text(sqlalchemy_text(sql)), dict(params))
+        return [dict(row) for row in result.mappings()] if result.returns_rows else []
+    raise TypeError(
+        "connection= must be a psycopg Connection or a SQLAlchemy Connection or Session, "
+        f"got {type(connection).__module__}.{type(connection).__name__}"
+        + (" (use enqueue_async for async connections)" if _is_async(connection) else "")
+    )
+
+
+async def run_async(connection: Any, sql: str, params: Params) -> list[Row]:
+    """The async twin of :func:`run_sync`: psycopg ``AsyncConnection``, SQLAlchemy
+    ``AsyncConnection``/``AsyncSession``."""
+    if isinstance(connection, psycopg.AsyncConnection):
+        async with connection.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql, params)
+            return await cur.fetchall() if cur.description else []
+    if _is_sqlalchemy(connection) and _is_async(connection):
+        from sqlalchemy import text
+
+        result = await connection.execute(text(sqlalchemy_text(sql)), dict(params))
+        return [dict(row) for row in result.mappings()] if result.returns_rows else []
+    if isinstance(connection, psycopg.Connection) or _is_sqlalchemy(connection):
+        raise TypeError(
+            "enqueue_async needs an async connection (psycopg AsyncConnection or SQLAlchemy "
+            f"AsyncConnection/AsyncSession), got {type(connection).__name__}; use enqueue instead"
+        )
+    raise TypeError(
+        "connection= must be a psycopg AsyncConnection or a SQLAlchemy AsyncConnection or "
+        f"AsyncSession, got {type(connection).__module__}.{type(connection).__name__}"
+    )
+
+
+def _is_sqlalchemy(connection: Any) -> bool:
+    return type(connection).__module__.startswith("sqlalchemy.")
+
+
+def _is_async(connection: Any) -> bool:
+    return "asyncio" in type(connection).__module__ or isinstance(connection, psycopg.AsyncConnection)

@@ -1,0 +1,2 @@
+-- name: schema_version
+select version_num from {schema}.alembic_version;

@@ -1,0 +1,61 @@
+"""Every error pgq raises derives from :class:`PgqError`.
+
+Messages say what was wrong, what was received and what to do, because the
+person reading them is usually in a hurry.
+"""
+
+from __future__ import annotations
+
+
+class PgqError(Exception):
+    """Base class of every error raised by pgq."""
+
+
+class ConfigurationError(PgqError):
+    """A setting or argument has a value pgq cannot use."""
+
+
+class DatabaseUnavailable(PgqError):
+    """The database could not be reached (the message names host and port, never the password)."""
+
+
+class NotMigrated(PgqError):
+    """The database has no pgq schema, or an older one: run ``pgq migrate``."""
+
+
+class InvalidJob(PgqError):
+    """A job was rejected at enqueue; nothing was written."""
+
+
+class ArgsNotSerializable(InvalidJob):
+    """The job's arguments cannot be stored as JSON."""
+
+
+class PayloadTooLarge(InvalidJob):
+    """The job's arguments exceed ``PGQ_MAX_PAYLOAD_BYTES``."""
+
+
+class UnknownTask(InvalidJob):
+    """The task name is not registered with this app (raised with ``strict=True``)."""
+
+
+class JobNotFound(PgqError):
+    """No live or finished job has that id."""
+
+
+class PermanentError(PgqError):
+    """Raise from a handler to fail the job at once, without retrying."""
+
+
+class Retry(PgqError):
+    """Raise from a handler to retry the job after ``delay`` seconds.
+
+    The attempt still counts towards ``max_attempts``.
+    """
+
+    def __init__(self, delay: float = 0.0, reason: str | None = None) -> None:
+        if delay < 0:
+            raise ConfigurationError(f"Retry delay must be zero or positive, got {delay!r}")
+        super().__init__(reason or f"retry requested in {delay} s")
+        self.delay = float(delay)
+        self.reason = reason

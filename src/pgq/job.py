@@ -1,0 +1,72 @@
+"""What a job is, in Python: the row (:class:`Job`) and the request (:class:`JobSpec`)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+LIVE_STATUSES = ("pending", "running", "blocked")
+FINISHED_STATUSES = ("completed", "failed", "cancelled")
+STATUSES = LIVE_STATUSES + FINISHED_STATUSES
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job to enqueue: a task name and its keyword arguments, plus options.
+
+    Options left at ``None`` take the task's defaults (when the task is
+    registered with the app) and then pgq's: queue ``default``, priority 0,
+    ``max_attempts`` 3, run now.
+    """
+
+    task: str
+    args: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    #: Higher runs first.
+    priority: int | None = None
+    #: When to run, an aware datetime; excludes ``delay``.
+    run_at: datetime | None = None
+    #: Seconds (or a timedelta) from now, by the database clock; excludes ``run_at``.
+    delay: float | timedelta | None = None
+    #: Idempotency key, unique among live jobs of the queue.
+    key: str | None = None
+    max_attempts: int | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as stored: live in ``jobs`` or finished in ``job_history``."""
+
+    id: int
+    queue: str
+    task: str
+    args: dict[str, Any]
+    priority: int
+    status: str
+    attempts: int
+    max_attempts: int
+    run_at: datetime
+    created_at: datetime
+    started_at: datetime | None = None
+    worker_id: uuid.UUID | None = None
+    key: str | None = None
+    group_key: str | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    timeout: timedelta | None = None
+    backoff: float | None = None
+    cancel_requested_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: Any = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Job:
+        names = {f.name for f in fields(cls)}
+        return cls(**{name: value for name, value in row.items() if name in names})
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES

@@ -1,0 +1,169 @@
+"""pgq's settings: environment variables prefixed ``PGQ_``, overridable in code.
+
+Every field documents its default; ``docs/configuration.md`` lists them all.
+Arguments given to :class:`pgq.App` override the environment, and CLI flags
+override both.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from pgq.errors import ConfigurationError
+
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
+
+
+class Settings(BaseSettings):
+    """Configuration of one pgq installation and its workers."""
+
+    model_config = SettingsConfigDict(env_prefix="PGQ_", extra="forbid", validate_default=True)
+
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "PostgreSQL URL (postgresql://user:password@host:port/dbname). "
+            "Default: none, which starts an embedded PostgreSQL in `data_dir`."
+        ),
+    )
+    schema_name: str = Field(
+        default="pgq",
+        validation_alias=AliasChoices("PGQ_SCHEMA", "schema_name", "schema"),
+        description=(
+            "Schema holding pgq's tables. Default `pgq`. Several schemas make several "
+            "independent installations in one database. Lower-case letters, digits and "
+            "underscores, at most 40 characters."
+        ),
+    )
+    data_dir: Path = Field(
+        default=Path(".pgq"),
+        description="Folder of the embedded PostgreSQL when no database URL is set. Default `./.pgq`.",
+    )
+    max_payload_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="Largest JSON size of a job's args (and result), in bytes. Default 1 MiB.",
+    )
+    pool_min_size: int = Field(default=1, ge=0, description="Connections kept open. Default 1.")
+    pool_max_size: int = Field(default=10, ge=1, description="Most connections open. Default 10.")
+    connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for a connection. Default 5."
+    )
+    statement_timeout: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds any pgq statement may run before PostgreSQL cancels it (0: none). Default 30.",
+    )
+    auto_migrate: bool | None = Field(
+        default=None,
+        description=(
+            "Migrate the schema on first connection. Default: on for the embedded "
+            "PostgreSQL, off for a configured database (run `pgq migrate` there)."
+        ),
+    )
+
+    # Worker settings (read by `pgq worker`).
+    queues: Annotated[list[str], NoDecode] = Field(
+        default=["default"],
+        description="Queues a worker serves, comma-separated. Default `default`.",
+    )
+    concurrency: int = Field(default=10, ge=1, description="Jobs one worker runs at once. Default 10.")
+    poll_interval: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds between polls when no notification arrives. Default 2.",
+    )
+    heartbeat_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between a worker's heartbeats. Default 5."
+    )
+    heartbeat_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds without heartbeat before a worker is dead. Default 30.",
+    )
+    shutdown_timeout: float = Field(
+        default=30.0, ge=0, description="Seconds running jobs get to finish on SIGTERM. Default 30."
+    )
+    sweep_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between sweeps of the elected sweeper. Default 5."
+    )
+    metrics_interval: float = Field(
+        default=10.0, gt=0, description="Seconds between rows of `metrics`. Default 10."
+    )
+    retention: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="Seconds finished jobs stay in `job_history`. Default 7 days.",
+    )
+    listen_url: str | None = Field(
+        default=None,
+        description=(
+            "Direct URL for LISTEN and the sweeper's lock when `database_url` goes "
+            "through a transaction pooler. Default: `database_url`."
+        ),
+    )
+    read_url: str | None = Field(
+        default=None,
+        description="URL of a read replica for dashboards and stats. Default: `database_url`.",
+    )
+    log_format: str = Field(default="text", description="`text` or `json`. Default `text`.")
+
+    @field_validator("schema_name")
+    @classmethod
+    def _schema_is_identifier(cls, value: str) -> str:
+        if not SCHEMA_NAME.match(value):
+            raise ValueError(
+                "must be lower-case letters, digits and underscores, starting with a letter "
+                f"or underscore, at most 40 characters; got {value!r}"
+            )
+        return value
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _split_queues(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_log_format(cls, value: str) -> str:
+        if value not in ("text", "json"):
+            raise ValueError(f"must be 'text' or 'json', got {value!r}")
+        return value
+
+    @property
+    def notify_channel(self) -> str:
+        """The LISTEN/NOTIFY channel of this installation."""
+        return f"{self.schema_name}_jobs"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with non-None ``overrides`` on top.
+
+    Raises :class:`ConfigurationError` naming each bad value instead of
+    pydantic's longer report.
+    """
+    given = {name: value for name, value in overrides.items() if value is not None}
+    if "schema" in given:
+        given["schema_name"] = given.pop("schema")
+    unknown = set(given) - set(Settings.model_fields)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown setting(s): {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(Settings.model_fields))}"
+        )
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            env = "PGQ_" + (where.upper() if where != "schema_name" else "SCHEMA")
+            problems.append(f"{where} ({env}): {error['msg']}")
+        raise ConfigurationError("invalid pgq settings: " + "; ".join(problems)) from None

@@ -1,0 +1,128 @@
+"""Tasks: Python functions registered with ``@app.task``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from pgq.errors import ConfigurationError, InvalidJob
+from pgq.job import JobSpec
+
+if TYPE_CHECKING:
+    from pgq.app import App
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Backoff = float | Callable[[int], float]
+
+
+class Task(Generic[P, R]):
+    """A registered handler and its defaults.
+
+    Calling the task calls the function directly (handy in tests);
+    ``task.enqueue(**args)`` puts a job on the queue, and
+    ``task.options(queue=..., delay=..., key=..., connection=...)`` sets
+    per-job options first.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        fn: Callable[P, R],
+        *,
+        name: str,
+        queue: str | None,
+        priority: int | None,
+        max_attempts: int | None,
+        backoff: Backoff | None,
+        timeout: float | timedelta | None,
+        pass_context: bool,
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.queue = queue
+        self.priority = priority
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.timeout = _seconds(timeout, "timeout") if timeout is not None else None
+        self.pass_context = pass_context
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = inspect.signature(fn)
+        if pass_context and not self.signature.parameters:
+            raise ConfigurationError(
+                f"task {name!r} has pass_context=True but takes no arguments; "
+                "its first parameter receives the pgq.JobContext"
+            )
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", name)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<pgq.Task {self.name}>"
+
+    def check_args(self, args: dict[str, Any]) -> None:
+        """Raise :class:`InvalidJob` if ``fn(**args)`` could not be called."""
+        try:
+            if self.pass_context:
+                self.signature.bind(None, **args)
+            else:
+                self.signature.bind(**args)
+        except TypeError as exc:
+            raise InvalidJob(
+                f"args do not match task {self.name}{self.signature}: {exc}; got {sorted(args)}"
+            ) from None
+
+    def spec(self, **args: Any) -> JobSpec:
+        """A :class:`JobSpec` of this task with ``args``, for ``enqueue_many`` and workflows."""
+        return JobSpec(task=self.name, args=args)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> int:
+        """Enqueue one job of this task with keyword arguments; returns its id."""
+        if args:
+            raise InvalidJob(
+                f"{self.name}.enqueue takes keyword arguments only (they are stored as JSON), "
+                f"got {len(args)} positional"
+            )
+        return self.app.enqueue(self, dict(kwargs))
+
+    async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> int:
+        """The async twin of :meth:`enqueue`."""
+        if args:
+            raise InvalidJob(f"{self.name}.enqueue_async takes keyword arguments only")
+        return await self.app.enqueue_async(self, dict(kwargs))
+
+    def options(self, **options: Any) -> BoundTask:
+        """Per-job options (queue, priority, run_at, delay, key, max_attempts, connection)."""
+        return BoundTask(self, options)
+
+
+class BoundTask:
+    """A task with per-job options set: ``task.options(delay=60).enqueue(user_id=7)``."""
+
+    def __init__(self, task: Task[Any, Any], options: dict[str, Any]) -> None:
+        self.task = task
+        self.opts = options
+
+    def enqueue(self, **args: Any) -> int:
+        return self.task.app.enqueue(self.task, args, **self.opts)
+
+    async def enqueue_async(self, **args: Any) -> int:
+        return await self.task.app.enqueue_async(self.task, args, **self.opts)
+
+
+def _seconds(value: float | timedelta, name: str) -> float:
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ConfigurationError(f"{name} must be seconds or a timedelta, got {value!r}")
+    if seconds <= 0:
+        raise ConfigurationError(f"{name} must be positive, got {value!r}")
+    return seconds
