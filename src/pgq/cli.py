@@ -1,0 +1,229 @@
+"""The ``pgq`` command.
+
+Every command reads the ``PGQ_*`` environment (``PGQ_DATABASE_URL``,
+``PGQ_SCHEMA``, ``PGQ_DATA_DIR``, ...) and accepts ``--database-url`` and
+``--schema`` to override it. Errors are one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from pgq.app import App
+from pgq.db.urls import redact
+from pgq.errors import ConfigurationError, PgqError
+from pgq.job import STATUSES, Job
+from pgq.output import job_detail, jobs_table, to_json
+
+ENVIRONMENT_HELP = """\
+environment:
+  PGQ_DATABASE_URL  PostgreSQL URL; unset: an embedded PostgreSQL in PGQ_DATA_DIR
+  PGQ_SCHEMA        schema of pgq's tables (default pgq)
+  PGQ_DATA_DIR      folder of the embedded PostgreSQL (default ./.pgq)
+  PGQ_MAX_PAYLOAD_BYTES  largest args JSON (default 1048576)
+  see docs/configuration.md for every PGQ_ variable
+"""
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--database-url", metavar="URL", help="overrides PGQ_DATABASE_URL")
+    common.add_argument("--schema", help="overrides PGQ_SCHEMA (default pgq)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="pgq",
+        description="pgq: a job queue that lives entirely in PostgreSQL.",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"pgq {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    migrate = commands.add_parser(
+        "migrate",
+        parents=[common],
+        help="create or upgrade pgq's schema",
+        description="Upgrade pgq's schema to the newest revision (safe to run from several processes).",
+    )
+    migrate.add_argument("--sql", action="store_true", help="print the SQL instead of running it")
+    migrate.add_argument("--revision", default="head", help="target revision (default head)")
+    migrate.add_argument(
+        "--downgrade", metavar="REVISION", help="downgrade to REVISION instead ('base' drops every pgq table)"
+    )
+    migrate.set_defaults(handler=cmd_migrate)
+
+    enqueue = commands.add_parser(
+        "enqueue",
+        parents=[common],
+        help="enqueue one job",
+        description="Enqueue one job of TASK with JSON keyword arguments.",
+    )
+    enqueue.add_argument("task")
+    enqueue.add_argument("--args", default="{}", help="JSON object, e.g. '{\"user_id\": 7}'")
+    enqueue.add_argument("--queue")
+    enqueue.add_argument("--priority", type=int)
+    enqueue.add_argument("--delay", type=float, help="seconds from now")
+    enqueue.add_argument("--run-at", help="ISO 8601 time with a zone, e.g. 2026-12-01T09:00:00+00:00")
+    enqueue.add_argument("--key", help="idempotency key")
+    enqueue.add_argument("--max-attempts", type=int)
+    enqueue.set_defaults(handler=cmd_enqueue)
+
+    jobs = commands.add_parser("jobs", help="list and inspect jobs")
+    job_commands = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+    listing = job_commands.add_parser("list", parents=[common], help="list jobs, newest first")
+    listing.add_argument("--status", choices=STATUSES)
+    listing.add_argument("--queue")
+    listing.add_argument("--task")
+    listing.add_argument("--key")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--before-id", type=int, help="show jobs older than this id (next page)")
+    listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+    listing.set_defaults(handler=cmd_jobs_list)
+    show = job_commands.add_parser("show", parents=[common], help="one job with its errors")
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=cmd_jobs_show)
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="enqueue a few example jobs and list them",
+        description="Migrate the database (embedded by default), enqueue example jobs and list them.",
+    )
+    demo.set_defaults(handler=cmd_demo)
+
+    db = commands.add_parser("db", parents=[common], help="print the database URL pgq uses")
+    db.add_argument("--show-password", action="store_true")
+    db.set_defaults(handler=cmd_db)
+    return parser
+
+
+def _version() -> str:
+    from pgq import __version__
+
+    return __version__
+
+
+def _app(options: argparse.Namespace) -> App:
+    return App(database_url=options.database_url, schema=options.schema)
+
+
+def cmd_migrate(options: argparse.Namespace) -> int:
+    from pgq.migrate import downgrade, migrate, migration_sql
+
+    if options.sql:
+        schema = options.schema or App().schema
+        sys.stdout.write(migration_sql(schema=schema, revision=options.revision))
+        return 0
+    app = _app(options)
+    if options.downgrade:
+        downgrade(app.url, schema=app.schema, revision=options.downgrade)
+        print(f"pgq schema {app.schema!r} downgraded to {options.downgrade}")
+    else:
+        migrate(app.url, schema=app.schema, revision=options.revision)
+        print(f"pgq schema {app.schema!r} is at {options.revision}")
+    return 0
+
+
+def cmd_enqueue(options: argparse.Namespace) -> int:
+    try:
+        args = json.loads(options.args)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            f"--args is not valid JSON ({exc}); e.g. --args '{{\"user_id\": 7}}'"
+        ) from None
+    run_at = None
+    if options.run_at:
+        try:
+            run_at = datetime.fromisoformat(options.run_at)
+        except ValueError:
+            raise ConfigurationError(
+                f"--run-at {options.run_at!r} is not an ISO 8601 time; e.g. 2026-12-01T09:00:00+00:00"
+            ) from None
+    if not isinstance(args, dict):
+        raise ConfigurationError(f"--args must be a JSON object of keyword arguments, got {options.args}")
+    with _app(options) as app:
+        job_id = app.enqueue(
+            options.task,
+            args,
+            queue=options.queue,
+            priority=options.priority,
+            run_at=run_at,
+            delay=options.delay,
+            key=options.key,
+            max_attempts=options.max_attempts,
+        )
+    print(job_id)
+    return 0
+
+
+def cmd_jobs_list(options: argparse.Namespace) -> int:
+    with _app(options) as app:
+        jobs = app.list_jobs(
+            status=options.status,
+            queue=options.queue,
+            task=options.task,
+            key=options.key,
+            limit=options.limit,
+            before_id=options.before_id,
+        )
+    _print_jobs(jobs, options.json)
+    return 0
+
+
+def cmd_jobs_show(options: argparse.Namespace) -> int:
+    with _app(options) as app:
+        job = app.get_job(options.id)
+    if job is None:
+        raise PgqError(f"no job with id {options.id} (live or in history)")
+    print(to_json(job) if options.json else job_detail(job))
+    return 0
+
+
+def _print_jobs(jobs: Sequence[Job], as_json: bool) -> None:
+    if as_json:
+        print(to_json(list(jobs)))
+    elif not jobs:
+        print("no jobs")
+    else:
+        print(jobs_table(jobs))
+
+
+def cmd_demo(options: argparse.Namespace) -> int:
+    from pgq.demo import run_demo
+
+    with _app(options) as app:
+        return run_demo(app)
+
+
+def cmd_db(options: argparse.Namespace) -> int:
+    app = _app(options)
+    print(app.url if options.show_password else redact(app.url))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    options = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = options.handler
+    try:
+        return handler(options)
+    except PgqError as exc:
+        print(f"pgq: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""How jobs look in a terminal: tables, a detail view, and JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pgq.job import Job
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(_plain(value), indent=2, ensure_ascii=False)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def jobs_table(jobs: Sequence[Job]) -> str:
+    headers = ("ID", "STATUS", "QUEUE", "TASK", "PRI", "ATTEMPTS", "RUN AT", "KEY", "ARGS")
+    rows = [
+        (
+            str(job.id),
+            job.status,
+            job.queue,
+            job.task,
+            str(job.priority),
+            f"{job.attempts}/{job.max_attempts}",
+            _when(job.run_at),
+            job.key or "",
+            _clip(json.dumps(job.args, ensure_ascii=False), 40),
+        )
+        for job in jobs
+    ]
+    return table(headers, rows)
+
+
+def job_detail(job: Job) -> str:
+    lines = [
+        f"job {job.id}  {job.status}",
+        f"  task        {job.task}",
+        f"  queue       {job.queue}   priority {job.priority}",
+        f"  attempts    {job.attempts} of {job.max_attempts}",
+        f"  created     {_when(job.created_at)}",
+        f"  run at      {_when(job.run_at)}",
+    ]
+    if job.started_at:
+        lines.append(f"  started     {_when(job.started_at)}")
+    if job.finished_at:
+        lines.append(f"  finished    {_when(job.finished_at)}")
+    if job.key:
+        lines.append(f"  key         {job.key}")
+    if job.worker_id:
+        lines.append(f"  worker      {job.worker_id}")
+    if job.progress is not None:
+        message = f"  {job.progress_message}" if job.progress_message else ""
+        lines.append(f"  progress    {job.progress:.0%}{message}")
+    lines.append("  args        " + json.dumps(job.args, ensure_ascii=False, indent=2).replace("\n", "\n  "))
+    if job.result is not None:
+        lines.append("  result      " + json.dumps(job.result, ensure_ascii=False))
+    for error in job.errors:
+        lines.append(
+            f"  attempt {error.get('attempt', '?')} failed at {error.get('at', '?')}: "
+            f"{error.get('type', 'Error')}: {error.get('message', '')}"
+        )
+        traceback = error.get("traceback")
+        if traceback:
+            lines.extend("      " + line for line in str(traceback).rstrip().splitlines())
+    return "\n".join(lines)
