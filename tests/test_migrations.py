@@ -1,0 +1,137 @@
+"""Migrations: up and down on every server, concurrency, custom schemas, SQL output, drift."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+import pgq
+from pgq.migrate import current_revision, downgrade, head_revision, migration_sql
+from pgq.schema import tables
+
+PGQ_TABLES = {"jobs", "job_history", "workers", "metrics", "schedules", "queues", "alembic_version"}
+
+
+def schema_tables(url: str, schema: str = "pgq") -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "select table_name from information_schema.tables where table_schema = %s", [schema]
+        ).fetchall()
+    return {row[0] for row in rows} - {"all_jobs"}
+
+
+def test_up_down_up(empty_database_url: str) -> None:
+    url = empty_database_url
+    assert current_revision(url) is None
+    pgq.migrate(url)
+    assert schema_tables(url) == PGQ_TABLES
+    assert current_revision(url) == head_revision()
+    pgq.migrate(url)  # a second run has nothing to do
+    downgrade(url, revision="base")
+    assert schema_tables(url) == {"alembic_version"}
+    with psycopg.connect(url) as conn:
+        functions = conn.execute(
+            "select proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace where nspname = 'pgq'"
+        ).fetchall()
+    assert functions == []
+    pgq.migrate(url)
+    assert schema_tables(url) == PGQ_TABLES
+
+
+def test_custom_schema_is_independent(empty_database_url: str) -> None:
+    url = empty_database_url
+    pgq.migrate(url, schema="jobs_a")
+    pgq.migrate(url, schema="jobs_b")
+    assert schema_tables(url, "jobs_a") == PGQ_TABLES
+    assert schema_tables(url, "pgq") == set()
+    a, b = pgq.App(url, schema="jobs_a"), pgq.App(url, schema="jobs_b")
+    try:
+        job_a = a.enqueue("t", {"x": 1})
+        b.enqueue("t", {"x": 2})
+        b.enqueue("t", {"x": 3})
+        assert [j.args for j in a.list_jobs()] == [{"x": 1}]
+        assert len(b.list_jobs()) == 2
+        assert a.get_job(job_a) is not None
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("listen jobs_a_jobs")
+            conn.execute("select jobs_a.enqueue('from_sql')")
+            assert [n.channel for n in conn.notifies(timeout=1, stop_after=1)] == ["jobs_a_jobs"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_two_processes_migrating_at_once(empty_database_url: str) -> None:
+    code = "import sys, pgq; pgq.migrate(sys.argv[1])"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code, empty_database_url], stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+    assert schema_tables(empty_database_url) == PGQ_TABLES
+    assert current_revision(empty_database_url) == head_revision()
+
+
+def test_sql_output_for_review() -> None:
+    sql = migration_sql(schema="pgq")
+    assert 'create table "pgq".jobs' in sql
+    assert "pg_advisory_xact_lock" in sql
+    assert "alembic_version" in sql
+    other = migration_sql(schema="other_schema")
+    assert 'create table "other_schema".jobs' in other and '"pgq"' not in other
+
+
+def test_unmigrated_database_says_run_migrate(empty_database_url: str) -> None:
+    app = pgq.App(empty_database_url)
+    with pytest.raises(pgq.NotMigrated, match="run `pgq migrate`"):
+        app.enqueue("t", {})
+    with psycopg.connect(empty_database_url) as caller:
+        with pytest.raises(pgq.NotMigrated, match="run `pgq migrate`"):
+            app.enqueue("t", {}, connection=caller)
+    # auto_migrate=True migrates on first use instead.
+    auto = pgq.App(empty_database_url, auto_migrate=True)
+    assert auto.enqueue("t", {}) > 0
+    auto.close()
+    app.close()
+
+
+def test_outdated_schema_is_reported(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("update pgq.alembic_version set version_num = '0000'")
+    app = pgq.App(database_url)
+    with pytest.raises(pgq.NotMigrated, match="at revision 0000"):
+        app.enqueue("t", {})
+    app.close()
+
+
+def test_tables_match_sqlalchemy_metadata(database_url: str) -> None:
+    """The drift check: the migrated database and pgq.schema agree column by column."""
+    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(database_url))
+    reflected = sa.MetaData()
+    reflected.reflect(bind=engine, schema="pgq")
+    declared = tables("pgq")
+    dialect = engine.dialect
+    for table in declared.metadata.sorted_tables:
+        actual = reflected.tables[f"pgq.{table.name}"]
+        assert [c.name for c in actual.columns] == [c.name for c in table.columns], table.name
+        for column in table.columns:
+            real = actual.columns[column.name]
+            assert real.nullable == column.nullable, f"{table.name}.{column.name} nullable"
+            assert real.type.compile(dialect) == column.type.compile(dialect), f"{table.name}.{column.name}"
+        assert {c.name for c in actual.primary_key} == {c.name for c in table.primary_key}, table.name
+    engine.dispose()
+
+
+def test_claim_index_exists(conn: Any) -> None:
+    row = conn.execute(
+        "select indexdef from pg_indexes where schemaname = 'pgq' and indexname = 'jobs_claim_idx'"
+    ).fetchone()
+    assert row is not None
+    assert "(queue, priority DESC, run_at, id) WHERE (status = 'pending'::text)" in row["indexdef"]
