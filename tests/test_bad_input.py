@@ -87,7 +87,7 @@ def test_one_bad_spec_rejects_the_whole_batch(app: pgq.App, conn: Any) -> None:
     specs = [pgq.JobSpec("t", {"i": i}) for i in range(5)] + [pgq.JobSpec("t", {"bad": object()})]
     with pytest.raises(pgq.ArgsNotSerializable, match="job 5 of the batch"):
         app.enqueue_many(specs)
-    with pytest.raises(TypeError, match="takes pgq.JobSpec items"):
+    with pytest.raises(TypeError, match=r"takes pgq\.JobSpec items"):
         app.enqueue_many([{"task": "t"}])  # type: ignore[list-item]
     assert_no_jobs(conn)
 

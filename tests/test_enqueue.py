@@ -43,9 +43,7 @@ def test_task_defaults_and_sugar(app: pgq.App, conn: psycopg.Connection[Any]) ->
 
 def test_delay_uses_database_clock(app: pgq.App, conn: psycopg.Connection[Any]) -> None:
     job_id = app.enqueue("later", delay=timedelta(minutes=5))
-    row = conn.execute(
-        "select run_at - created_at as wait from pgq.jobs where id = %s", [job_id]
-    ).fetchone()
+    row = conn.execute("select run_at - created_at as wait from pgq.jobs where id = %s", [job_id]).fetchone()
     assert row is not None and row["wait"] == timedelta(minutes=5)
     job_id = app.enqueue("later", delay=90)
     row = conn.execute("select run_at - created_at as wait from pgq.jobs where id = %s", [job_id]).fetchone()
@@ -89,7 +87,7 @@ def test_eight_threads_same_key_create_one_job(database_url: str, conn: psycopg.
             barrier.wait()
             for _ in range(20):
                 ids.append(app.enqueue("charge", {"order": 1}, key="charge:order-1"))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=enqueue) for _ in range(8)]

@@ -89,8 +89,9 @@ def test_sqlalchemy_connection_and_session(app: pgq.App, database_url: str, conn
         session.rollback()
     assert count_jobs(conn) == 1
     with Session(engine) as session, session.begin():
-        ids = app.enqueue_many([pgq.JobSpec("ship", {"order": 4}), pgq.JobSpec("ship", {"order": 5})],
-                               connection=session)
+        ids = app.enqueue_many(
+            [pgq.JobSpec("ship", {"order": 4}), pgq.JobSpec("ship", {"order": 5})], connection=session
+        )
     assert count_jobs(conn) == 3
     assert [app.get_job(i).args["order"] for i in ids] == [4, 5]  # type: ignore[union-attr]
     engine.dispose()

@@ -326,9 +326,7 @@ class App:
 
         return await drive_async(insert_one(self.schema, params), execute)
 
-    def enqueue_many(
-        self, specs: Iterable[JobSpec], *, connection: Any = None, strict: bool = False
-    ) -> list[int]:
+    def enqueue_many(self, specs: Iterable[JobSpec], *, connection: Any = None, strict: bool = False) -> list[int]:
         """Enqueue many jobs in one statement; returns their ids in the order given.
 
         Every spec is checked before anything is written: one bad spec rejects

@@ -138,9 +138,7 @@ def cmd_enqueue(options: argparse.Namespace) -> int:
     try:
         args = json.loads(options.args)
     except json.JSONDecodeError as exc:
-        raise ConfigurationError(
-            f"--args is not valid JSON ({exc}); e.g. --args '{{\"user_id\": 7}}'"
-        ) from None
+        raise ConfigurationError(f"--args is not valid JSON ({exc}); e.g. --args '{{\"user_id\": 7}}'") from None
     run_at = None
     if options.run_at:
         try:

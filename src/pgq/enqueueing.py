@@ -31,9 +31,7 @@ MAX_ATTEMPTS = 1000
 KEY_RETRIES = 5
 
 
-def prepare(
-    spec: JobSpec, task: Task[Any, Any] | None, max_payload_bytes: int, strict: bool
-) -> dict[str, Any]:
+def prepare(spec: JobSpec, task: Task[Any, Any] | None, max_payload_bytes: int, strict: bool) -> dict[str, Any]:
     """The insert parameters for ``spec``, or :class:`InvalidJob` saying what is wrong.
 
     ``task`` is the registered task of that name, if any: its defaults fill

@@ -101,10 +101,7 @@ def tables(schema: str = "pgq") -> Tables:
         Column("queue", Text, primary_key=True),
         Column("at", TZ, primary_key=True),
         Column("interval_seconds", Double, nullable=False),
-        *[
-            Column(name, BigInteger, nullable=False)
-            for name in ("pending", "scheduled", "running", "blocked")
-        ],
+        *[Column(name, BigInteger, nullable=False) for name in ("pending", "scheduled", "running", "blocked")],
         Column("workers", Integer, nullable=False),
         *[Column(name, BigInteger, nullable=False) for name in ("completed", "failed", "retried", "cancelled")],
         *[Column(name, Double) for name in ("run_ms_mean", "run_ms_p95", "wait_ms_mean", "wait_ms_p95")],

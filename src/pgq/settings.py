@@ -51,9 +51,7 @@ class Settings(BaseSettings):
     )
     pool_min_size: int = Field(default=1, ge=0, description="Connections kept open. Default 1.")
     pool_max_size: int = Field(default=10, ge=1, description="Most connections open. Default 10.")
-    connect_timeout: float = Field(
-        default=5.0, gt=0, description="Seconds to wait for a connection. Default 5."
-    )
+    connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to wait for a connection. Default 5.")
     statement_timeout: float = Field(
         default=30.0,
         ge=0,
@@ -92,9 +90,7 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(
         default=5.0, gt=0, description="Seconds between sweeps of the elected sweeper. Default 5."
     )
-    metrics_interval: float = Field(
-        default=10.0, gt=0, description="Seconds between rows of `metrics`. Default 10."
-    )
+    metrics_interval: float = Field(default=10.0, gt=0, description="Seconds between rows of `metrics`. Default 10.")
     retention: float = Field(
         default=7 * 24 * 3600.0,
         gt=0,
@@ -155,8 +151,7 @@ def load_settings(**overrides: Any) -> Settings:
     unknown = set(given) - set(Settings.model_fields)
     if unknown:
         raise ConfigurationError(
-            f"unknown setting(s): {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(Settings.model_fields))}"
+            f"unknown setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(Settings.model_fields))}"
         )
     try:
         return Settings(**given)
@@ -167,3 +162,35 @@ def load_settings(**overrides: Any) -> Settings:
             env = "PGQ_" + (where.upper() if where != "schema_name" else "SCHEMA")
             problems.append(f"{where} ({env}): {error['msg']}")
         raise ConfigurationError("invalid pgq settings: " + "; ".join(problems)) from None
+
+
+def reference_markdown() -> str:
+    """The configuration reference (``docs/configuration.md``), generated from :class:`Settings`."""
+    lines = [
+        "# Configuration",
+        "",
+        "<!-- Generated from pgq.settings.Settings by `python -m pgq.settings`; a test keeps it in sync. -->",
+        "",
+        "pgq reads environment variables prefixed `PGQ_`. Keyword arguments of `pgq.App(...)` override",
+        "them (`pgq.App(concurrency=20)`), and CLI flags override both.",
+        "",
+        "| variable | App argument | default | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, field in Settings.model_fields.items():
+        env = "PGQ_SCHEMA" if name == "schema_name" else f"PGQ_{name.upper()}"
+        argument = "schema" if name == "schema_name" else name
+        default = field.default
+        if isinstance(default, list):
+            shown = ",".join(default)
+        elif isinstance(default, Path):
+            shown = str(default)
+        else:
+            shown = "unset" if default is None else str(default)
+        description = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `{env}` | `{argument}` | `{shown}` | {description} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(reference_markdown(), end="")

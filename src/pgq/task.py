@@ -74,9 +74,7 @@ class Task(Generic[P, R]):
             else:
                 self.signature.bind(**args)
         except TypeError as exc:
-            raise InvalidJob(
-                f"args do not match task {self.name}{self.signature}: {exc}; got {sorted(args)}"
-            ) from None
+            raise InvalidJob(f"args do not match task {self.name}{self.signature}: {exc}; got {sorted(args)}") from None
 
     def spec(self, **args: Any) -> JobSpec:
         """A :class:`JobSpec` of this task with ``args``, for ``enqueue_many`` and workflows."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -79,9 +80,7 @@ def is_missing_schema(exc: BaseException) -> bool:
 def connect(url: str, settings: Settings, purpose: str, autocommit: bool = True) -> psycopg.Connection[Row]:
     """One pgq session (not pooled), with errors that say where it tried to connect."""
     try:
-        return psycopg.connect(
-            url, autocommit=autocommit, row_factory=dict_row, **connection_kwargs(settings, purpose)
-        )
+        return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, **connection_kwargs(settings, purpose))
     except psycopg.OperationalError as exc:
         raise unavailable(exc, url) from None
 
@@ -98,6 +97,7 @@ class Pools:
         self.settings = settings
         self.purpose = purpose
         self._sync: ConnectionPool[psycopg.Connection[Row]] | None = None
+        self._lock = threading.Lock()
         self._async: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, AsyncConnectionPool[psycopg.AsyncConnection[Row]]
         ] = weakref.WeakKeyDictionary()
@@ -110,6 +110,12 @@ class Pools:
         }
 
     def sync_pool(self) -> ConnectionPool[psycopg.Connection[Row]]:
+        if self._sync is not None:
+            return self._sync
+        with self._lock:  # threads racing here must share one pool
+            return self._open_sync_pool()
+
+    def _open_sync_pool(self) -> ConnectionPool[psycopg.Connection[Row]]:
         if self._sync is None:
             # One direct connection first: an unreachable server fails at once
             # with its real reason, instead of after the pool's retries.

@@ -50,9 +50,7 @@ def normalize(url: str, setting: str = "PGQ_DATABASE_URL") -> str:
         ) from None
     port = str(params.get("port") or "")
     if port and not all(part.isdigit() for part in port.split(",")):
-        raise ConfigurationError(
-            f"{setting} has port {port!r}, which is not a number ({redact(url)}); {EXPECTED}"
-        )
+        raise ConfigurationError(f"{setting} has port {port!r}, which is not a number ({redact(url)}); {EXPECTED}")
     return url
 
 
