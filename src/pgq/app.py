@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import psycopg
 
-from pgq.db.connection import Pools, Row, is_missing_schema, not_migrated, run_async, run_sync
+from pgq.db.connection import Pools, Row, connect, is_missing_schema, not_migrated, run_async, run_sync
 from pgq.db.embedded import embedded_url
 from pgq.db.queries import query
 from pgq.db.urls import normalize
 from pgq.enqueueing import drive, drive_async, insert_many, insert_one, prepare
-from pgq.errors import ConfigurationError, PgqError
+from pgq.errors import ConfigurationError, InvalidState, JobNotFound, PgqError
+from pgq.events import EVENTS, Event
 from pgq.job import Job, JobSpec
 from pgq.settings import Settings, load_settings
 from pgq.task import Backoff, Task
+
+if TYPE_CHECKING:
+    from pgq.worker import Worker
+
+log = logging.getLogger("pgq")
 
 F = TypeVar("F", bound=Callable[..., Any])
 TaskRef = str | Task[Any, Any]
@@ -42,6 +52,24 @@ class App:
         self._pools: Pools | None = None
         self._checked = False
         self._lock = threading.Lock()
+        self._hooks: dict[str, list[Callable[[Event], Any]]] = {}
+
+    def configure(self, **overrides: Any) -> None:
+        """Override settings after construction (the CLI's flags do this); only
+        before the app first connects. ``None`` values are ignored."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if not given:
+            return
+        if self._pools is not None or self._url is not None:
+            raise ConfigurationError("configure() must be called before the app connects")
+        current = self.settings.model_dump(exclude_unset=False)
+        current["schema"] = current.pop("schema_name")
+        if "schema_name" in given:
+            given["schema"] = given.pop("schema_name")
+        current.update(given)
+        self.settings = load_settings(**current)
+        if self.settings.database_url is not None:
+            normalize(self.settings.database_url)
 
     # ----------------------------------------------------------------- tasks
 
@@ -232,6 +260,13 @@ class App:
                 raise not_migrated(self.schema) from None
             raise
 
+    def _ensure_migrated_for_worker(self) -> None:
+        """Check (or, for the embedded database, create) the schema before a worker starts."""
+        if self._checked:
+            return
+        with connect(self.url, self.settings, "worker") as conn:
+            self._ensure_schema(conn)
+
     def migrate(self) -> None:
         """Bring this app's schema up to date (what ``pgq migrate`` does)."""
         from pgq.migrate import migrate
@@ -390,3 +425,105 @@ class App:
             "before_id": before_id,
         }
         return [Job.from_row(row) for row in self._run(query("job_list", self.schema), params)]
+
+    # ------------------------------------------------------------- controls
+
+    def cancel(self, job_id: int) -> str:
+        """Cancel a job. A pending (or delayed) job ends ``cancelled`` at once and
+        ``"cancelled"`` is returned; a running job's worker is told to stop it
+        (``"cancelling"``): an async handler is cancelled, a sync one sees
+        ``ctx.cancelled``. Raises :class:`JobNotFound` for an unknown id and
+        :class:`InvalidState` for a job that already finished."""
+        rows = self._run(
+            query("job_cancel", self.schema), {"id": int(job_id), "cancel_channel": f"{self.schema}_cancel"}
+        )
+        if not rows:
+            raise JobNotFound(f"no job with id {job_id}")
+        outcome = str(rows[0]["outcome"])
+        if outcome not in ("cancelled", "cancelling"):
+            raise InvalidState(
+                f"job {job_id} already finished ({outcome}); only pending or running jobs can be cancelled"
+            )
+        return outcome
+
+    def retry(self, job_id: int) -> None:
+        """Put a failed or cancelled job back in its queue, with the same id, to run now.
+
+        A job that used all its attempts gets one more. Raises
+        :class:`JobNotFound` or :class:`InvalidState` (it is not failed or
+        cancelled, or a live job holds its key)."""
+        if self._run(query("job_retry", self.schema), {"id": int(job_id)}):
+            return
+        job = self.get_job(job_id)
+        if job is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        if job.status in ("failed", "cancelled"):
+            raise InvalidState(
+                f"job {job_id} cannot be retried: a live job in queue {job.queue!r} holds its key {job.key!r}"
+            )
+        raise InvalidState(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
+
+    # --------------------------------------------------------------- worker
+
+    def on(self, event: str, hook: Callable[[Event], Any]) -> Callable[[Event], Any]:
+        """Call ``hook(event)`` on each job event of this app's workers (see :mod:`pgq.events`)."""
+        if event not in EVENTS:
+            raise ConfigurationError(f"unknown event {event!r}; known: {', '.join(EVENTS)}")
+        self._hooks.setdefault(event, []).append(hook)
+        return hook
+
+    @contextlib.asynccontextmanager
+    async def worker(self, **options: Any) -> AsyncIterator[Worker]:
+        """Run a worker in the background of the current event loop:
+
+            async with app.worker(queues=["emails"], concurrency=20) as worker:
+                ...   # jobs run meanwhile
+
+        Leaving the block stops it gracefully (running jobs finish, up to the
+        shutdown timeout). Options are those of :class:`pgq.worker.Worker`.
+        """
+        from pgq.worker import Worker
+
+        worker = Worker(self, **options)
+        task = asyncio.create_task(worker.run(), name="pgq-worker")
+        try:
+            yield worker
+        finally:
+            worker.stop()
+            await task
+
+    def run_worker(self, **options: Any) -> None:
+        """Run a worker in this thread until SIGTERM or SIGINT (what ``pgq worker`` does).
+
+        The first signal stops claiming and lets running jobs finish for up to
+        ``shutdown_timeout`` seconds; a second one returns them to the queue at once.
+        """
+        asyncio.run(self._run_worker_until_signal(**options))
+
+    async def _run_worker_until_signal(self, **options: Any) -> None:
+        from pgq.worker import Worker
+
+        worker = Worker(self, **options)
+        loop = asyncio.get_running_loop()
+        received: list[str] = []
+
+        def on_signal(name: str) -> None:
+            received.append(name)
+            if len(received) == 1:
+                log.warning(
+                    "%s received: finishing running jobs (up to %.0f s); send it again to stop at once",
+                    name,
+                    worker.shutdown_timeout,
+                )
+                worker.stop()
+            else:
+                log.warning("%s received again: returning running jobs to the queue now", name)
+                worker.stop(graceful=False)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+        try:
+            await worker.run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)

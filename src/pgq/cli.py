@@ -93,6 +93,30 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_jobs_show)
 
+    worker = commands.add_parser(
+        "worker",
+        parents=[common],
+        help="run jobs",
+        description="Claim and run jobs of APP's tasks until SIGTERM/SIGINT (a second signal stops at once).",
+        epilog=ENVIRONMENT_HELP + WORKER_ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    worker.add_argument("app", metavar="APP", help="module:attribute of your pgq.App, e.g. myapp.tasks:app")
+    worker.add_argument("--queues", type=queue_list, help="comma-separated queues (default PGQ_QUEUES or 'default')")
+    worker.add_argument("--concurrency", type=positive_int, help="jobs run at once per process (default 10)")
+    worker.add_argument("--processes", type=positive_int, default=1, help="worker processes (default 1)")
+    worker.add_argument(
+        "--shutdown-timeout",
+        type=non_negative_float,
+        metavar="SECONDS",
+        help="time running jobs get to finish on SIGTERM (default 30)",
+    )
+    worker.add_argument("--poll-interval", type=positive_float, metavar="SECONDS", help="default 2")
+    worker.add_argument("--name", help="worker name shown in pgq.workers (default host:pid)")
+    worker.add_argument("--log-format", choices=("text", "json"), help="default text")
+    worker.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    worker.set_defaults(handler=cmd_worker)
+
     demo = commands.add_parser(
         "demo",
         parents=[common],
@@ -105,6 +129,51 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--show-password", action="store_true")
     db.set_defaults(handler=cmd_db)
     return parser
+
+
+WORKER_ENVIRONMENT_HELP = """\
+  PGQ_QUEUES, PGQ_CONCURRENCY, PGQ_POLL_INTERVAL, PGQ_HEARTBEAT_INTERVAL, PGQ_SHUTDOWN_TIMEOUT,
+  PGQ_LOG_FORMAT: defaults of the flags above
+"""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def queue_list(text: str) -> list[str]:
+    from pgq.enqueueing import QUEUE_NAME
+
+    queues = [part.strip() for part in text.split(",") if part.strip()]
+    if not queues:
+        raise argparse.ArgumentTypeError("expected queue names separated by commas, e.g. emails,default")
+    for queue in queues:
+        if not QUEUE_NAME.match(queue):
+            raise argparse.ArgumentTypeError(f"{queue!r} is not a queue name (letters, digits, '_', '.', ':', '-')")
+    return queues
 
 
 def _version() -> str:
@@ -194,6 +263,43 @@ def _print_jobs(jobs: Sequence[Job], as_json: bool) -> None:
         print("no jobs")
     else:
         print(jobs_table(jobs))
+
+
+def cmd_worker(options: argparse.Namespace) -> int:
+    from pgq import logs
+    from pgq.loader import load_app
+
+    app = load_app(options.app)
+    app.configure(database_url=options.database_url, schema=options.schema, log_format=options.log_format)
+    logs.configure(app.settings.log_format, getattr(logging, options.log_level))
+    if options.processes > 1:
+        from pgq.worker.supervisor import supervise
+
+        return supervise(_child_args(options), options.processes)
+    app.run_worker(
+        queues=options.queues,
+        concurrency=options.concurrency,
+        name=options.name,
+        poll_interval=options.poll_interval,
+        shutdown_timeout=options.shutdown_timeout,
+    )
+    return 0
+
+
+def _child_args(options: argparse.Namespace) -> list[str]:
+    args = ["worker", options.app, "--processes", "1", "--log-level", options.log_level]
+    for flag, value in (
+        ("--queues", ",".join(options.queues) if options.queues else None),
+        ("--concurrency", options.concurrency),
+        ("--shutdown-timeout", options.shutdown_timeout),
+        ("--poll-interval", options.poll_interval),
+        ("--log-format", options.log_format),
+        ("--database-url", options.database_url),
+        ("--schema", options.schema),
+    ):
+        if value is not None:
+            args += [flag, str(value)]
+    return args
 
 
 def cmd_demo(options: argparse.Namespace) -> int:

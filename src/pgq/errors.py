@@ -59,3 +59,7 @@ class Retry(PgqError):
         super().__init__(reason or f"retry requested in {delay} s")
         self.delay = float(delay)
         self.reason = reason
+
+
+class InvalidState(PgqError):
+    """The job is not in a state that allows the action (cancel a finished job, retry a running one)."""

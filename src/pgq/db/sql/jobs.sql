@@ -69,3 +69,186 @@ select *
    and (cast(%(before_id)s as bigint) is null or id < %(before_id)s)
  order by id desc
  limit %(limit)s;
+
+-- name: job_claim
+-- Claim up to %(limit)s ready jobs of the worker's queues, best first.
+-- One lateral index scan per queue reads the claim index in order
+-- (queue, priority desc, run_at, id), so a deep backlog costs nothing; a plain
+-- "queue = any(...) order by ..." would sort every ready row of every queue.
+-- Each queue may lock up to %(limit)s rows; the rows the outer limit drops
+-- are unlocked when this statement's transaction ends.
+with candidates as (
+    select c.id, c.queue, c.priority, c.run_at
+      from unnest(cast(%(queues)s as text[])) as q(name)
+     cross join lateral (
+            select j.id, j.queue, j.priority, j.run_at
+              from {schema}.jobs j
+             where j.queue = q.name
+               and j.status = 'pending'
+               and j.run_at <= now()
+             order by j.priority desc, j.run_at, j.id
+             limit %(limit)s
+               for update of j skip locked
+         ) c
+     where not exists (select from {schema}.queues p where p.name = q.name and p.paused)
+),
+chosen as (
+    select id, queue from candidates
+     order by priority desc, run_at, id
+     limit %(limit)s
+)
+update {schema}.jobs j
+   set status = 'running',
+       attempts = j.attempts + 1,
+       worker_id = %(worker_id)s,
+       started_at = now(),
+       progress = null,
+       progress_message = null
+  from chosen
+ where j.id = chosen.id and j.queue = chosen.queue
+returning j.*;
+
+-- name: job_next_run_at
+-- Seconds (by the database clock) until the next delayed job of these queues
+-- is due, so an idle worker sleeps exactly that long.
+select extract(epoch from min(j.run_at) - now()) as wait
+  from unnest(cast(%(queues)s as text[])) as q(name)
+ cross join lateral (
+        select run_at from {schema}.jobs
+         where queue = q.name and status = 'pending' and run_at > now()
+         order by run_at
+         limit 1
+     ) j;
+
+-- name: job_finish_many
+-- Write many outcomes in one statement. Every branch is fenced by worker id,
+-- attempt and status in its own WHERE clause, so that a row changed by the
+-- sweeper meanwhile is re-checked (EvalPlanQual) and refused, not overwritten.
+-- kind: completed | failed | cancelled (moved to history), retry | return
+-- (back to pending; "return" gives back the attempt, for a graceful shutdown).
+with outcome as (
+    select o.id, o.attempt, o.kind, o.result,
+           case when o.error is null then null
+                else o.error || jsonb_build_object('at', now()) end as error,
+           o.delay
+      from unnest(cast(%(id)s as bigint[]), cast(%(attempt)s as integer[]), cast(%(kind)s as text[]),
+                  cast(%(result)s as jsonb[]), cast(%(error)s as jsonb[]), cast(%(delay)s as float8[]))
+           as o(id, attempt, kind, result, error, delay)
+),
+finished as (
+    delete from {schema}.jobs j
+     using outcome o
+     where j.id = o.id
+       and j.worker_id = %(worker_id)s and j.attempts = o.attempt and j.status = 'running'
+       and o.kind in ('completed', 'failed', 'cancelled')
+    returning j.*, o.kind, o.result, o.error
+),
+archived as (
+    insert into {schema}.job_history
+        (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
+         started_at, worker_id, key, group_key, progress, progress_message, errors, timeout, backoff,
+         cancel_requested_at, finished_at, result)
+    select id, queue, task, args, priority, kind, attempts, max_attempts, run_at, created_at,
+           started_at, worker_id, key, group_key,
+           case when kind = 'completed' then 1 else progress end, progress_message,
+           case when error is null then errors else errors || jsonb_build_array(error) end,
+           timeout, backoff, cancel_requested_at, now(), result
+      from finished
+    returning id
+),
+requeued as (
+    update {schema}.jobs j
+       set status = 'pending',
+           worker_id = null,
+           run_at = now() + make_interval(secs => coalesce(o.delay, 0)),
+           attempts = case when o.kind = 'return' then j.attempts - 1 else j.attempts end,
+           errors = case when o.error is null then j.errors else j.errors || jsonb_build_array(o.error) end
+      from outcome o
+     where j.id = o.id
+       and j.worker_id = %(worker_id)s and j.attempts = o.attempt and j.status = 'running'
+       and o.kind in ('retry', 'return')
+    returning j.id
+)
+select id from archived
+union all
+select id from requeued;
+
+-- name: job_progress_many
+update {schema}.jobs j
+   set progress = p.progress, progress_message = p.message
+  from unnest(cast(%(id)s as bigint[]), cast(%(attempt)s as integer[]), cast(%(progress)s as float8[]),
+              cast(%(message)s as text[])) as p(id, attempt, progress, message)
+ where j.id = p.id and j.worker_id = %(worker_id)s and j.attempts = p.attempt and j.status = 'running';
+
+-- name: job_cancel
+-- A pending or blocked job is cancelled at once (moved to history); a running
+-- one is flagged, and its worker is told through the cancel channel.
+with pending as (
+    delete from {schema}.jobs
+     where id = %(id)s and status in ('pending', 'blocked')
+    returning *
+),
+archived as (
+    insert into {schema}.job_history
+        (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
+         started_at, worker_id, key, group_key, progress, progress_message, errors, timeout, backoff,
+         cancel_requested_at, finished_at, result)
+    select id, queue, task, args, priority, 'cancelled', attempts, max_attempts, run_at, created_at,
+           started_at, worker_id, key, group_key, progress, progress_message, errors, timeout, backoff,
+           now(), now(), null
+      from pending
+    returning id
+),
+flagged as (
+    update {schema}.jobs
+       set cancel_requested_at = coalesce(cancel_requested_at, now())
+     where id = %(id)s and status = 'running'
+    returning id, pg_notify(%(cancel_channel)s, id::text)
+)
+select 'cancelled' as outcome from archived
+union all
+select 'cancelling' from flagged
+union all
+select status from {schema}.job_history
+ where id = %(id)s and not exists (select from archived) and not exists (select from flagged);
+
+-- name: job_retry
+-- Bring a failed or cancelled job back from history with the same id. A job
+-- out of attempts gets one more (as Oban does); its errors stay. A live job
+-- holding the same key blocks the retry (no row returned); a key taken by a
+-- concurrent enqueue makes the insert fail, which undoes the delete too.
+with candidate as (
+    select h.id, h.queue
+      from {schema}.job_history h
+     where h.id = %(id)s and h.status in ('failed', 'cancelled')
+       and (h.key is null
+            or not exists (select from {schema}.jobs j where j.queue = h.queue and j.key = h.key))
+       for update
+),
+moved as (
+    delete from {schema}.job_history h
+     using candidate c
+     where h.id = c.id and h.queue = c.queue
+    returning h.*
+)
+insert into {schema}.jobs
+    (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
+     key, group_key, errors, timeout, backoff)
+select id, queue, task, args, priority, 'pending', attempts,
+       greatest(max_attempts, attempts + 1), now(), created_at,
+       key, group_key, errors, timeout, backoff
+  from moved
+returning id;
+
+-- name: job_return_orphans
+-- Jobs this worker holds as running in the database but not in memory (a
+-- claim whose answer was lost with its connection) go back to pending with
+-- their attempt given back. Recent claims are left alone: their answer may
+-- still be on its way.
+update {schema}.jobs
+   set status = 'pending', worker_id = null, attempts = greatest(attempts - 1, 0)
+ where worker_id = %(worker_id)s
+   and status = 'running'
+   and not (id = any(cast(%(owned)s as bigint[])))
+   and started_at < now() - interval '10 seconds'
+returning id;

@@ -1,0 +1,24 @@
+-- Named queries on pgq.workers.
+
+-- name: worker_register
+insert into {schema}.workers (id, name, host, pid, queues, concurrency, version)
+values (%(id)s, %(name)s, %(host)s, %(pid)s, cast(%(queues)s as text[]), %(concurrency)s, %(version)s);
+
+-- name: worker_heartbeat
+-- Returns the worker's status (no row: the sweeper declared it dead and
+-- removed it) and the ids of its running jobs that someone asked to cancel.
+with beat as (
+    update {schema}.workers
+       set last_heartbeat = now(), running = cast(%(running)s as bigint[]), status = %(status)s
+     where id = %(id)s and status in ('running', 'stopping')
+    returning status
+)
+select (select status from beat) as status,
+       coalesce((select array_agg(id) from {schema}.jobs
+                  where worker_id = %(id)s and status = 'running' and cancel_requested_at is not null),
+                '{}') as cancel_ids;
+
+-- name: worker_stop
+update {schema}.workers
+   set status = 'stopped', stopped_at = now(), last_heartbeat = now(), running = '{}'
+ where id = %(id)s and status in ('running', 'stopping');

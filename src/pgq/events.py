@@ -1,0 +1,30 @@
+"""Hooks on job events: ``app.on("job_failed", fn)``.
+
+Events: ``job_started``, ``job_completed``, ``job_retrying``, ``job_failed``,
+``job_cancelled``, ``job_returned`` (given back at shutdown). A hook gets one
+:class:`Event`; it may be a plain or an ``async`` function. A hook that raises
+is logged and otherwise ignored: it never changes the job's outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pgq.job import Job
+
+EVENTS = ("job_started", "job_completed", "job_retrying", "job_failed", "job_cancelled", "job_returned")
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    job: Job
+    #: The handler's return value (``job_completed``).
+    result: Any = None
+    #: The error entry written to the job (type, message, traceback, attempt).
+    error: dict[str, Any] | None = None
+    #: Seconds until the retry (``job_retrying``).
+    retry_in: float | None = None
+    #: Seconds the attempt ran.
+    duration: float | None = None

@@ -1,0 +1,143 @@
+"""Writing outcomes in batches: one statement for many finished jobs.
+
+An outcome waits here at most ``flush_delay`` seconds (or until ``batch_size``
+are queued). A crash before a flush loses nothing but the flush: the job is
+still ``running`` under this worker, and the sweeper gives it another attempt.
+While the database is away, outcomes stay queued and are written when it is
+back; a retried write is harmless because every write is fenced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+
+from pgq.db import repo
+from pgq.worker.outcome import Outcome
+from pgq.worker.throttle import LogWindow
+
+log = logging.getLogger("pgq.worker")
+
+
+class Completer:
+    def __init__(
+        self,
+        schema: str,
+        connection: Callable[[], Any],
+        *,
+        batch_size: int = 500,
+        flush_delay: float = 0.002,
+        on_written: Callable[[list[Outcome], set[int]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.schema = schema
+        self.connection = connection
+        self.batch_size = batch_size
+        self.flush_delay = flush_delay
+        self.on_written = on_written
+        self._queue: list[Outcome] = []
+        self._ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._errors = LogWindow(log, 10.0)
+        self._stopping = False
+
+    def add(self, outcome: Outcome) -> None:
+        self._queue.append(outcome)
+        self._idle.clear()
+        self._ready.set()
+
+    def unflushed_ids(self) -> set[int]:
+        return {outcome.job.id for outcome in self._queue}
+
+    async def run(self) -> None:
+        """Flush until stopped; call :meth:`drain` to write what is left."""
+        while not self._stopping:
+            await self._ready.wait()
+            if len(self._queue) < self.batch_size and self.flush_delay > 0:
+                await asyncio.sleep(self.flush_delay)
+            await self._flush_once()
+
+    async def drain(self, timeout: float) -> bool:
+        """Write everything queued; False if the database would not take it in time."""
+        try:
+            await asyncio.wait_for(self._drain(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def _drain(self) -> None:
+        while self._queue:
+            await self._flush_once()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._ready.set()
+
+    async def _flush_once(self) -> None:
+        batch = self._queue[: self.batch_size]
+        if not batch:
+            self._ready.clear()
+            self._idle.set()
+            return
+        try:
+            accepted = await self._write(batch)
+        except (psycopg.OperationalError, psycopg.errors.QueryCanceled, OSError) as exc:
+            self._errors.warning("cannot write %d job outcomes yet (will retry): %s", len(batch), exc)
+            await asyncio.sleep(min(1.0, 0.1 + 0.1 * self._errors.count))
+            return
+        except psycopg.Error as exc:
+            # A bad row (say, a result the server refuses) must not block the rest.
+            log.error("writing %d outcomes failed, writing them one by one: %s", len(batch), exc)
+            accepted = await self._write_singly(batch)
+        self._errors.reset()
+        del self._queue[: len(batch)]
+        if not self._queue:
+            self._ready.clear()
+            self._idle.set()
+        if self.on_written is not None:
+            await self.on_written(batch, accepted)
+
+    async def _write(self, batch: list[Outcome]) -> set[int]:
+        accepted: set[int] = set()
+        by_worker: dict[uuid.UUID, list[dict[str, Any]]] = {}
+        for outcome in batch:
+            assert outcome.job.worker_id is not None
+            by_worker.setdefault(outcome.job.worker_id, []).append(as_row(outcome))
+        async with self.connection() as conn:
+            for worker_id, rows in by_worker.items():
+                accepted |= await repo.finish_many(conn, self.schema, worker_id, rows)
+        return accepted
+
+    async def _write_singly(self, batch: list[Outcome]) -> set[int]:
+        accepted: set[int] = set()
+        for outcome in batch:
+            try:
+                accepted |= await self._write([outcome])
+            except psycopg.Error as exc:
+                log.error("job %s: outcome %s could not be written: %s", outcome.job.id, outcome.kind, exc)
+                outcome.result_json = None
+                outcome.error = {"attempt": outcome.job.attempts, "type": "OutcomeNotStored", "message": str(exc)}
+                outcome.kind = "failed" if outcome.kind == "completed" else outcome.kind
+                try:
+                    accepted |= await self._write([outcome])
+                except psycopg.Error:
+                    log.exception("job %s: giving up on its outcome; the sweeper will rescue it", outcome.job.id)
+        return accepted
+
+
+def as_row(outcome: Outcome) -> dict[str, Any]:
+    from psycopg.types.json import Jsonb
+
+    return {
+        "id": outcome.job.id,
+        "attempt": outcome.job.attempts,
+        "kind": outcome.kind,
+        "result": outcome.result_json,
+        "error": Jsonb(outcome.error) if outcome.error is not None else None,
+        "delay": outcome.delay,
+    }

@@ -1,0 +1,32 @@
+"""What became of one attempt, as the completer writes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pgq.job import Job
+
+#: Kinds the finish statement knows: the first three move the job to history.
+KINDS = ("completed", "failed", "cancelled", "retry", "return")
+
+
+@dataclass
+class Outcome:
+    job: Job
+    kind: str
+    result_json: str | None = None
+    error: dict[str, Any] | None = None
+    delay: float | None = None
+    duration: float = 0.0
+
+    @property
+    def event(self) -> str:
+        """The hook/log event name of this outcome."""
+        return {
+            "completed": "job_completed",
+            "failed": "job_failed",
+            "cancelled": "job_cancelled",
+            "retry": "job_retrying",
+            "return": "job_returned",
+        }[self.kind]

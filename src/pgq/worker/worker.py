@@ -1,0 +1,479 @@
+"""One worker process's engine: claim, run, finish, heartbeat, listen.
+
+The producer claims exactly as many jobs as there are free slots, in one
+statement; the executor runs each; the completer writes outcomes in batches.
+A LISTEN session wakes the producer within milliseconds of a commit, and a
+jittered poll (``PGQ_POLL_INTERVAL``) is the safety net. An idle worker also
+sleeps exactly until the next delayed job is due.
+
+Database errors never stop the worker: each loop logs a bounded number of
+lines, waits, and tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from pgq.context import JobContext
+from pgq.db import repo
+from pgq.db.connection import Pools, Row
+from pgq.events import Event
+from pgq.job import Job
+from pgq.worker.completer import Completer
+from pgq.worker.executor import Executor, RunningJob
+from pgq.worker.listener import Listener
+from pgq.worker.outcome import Outcome
+from pgq.worker.throttle import LogWindow
+
+if TYPE_CHECKING:
+    from pgq.app import App
+
+log = logging.getLogger("pgq.worker")
+
+#: Seconds between progress writes of one worker (all its jobs in one statement).
+PROGRESS_INTERVAL = 0.5
+#: Database errors worth waiting out; anything else is a bug and is logged with its traceback.
+TRANSIENT = (psycopg.OperationalError, psycopg.errors.QueryCanceled, psycopg.errors.AdminShutdown, OSError)
+
+
+class Worker:
+    """Runs jobs of ``queues`` with ``concurrency`` slots until stopped.
+
+    Every option defaults to the app's settings (``PGQ_QUEUES``,
+    ``PGQ_CONCURRENCY``, ``PGQ_POLL_INTERVAL``, ``PGQ_HEARTBEAT_INTERVAL``,
+    ``PGQ_SHUTDOWN_TIMEOUT``). Use :meth:`App.run_worker` or
+    ``async with app.worker(...)`` rather than this class directly.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        queues: list[str] | None = None,
+        concurrency: int | None = None,
+        name: str | None = None,
+        poll_interval: float | None = None,
+        heartbeat_interval: float | None = None,
+        shutdown_timeout: float | None = None,
+    ) -> None:
+        from pgq.enqueueing import QUEUE_NAME
+        from pgq.errors import ConfigurationError
+
+        settings = app.settings
+        self.app = app
+        self.schema = app.schema
+        self.queues = list(queues if queues is not None else settings.queues)
+        if not self.queues:
+            raise ConfigurationError("a worker needs at least one queue (--queues or PGQ_QUEUES)")
+        for queue in self.queues:
+            if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+                raise ConfigurationError(f"queue names are 1-128 letters, digits, '_', '.', ':' or '-'; got {queue!r}")
+        self.concurrency = concurrency if concurrency is not None else settings.concurrency
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise ConfigurationError(f"concurrency must be an integer >= 1, got {self.concurrency!r}")
+        self.poll_interval = poll_interval if poll_interval is not None else settings.poll_interval
+        self.heartbeat_interval = heartbeat_interval if heartbeat_interval is not None else settings.heartbeat_interval
+        self.shutdown_timeout = shutdown_timeout if shutdown_timeout is not None else settings.shutdown_timeout
+        for label, value in (("poll_interval", self.poll_interval), ("heartbeat_interval", self.heartbeat_interval)):
+            if value <= 0:
+                raise ConfigurationError(f"{label} must be positive, got {value!r}")
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.id = uuid.uuid4()
+        self.running: dict[int, RunningJob] = {}
+        self.processed = 0
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._stopping = False
+        self._forced = False
+        self._started = False
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] | None = None
+        self._pools: Pools | None = None
+        self._claim_errors = LogWindow(log, 30.0)
+        self._beat_errors = LogWindow(log, 30.0)
+        self.executor = Executor(app.tasks, self.concurrency, settings.max_payload_bytes)
+        self.completer = Completer(self.schema, self._connection, on_written=self._written)
+        self.listener: Listener | None = None
+        self._hook_tasks: set[asyncio.Future[None]] = set()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Run until :meth:`stop` is called (or a signal arrives in ``run_worker``)."""
+        if self._started:
+            raise RuntimeError("a Worker runs once; create another")
+        self._started = True
+        url = self.app.url
+        self.app._ensure_migrated_for_worker()
+        self._pools = Pools(url, self.app.settings, purpose=f"worker {self.name}")
+        self._pool = await self._pools.async_pool()
+        await self._register()
+        self.listener = Listener(
+            url,
+            self.app.settings,
+            {f"{self.schema}_jobs": self._on_jobs, f"{self.schema}_cancel": self._on_cancel},
+            self._wake.set,
+        )
+        log.info(
+            "worker %s (%s) started: queues %s, concurrency %d",
+            self.name,
+            self.id,
+            ",".join(self.queues),
+            self.concurrency,
+            extra={"event": "worker_started", "worker_id": str(self.id)},
+        )
+        loops = [
+            asyncio.create_task(self.listener.run(), name="pgq-listener"),
+            asyncio.create_task(self.completer.run(), name="pgq-completer"),
+            asyncio.create_task(self._heartbeat_loop(), name="pgq-heartbeat"),
+            asyncio.create_task(self._progress_loop(), name="pgq-progress"),
+        ]
+        try:
+            await self._produce()
+            await self._shutdown()
+        finally:
+            await self.listener.stop()
+            self.completer.stop()
+            for loop_task in loops:
+                loop_task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            self.executor.shutdown()
+            await self._pools.aclose()
+            self._stopped.set()
+            log.info(
+                "worker %s stopped after %d jobs",
+                self.name,
+                self.processed,
+                extra={"event": "worker_stopped", "worker_id": str(self.id)},
+            )
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop claiming; running jobs get ``shutdown_timeout`` seconds to finish
+        (none if ``graceful`` is False), then go back to pending."""
+        if not graceful:
+            self._forced = True
+        self._stopping = True
+        self._wake.set()
+        self._slot_freed.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
+        assert self._pool is not None
+        async with self._pool.connection() as conn:
+            yield conn
+
+    async def _register(self) -> None:
+        from pgq import __version__
+
+        while True:
+            try:
+                async with self._connection() as conn:
+                    await repo.register_worker(
+                        conn,
+                        self.schema,
+                        id=self.id,
+                        name=self.name,
+                        host=socket.gethostname(),
+                        pid=os.getpid(),
+                        queues=self.queues,
+                        concurrency=self.concurrency,
+                        version=__version__,
+                    )
+                return
+            except TRANSIENT as exc:
+                if self._stopping:
+                    return
+                self._beat_errors.warning("cannot register the worker yet: %s", exc)
+                await asyncio.sleep(1.0)
+
+    # ------------------------------------------------------------- producer
+
+    async def _produce(self) -> None:
+        while not self._stopping:
+            free = self.concurrency - len(self.running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            self._wake.clear()
+            try:
+                async with self._connection() as conn:
+                    jobs = await repo.claim(conn, self.schema, self.id, self.queues, free)
+                    wait = None
+                    if len(jobs) < free:
+                        wait = await repo.seconds_to_next_job(conn, self.schema, self.queues)
+            except TRANSIENT as exc:
+                self._claim_errors.warning("cannot claim jobs (database unavailable?): %s", _first_line(exc))
+                await self._sleep(min(self.poll_interval, 0.5 + 0.5 * self._claim_errors.count))
+                continue
+            self._claim_errors.reset("claiming jobs again")
+            for job in jobs:
+                self._start(job)
+            if len(jobs) == free:
+                continue
+            timeout = self.poll_interval * random.uniform(0.9, 1.1)
+            if wait is not None:
+                timeout = min(timeout, wait)
+            await self._sleep(timeout)
+
+    async def _sleep(self, timeout: float) -> None:
+        """Until a notification, a stop, or ``timeout`` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _on_jobs(self, payload: str) -> None:
+        self._wake.set()
+
+    def _on_cancel(self, payload: str) -> None:
+        self._cancel_local(int(payload))
+
+    def _cancel_local(self, job_id: int) -> None:
+        running = self.running.get(job_id)
+        if running is None or running.stop_reason is not None:
+            return
+        running.stop_reason = "cancel"
+        running.ctx.cancelled = True
+        if running.task is not None:
+            running.task.cancel()
+
+    # ------------------------------------------------------------- executor
+
+    def _start(self, job: Job) -> None:
+        ctx = JobContext(job, logging.getLogger(f"pgq.job.{job.task}"))
+        running = RunningJob(job, ctx)
+        self.running[job.id] = running
+        running.task = asyncio.create_task(self._execute(running), name=f"pgq-job-{job.id}")
+        self._emit(Event("job_started", job))
+
+    async def _execute(self, running: RunningJob) -> Outcome:
+        try:
+            outcome = await self.executor.run(running)
+        except asyncio.CancelledError:
+            # Cancelled outside the handler (at shutdown, before it started).
+            outcome = Outcome(running.job, "return")
+        except BaseException as exc:
+            log.exception("job %s: the worker failed around its handler", running.job.id)
+            from pgq.worker.executor import failure
+
+            outcome = failure(running.job, type(exc).__qualname__, f"worker error: {exc}", permanent=False, exc=exc)
+        finally:
+            self.running.pop(running.job.id, None)
+            self._slot_freed.set()
+        if running.stop_reason == "dead":
+            return outcome  # this worker lost the job to the sweeper: nothing to write
+        self.completer.add(outcome)
+        self.processed += 1
+        self._report(outcome)
+        return outcome
+
+    def _report(self, outcome: Outcome) -> None:
+        job = outcome.job
+        ms = outcome.duration * 1000
+        fields = {
+            "event": outcome.event,
+            "job_id": job.id,
+            "task": job.task,
+            "queue": job.queue,
+            "attempt": job.attempts,
+            "max_attempts": job.max_attempts,
+            "duration_ms": round(ms, 3),
+        }
+        if outcome.kind == "completed":
+            log.info("job %s %s completed in %.1f ms", job.id, job.task, ms, extra=fields)
+        elif outcome.kind == "retry":
+            error = outcome.error or {}
+            log.warning(
+                "job %s %s failed attempt %d/%d, retrying in %.1f s: %s: %s",
+                job.id,
+                job.task,
+                job.attempts,
+                job.max_attempts,
+                outcome.delay or 0,
+                error.get("type"),
+                error.get("message"),
+                extra={**fields, "retry_in": outcome.delay},
+            )
+        elif outcome.kind == "failed":
+            error = outcome.error or {}
+            log.error(
+                "job %s %s failed for good after attempt %d/%d: %s: %s",
+                job.id,
+                job.task,
+                job.attempts,
+                job.max_attempts,
+                error.get("type"),
+                error.get("message"),
+                extra=fields,
+            )
+        elif outcome.kind == "cancelled":
+            log.info("job %s %s cancelled", job.id, job.task, extra=fields)
+        else:
+            log.info("job %s %s returned to the queue (shutdown)", job.id, job.task, extra=fields)
+        self._emit(
+            Event(
+                outcome.event,
+                job,
+                error=outcome.error,
+                retry_in=outcome.delay,
+                duration=outcome.duration,
+                result=outcome.result_json,
+            )
+        )
+
+    def _emit(self, event: Event) -> None:
+        for hook in self.app._hooks.get(event.name, ()):
+            try:
+                result = hook(event)
+                if inspect.isawaitable(result):
+                    hook_task = asyncio.ensure_future(_guarded(result, event))
+                    self._hook_tasks.add(hook_task)  # a task nobody references may be collected mid-run
+                    hook_task.add_done_callback(self._hook_tasks.discard)
+            except Exception:
+                log.exception("hook %r for %s raised; ignored", hook, event.name)
+
+    async def _written(self, outcomes: list[Outcome], accepted: set[int]) -> None:
+        refused = [o for o in outcomes if o.job.id not in accepted]
+        for outcome in refused:
+            log.warning(
+                "job %s: outcome %s refused, this worker no longer owns attempt %d (the sweeper gave it away)",
+                outcome.job.id,
+                outcome.kind,
+                outcome.job.attempts,
+                extra={"event": "finish_refused", "job_id": outcome.job.id},
+            )
+        if any(o.kind in ("retry", "return") and (o.delay or 0) == 0 for o in outcomes):
+            # Jobs back to pending now: wake idle workers (the insert trigger does not see updates).
+            try:
+                async with self._connection() as conn:
+                    await repo.notify(conn, f"{self.schema}_jobs")
+            except TRANSIENT:
+                pass  # a hint only; the poll finds them
+        if any(o.kind in ("retry", "return") for o in outcomes):
+            self._wake.set()
+
+    # ------------------------------------------------------------ heartbeat
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                await self._beat()
+            except TRANSIENT as exc:
+                self._beat_errors.warning("heartbeat failed (database unavailable?): %s", _first_line(exc))
+            else:
+                self._beat_errors.reset("heartbeats resume")
+
+    async def _beat(self) -> None:
+        status = "stopping" if self._stopping else "running"
+        async with self._connection() as conn:
+            found, cancel_ids = await repo.heartbeat(conn, self.schema, self.id, status, sorted(self.running))
+            if found is None:
+                await self._declared_dead()
+                return
+            for job_id in cancel_ids:
+                self._cancel_local(job_id)
+            owned = set(self.running) | self.completer.unflushed_ids()
+            orphans = await repo.return_orphans(conn, self.schema, self.id, sorted(owned))
+            if orphans:
+                log.warning("returned %d jobs whose claim answer was lost: %s", len(orphans), orphans)
+                self._wake.set()
+
+    async def _declared_dead(self) -> None:
+        """The sweeper presumed this worker dead and gave its jobs away: stop working
+        under that id, drop what it was running, and start again under a new one."""
+        log.error(
+            "worker %s was declared dead (no heartbeat for too long); abandoning %d jobs and re-registering",
+            self.id,
+            len(self.running),
+            extra={"event": "worker_declared_dead", "worker_id": str(self.id)},
+        )
+        for running in list(self.running.values()):
+            running.stop_reason = "dead"
+            running.ctx.cancelled = True
+            if running.task is not None:
+                running.task.cancel()
+        self.id = uuid.uuid4()
+        await self._register()
+
+    # ------------------------------------------------------------- progress
+
+    async def _progress_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL)
+            updates = []
+            for running in list(self.running.values()):
+                current = (running.ctx.progress, running.ctx.progress_message)
+                if current != running.written_progress and running.job.worker_id == self.id:
+                    updates.append((running.job.id, running.job.attempts, *current))
+                    running.written_progress = current
+            if not updates:
+                continue
+            try:
+                async with self._connection() as conn:
+                    await repo.write_progress(conn, self.schema, self.id, updates)
+            except TRANSIENT:
+                pass  # progress is best effort; the next change is written
+
+    # ------------------------------------------------------------- shutdown
+
+    async def _shutdown(self) -> None:
+        tasks = [r.task for r in self.running.values() if r.task is not None]
+        if tasks and not self._forced:
+            log.info("shutting down: waiting up to %.0f s for %d running jobs", self.shutdown_timeout, len(tasks))
+            await self._wait_for(tasks, self.shutdown_timeout)
+        left = [r for r in self.running.values() if r.task is not None]
+        if left:
+            log.warning("returning %d unfinished jobs to the queue", len(left))
+            for running in left:
+                running.stop_reason = "shutdown"
+                running.ctx.cancelled = True
+                assert running.task is not None
+                running.task.cancel()
+            await asyncio.gather(*(r.task for r in left if r.task is not None), return_exceptions=True)
+        if not await self.completer.drain(timeout=2.0 if self._forced else 10.0):
+            log.error(
+                "could not write %d outcomes before exiting; those jobs stay running until the sweeper rescues them",
+                len(self.completer.unflushed_ids()),
+            )
+        try:
+            async with asyncio.timeout(3.0), self._connection() as conn:
+                await repo.stop_worker(conn, self.schema, self.id)
+        except (*TRANSIENT, TimeoutError) as exc:
+            log.warning("could not mark the worker stopped: %s", _first_line(exc))
+
+    async def _wait_for(self, tasks: list[asyncio.Task[Outcome]], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(tasks)
+        while pending and not self._forced:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            _, pending = await asyncio.wait(pending, timeout=min(remaining, 0.2))
+
+
+async def _guarded(awaitable: Any, event: Event) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.exception("async hook for %s raised; ignored", event.name)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
