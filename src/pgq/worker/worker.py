@@ -143,7 +143,7 @@ class Worker:
         ]
         try:
             await self._produce()
-            await self._shutdown()
+            await self._shutdown(heartbeat=loops[2])
         finally:
             await self.listener.stop()
             self.completer.stop()
@@ -403,6 +403,8 @@ class Worker:
             len(self.running),
             extra={"event": "worker_declared_dead", "worker_id": str(self.id)},
         )
+        if self._stopping:
+            return
         for running in list(self.running.values()):
             running.stop_reason = "dead"
             running.ctx.cancelled = True
@@ -432,7 +434,7 @@ class Worker:
 
     # ------------------------------------------------------------- shutdown
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, heartbeat: asyncio.Task[None]) -> None:
         tasks = [r.task for r in self.running.values() if r.task is not None]
         if tasks and not self._forced:
             log.info("shutting down: waiting up to %.0f s for %d running jobs", self.shutdown_timeout, len(tasks))

@@ -209,7 +209,7 @@ select 'cancelled' as outcome from archived
 union all
 select 'cancelling' from flagged
 union all
-select status from {schema}.job_history
+select 'finished:' || status from {schema}.job_history
  where id = %(id)s and not exists (select from archived) and not exists (select from flagged);
 
 -- name: job_retry

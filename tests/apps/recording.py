@@ -1,0 +1,80 @@
+"""Tasks for tests that start real `pgq worker` processes.
+
+Handlers record each run in a `runs` table (job id, attempt, pid, start and
+end by the database clock), so tests count runs, duplicates and overlaps
+from rows, never from timing. PGQ_DATABASE_URL names the test's database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+import pgq
+
+app = pgq.App()
+
+_pool: ConnectionPool[Any] | None = None
+
+RUNS_TABLE = """
+create table if not exists runs (
+    job_id bigint not null,
+    attempt int not null,
+    pid int not null,
+    started_at timestamptz not null default clock_timestamp(),
+    finished_at timestamptz
+)
+"""
+
+
+def pool() -> ConnectionPool[Any]:
+    global _pool
+    if _pool is None:
+        _pool = ConnectionPool(os.environ["PGQ_DATABASE_URL"], min_size=1, max_size=20, kwargs={"autocommit": True})
+        _pool.open(wait=True)
+    return _pool
+
+
+def record_start(ctx: pgq.JobContext) -> None:
+    with pool().connection() as conn:
+        conn.execute(
+            "insert into runs (job_id, attempt, pid) values (%s, %s, %s)", [ctx.job.id, ctx.attempt, os.getpid()]
+        )
+
+
+def record_end(ctx: pgq.JobContext) -> None:
+    with pool().connection() as conn:
+        conn.execute(
+            "update runs set finished_at = clock_timestamp() where job_id = %s and attempt = %s and pid = %s",
+            [ctx.job.id, ctx.attempt, os.getpid()],
+        )
+
+
+@app.task(pass_context=True)
+def record(ctx: pgq.JobContext, n: int = 0) -> int:
+    record_start(ctx)
+    record_end(ctx)
+    return n
+
+
+@app.task(pass_context=True, max_attempts=3)
+def sleepy(ctx: pgq.JobContext, seconds: float) -> str:
+    """Sleeps, but stops early when cancelled or timed out (it polls ctx.cancelled)."""
+    record_start(ctx)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not ctx.cancelled:
+        time.sleep(0.02)
+    record_end(ctx)
+    return "slept"
+
+
+@app.task(pass_context=True, max_attempts=3)
+async def async_sleepy(ctx: pgq.JobContext, seconds: float) -> str:
+    await asyncio.to_thread(record_start, ctx)
+    await asyncio.sleep(seconds)
+    await asyncio.to_thread(record_end, ctx)
+    return "slept"

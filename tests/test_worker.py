@@ -1,0 +1,399 @@
+"""The worker in-process (``async with app.worker(...)``) on a real database.
+
+Orders, counts and delays are read from the jobs' own rows (database clock);
+no assertion depends on how fast this machine is, except the delayed-start
+bound the worker issue asks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+import pgq
+from pgq.events import Event
+
+
+async def run_until(app: pgq.App, done: Callable[[], bool], timeout: float = 30.0, **options: Any) -> None:
+    """Run a worker until ``done()`` (called in a thread) is true, or fail after ``timeout``."""
+    options.setdefault("poll_interval", 0.2)
+    async with app.worker(**options):
+        deadline = time.monotonic() + timeout
+        while not await asyncio.to_thread(done):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker did not finish within {timeout} s")
+            await asyncio.sleep(0.05)
+
+
+def finished(app: pgq.App, ids: list[int]) -> Callable[[], bool]:
+    def check() -> bool:
+        return all((job := app.get_job(i)) is not None and job.is_finished for i in ids)
+
+    return check
+
+
+def job(app: pgq.App, job_id: int) -> pgq.Job:
+    found = app.get_job(job_id)
+    assert found is not None
+    return found
+
+
+async def test_runs_jobs_and_stores_results(app: pgq.App) -> None:
+    @app.task
+    async def double(n: int) -> int:
+        return n * 2
+
+    @app.task
+    def shout(text: str) -> dict[str, str]:
+        return {"text": text.upper()}
+
+    ids = [double.enqueue(n=i) for i in range(5)] + [shout.enqueue(text="hi")]
+    await run_until(app, finished(app, ids))
+    assert [job(app, i).result for i in ids] == [0, 2, 4, 6, 8, {"text": "HI"}]
+    for i in ids:
+        done = job(app, i)
+        assert done.status == "completed" and done.attempts == 1 and done.progress == 1
+        assert done.finished_at is not None and done.started_at is not None
+
+
+async def test_priority_then_run_at_then_id(app: pgq.App, conn: Any) -> None:
+    order: list[str] = []
+
+    @app.task
+    def step(name: str) -> None:
+        order.append(name)
+
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    step.enqueue(name="low-late")
+    step.options(priority=10).enqueue(name="high-1")
+    step.options(priority=10, run_at=past).enqueue(name="high-older")
+    step.options(priority=-5).enqueue(name="lowest")
+    step.options(priority=10).enqueue(name="high-2")
+    step.options(run_at=past).enqueue(name="low-older")
+    await run_until(app, lambda: len(order) == 6, concurrency=1)
+    assert order == ["high-older", "high-1", "high-2", "low-older", "low-late", "lowest"]
+
+
+async def test_concurrency_runs_that_many_at_once(app: pgq.App) -> None:
+    active = 0
+    peak = 0
+    gate = asyncio.Event()
+
+    @app.task
+    async def hold(i: int) -> None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        if peak >= 4:
+            gate.set()
+        await asyncio.wait_for(gate.wait(), 10)
+        await asyncio.sleep(0.05)
+        active -= 1
+
+    ids = [hold.enqueue(i=i) for i in range(12)]
+    await run_until(app, finished(app, ids), concurrency=4)
+    assert peak == 4
+    assert all(job(app, i).status == "completed" for i in ids)
+
+
+async def test_retries_with_backoff_and_error_history(app: pgq.App) -> None:
+    @app.task(max_attempts=3, backoff=0.3)
+    def flaky(n: int) -> None:
+        raise ConnectionError(f"upstream said 503 ({n})")
+
+    job_id = flaky.enqueue(n=1)
+    await run_until(app, finished(app, [job_id]))
+    failed = job(app, job_id)
+    assert failed.status == "failed" and failed.attempts == 3
+    assert [e["attempt"] for e in failed.errors] == [1, 2, 3]
+    assert all(e["type"] == "ConnectionError" and e["message"] == "upstream said 503 (1)" for e in failed.errors)
+    assert "raise ConnectionError" in failed.errors[0]["traceback"]
+    times = [datetime.fromisoformat(e["at"]) for e in failed.errors]
+    # Backoff doubles from 0.3 s with ±20 % jitter: at least 0.24 s, then 0.48 s (database clock).
+    assert (times[1] - times[0]).total_seconds() >= 0.24
+    assert (times[2] - times[1]).total_seconds() >= 0.48
+
+
+async def test_permanent_error_and_retry_request(app: pgq.App) -> None:
+    calls: list[int] = []
+
+    @app.task(max_attempts=5)
+    def invalid(address: str) -> None:
+        raise pgq.PermanentError(f"invalid address {address}")
+
+    @app.task(max_attempts=5, pass_context=True)
+    def later(ctx: pgq.JobContext) -> str:
+        calls.append(ctx.attempt)
+        if ctx.attempt == 1:
+            raise pgq.Retry(delay=0.4, reason="rate limited")
+        return "done"
+
+    ids = [invalid.enqueue(address="nope"), later.enqueue()]
+    await run_until(app, finished(app, ids))
+    failed, retried = job(app, ids[0]), job(app, ids[1])
+    assert failed.status == "failed" and failed.attempts == 1
+    assert failed.errors[0]["type"] == "PermanentError" and failed.errors[0]["permanent"] is True
+    assert retried.status == "completed" and retried.result == "done" and calls == [1, 2]
+    assert retried.errors[0]["type"] == "Retry" and retried.errors[0]["message"] == "rate limited"
+    assert retried.started_at is not None
+    assert (retried.started_at - datetime.fromisoformat(retried.errors[0]["at"])).total_seconds() >= 0.4
+
+
+async def test_timeouts_of_async_and_sync_handlers(app: pgq.App) -> None:
+    noticed = threading.Event()
+
+    @app.task(timeout=0.3, max_attempts=1)
+    async def hangs() -> None:
+        await asyncio.sleep(60)
+
+    @app.task(timeout=0.3, max_attempts=1, pass_context=True)
+    def spins(ctx: pgq.JobContext) -> None:
+        while not ctx.cancelled:
+            time.sleep(0.01)
+        noticed.set()
+
+    @app.task
+    def after() -> str:
+        return "still working"
+
+    ids = [hangs.enqueue(), spins.enqueue()]
+    await run_until(app, finished(app, ids), concurrency=2)
+    for job_id in ids:
+        timed_out = job(app, job_id)
+        assert timed_out.status == "failed"
+        assert timed_out.errors[0]["type"] == "Timeout" and "timed out after 0.3 s" in timed_out.errors[0]["message"]
+    assert noticed.wait(5)  # the sync handler saw ctx.cancelled
+    # The worker's slots were freed: new work still runs.
+    follow = after.enqueue()
+    await run_until(app, finished(app, [follow]), concurrency=2)
+    assert job(app, follow).result == "still working"
+
+
+async def test_cancel_pending_and_running_jobs(app: pgq.App) -> None:
+    started = asyncio.Event()
+    sync_started = threading.Event()
+
+    @app.task
+    async def long_async() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    @app.task(pass_context=True)
+    def long_sync(ctx: pgq.JobContext) -> None:
+        sync_started.set()
+        while not ctx.cancelled:
+            time.sleep(0.01)
+
+    pending = long_async.options(delay=3600).enqueue()
+    assert app.cancel(pending) == "cancelled"
+    assert job(app, pending).status == "cancelled"
+    with pytest.raises(pgq.InvalidState, match="already finished"):
+        app.cancel(pending)
+    with pytest.raises(pgq.JobNotFound):
+        app.cancel(987654)
+
+    running = [long_async.enqueue(), long_sync.enqueue()]
+    async with app.worker(concurrency=2, poll_interval=0.2):
+        await asyncio.wait_for(started.wait(), 10)
+        await asyncio.to_thread(sync_started.wait, 10)
+        assert [await asyncio.to_thread(app.cancel, i) for i in running] == ["cancelling", "cancelling"]
+        deadline = time.monotonic() + 10
+        while not await asyncio.to_thread(finished(app, running)):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+    for job_id in running:
+        cancelled = job(app, job_id)
+        assert cancelled.status == "cancelled" and cancelled.cancel_requested_at is not None
+        assert cancelled.errors[-1]["type"] == "Cancelled"
+
+
+async def test_delayed_job_starts_on_time_on_an_idle_worker(app: pgq.App) -> None:
+    @app.task
+    def ping() -> None: ...
+
+    async with app.worker(poll_interval=30):  # the poll would be far too late: the worker must sleep until run_at
+        await asyncio.sleep(0.3)  # idle
+        ids = [await asyncio.to_thread(ping.options(delay=delay).enqueue) for delay in (0.8, 1.2, 1.6)]
+        deadline = time.monotonic() + 10
+        while not await asyncio.to_thread(finished(app, ids)):
+            assert time.monotonic() < deadline, "delayed jobs did not run"
+            await asyncio.sleep(0.05)
+    lags = sorted((job(app, i).started_at - job(app, i).run_at).total_seconds() for i in ids)  # type: ignore[operator]
+    assert all(lag >= 0 for lag in lags)
+    assert lags[1] < 0.1, f"median delay after run_at {lags[1]:.3f} s"
+
+
+async def test_notification_wakes_an_idle_worker(app: pgq.App) -> None:
+    @app.task
+    def ping() -> None: ...
+
+    async with app.worker(poll_interval=30) as worker:
+        for _ in range(100):
+            if worker.listener is not None and worker.listener.listening:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        job_id = await asyncio.to_thread(ping.enqueue)
+        deadline = time.monotonic() + 5  # far less than the 30 s poll
+        while not await asyncio.to_thread(finished(app, [job_id])):
+            assert time.monotonic() < deadline, "the NOTIFY did not wake the worker"
+            await asyncio.sleep(0.02)
+
+
+async def test_rolled_back_enqueue_never_runs(app: pgq.App, database_url: str) -> None:
+    ran: list[str] = []
+
+    @app.task
+    def work(name: str) -> None:
+        ran.append(name)
+
+    with psycopg.connect(database_url) as caller:
+        work.options(connection=caller).enqueue(name="rolled back")
+        caller.rollback()
+        work.options(connection=caller).enqueue(name="committed")
+        caller.commit()
+    sentinel = work.enqueue(name="sentinel")
+    await run_until(app, finished(app, [sentinel]))
+    assert sorted(ran) == ["committed", "sentinel"]
+
+
+async def test_bad_jobs_fail_once_and_the_worker_carries_on(app: pgq.App, conn: Any) -> None:
+    @app.task
+    def greet(name: str) -> str:
+        return f"hello {name}"
+
+    @app.task
+    def unserialisable() -> object:
+        return object()
+
+    ids = [
+        app.enqueue("nobody_registered_this", {}),
+        conn.execute("select pgq.enqueue('greet', '{\"nom\": \"x\"}') as id").fetchone()["id"],
+        unserialisable.enqueue(),
+        greet.enqueue(name="ada"),
+    ]
+    await run_until(app, finished(app, ids))
+    unknown, wrong_args, no_result, good = (job(app, i) for i in ids)
+    assert unknown.status == "failed" and unknown.attempts == 1
+    assert "unknown task 'nobody_registered_this'" in unknown.errors[0]["message"]
+    assert wrong_args.status == "failed" and wrong_args.attempts == 1
+    assert "missing a required argument: 'name'; got ['nom']" in wrong_args.errors[0]["message"]
+    assert no_result.status == "completed" and no_result.result is None
+    assert good.result == "hello ada"
+
+
+async def test_hooks_progress_and_retry_from_dead_letters(app: pgq.App) -> None:
+    events: list[tuple[str, int]] = []
+    seen_progress: list[float | None] = []
+    fail = True
+
+    @app.task(max_attempts=1)
+    def once() -> str:
+        if fail:
+            raise RuntimeError("first run fails")
+        return "second run works"
+
+    @app.task(pass_context=True)
+    async def steps(ctx: pgq.JobContext) -> None:
+        ctx.set_progress(0.5, "half way")
+        for _ in range(40):
+            current = await asyncio.to_thread(app.get_job, ctx.job.id)
+            if current is not None and current.progress == 0.5:
+                seen_progress.append(current.progress)
+                assert current.progress_message == "half way"
+                return
+            await asyncio.sleep(0.05)
+
+    def record(event: Event) -> None:
+        events.append((event.name, event.job.id))
+
+    async def record_async(event: Event) -> None:
+        events.append(("async:" + event.name, event.job.id))
+
+    for name in ("job_started", "job_completed", "job_failed"):
+        app.on(name, record)
+    app.on("job_failed", record_async)
+    with pytest.raises(pgq.ConfigurationError, match="unknown event"):
+        app.on("job_exploded", record)
+
+    failing, stepping = once.enqueue(), steps.enqueue()
+    await run_until(app, finished(app, [failing, stepping]))
+    assert job(app, failing).status == "failed"
+    assert seen_progress == [0.5]
+    assert ("job_failed", failing) in events and ("async:job_failed", failing) in events
+    assert ("job_completed", stepping) in events and ("job_started", stepping) in events
+
+    with pytest.raises(pgq.InvalidState, match="only failed or cancelled"):
+        app.retry(stepping)
+    fail = False
+    app.retry(failing)
+    again = job(app, failing)
+    assert again.status == "pending" and again.max_attempts == 2 and len(again.errors) == 1
+    await run_until(app, finished(app, [failing]))
+    assert job(app, failing).result == "second run works" and job(app, failing).attempts == 2
+
+
+async def test_worker_row_and_fenced_finish(app: pgq.App, conn: Any) -> None:
+    """A finish from a worker that no longer owns the attempt is refused."""
+    release = asyncio.Event()
+
+    @app.task
+    async def slow() -> str:
+        await release.wait()
+        return "late"
+
+    job_id = slow.enqueue()
+    async with app.worker(poll_interval=0.2) as worker:
+        for _ in range(200):
+            row = await asyncio.to_thread(
+                lambda: conn.execute("select status, worker_id from pgq.jobs where id = %s", [job_id]).fetchone()
+            )
+            if row and row["status"] == "running":
+                break
+            await asyncio.sleep(0.05)
+        assert row["worker_id"] == worker.id
+        workers = conn.execute("select status, queues, concurrency from pgq.workers").fetchall()
+        assert workers == [{"status": "running", "queues": ["default"], "concurrency": 10}]
+        # What the sweeper will do for a dead worker: give the job back and let another take it.
+        conn.execute(
+            "update pgq.jobs set status = 'running', worker_id = gen_random_uuid(), attempts = attempts + 1 "
+            "where id = %s",
+            [job_id],
+        )
+        release.set()
+        await asyncio.sleep(0.5)
+    row = conn.execute("select status, attempts from pgq.jobs where id = %s", [job_id]).fetchone()
+    assert row == {"status": "running", "attempts": 2}  # the late finish did not touch it
+    assert conn.execute("select count(*) as n from pgq.job_history").fetchone()["n"] == 0
+    assert conn.execute("select status from pgq.workers").fetchone()["status"] == "stopped"
+
+
+async def test_paused_queue_is_skipped(app: pgq.App, conn: Any) -> None:
+    @app.task
+    def work(q: str) -> None: ...
+
+    conn.execute("insert into pgq.queues (name, paused) values ('held', true)")
+    held = work.options(queue="held").enqueue(q="held")
+    free = work.enqueue(q="default")
+    await run_until(app, finished(app, [free]), queues=["held", "default"])
+    assert job(app, held).status == "pending"
+    conn.execute("update pgq.queues set paused = false where name = 'held'")
+    await run_until(app, finished(app, [held]), queues=["held", "default"])
+
+
+def test_bad_worker_options(app: pgq.App) -> None:
+    from pgq.worker import Worker
+
+    with pytest.raises(pgq.ConfigurationError, match="concurrency must be an integer >= 1"):
+        Worker(app, concurrency=0)
+    with pytest.raises(pgq.ConfigurationError, match="queue names are"):
+        Worker(app, queues=["bad queue"])
+    with pytest.raises(pgq.ConfigurationError, match="at least one queue"):
+        Worker(app, queues=[])
