@@ -44,7 +44,10 @@ def test_demo_on_embedded_postgres(short_tmp: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "embedded PostgreSQL" in result.stdout
-    assert "enqueued jobs 1, 2, 3, 4" in result.stdout
+    assert "enqueued jobs 1, 2, 3, 4, 5" in result.stdout
+    # The demo's worker ran them all: four completed (one after a retry), one failed for good.
+    table = result.stdout.split("running a worker until they finish", 1)[1]
+    assert table.count(" completed ") == 4 and table.count(" failed ") == 1
     assert (short_tmp / ".pgq" / "pg" / "PG_VERSION").read_text().strip() == "18"
     # A second command finds the same data (the server stopped and starts again).
     listing = subprocess.run(
@@ -56,7 +59,7 @@ def test_demo_on_embedded_postgres(short_tmp: Path) -> None:
         timeout=180,
     )
     assert listing.returncode == 0, listing.stderr
-    assert listing.stdout.count('"task"') == 4
+    assert listing.stdout.count('"task"') == 5
 
 
 @pytest.mark.slow
