@@ -319,7 +319,7 @@ async def test_hooks_progress_and_retry_from_dead_letters(app: pgq.App) -> None:
 
     for name in ("job_started", "job_completed", "job_failed"):
         app.on(name, record)
-    app.on("job_failed", record_async)
+    app.on("job_failed")(record_async)  # the decorator form
     with pytest.raises(pgq.ConfigurationError, match="unknown event"):
         app.on("job_exploded", record)
 

