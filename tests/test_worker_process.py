@@ -3,6 +3,7 @@ database that drops its connections or restarts underneath it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -100,7 +101,7 @@ def test_drains_then_sigterm_lets_the_running_job_finish(
 ) -> None:
     app = pgq.App(database_url)
     ids = app.enqueue_many([pgq.JobSpec("record", {"n": i}) for i in range(50)])
-    worker = start_worker("--concurrency", "5")
+    worker = start_worker("--concurrency", "5", "--log-format", "json")
     wait_for(
         lambda: count(db, "select count(*) as n from pgq.job_history where status = 'completed'") == 50,
         60,
@@ -117,6 +118,12 @@ def test_drains_then_sigterm_lets_the_running_job_finish(
     ]
     assert count(db, "select count(*) as n from runs") == 51
     assert all(app.get_job(i).status == "completed" for i in ids)  # type: ignore[union-attr]
+    # --log-format json: every line is one JSON object; each outcome carries its fields.
+    lines = [json.loads(line) for line in worker.output().splitlines() if line.strip()]
+    completed = [entry for entry in lines if entry.get("event") == "job_completed"]
+    assert len(completed) == 51
+    assert {"job_id", "task", "queue", "attempt", "duration_ms", "time", "level"} <= set(completed[0])
+    assert {entry["job_id"] for entry in completed} == {*ids, slow}
     app.close()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ import pgq
 app = pgq.App()
 
 _pool: ConnectionPool[Any] | None = None
+_pool_lock = threading.Lock()
 
 RUNS_TABLE = """
 create table if not exists runs (
@@ -33,9 +35,12 @@ create table if not exists runs (
 
 def pool() -> ConnectionPool[Any]:
     global _pool
-    if _pool is None:
-        _pool = ConnectionPool(os.environ["PGQ_DATABASE_URL"], min_size=1, max_size=20, kwargs={"autocommit": True})
-        _pool.open(wait=True)
+    with _pool_lock:  # handler threads race here on the first jobs
+        if _pool is None:
+            _pool = ConnectionPool(
+                os.environ["PGQ_DATABASE_URL"], min_size=1, max_size=20, kwargs={"autocommit": True}, open=False
+            )
+            _pool.open(wait=True)
     return _pool
 
 
