@@ -107,9 +107,8 @@ def main() -> None:
         rate = asyncio.run(measure_drain(app, pending, options.concurrency))
         results[f"drain {pending} jobs, concurrency {options.concurrency} (jobs/s)"] = rate
         latencies = asyncio.run(measure_latency(app, 200))
-        results["idle latency p50 / p95 / p99 (ms)"] = (
-            f"{statistics.median(latencies):.2f} / {percentile(latencies, 0.95):.2f} / {percentile(latencies, 0.99):.2f}"
-        )
+        p50, p95, p99 = statistics.median(latencies), percentile(latencies, 0.95), percentile(latencies, 0.99)
+        results["idle latency p50 / p95 / p99 (ms)"] = f"{p50:.2f} / {p95:.2f} / {p99:.2f}"
     finally:
         app.close()
         drop_schema(url)

@@ -11,13 +11,16 @@ start processes without seeing each other.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 import pgq
 from tests import pgservers
+from tests.processes import WorkerProcess
 
 TEMPLATE = "pgq_template"
 
@@ -92,3 +95,30 @@ def conn(database_url: str) -> Iterator[psycopg.Connection[dict[str, object]]]:
 
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as connection:
         yield connection
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to the test's database, with the `runs` table the test apps' handlers fill."""
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        from tests.apps.recording import RUNS_TABLE
+
+        conn.execute(RUNS_TABLE)
+        yield conn
+
+
+@pytest.fixture
+def start_worker(database_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, app: str | None = None, env: dict[str, str] | None = None) -> WorkerProcess:
+        extra = {"app": app} if app else {}
+        worker = WorkerProcess(database_url, *args, log=tmp_path / f"worker-{len(started)}.log", env=env, **extra)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()

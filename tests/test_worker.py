@@ -397,3 +397,99 @@ def test_bad_worker_options(app: pgq.App) -> None:
         Worker(app, queues=["bad queue"])
     with pytest.raises(pgq.ConfigurationError, match="at least one queue"):
         Worker(app, queues=[])
+
+
+async def test_handler_errors_that_look_like_ours(app: pgq.App) -> None:
+    """A handler's own TimeoutError, CancelledError or SystemExit is a failed attempt like any other."""
+
+    @app.task(max_attempts=2, backoff=0.05)  # no timeout configured
+    async def own_timeout() -> None:
+        async with asyncio.timeout(0.01):
+            await asyncio.sleep(1)
+
+    @app.task(max_attempts=2, backoff=0.05)
+    async def own_cancel() -> None:
+        inner = asyncio.create_task(asyncio.sleep(10))
+        inner.cancel()
+        await inner
+
+    @app.task(max_attempts=2, backoff=0.05)
+    async def exits() -> None:
+        raise SystemExit(3)
+
+    @app.task
+    def after() -> str:
+        return "alive"
+
+    ids = [own_timeout.enqueue(), own_cancel.enqueue(), exits.enqueue()]
+    await run_until(app, finished(app, ids), concurrency=3)
+    for job_id, kind in zip(ids, ("TimeoutError", "CancelledError", "SystemExit"), strict=True):
+        failed = job(app, job_id)
+        assert failed.status == "failed" and failed.attempts == 2, failed
+        assert [e["type"] for e in failed.errors] == [kind, kind]
+    follow = after.enqueue()
+    await run_until(app, finished(app, [follow]))
+    assert job(app, follow).result == "alive"
+
+
+def test_retry_delay_must_be_finite() -> None:
+    for bad in (float("inf"), float("nan"), -1, "5"):
+        with pytest.raises(pgq.ConfigurationError, match="finite number of seconds"):
+            pgq.Retry(delay=bad)  # type: ignore[arg-type]
+
+
+async def test_a_cancelled_job_that_fails_is_not_retried(app: pgq.App) -> None:
+    started = threading.Event()
+
+    @app.task(pass_context=True, max_attempts=5)
+    def stubborn(ctx: pgq.JobContext) -> None:
+        started.set()
+        while not ctx.cancelled:
+            time.sleep(0.01)
+        raise RuntimeError("interrupted")
+
+    job_id = stubborn.enqueue()
+    async with app.worker(poll_interval=0.2):
+        await asyncio.to_thread(started.wait, 10)
+        await asyncio.to_thread(app.cancel, job_id)
+        deadline = time.monotonic() + 10
+        while not await asyncio.to_thread(finished(app, [job_id])):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+    assert job(app, job_id).status == "cancelled" and job(app, job_id).attempts == 1
+
+
+async def test_a_job_cancelled_before_it_starts_frees_its_slot(app: pgq.App) -> None:
+    from pgq.worker import Worker
+
+    @app.task
+    async def quick() -> None: ...
+
+    job_id = quick.enqueue()
+    worker = Worker(app, concurrency=1)
+    claimed = job(app, job_id)
+    worker._start(claimed)
+    worker._cancel_local(job_id)  # in the same loop turn: the task never takes its first step
+    await asyncio.sleep(0.05)
+    assert worker.running == {}
+    assert [o.kind for o in worker.completer._queue] == ["cancelled"]
+
+
+async def test_a_worker_declared_dead_claims_nothing_under_that_id(app: pgq.App, conn: Any) -> None:
+    @app.task
+    def work() -> None: ...
+
+    async with app.worker(poll_interval=0.1, heartbeat_interval=0.3) as worker:
+        old_id = worker.id
+        for _ in range(200):  # registered?
+            if conn.execute("update pgq.workers set status = 'dead' where id = %s", [old_id]).rowcount:
+                break
+            await asyncio.sleep(0.02)
+        job_id = await asyncio.to_thread(work.enqueue)
+        deadline = time.monotonic() + 10
+        while not await asyncio.to_thread(finished(app, [job_id])):
+            assert time.monotonic() < deadline, "the worker never re-registered"
+            await asyncio.sleep(0.05)
+        assert worker.id != old_id
+    done = job(app, job_id)
+    assert done.worker_id == worker.id and done.worker_id != old_id

@@ -9,91 +9,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 import pgq
 from tests import pgservers
-
-ROOT = Path(__file__).resolve().parent.parent
-APP = "tests.apps.recording:app"
+from tests.processes import APP, ROOT, WorkerProcess, count, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-class WorkerProcess:
-    def __init__(self, database_url: str, *args: str, log: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PGQ_")}
-        env.update(PGQ_DATABASE_URL=database_url, PGQ_HEARTBEAT_INTERVAL="0.5", PYTHONUNBUFFERED="1")
-        self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "pgq", "worker", APP, "--poll-interval", "0.5", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-
-    def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise AssertionError(f"worker did not exit within {timeout} s; log:\n{self.output()}") from None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
-        from tests.apps.recording import RUNS_TABLE
-
-        conn.execute(RUNS_TABLE)
-        yield conn
-
-
-@pytest.fixture
-def start_worker(database_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    started: list[WorkerProcess] = []
-
-    def start(*args: str) -> WorkerProcess:
-        worker = WorkerProcess(database_url, *args, log=tmp_path / f"worker-{len(started)}.log")
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.kill()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def count(conn: psycopg.Connection[Any], sql: str, *params: Any) -> int:
-    return int(conn.execute(sql, params or None).fetchone()["n"])  # type: ignore[index]
 
 
 def test_drains_then_sigterm_lets_the_running_job_finish(

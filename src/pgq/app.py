@@ -21,6 +21,7 @@ from pgq.enqueueing import drive, drive_async, insert_many, insert_one, prepare
 from pgq.errors import ConfigurationError, InvalidState, JobNotFound, PgqError
 from pgq.events import EVENTS, Event
 from pgq.job import Job, JobSpec
+from pgq.schedules import ScheduleControls, ScheduleSpec, check_spec
 from pgq.settings import Settings, load_settings
 from pgq.task import Backoff, Task
 
@@ -33,7 +34,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 TaskRef = str | Task[Any, Any]
 
 
-class App:
+class App(ScheduleControls):
     """One pgq installation: where its database is, and which tasks it knows.
 
     ``App()`` reads ``PGQ_*`` environment variables; keyword arguments override
@@ -53,6 +54,8 @@ class App:
         self._checked = False
         self._lock = threading.Lock()
         self._hooks: dict[str, list[Callable[[Event], Any]]] = {}
+        #: Schedules declared in code (``@app.periodic``), upserted when a worker starts.
+        self.schedules: dict[str, ScheduleSpec] = {}
 
     def configure(self, **overrides: Any) -> None:
         """Override settings after construction (the CLI's flags do this); only
@@ -160,6 +163,50 @@ class App:
         if fn is not None:
             return register(fn)
         return register
+
+    def periodic(
+        self,
+        *,
+        cron: str,
+        timezone: str = "UTC",
+        name: str | None = None,
+        queue: str | None = None,
+        args: dict[str, Any] | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        catch_up: str = "once",
+    ) -> Callable[[Task[Any, Any]], Task[Any, Any]]:
+        """Run a task on a cron schedule; stack it above ``@app.task``:
+
+            @app.periodic(cron="*/5 * * * *")          # every 5 minutes
+            @app.task
+            def refresh() -> None: ...
+
+        ``cron`` has five fields, or six with seconds first (``*/10 * * * * *``).
+        ``name`` defaults to the task's name (give one to schedule a task twice).
+        ``catch_up`` after downtime: ``"once"`` (default, one job for all missed
+        ticks), ``"all"`` (one per missed tick) or ``"none"`` (skip them). A bad
+        cron or time zone fails here, at import time, not in the worker.
+        """
+
+        def declare(task: Task[Any, Any]) -> Task[Any, Any]:
+            if not isinstance(task, Task):
+                raise ConfigurationError(
+                    f"@app.periodic must be stacked above @app.task (it got {task!r}, not a pgq task)"
+                )
+            spec = check_spec(
+                ScheduleSpec(
+                    name or task.name, cron, task.name, args or {}, timezone, queue, priority, max_attempts, catch_up
+                ),
+                self.settings.max_payload_bytes,
+            )
+            task.check_args(spec.args)
+            if spec.name in self.schedules and self.schedules[spec.name].task != task.name:
+                raise ConfigurationError(f"schedule {spec.name!r} is declared twice; give one of them name=...")
+            self.schedules[spec.name] = spec
+            return task
+
+        return declare
 
     # -------------------------------------------------------------- database
 
@@ -434,15 +481,20 @@ class App:
         (``"cancelling"``): an async handler is cancelled, a sync one sees
         ``ctx.cancelled``. Raises :class:`JobNotFound` for an unknown id and
         :class:`InvalidState` for a job that already finished."""
-        rows = self._run(
-            query("job_cancel", self.schema), {"id": int(job_id), "cancel_channel": f"{self.schema}_cancel"}
-        )
-        if not rows:
+        params = {"id": int(job_id), "cancel_channel": f"{self.schema}_cancel"}
+        # A claim or a finish racing the statement can leave it with nothing to
+        # report (its snapshot predates the change): a fresh statement sees it.
+        for _ in range(3):
+            rows = self._run(query("job_cancel", self.schema), params)
+            if rows:
+                break
+        else:
             raise JobNotFound(f"no job with id {job_id}")
         outcome = str(rows[0]["outcome"])
-        if outcome not in ("cancelled", "cancelling"):
+        if outcome.startswith("finished:"):
             raise InvalidState(
-                f"job {job_id} already finished ({outcome}); only pending or running jobs can be cancelled"
+                f"job {job_id} already finished ({outcome.split(':', 1)[1]}); "
+                "only pending or running jobs can be cancelled"
             )
         return outcome
 
@@ -452,8 +504,13 @@ class App:
         A job that used all its attempts gets one more. Raises
         :class:`JobNotFound` or :class:`InvalidState` (it is not failed or
         cancelled, or a live job holds its key)."""
-        if self._run(query("job_retry", self.schema), {"id": int(job_id)}):
-            return
+        try:
+            if self._run(query("job_retry", self.schema), {"id": int(job_id)}):
+                return
+        except psycopg.errors.UniqueViolation:
+            raise InvalidState(
+                f"job {job_id} cannot be retried: a live job took its key meanwhile; retry it later"
+            ) from None
         job = self.get_job(job_id)
         if job is None:
             raise JobNotFound(f"no job with id {job_id}")
@@ -462,6 +519,27 @@ class App:
                 f"job {job_id} cannot be retried: a live job in queue {job.queue!r} holds its key {job.key!r}"
             )
         raise InvalidState(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
+
+    def prune(self) -> dict[str, int]:
+        """What the sweeper's retention does, now and to the end: finished jobs past
+        retention (in batches), worker rows stopped over a day ago, old metrics."""
+        from pgq.maintenance.sweeper import retention_params
+
+        params = retention_params(self)
+        jobs = 0
+        while True:
+            with self._get_pools().sync_pool().connection() as conn:
+                self._ensure_schema(conn)
+                deleted = conn.execute(query("sweep_prune_history", self.schema), params).rowcount
+            jobs += deleted
+            if deleted < params["batch"]:
+                break
+        with self._get_pools().sync_pool().connection() as conn:
+            workers = conn.execute(query("sweep_prune_workers", self.schema)).rowcount
+            metrics = conn.execute(
+                query("sweep_prune_metrics", self.schema), {"keep": self.settings.metrics_retention}
+            ).rowcount
+        return {"jobs": jobs, "workers": workers, "metrics": metrics}
 
     # --------------------------------------------------------------- worker
 
@@ -501,15 +579,16 @@ class App:
             worker.stop()
             await task
 
-    def run_worker(self, **options: Any) -> None:
+    def run_worker(self, **options: Any) -> Worker:
         """Run a worker in this thread until SIGTERM or SIGINT (what ``pgq worker`` does).
 
         The first signal stops claiming and lets running jobs finish for up to
         ``shutdown_timeout`` seconds; a second one returns them to the queue at once.
+        Returns the stopped :class:`~pgq.worker.Worker`.
         """
-        asyncio.run(self._run_worker_until_signal(**options))
+        return asyncio.run(self._run_worker_until_signal(**options))
 
-    async def _run_worker_until_signal(self, **options: Any) -> None:
+    async def _run_worker_until_signal(self, **options: Any) -> Worker:
         from pgq.worker import Worker
 
         worker = Worker(self, **options)
@@ -536,3 +615,4 @@ class App:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+        return worker

@@ -10,15 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from pgq.app import App
 from pgq.db.urls import redact
 from pgq.errors import ConfigurationError, PgqError
 from pgq.job import STATUSES, Job
-from pgq.output import job_detail, jobs_table, to_json
+from pgq.output import job_detail, jobs_table, schedules_table, to_json, when
 
 ENVIRONMENT_HELP = """\
 environment:
@@ -115,7 +117,57 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", help="worker name shown in pgq.workers (default host:pid)")
     worker.add_argument("--log-format", choices=("text", "json"), help="default text")
     worker.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    worker.add_argument("--no-scheduler", action="store_true", help="do not run cron schedules in this worker")
+    worker.add_argument(
+        "--no-sweeper", action="store_true", help="never act as the sweeper (rescue, retention, metrics)"
+    )
     worker.set_defaults(handler=cmd_worker)
+
+    schedules = commands.add_parser("schedules", help="cron schedules")
+    schedule_commands = schedules.add_subparsers(dest="schedules_command", metavar="ACTION", required=True)
+    add = schedule_commands.add_parser(
+        "add",
+        parents=[common],
+        help="create or replace a schedule",
+        description="Create or replace a run-time schedule. CRON has five fields, or six with seconds first.",
+    )
+    add.add_argument("name")
+    add.add_argument("--cron", required=True, help="e.g. '*/5 * * * *' or '*/10 * * * * *'")
+    add.add_argument("--task", required=True)
+    add.add_argument("--args", default="{}", help="JSON object of keyword arguments")
+    add.add_argument("--timezone", default="UTC", help="IANA name, default UTC")
+    add.add_argument("--queue")
+    add.add_argument("--priority", type=int)
+    add.add_argument("--max-attempts", type=positive_int)
+    add.add_argument(
+        "--catch-up",
+        choices=("once", "all", "none"),
+        default="once",
+        help="after downtime: one job (once), one per missed tick (all), or none",
+    )
+    add.add_argument("--disabled", action="store_true", help="create it disabled")
+    add.set_defaults(handler=cmd_schedules_add)
+    listing = schedule_commands.add_parser("list", parents=[common], help="every schedule")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_schedules_list)
+    for action, help_text in (
+        ("remove", "delete a schedule (one declared in code returns at the next worker start)"),
+        ("enable", "enable a schedule from its next tick"),
+        ("disable", "disable a schedule"),
+        ("trigger", "enqueue the schedule's job now"),
+    ):
+        one = schedule_commands.add_parser(action, parents=[common], help=help_text)
+        one.add_argument("name")
+        one.set_defaults(handler=cmd_schedule_action, action=action)
+
+    prune = commands.add_parser(
+        "prune",
+        parents=[common],
+        help="delete finished jobs past retention now",
+        description="Delete finished jobs older than PGQ_RETENTION (per status: PGQ_RETENTION_COMPLETED, "
+        "PGQ_RETENTION_FAILED, PGQ_RETENTION_CANCELLED), worker rows stopped over a day ago and old metrics.",
+    )
+    prune.set_defaults(handler=cmd_prune)
 
     demo = commands.add_parser(
         "demo",
@@ -204,10 +256,7 @@ def cmd_migrate(options: argparse.Namespace) -> int:
 
 
 def cmd_enqueue(options: argparse.Namespace) -> int:
-    try:
-        args = json.loads(options.args)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(f"--args is not valid JSON ({exc}); e.g. --args '{{\"user_id\": 7}}'") from None
+    args = _json_object(options.args, "--args")
     run_at = None
     if options.run_at:
         try:
@@ -216,8 +265,6 @@ def cmd_enqueue(options: argparse.Namespace) -> int:
             raise ConfigurationError(
                 f"--run-at {options.run_at!r} is not an ISO 8601 time; e.g. 2026-12-01T09:00:00+00:00"
             ) from None
-    if not isinstance(args, dict):
-        raise ConfigurationError(f"--args must be a JSON object of keyword arguments, got {options.args}")
     with _app(options) as app:
         job_id = app.enqueue(
             options.task,
@@ -276,13 +323,20 @@ def cmd_worker(options: argparse.Namespace) -> int:
         from pgq.worker.supervisor import supervise
 
         return supervise(_child_args(options), options.processes)
-    app.run_worker(
+    worker = app.run_worker(
         queues=options.queues,
         concurrency=options.concurrency,
         name=options.name,
         poll_interval=options.poll_interval,
         shutdown_timeout=options.shutdown_timeout,
     )
+    stuck = worker.executor.stuck_threads()
+    if stuck:
+        # Python would wait for those threads at exit, maybe forever: their jobs
+        # were left to the sweeper, so leave without them.
+        logging.getLogger("pgq.worker").warning("exiting with %d handler threads still running", stuck)
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 
@@ -299,7 +353,72 @@ def _child_args(options: argparse.Namespace) -> list[str]:
     ):
         if value is not None:
             args += [flag, str(value)]
+    args += [
+        flag for flag, on in (("--no-scheduler", options.no_scheduler), ("--no-sweeper", options.no_sweeper)) if on
+    ]
     return args
+
+
+def _json_object(text: str, flag: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"{flag} is not valid JSON ({exc}); e.g. {flag} '{{\"user_id\": 7}}'") from None
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{flag} must be a JSON object of keyword arguments, got {text}")
+    return value
+
+
+def cmd_schedules_add(options: argparse.Namespace) -> int:
+    args = _json_object(options.args, "--args")
+    with _app(options) as app:
+        schedule = app.add_schedule(
+            options.name,
+            options.cron,
+            options.task,
+            args,
+            timezone=options.timezone,
+            queue=options.queue,
+            priority=options.priority,
+            max_attempts=options.max_attempts,
+            catch_up=options.catch_up,
+            enabled=not options.disabled,
+        )
+    print(f"schedule {schedule.name}: {schedule.cron} ({schedule.timezone}), next run {when(schedule.next_run_at)}")
+    return 0
+
+
+def cmd_schedules_list(options: argparse.Namespace) -> int:
+    with _app(options) as app:
+        schedules = app.list_schedules()
+    if options.json:
+        print(to_json(schedules))
+    elif not schedules:
+        print("no schedules")
+    else:
+        print(schedules_table(schedules))
+    return 0
+
+
+def cmd_schedule_action(options: argparse.Namespace) -> int:
+    with _app(options) as app:
+        if options.action == "remove":
+            app.remove_schedule(options.name)
+            print(f"schedule {options.name} removed")
+        elif options.action == "trigger":
+            print(app.trigger_schedule(options.name))
+        else:
+            schedule = app.enable_schedule(options.name, enabled=options.action == "enable")
+            state = "enabled" if schedule.enabled else "disabled"
+            print(f"schedule {schedule.name} {state}; next run {when(schedule.next_run_at)}")
+    return 0
+
+
+def cmd_prune(options: argparse.Namespace) -> int:
+    with _app(options) as app:
+        counts = app.prune()
+    print(", ".join(f"{name}: {count}" for name, count in counts.items()))
+    return 0
 
 
 def cmd_demo(options: argparse.Namespace) -> int:

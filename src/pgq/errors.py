@@ -54,8 +54,8 @@ class Retry(PgqError):
     """
 
     def __init__(self, delay: float = 0.0, reason: str | None = None) -> None:
-        if delay < 0:
-            raise ConfigurationError(f"Retry delay must be zero or positive, got {delay!r}")
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay < float("inf"):
+            raise ConfigurationError(f"Retry delay must be a finite number of seconds >= 0, got {delay!r}")
         super().__init__(reason or f"retry requested in {delay} s")
         self.delay = float(delay)
         self.reason = reason

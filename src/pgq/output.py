@@ -31,7 +31,7 @@ def to_json(value: Any) -> str:
     return json.dumps(_plain(value), indent=2, ensure_ascii=False)
 
 
-def _when(value: datetime | None) -> str:
+def when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
@@ -57,7 +57,7 @@ def jobs_table(jobs: Sequence[Job]) -> str:
             job.task,
             str(job.priority),
             f"{job.attempts}/{job.max_attempts}",
-            _when(job.run_at),
+            when(job.run_at),
             job.key or "",
             _clip(json.dumps(job.args, ensure_ascii=False), 40),
         )
@@ -72,13 +72,13 @@ def job_detail(job: Job) -> str:
         f"  task        {job.task}",
         f"  queue       {job.queue}   priority {job.priority}",
         f"  attempts    {job.attempts} of {job.max_attempts}",
-        f"  created     {_when(job.created_at)}",
-        f"  run at      {_when(job.run_at)}",
+        f"  created     {when(job.created_at)}",
+        f"  run at      {when(job.run_at)}",
     ]
     if job.started_at:
-        lines.append(f"  started     {_when(job.started_at)}")
+        lines.append(f"  started     {when(job.started_at)}")
     if job.finished_at:
-        lines.append(f"  finished    {_when(job.finished_at)}")
+        lines.append(f"  finished    {when(job.finished_at)}")
     if job.key:
         lines.append(f"  key         {job.key}")
     if job.worker_id:
@@ -98,3 +98,22 @@ def job_detail(job: Job) -> str:
         if traceback:
             lines.extend("      " + line for line in str(traceback).rstrip().splitlines())
     return "\n".join(lines)
+
+
+def schedules_table(schedules: Sequence[Any]) -> str:
+    headers = ("NAME", "CRON", "TIMEZONE", "TASK", "QUEUE", "ENABLED", "NEXT RUN", "LAST RUN", "SOURCE")
+    rows = [
+        (
+            s.name,
+            s.cron,
+            s.timezone,
+            s.task,
+            s.queue or "",
+            "yes" if s.enabled else "no",
+            when(s.next_run_at),
+            when(s.last_run_at),
+            s.source,
+        )
+        for s in schedules
+    ]
+    return table(headers, rows)

@@ -96,6 +96,26 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds finished jobs stay in `job_history`. Default 7 days.",
     )
+    retention_completed: float | None = Field(
+        default=None, gt=0, description="Seconds completed jobs are kept. Default: `retention`."
+    )
+    retention_failed: float | None = Field(
+        default=None, gt=0, description="Seconds failed jobs are kept (the dead-letter set). Default: `retention`."
+    )
+    retention_cancelled: float | None = Field(
+        default=None, gt=0, description="Seconds cancelled jobs are kept. Default: `retention`."
+    )
+    metrics_retention: float = Field(
+        default=30 * 24 * 3600.0, gt=0, description="Seconds rows of `metrics` are kept. Default 30 days."
+    )
+    timeout_grace: float = Field(
+        default=10.0,
+        ge=0,
+        description=(
+            "Seconds past its timeout before the sweeper takes a job from a live worker that did not "
+            "end it. Default 10."
+        ),
+    )
     listen_url: str | None = Field(
         default=None,
         description=(

@@ -83,3 +83,12 @@ async def async_sleepy(ctx: pgq.JobContext, seconds: float) -> str:
     await asyncio.sleep(seconds)
     await asyncio.to_thread(record_end, ctx)
     return "slept"
+
+
+@app.task(pass_context=True, max_attempts=3)
+def stubborn(ctx: pgq.JobContext, seconds: float) -> str:
+    """Ignores ctx.cancelled: a handler a shutdown cannot stop."""
+    record_start(ctx)
+    time.sleep(seconds)
+    record_end(ctx)
+    return "done"

@@ -48,6 +48,9 @@ def connection_kwargs(settings: Settings, purpose: str) -> dict[str, Any]:
         "keepalives_idle": 10,
         "keepalives_interval": 5,
         "keepalives_count": 3,
+        # Data sent but unacknowledged this long means a dead peer: fail instead
+        # of waiting out the kernel's ~15 minute retransmission limit.
+        "tcp_user_timeout": 30_000,
         "options": " ".join(options),
     }
 
@@ -101,6 +104,9 @@ class Pools:
         self._async: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, AsyncConnectionPool[psycopg.AsyncConnection[Row]]
         ] = weakref.WeakKeyDictionary()
+        self._async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def _kwargs(self) -> dict[str, Any]:
         return {
@@ -137,6 +143,16 @@ class Pools:
 
     async def async_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Row]]:
         loop = asyncio.get_running_loop()
+        pool = self._async.get(loop)
+        if pool is not None:
+            return pool
+        lock = self._async_locks.setdefault(loop, asyncio.Lock())
+        async with lock:  # concurrent first calls must share one pool
+            return await self._open_async_pool(loop)
+
+    async def _open_async_pool(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> AsyncConnectionPool[psycopg.AsyncConnection[Row]]:
         pool = self._async.get(loop)
         if pool is None:
             try:

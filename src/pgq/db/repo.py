@@ -73,8 +73,12 @@ async def heartbeat(
     return row["status"], [int(i) for i in row["cancel_ids"] or []]
 
 
-async def return_orphans(conn: AsyncConn, schema: str, worker_id: uuid.UUID, owned: Sequence[int]) -> list[int]:
-    rows = await _rows(conn, "job_return_orphans", schema, {"worker_id": worker_id, "owned": list(owned)})
+async def return_orphans(
+    conn: AsyncConn, schema: str, worker_id: uuid.UUID, owned: Sequence[int], grace: float
+) -> list[int]:
+    rows = await _rows(
+        conn, "job_return_orphans", schema, {"worker_id": worker_id, "owned": list(owned), "grace": grace}
+    )
     return [int(row["id"]) for row in rows]
 
 

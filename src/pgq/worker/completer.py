@@ -18,10 +18,13 @@ from typing import Any
 import psycopg
 
 from pgq.db import repo
+from pgq.throttle import LogWindow
 from pgq.worker.outcome import Outcome
-from pgq.worker.throttle import LogWindow
 
 log = logging.getLogger("pgq.worker")
+
+#: Errors that mean "this row", not "this connection": retried one by one, then written as failures.
+BAD_ROW = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
 
 
 class Completer:
@@ -45,6 +48,8 @@ class Completer:
         self._idle.set()
         self._errors = LogWindow(log, 10.0)
         self._stopping = False
+        # run() and drain() may both flush at shutdown: one batch at a time.
+        self._flushing = asyncio.Lock()
 
     def add(self, outcome: Outcome) -> None:
         self._queue.append(outcome)
@@ -60,7 +65,11 @@ class Completer:
             await self._ready.wait()
             if len(self._queue) < self.batch_size and self.flush_delay > 0:
                 await asyncio.sleep(self.flush_delay)
-            await self._flush_once()
+            try:
+                await self._flush_once()
+            except Exception:  # this loop must outlive any bug: its outcomes are the jobs' fate
+                log.exception("writing job outcomes failed; retrying")
+                await asyncio.sleep(1.0)
 
     async def drain(self, timeout: float) -> bool:
         """Write everything queued; False if the database would not take it in time."""
@@ -79,6 +88,10 @@ class Completer:
         self._ready.set()
 
     async def _flush_once(self) -> None:
+        async with self._flushing:
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
         batch = self._queue[: self.batch_size]
         if not batch:
             self._ready.clear()
@@ -86,21 +99,29 @@ class Completer:
             return
         try:
             accepted = await self._write(batch)
-        except (psycopg.OperationalError, psycopg.errors.QueryCanceled, OSError) as exc:
+        except BAD_ROW as exc:
+            # A row the server refuses (say, a value out of range) must not block the rest.
+            log.error("writing %d outcomes failed, writing them one by one: %s", len(batch), exc)
+            accepted = await self._write_singly(batch)
+        except psycopg.Error as exc:
+            # Connection lost, server shutting down, read-only primary, ...: keep them and retry.
             self._errors.warning("cannot write %d job outcomes yet (will retry): %s", len(batch), exc)
             await asyncio.sleep(min(1.0, 0.1 + 0.1 * self._errors.count))
             return
-        except psycopg.Error as exc:
-            # A bad row (say, a result the server refuses) must not block the rest.
-            log.error("writing %d outcomes failed, writing them one by one: %s", len(batch), exc)
-            accepted = await self._write_singly(batch)
+        except OSError as exc:
+            self._errors.warning("cannot write %d job outcomes yet (will retry): %s", len(batch), exc)
+            await asyncio.sleep(min(1.0, 0.1 + 0.1 * self._errors.count))
+            return
         self._errors.reset()
         del self._queue[: len(batch)]
         if not self._queue:
             self._ready.clear()
             self._idle.set()
         if self.on_written is not None:
-            await self.on_written(batch, accepted)
+            try:
+                await self.on_written(batch, accepted)
+            except Exception:
+                log.exception("after writing outcomes: ignored")
 
     async def _write(self, batch: list[Outcome]) -> set[int]:
         accepted: set[int] = set()
@@ -114,19 +135,23 @@ class Completer:
         return accepted
 
     async def _write_singly(self, batch: list[Outcome]) -> set[int]:
+        """Write outcomes one by one; one the server refuses is written as a failure
+        (without its result or delay), so that the job still ends. Errors other
+        than a refused row propagate: the batch stays queued."""
         accepted: set[int] = set()
         for outcome in batch:
             try:
                 accepted |= await self._write([outcome])
-            except psycopg.Error as exc:
+                continue
+            except BAD_ROW as exc:
                 log.error("job %s: outcome %s could not be written: %s", outcome.job.id, outcome.kind, exc)
-                outcome.result_json = None
-                outcome.error = {"attempt": outcome.job.attempts, "type": "OutcomeNotStored", "message": str(exc)}
-                outcome.kind = "failed" if outcome.kind == "completed" else outcome.kind
-                try:
-                    accepted |= await self._write([outcome])
-                except psycopg.Error:
-                    log.exception("job %s: giving up on its outcome; the sweeper will rescue it", outcome.job.id)
+                outcome.error = {
+                    "attempt": outcome.job.attempts,
+                    "type": "OutcomeNotStored",
+                    "message": f"its {outcome.kind} outcome was refused by the database: {exc}"[:2000],
+                }
+            outcome.kind, outcome.result_json, outcome.delay = "failed", None, None
+            accepted |= await self._write([outcome])
         return accepted
 
 

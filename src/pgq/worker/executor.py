@@ -17,7 +17,7 @@ from pgq.context import JobContext
 from pgq.errors import InvalidJob, PermanentError, Retry
 from pgq.job import Job
 from pgq.task import Task
-from pgq.worker.backoff import retry_delay
+from pgq.worker.backoff import MAX_DELAY, retry_delay
 from pgq.worker.outcome import Outcome
 
 log = logging.getLogger("pgq.worker")
@@ -25,6 +25,8 @@ log = logging.getLogger("pgq.worker")
 #: Longest traceback kept per failed attempt.
 MAX_TRACEBACK = 16_000
 MAX_MESSAGE = 2_000
+#: Seconds a sync handler gets, at shutdown, to notice ctx.cancelled and return.
+SYNC_STOP_WAIT = 1.0
 
 
 @dataclass
@@ -34,11 +36,17 @@ class RunningJob:
     job: Job
     ctx: JobContext
     started: float = field(default_factory=time.monotonic)
-    task: asyncio.Task[Outcome] | None = None
+    task: asyncio.Task[Outcome | None] | None = None
     #: Why the worker cancelled it: "cancel" (asked by a user), "shutdown", or None.
     stop_reason: str | None = None
     #: The progress last written, to write only changes.
     written_progress: tuple[float | None, str | None] = (None, None)
+    #: A sync handler's thread (as a future), which may outlive the job's outcome.
+    thread: asyncio.Future[Any] | None = None
+
+    @property
+    def thread_running(self) -> bool:
+        return self.thread is not None and not self.thread.done()
 
 
 class Executor:
@@ -49,6 +57,7 @@ class Executor:
         self.threads = threads
         self.max_result_bytes = max_result_bytes
         self._pool = self._new_pool()
+        self._abandoned: set[asyncio.Future[Any]] = set()
 
     def _new_pool(self) -> concurrent.futures.ThreadPoolExecutor:
         return concurrent.futures.ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="pgq-job")
@@ -62,13 +71,15 @@ class Executor:
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def run(self, running: RunningJob) -> Outcome:
+    async def run(self, running: RunningJob) -> Outcome | None:
+        """The job's outcome; None when there is nothing this worker may write."""
         start = time.perf_counter()
         outcome = await self._run(running)
-        outcome.duration = time.perf_counter() - start
+        if outcome is not None:
+            outcome.duration = time.perf_counter() - start
         return outcome
 
-    async def _run(self, running: RunningJob) -> Outcome:
+    async def _run(self, running: RunningJob) -> Outcome | None:
         job, ctx = running.job, running.ctx
         task = self.tasks.get(job.task)
         if task is None:
@@ -90,40 +101,86 @@ class Executor:
 
         timeout = job.timeout.total_seconds() if job.timeout else task.timeout
         call_args: tuple[Any, ...] = (ctx,) if task.pass_context else ()
+        # asyncio.timeout, not wait_for: the handler runs in this task (so what
+        # it raises is caught here, SystemExit included), and expired() tells
+        # our deadline apart from a TimeoutError the handler raised itself.
+        deadline = asyncio.timeout(timeout)
         try:
-            if task.is_async:
-                result = await asyncio.wait_for(task.fn(*call_args, **job.args), timeout)
-            else:
-                loop = asyncio.get_running_loop()
-                context = contextvars.copy_context()
-                call = functools.partial(context.run, task.fn, *call_args, **job.args)
-                future = loop.run_in_executor(self._pool, call)
-                try:
-                    result = await asyncio.wait_for(asyncio.shield(future), timeout)
-                except (TimeoutError, asyncio.CancelledError):
-                    ctx.cancelled = True  # a sync handler can poll this and stop
-                    if not future.done():
-                        self.abandon_thread()
-                    raise
-        except TimeoutError:
-            ctx.cancelled = True
-            return self._failed_attempt(job, task, "Timeout", f"attempt timed out after {timeout:g} s", None)
+            async with deadline:
+                if task.is_async:
+                    result = await task.fn(*call_args, **job.args)
+                else:
+                    result = await self._run_sync(running, task, call_args)
         except asyncio.CancelledError:
+            if running.stop_reason is None:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # cancelled from outside for a reason of the caller's: not ours to swallow
+                # The handler raised CancelledError itself (say, an inner task was cancelled).
+                return self._failed_attempt(job, task, "CancelledError", "the handler raised CancelledError", None)
+            ctx.cancelled = True
             if running.stop_reason == "cancel":
                 return Outcome(job, "cancelled", error=error_entry(job, "Cancelled", "cancelled by request"))
             if running.stop_reason == "shutdown":
-                return Outcome(job, "return")
+                return await self._returned(running)
             raise
+        except TimeoutError as exc:
+            if deadline.expired():
+                ctx.cancelled = True
+                return self._failed_attempt(job, task, "Timeout", f"attempt timed out after {timeout:g} s", None)
+            return self._failed_attempt(job, task, "TimeoutError", str(exc) or "TimeoutError", exc)
         except PermanentError as exc:
             return failure(job, type(exc).__qualname__, str(exc), permanent=True, exc=exc)
         except Retry as exc:
             if job.attempts >= job.max_attempts:
                 return failure(job, "Retry", f"{exc} (out of attempts)", permanent=True, exc=exc)
-            return Outcome(job, "retry", error=error_entry(job, "Retry", str(exc), exc), delay=exc.delay)
-        except (Exception, SystemExit) as exc:
+            delay = min(exc.delay, MAX_DELAY)
+            return Outcome(job, "retry", error=error_entry(job, "Retry", str(exc), exc), delay=delay)
+        except BaseException as exc:  # a handler's SystemExit is a failed attempt, not our exit
             return self._failed_attempt(job, task, type(exc).__qualname__, str(exc), exc)
         # A handler that returns before it notices a cancellation has run: it completed.
         return Outcome(job, "completed", result_json=self._result_json(job, result))
+
+    async def _returned(self, running: RunningJob) -> Outcome | None:
+        """A job stopped by shutdown goes back to the queue, unless its sync handler
+        keeps running: then another worker could run it at the same time, so it
+        stays ``running`` under this (stopping) worker and the sweeper rescues it
+        once the worker is gone."""
+        if running.thread_running:
+            assert running.thread is not None
+            await asyncio.wait([running.thread], timeout=SYNC_STOP_WAIT)
+            if running.thread_running:
+                log.warning(
+                    "job %s (%s): its sync handler ignores ctx.cancelled; leaving it to the sweeper",
+                    running.job.id,
+                    running.job.task,
+                )
+                return None
+        return Outcome(running.job, "return")
+
+    def stuck_threads(self) -> int:
+        """Handler threads still running after their job's outcome (timed out or stopped)."""
+        self._abandoned = {future for future in self._abandoned if not future.done()}
+        return len(self._abandoned)
+
+    async def _run_sync(self, running: RunningJob, task: Task[Any, Any], call_args: tuple[Any, ...]) -> Any:
+        """A plain handler in the thread pool. On timeout or cancellation the thread
+        cannot be stopped: ctx.cancelled asks it to, and the thread is remembered
+        in ``running.thread`` so that shutdown can tell whether it still runs."""
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        call = functools.partial(context.run, task.fn, *call_args, **running.job.args)
+        future = loop.run_in_executor(self._pool, call)
+        running.thread = future
+        try:
+            return await asyncio.shield(future)
+        except (TimeoutError, asyncio.CancelledError):
+            running.ctx.cancelled = True  # a sync handler can poll this and stop
+            if not future.done():
+                self.abandon_thread()
+                self._abandoned.add(future)
+                future.add_done_callback(_consume)
+            raise
 
     def _failed_attempt(
         self, job: Job, task: Task[Any, Any], kind: str, message: str, exc: BaseException | None
@@ -172,3 +229,9 @@ def failure(job: Job, kind: str, message: str, *, permanent: bool, exc: BaseExce
     if permanent:
         entry["permanent"] = True
     return Outcome(job, "failed", error=entry)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned thread's result so that asyncio does not log it as never retrieved."""
+    if not future.cancelled():
+        future.exception()

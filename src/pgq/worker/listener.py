@@ -19,7 +19,7 @@ import psycopg
 
 from pgq.db.connection import connection_kwargs
 from pgq.settings import Settings
-from pgq.worker.throttle import LogWindow
+from pgq.throttle import LogWindow
 
 log = logging.getLogger("pgq.worker")
 

@@ -41,7 +41,12 @@ def supervise(child_args: Sequence[str], processes: int) -> int:
     signal.signal(signal.SIGINT, forward)
 
     def start(index: int) -> None:
-        children[index] = subprocess.Popen(command)
+        # A session of its own: a terminal's Ctrl-C or a service manager's
+        # SIGTERM reaches the children once, through forward(), not twice
+        # (twice would mean "stop at once" to them).
+        children[index] = subprocess.Popen(command, start_new_session=True)
+        if stopping:
+            children[index].send_signal(stopping[0])  # type: ignore[union-attr]
         started[index] = time.monotonic()
         log.info("started worker process %d (pid %d)", index + 1, children[index].pid)  # type: ignore[union-attr]
 

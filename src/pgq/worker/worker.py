@@ -32,11 +32,14 @@ from pgq.db import repo
 from pgq.db.connection import Pools, Row
 from pgq.events import Event
 from pgq.job import Job
+from pgq.maintenance.scheduler import Scheduler
+from pgq.maintenance.service import TRANSIENT
+from pgq.maintenance.sweeper import Sweeper
+from pgq.throttle import LogWindow
 from pgq.worker.completer import Completer
-from pgq.worker.executor import Executor, RunningJob
+from pgq.worker.executor import Executor, RunningJob, error_entry, failure
 from pgq.worker.listener import Listener
 from pgq.worker.outcome import Outcome
-from pgq.worker.throttle import LogWindow
 
 if TYPE_CHECKING:
     from pgq.app import App
@@ -45,8 +48,6 @@ log = logging.getLogger("pgq.worker")
 
 #: Seconds between progress writes of one worker (all its jobs in one statement).
 PROGRESS_INTERVAL = 0.5
-#: Database errors worth waiting out; anything else is a bug and is logged with its traceback.
-TRANSIENT = (psycopg.OperationalError, psycopg.errors.QueryCanceled, psycopg.errors.AdminShutdown, OSError)
 
 
 class Worker:
@@ -68,6 +69,8 @@ class Worker:
         poll_interval: float | None = None,
         heartbeat_interval: float | None = None,
         shutdown_timeout: float | None = None,
+        scheduler: bool = True,
+        sweeper: bool = True,
     ) -> None:
         from pgq.enqueueing import QUEUE_NAME
         from pgq.errors import ConfigurationError
@@ -107,7 +110,14 @@ class Worker:
         self.executor = Executor(app.tasks, self.concurrency, settings.max_payload_bytes)
         self.completer = Completer(self.schema, self._connection, on_written=self._written)
         self.listener: Listener | None = None
+        self.run_scheduler = scheduler
+        self.run_sweeper = sweeper
+        self.scheduler: Scheduler | None = None
+        self.sweeper: Sweeper | None = None
         self._hook_tasks: set[asyncio.Future[None]] = set()
+        # A claim older than this that no slot holds lost its answer: longer than
+        # the slowest claim that can still answer (statement timeout + connect).
+        self._orphan_grace = settings.statement_timeout + settings.connect_timeout + 10.0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -141,11 +151,21 @@ class Worker:
             asyncio.create_task(self._heartbeat_loop(), name="pgq-heartbeat"),
             asyncio.create_task(self._progress_loop(), name="pgq-progress"),
         ]
+        if self.run_scheduler:
+            self.scheduler = Scheduler(self.app, self._connection)
+            loops.append(asyncio.create_task(self.scheduler.run(), name="pgq-scheduler"))
+        if self.run_sweeper:
+            self.sweeper = Sweeper(self.app, worker_name=self.name)
+            loops.append(asyncio.create_task(self.sweeper.run(), name="pgq-sweeper"))
         try:
             await self._produce()
             await self._shutdown(heartbeat=loops[2])
         finally:
             await self.listener.stop()
+            if self.scheduler is not None:
+                self.scheduler.stop()
+            if self.sweeper is not None:
+                await self.sweeper.close()
             self.completer.stop()
             for loop_task in loops:
                 loop_task.cancel()
@@ -212,19 +232,25 @@ class Worker:
                 await self._slot_freed.wait()
                 continue
             self._wake.clear()
+            wait: float | None = None
             try:
                 async with self._connection() as conn:
                     jobs = await repo.claim(conn, self.schema, self.id, self.queues, free)
-                    wait = None
+                    # Start them before anything else awaits: until then they are
+                    # claimed in the database but held nowhere in this process.
+                    for job in jobs:
+                        self._start(job)
                     if len(jobs) < free:
                         wait = await repo.seconds_to_next_job(conn, self.schema, self.queues)
             except TRANSIENT as exc:
                 self._claim_errors.warning("cannot claim jobs (database unavailable?): %s", _first_line(exc))
                 await self._sleep(min(self.poll_interval, 0.5 + 0.5 * self._claim_errors.count))
                 continue
+            except Exception:
+                log.exception("claiming jobs failed; retrying")
+                await self._sleep(self.poll_interval)
+                continue
             self._claim_errors.reset("claiming jobs again")
-            for job in jobs:
-                self._start(job)
             if len(jobs) == free:
                 continue
             timeout = self.poll_interval * random.uniform(0.9, 1.1)
@@ -259,28 +285,51 @@ class Worker:
         running = RunningJob(job, ctx)
         self.running[job.id] = running
         running.task = asyncio.create_task(self._execute(running), name=f"pgq-job-{job.id}")
+        running.task.add_done_callback(lambda _: self._settle(running))
         self._emit(Event("job_started", job))
 
-    async def _execute(self, running: RunningJob) -> Outcome:
+    async def _execute(self, running: RunningJob) -> Outcome | None:
+        outcome: Outcome | None
         try:
             outcome = await self.executor.run(running)
         except asyncio.CancelledError:
-            # Cancelled outside the handler (at shutdown, before it started).
-            outcome = Outcome(running.job, "return")
-        except BaseException as exc:
+            outcome = self._stopped_outcome(running)
+        except BaseException as exc:  # the slot must be freed whatever happened
             log.exception("job %s: the worker failed around its handler", running.job.id)
-            from pgq.worker.executor import failure
-
             outcome = failure(running.job, type(exc).__qualname__, f"worker error: {exc}", permanent=False, exc=exc)
         finally:
-            self.running.pop(running.job.id, None)
-            self._slot_freed.set()
-        if running.stop_reason == "dead":
-            return outcome  # this worker lost the job to the sweeper: nothing to write
+            self._release(running)
+        if outcome is None:
+            return None
         self.completer.add(outcome)
         self.processed += 1
         self._report(outcome)
         return outcome
+
+    def _stopped_outcome(self, running: RunningJob) -> Outcome | None:
+        """What to write for a job this worker stopped from outside its handler."""
+        if running.stop_reason == "dead":
+            return None  # the sweeper gave the job away: nothing of ours to write
+        if running.stop_reason == "cancel":
+            error = error_entry(running.job, "Cancelled", "cancelled by request")
+            return Outcome(running.job, "cancelled", error=error)
+        return Outcome(running.job, "return")
+
+    def _release(self, running: RunningJob) -> None:
+        if self.running.get(running.job.id) is running:
+            del self.running[running.job.id]
+            self._slot_freed.set()
+
+    def _settle(self, running: RunningJob) -> None:
+        """A job task cancelled before its first step never ran _execute: free its
+        slot and write its outcome here."""
+        if self.running.get(running.job.id) is not running:
+            return
+        self._release(running)
+        outcome = self._stopped_outcome(running)
+        if outcome is not None:
+            self.completer.add(outcome)
+            self._report(outcome)
 
     def _report(self, outcome: Outcome) -> None:
         job = outcome.job
@@ -376,6 +425,8 @@ class Worker:
                 await self._beat()
             except TRANSIENT as exc:
                 self._beat_errors.warning("heartbeat failed (database unavailable?): %s", _first_line(exc))
+            except Exception:
+                log.exception("heartbeat failed; retrying")
             else:
                 self._beat_errors.reset("heartbeats resume")
 
@@ -383,16 +434,16 @@ class Worker:
         status = "stopping" if self._stopping else "running"
         async with self._connection() as conn:
             found, cancel_ids = await repo.heartbeat(conn, self.schema, self.id, status, sorted(self.running))
-            if found is None:
-                await self._declared_dead()
-                return
-            for job_id in cancel_ids:
-                self._cancel_local(job_id)
-            owned = set(self.running) | self.completer.unflushed_ids()
-            orphans = await repo.return_orphans(conn, self.schema, self.id, sorted(owned))
-            if orphans:
-                log.warning("returned %d jobs whose claim answer was lost: %s", len(orphans), orphans)
-                self._wake.set()
+            if found is not None:
+                for job_id in cancel_ids:
+                    self._cancel_local(job_id)
+                owned = set(self.running) | self.completer.unflushed_ids()
+                orphans = await repo.return_orphans(conn, self.schema, self.id, sorted(owned), self._orphan_grace)
+                if orphans:
+                    log.warning("returned %d jobs whose claim answer was lost: %s", len(orphans), orphans)
+                    self._wake.set()
+        if found is None:
+            await self._declared_dead()  # after giving the connection back: it registers on another
 
     async def _declared_dead(self) -> None:
         """The sweeper presumed this worker dead and gave its jobs away: stop working
@@ -431,6 +482,8 @@ class Worker:
                     await repo.write_progress(conn, self.schema, self.id, updates)
             except TRANSIENT:
                 pass  # progress is best effort; the next change is written
+            except Exception:
+                log.exception("writing progress failed; ignored")
 
     # ------------------------------------------------------------- shutdown
 
@@ -443,23 +496,30 @@ class Worker:
         if left:
             log.warning("returning %d unfinished jobs to the queue", len(left))
             for running in left:
-                running.stop_reason = "shutdown"
+                if running.stop_reason is None:  # a pending cancellation stays a cancellation
+                    running.stop_reason = "shutdown"
                 running.ctx.cancelled = True
                 assert running.task is not None
                 running.task.cancel()
             await asyncio.gather(*(r.task for r in left if r.task is not None), return_exceptions=True)
+        self.completer.stop()
         if not await self.completer.drain(timeout=2.0 if self._forced else 10.0):
             log.error(
                 "could not write %d outcomes before exiting; those jobs stay running until the sweeper rescues them",
                 len(self.completer.unflushed_ids()),
             )
+        # Heartbeats go on through the grace period (a long drain must not look
+        # like a death) and end before the row says stopped: a beat after that
+        # would find the row stopped and take it for a death sentence.
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
         try:
             async with asyncio.timeout(3.0), self._connection() as conn:
                 await repo.stop_worker(conn, self.schema, self.id)
         except (*TRANSIENT, TimeoutError) as exc:
             log.warning("could not mark the worker stopped: %s", _first_line(exc))
 
-    async def _wait_for(self, tasks: list[asyncio.Task[Outcome]], timeout: float) -> None:
+    async def _wait_for(self, tasks: list[asyncio.Task[Outcome | None]], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         pending = set(tasks)
         while pending and not self._forced:

@@ -91,6 +91,9 @@ with candidates as (
                for update of j skip locked
          ) c
      where not exists (select from {schema}.queues p where p.name = q.name and p.paused)
+       -- A worker the sweeper declared dead claims nothing under that id.
+       and exists (select from {schema}.workers w
+                    where w.id = %(worker_id)s and w.status in ('running', 'stopping'))
 ),
 chosen as (
     select id, queue from candidates
@@ -136,12 +139,15 @@ with outcome as (
            as o(id, attempt, kind, result, error, delay)
 ),
 finished as (
+    -- A job whose cancellation was asked for ends cancelled instead of retrying.
     delete from {schema}.jobs j
      using outcome o
      where j.id = o.id
        and j.worker_id = %(worker_id)s and j.attempts = o.attempt and j.status = 'running'
-       and o.kind in ('completed', 'failed', 'cancelled')
-    returning j.*, o.kind, o.result, o.error
+       and (o.kind in ('completed', 'failed', 'cancelled') or j.cancel_requested_at is not null)
+    returning j.*,
+              case when o.kind in ('retry', 'return') then 'cancelled' else o.kind end as kind,
+              o.result, o.error
 ),
 archived as (
     insert into {schema}.job_history
@@ -166,7 +172,7 @@ requeued as (
       from outcome o
      where j.id = o.id
        and j.worker_id = %(worker_id)s and j.attempts = o.attempt and j.status = 'running'
-       and o.kind in ('retry', 'return')
+       and o.kind in ('retry', 'return') and j.cancel_requested_at is null
     returning j.id
 )
 select id from archived
@@ -242,13 +248,14 @@ returning id;
 
 -- name: job_return_orphans
 -- Jobs this worker holds as running in the database but not in memory (a
--- claim whose answer was lost with its connection) go back to pending with
--- their attempt given back. Recent claims are left alone: their answer may
--- still be on its way.
+-- claim whose answer was lost with its connection) go back to pending. The
+-- attempt stays counted: a re-claim must get a new (worker, attempt) pair, or
+-- fencing could not tell a late answer from the new run. Claims younger than
+-- the grace are left alone: their answer may still be on its way.
 update {schema}.jobs
-   set status = 'pending', worker_id = null, attempts = greatest(attempts - 1, 0)
+   set status = 'pending', worker_id = null
  where worker_id = %(worker_id)s
    and status = 'running'
    and not (id = any(cast(%(owned)s as bigint[])))
-   and started_at < now() - interval '10 seconds'
+   and started_at < now() - make_interval(secs => %(grace)s)
 returning id;

@@ -1,0 +1,182 @@
+-- Named queries of the sweeper: rescue, retention, metrics. Run by one
+-- elected worker at a time; every statement is bounded.
+
+-- name: sweep_mark_dead_workers
+-- Workers whose heartbeat is older than the timeout (database clock).
+update {schema}.workers
+   set status = 'dead', stopped_at = now()
+ where status in ('running', 'stopping')
+   and last_heartbeat < now() - make_interval(secs => %(heartbeat_timeout)s)
+returning id, name, host, pid;
+
+-- name: sweep_rescue_jobs
+-- Running jobs of dead or vanished workers, and jobs overrunning their timeout
+-- plus a grace period on a live worker, get another attempt or end failed.
+-- Setting status and clearing worker_id fences out the late worker: its
+-- finish matches on (worker_id, attempts, status = 'running') and finds nothing.
+with stuck as (
+    select j.id, j.queue,
+           case when w.status is null or w.status in ('dead', 'stopped') then 'WorkerDied' else 'Timeout' end as reason
+      from {schema}.jobs j
+      left join {schema}.workers w on w.id = j.worker_id
+     where j.status = 'running'
+       and (w.status is null or w.status in ('dead', 'stopped')
+            or (j.timeout is not null
+                and j.started_at < now() - j.timeout - make_interval(secs => %(timeout_grace)s)))
+       -- a claim that has not reached its worker's heartbeat yet is not stuck
+       and j.started_at < now() - make_interval(secs => %(claim_grace)s)
+     order by j.id
+     limit %(batch)s
+       for update of j skip locked
+),
+entries as (
+    select s.id, s.queue, s.reason,
+           jsonb_build_object(
+               'attempt', j.attempts, 'at', now(), 'type', s.reason,
+               'message', case when s.reason = 'WorkerDied'
+                               then 'worker died (no heartbeat for ' || %(heartbeat_timeout)s || ' s): ' || coalesce(j.worker_id::text, '?')
+                               else 'attempt overran its timeout of ' || j.timeout::text || ' (rescued by the sweeper)' end,
+               'worker', j.worker_id) as error,
+           j.attempts >= j.max_attempts or j.cancel_requested_at is not null as ends,
+           case when j.cancel_requested_at is not null then 'cancelled' else 'failed' end as final_status
+      from stuck s join {schema}.jobs j on j.id = s.id and j.queue = s.queue
+),
+failed as (
+    delete from {schema}.jobs j
+     using entries e
+     where j.id = e.id and j.queue = e.queue and e.ends and j.status = 'running'
+    returning j.*, e.error, e.final_status
+),
+archived as (
+    insert into {schema}.job_history
+        (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
+         started_at, worker_id, key, group_key, progress, progress_message, errors, timeout, backoff,
+         cancel_requested_at, finished_at, result)
+    select id, queue, task, args, priority, final_status, attempts, max_attempts, run_at, created_at,
+           started_at, worker_id, key, group_key, progress, progress_message, errors || jsonb_build_array(error),
+           timeout, backoff, cancel_requested_at, now(), null
+      from failed
+    returning id, 'failed' as outcome
+),
+retried as (
+    update {schema}.jobs j
+       set status = 'pending', worker_id = null, run_at = now(),
+           errors = j.errors || jsonb_build_array(e.error)
+      from entries e
+     where j.id = e.id and j.queue = e.queue and not e.ends and j.status = 'running'
+    returning j.id, 'retried' as outcome
+),
+woken as (
+    select pg_notify(%(channel)s, '') from retried limit 1
+)
+select id, outcome from archived
+union all
+select id, outcome from retried
+union all
+select null, 'notified' from woken;
+
+-- name: sweep_prune_history
+-- One batch of finished jobs past their status's retention.
+with doomed as (
+    select id, queue
+      from {schema}.job_history
+     where finished_at < now() - make_interval(secs => case status
+               when 'completed' then %(completed)s
+               when 'failed' then %(failed)s
+               else %(cancelled)s end)
+     order by finished_at
+     limit %(batch)s
+)
+delete from {schema}.job_history h
+ using doomed d
+ where h.id = d.id and h.queue = d.queue;
+
+-- name: sweep_prune_workers
+-- Rows of workers that stopped or died more than a day ago.
+delete from {schema}.workers
+ where status in ('stopped', 'dead') and coalesce(stopped_at, last_heartbeat) < now() - interval '1 day';
+
+-- name: sweep_prune_metrics
+delete from {schema}.metrics where at < now() - make_interval(secs => %(keep)s);
+
+-- name: sweep_write_metrics
+-- One row per queue: live counts now, and what finished since the queue's
+-- last row (at most one interval back for a queue without rows).
+with clock as (
+    select now() as at
+),
+last_rows as (
+    select queue, max(at) as at from {schema}.metrics group by queue
+),
+names as (
+    select distinct queue from {schema}.jobs
+    union select name from {schema}.queues
+    union select distinct queue from {schema}.job_history
+     where finished_at > (select at from clock) - make_interval(secs => %(interval)s)
+),
+windows as (
+    select n.queue,
+           greatest(coalesce(l.at, (select at from clock) - make_interval(secs => %(interval)s)),
+                    (select at from clock) - interval '1 hour') as since
+      from names n left join last_rows l on l.queue = n.queue
+),
+live as (
+    select queue,
+           count(*) filter (where status = 'pending' and run_at <= now()) as pending,
+           count(*) filter (where status = 'pending' and run_at > now()) as scheduled,
+           count(*) filter (where status = 'running') as running,
+           count(*) filter (where status = 'blocked') as blocked
+      from {schema}.jobs group by queue
+),
+done as (
+    select h.queue,
+           count(*) filter (where h.status = 'completed') as completed,
+           count(*) filter (where h.status = 'failed') as failed,
+           count(*) filter (where h.status = 'cancelled') as cancelled,
+           avg(extract(epoch from h.finished_at - h.started_at) * 1000) filter (where h.started_at is not null) as run_ms_mean,
+           percentile_cont(0.95) within group (order by extract(epoch from h.finished_at - h.started_at) * 1000)
+               filter (where h.started_at is not null) as run_ms_p95,
+           avg(greatest(extract(epoch from h.started_at - greatest(h.run_at, h.created_at)) * 1000, 0))
+               filter (where h.started_at is not null) as wait_ms_mean,
+           percentile_cont(0.95) within group (order by greatest(extract(epoch from h.started_at - greatest(h.run_at, h.created_at)) * 1000, 0))
+               filter (where h.started_at is not null) as wait_ms_p95
+      from {schema}.job_history h join windows w on w.queue = h.queue
+     where h.finished_at > w.since and h.finished_at <= (select at from clock)
+     group by h.queue
+),
+retries as (
+    -- Failed attempts that led to a retry: every error entry of a live job, and
+    -- of a finished one except the final failure itself.
+    select x.queue, count(*) as retried
+      from (select j.queue, e.entry, false as final
+              from {schema}.jobs j
+             cross join lateral jsonb_array_elements(j.errors) as e(entry)
+             where j.errors <> '[]'::jsonb
+            union all
+            select h.queue, e.entry, h.status in ('failed', 'cancelled') and e.n = jsonb_array_length(h.errors)
+              from {schema}.job_history h join windows w on w.queue = h.queue
+             cross join lateral jsonb_array_elements(h.errors) with ordinality as e(entry, n)
+             where h.finished_at > w.since and h.errors <> '[]'::jsonb) x
+      join windows w on w.queue = x.queue
+     where (x.entry->>'at')::timestamptz > w.since and not x.final
+     group by x.queue
+),
+staff as (
+    select q as queue, count(*) as workers
+      from {schema}.workers, unnest(queues) q
+     where status in ('running', 'stopping')
+     group by q
+)
+insert into {schema}.metrics
+    (queue, at, interval_seconds, pending, scheduled, running, blocked, workers, completed, failed, retried,
+     cancelled, run_ms_mean, run_ms_p95, wait_ms_mean, wait_ms_p95)
+select w.queue, (select at from clock), extract(epoch from (select at from clock) - w.since),
+       coalesce(l.pending, 0), coalesce(l.scheduled, 0), coalesce(l.running, 0), coalesce(l.blocked, 0),
+       coalesce(s.workers, 0), coalesce(d.completed, 0), coalesce(d.failed, 0), coalesce(r.retried, 0),
+       coalesce(d.cancelled, 0), d.run_ms_mean, d.run_ms_p95, d.wait_ms_mean, d.wait_ms_p95
+  from windows w
+  left join live l on l.queue = w.queue
+  left join done d on d.queue = w.queue
+  left join retries r on r.queue = w.queue
+  left join staff s on s.queue = w.queue
+returning queue;

@@ -1,0 +1,1 @@
+"""Background services inside every worker: the scheduler (cron) and the sweeper."""

@@ -1,0 +1,149 @@
+"""The scheduler: turns each due cron tick into exactly one job.
+
+Every worker runs one (unless ``--no-scheduler``); they need no leader. A tick
+is taken by ``schedule_take_tick`` (a conditional update of ``next_run_at``) in
+the same transaction as the job's insert, so of two schedulers racing for a
+tick exactly one commits both, and a crash between the two commits neither.
+All times are the database's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from pgq.cron import next_tick
+from pgq.db.connection import Row
+from pgq.db.queries import query
+from pgq.errors import PgqError
+from pgq.maintenance.service import Service
+from pgq.schedules import upsert_params
+
+if TYPE_CHECKING:
+    from pgq.app import App
+
+log = logging.getLogger("pgq.scheduler")
+
+#: The longest the scheduler sleeps, so that schedules added at run time are seen soon.
+MAX_SLEEP = 5.0
+
+Connection = Callable[[], contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Row]]]
+
+
+def plan_tick(catch_up: str, cron: str, timezone: str, tick: datetime, now: datetime) -> tuple[bool, datetime]:
+    """Whether the due ``tick`` gets a job, and the next ``next_run_at``.
+
+    Ticks are *missed* when the one after ``tick`` is due as well (the
+    scheduler was away). ``once`` runs one job for all of them and moves on to
+    the first tick after now; ``all`` runs this one and moves to the next (the
+    following passes run the rest); ``none`` skips them all.
+    """
+    following = next_tick(cron, timezone, tick)
+    if catch_up == "all" or following > now:
+        return True, following
+    return catch_up == "once", next_tick(cron, timezone, now)
+
+
+class Scheduler(Service):
+    name = "scheduler"
+
+    def __init__(self, app: App, connection: Connection, queues: list[str] | None = None) -> None:
+        super().__init__(interval=MAX_SLEEP)
+        self.app = app
+        self.schema = app.schema
+        self.connection = connection
+        self.queues = queues
+        self._wait = 0.0
+        self._synced = False
+
+    async def sync_declared(self) -> None:
+        """Upsert the schedules declared in code, and disable those removed from it."""
+        declared = list(self.app.schedules.values())
+        async with self.connection() as conn:
+            now = (await (await conn.execute(query("db_now", self.schema))).fetchone())["db_now"]  # type: ignore[index]
+            async with conn.transaction():
+                for spec in declared:
+                    await conn.execute(query("schedule_upsert", self.schema), upsert_params(spec, "code", now))
+                cur = await conn.execute(
+                    query("schedule_disable_missing", self.schema),
+                    {"declared": [s.name for s in declared], "tasks": sorted(self.app.tasks)},
+                )
+                disabled = [row["name"] for row in await cur.fetchall()]
+        if declared:
+            log.info("schedules declared in code: %s", ", ".join(s.name for s in declared))
+        if disabled:
+            log.warning("schedules no longer declared in code were disabled (not deleted): %s", ", ".join(disabled))
+
+    async def run_once(self) -> int:
+        """Enqueue the jobs of every due tick; returns how many jobs it enqueued."""
+        if not self._synced:
+            await self.sync_declared()
+            self._synced = True
+        enqueued = 0
+        async with self.connection() as conn:
+            cur = await conn.execute(query("schedule_due", self.schema))
+            for row in await cur.fetchall():
+                enqueued += await self._fire(conn, row)
+            cur = await conn.execute(query("schedule_next_wait", self.schema))
+            wait = (await cur.fetchone() or {}).get("wait")
+        self._wait = MAX_SLEEP if wait is None else float(wait)
+        return enqueued
+
+    def next_interval(self) -> float:
+        return max(0.005, min(self._wait, MAX_SLEEP))
+
+    async def _fire(self, conn: psycopg.AsyncConnection[Row], row: dict[str, Any]) -> int:
+        name, tick, now = row["name"], row["next_run_at"], row["db_now"]
+        run, next_run_at = plan_tick(row["catch_up"], row["cron"], row["timezone"], tick, now)
+        spec: dict[str, Any] | None = None
+        if run:
+            try:
+                from pgq.job import JobSpec
+
+                # run_at is the tick itself: the job is due at its tick, and the
+                # tick it stands for stays readable in the job's row.
+                spec = self.app._prepare(
+                    JobSpec(
+                        task=row["task"],
+                        args=row["args"],
+                        queue=row["queue"],
+                        priority=row["priority"],
+                        run_at=tick,
+                        max_attempts=row["max_attempts"],
+                    ),
+                    strict=False,
+                )
+            except PgqError as exc:
+                # The tick is still taken: a broken schedule must not retry every pass.
+                self._errors.warning("schedule %s: cannot enqueue its job: %s", name, exc)
+        async with conn.transaction():
+            cur = await conn.execute(
+                query("schedule_take_tick", self.schema), {"name": name, "tick": tick, "next_run_at": next_run_at}
+            )
+            if not await cur.fetchall():
+                return 0  # another scheduler took this tick
+            if spec is None:
+                if not run:
+                    log.info("schedule %s: skipped missed ticks (catch_up='none'); next at %s", name, next_run_at)
+                return 0
+            from pgq.enqueueing import drive_async, insert_one
+
+            async def execute(sql: str, params: dict[str, Any]) -> list[Row]:
+                result = await conn.execute(sql, params)
+                return await result.fetchall() if result.description else []
+
+            job_id = await drive_async(insert_one(self.schema, spec), execute)
+            await conn.execute(query("schedule_set_last_job", self.schema), {"name": name, "job_id": job_id})
+        log.info(
+            "schedule %s: tick %s enqueued job %s",
+            name,
+            tick.isoformat(),
+            job_id,
+            extra={"event": "schedule_fired", "schedule": name, "job_id": job_id},
+        )
+        return 1

@@ -1,0 +1,222 @@
+"""The sweeper: rescue, retention and metrics, by one elected worker at a time.
+
+Every worker runs a sweeper (unless ``--no-sweeper``); each pass first makes
+sure it holds the election, a session advisory lock on its own direct
+connection. Only the holder sweeps. If the leader dies its session ends and
+the next worker to try takes the lock, within one sweep interval. If the
+leader's connection goes half-open, the server ends the session after
+``idle_session_timeout`` (set on that session to a few sweep intervals; a
+healthy leader runs a statement every pass), which frees the lock too.
+
+After its own database outage the sweeper declares nobody dead for a full
+heartbeat timeout: the workers could not beat either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgq.db.connection import connection_kwargs
+from pgq.db.queries import query
+from pgq.maintenance.service import Service
+
+if TYPE_CHECKING:
+    from pgq.app import App
+
+#: Rows deleted per retention statement: short locks, small WAL bursts.
+PRUNE_BATCH = 1000
+#: Retention statements per pass at most (the rest waits for the next pass).
+PRUNE_BATCHES_PER_PASS = 10
+#: Stuck jobs handled per pass at most.
+RESCUE_BATCH = 500
+
+
+@dataclass
+class SweepResult:
+    leader: bool = False
+    dead_workers: list[str] = field(default_factory=list)
+    retried: int = 0
+    failed: int = 0
+    pruned_jobs: int = 0
+    pruned_workers: int = 0
+    metrics_rows: int = 0
+
+
+def lock_key(schema: str) -> int:
+    """A stable 64-bit advisory lock key per schema."""
+    digest = hashlib.sha256(f"pgq sweeper {schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class Sweeper(Service):
+    name = "sweeper"
+
+    def __init__(self, app: App, *, worker_name: str = "") -> None:
+        settings = app.settings
+        super().__init__(interval=settings.sweep_interval)
+        self.app = app
+        self.schema = app.schema
+        self.url = settings.listen_url or app.url
+        self.worker_name = worker_name
+        self.heartbeat_timeout = settings.heartbeat_timeout
+        self.metrics_interval = settings.metrics_interval
+        self._conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
+        self.leader = False
+        self._last_metrics = 0.0
+        #: monotonic time of the first good pass after an outage (None: no outage seen)
+        self._recovered_at: float | None = None
+        self._outage = False
+
+    # ------------------------------------------------------------ election
+
+    async def _connect(self) -> psycopg.AsyncConnection[dict[str, Any]]:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        self.leader = False
+        kwargs = connection_kwargs(self.app.settings, "sweeper")
+        idle = max(10, round(self.interval * 3))
+        kwargs["options"] += f" -c idle_session_timeout={idle * 1000}"
+        self._conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, row_factory=dict_row, **kwargs)
+        return self._conn
+
+    async def elect(self) -> bool:
+        """Hold (or try to take) the sweeper lock; True if this worker is the sweeper.
+
+        A session lock lasts as long as the session: while this connection
+        lives, a leader stays leader (a dead session surfaces as an error on the
+        next statement, which drops the connection and the leadership with it).
+        """
+        conn = await self._connect()
+        if not self.leader:
+            cur = await conn.execute("select pg_try_advisory_lock(%s) as held", [lock_key(self.schema)])
+            row = await cur.fetchone()
+            self.leader = bool(row and row["held"])
+            if self.leader:
+                self.log.info(
+                    "this worker (%s) is now the sweeper", self.worker_name or "?", extra={"event": "sweeper_elected"}
+                )
+        return self.leader
+
+    # --------------------------------------------------------------- passes
+
+    async def run_once(self) -> SweepResult:
+        result = SweepResult()
+        try:
+            if not await self.elect():
+                return result
+            if self._outage:
+                # The database answers again: the grace period starts with this pass.
+                self._outage = False
+                self._recovered_at = time.monotonic()
+            result.leader = True
+            conn = await self._connect()
+            await self._rescue(conn, result)
+            await self._prune(conn, result)
+            if time.monotonic() - self._last_metrics >= self.metrics_interval:
+                rows = await (
+                    await conn.execute(query("sweep_write_metrics", self.schema), {"interval": self.metrics_interval})
+                ).fetchall()
+                result.metrics_rows = len(rows)
+                self._last_metrics = time.monotonic()
+        except BaseException:
+            await self._drop()
+            raise
+        return result
+
+    def on_error(self) -> None:
+        self._outage = True
+
+    def in_outage_grace(self) -> bool:
+        return self._recovered_at is not None and time.monotonic() - self._recovered_at < self.heartbeat_timeout
+
+    async def _rescue(self, conn: psycopg.AsyncConnection[dict[str, Any]], result: SweepResult) -> None:
+        settings = self.app.settings
+        if not self.in_outage_grace():
+            rows = await (
+                await conn.execute(
+                    query("sweep_mark_dead_workers", self.schema), {"heartbeat_timeout": self.heartbeat_timeout}
+                )
+            ).fetchall()
+            for row in rows:
+                result.dead_workers.append(str(row["id"]))
+                self.log.warning(
+                    "worker %s (%s, pid %s on %s) missed its heartbeats for %.0f s: declared dead",
+                    row["name"],
+                    row["id"],
+                    row["pid"],
+                    row["host"],
+                    self.heartbeat_timeout,
+                    extra={"event": "worker_dead", "worker_id": str(row["id"])},
+                )
+        rows = await (
+            await conn.execute(
+                query("sweep_rescue_jobs", self.schema),
+                {
+                    "heartbeat_timeout": self.heartbeat_timeout,
+                    "timeout_grace": settings.timeout_grace,
+                    "claim_grace": min(5.0, self.heartbeat_timeout),
+                    "batch": RESCUE_BATCH,
+                    "channel": f"{self.schema}_jobs",
+                },
+            )
+        ).fetchall()
+        result.retried = sum(1 for row in rows if row["outcome"] == "retried")
+        result.failed = sum(1 for row in rows if row["outcome"] == "failed")
+        if result.retried or result.failed:
+            self.log.warning(
+                "rescued %d stuck jobs: %d back to pending, %d failed (out of attempts)",
+                result.retried + result.failed,
+                result.retried,
+                result.failed,
+                extra={"event": "jobs_rescued", "retried": result.retried, "failed": result.failed},
+            )
+
+    async def _prune(self, conn: psycopg.AsyncConnection[dict[str, Any]], result: SweepResult) -> None:
+        result.pruned_jobs = await prune_history(conn, self.app, max_batches=PRUNE_BATCHES_PER_PASS)
+        cur = await conn.execute(query("sweep_prune_workers", self.schema))
+        result.pruned_workers = cur.rowcount
+        await conn.execute(query("sweep_prune_metrics", self.schema), {"keep": self.app.settings.metrics_retention})
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self.leader = False
+        if conn is not None and not conn.closed:
+            try:
+                await conn.close()
+            except (psycopg.Error, OSError):
+                pass
+
+    async def close(self) -> None:
+        """Leave the election (closing the session frees the lock at once)."""
+        self.stop()
+        await self._drop()
+
+
+def retention_params(app: App) -> dict[str, Any]:
+    settings = app.settings
+    return {
+        "completed": settings.retention_completed or settings.retention,
+        "failed": settings.retention_failed or settings.retention,
+        "cancelled": settings.retention_cancelled or settings.retention,
+        "batch": PRUNE_BATCH,
+    }
+
+
+async def prune_history(conn: psycopg.AsyncConnection[Any], app: App, max_batches: int | None = None) -> int:
+    """Delete finished jobs past retention in batches of ``PRUNE_BATCH``; returns how many."""
+    params = retention_params(app)
+    deleted = 0
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        cur = await conn.execute(query("sweep_prune_history", app.schema), params)
+        deleted += cur.rowcount
+        batches += 1
+        if cur.rowcount < PRUNE_BATCH:
+            break
+    return deleted

@@ -1,0 +1,196 @@
+"""Cron schedules: declared in code with ``@app.periodic``, or at run time.
+
+Each tick of a schedule becomes exactly one job, however many schedulers run:
+the tick is taken by a conditional update of ``next_run_at`` in the
+transaction that enqueues its job (see ``schedule_take_tick``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pgq.cron import check_catch_up, check_cron, check_timezone, next_tick
+from pgq.db.queries import query
+from pgq.errors import ConfigurationError, PgqError
+from pgq.payload import encode_args
+
+if TYPE_CHECKING:
+    from pgq.settings import Settings
+
+
+class _AppLike(Protocol):
+    """What the schedule operations need from :class:`pgq.App` (a mixin's self-type)."""
+
+    settings: Settings
+
+    @property
+    def schema(self) -> str: ...
+
+    def _run(self, sql: str, params: dict[str, Any], connection: Any = None) -> list[dict[str, Any]]: ...
+
+    def get_schedule(self, name: str) -> Schedule | None: ...
+
+    def enable_schedule(self, name: str, enabled: bool = True) -> Schedule: ...
+
+    def enqueue(
+        self,
+        task: Any,
+        args: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+    ) -> int: ...
+
+
+NAME_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A schedule as declared: what to run and when."""
+
+    name: str
+    cron: str
+    task: str
+    args: dict[str, Any] = field(default_factory=dict)
+    timezone: str = "UTC"
+    queue: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+    #: After downtime: "once" (one job for all missed ticks), "all" (one per tick), "none" (skip them).
+    catch_up: str = "once"
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A row of ``schedules``."""
+
+    name: str
+    cron: str
+    timezone: str
+    task: str
+    args: dict[str, Any]
+    queue: str | None
+    priority: int | None
+    max_attempts: int | None
+    catch_up: str
+    enabled: bool
+    source: str
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    last_job_id: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Schedule:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in row.items() if k in names})
+
+
+def check_spec(spec: ScheduleSpec, max_payload_bytes: int) -> ScheduleSpec:
+    """Raise :class:`ConfigurationError` for anything a scheduler could trip on later."""
+    if not isinstance(spec.name, str) or not spec.name.strip() or len(spec.name) > NAME_LIMIT:
+        raise ConfigurationError(f"schedule name must be 1-{NAME_LIMIT} characters, got {spec.name!r}")
+    cron = check_cron(spec.cron)
+    check_timezone(spec.timezone)
+    check_catch_up(spec.catch_up)
+    if not isinstance(spec.task, str) or not spec.task:
+        raise ConfigurationError(f"schedule {spec.name!r}: task must be a task name, got {spec.task!r}")
+    try:
+        encode_args(spec.args, max_payload_bytes, spec.task)
+    except PgqError as exc:
+        raise ConfigurationError(f"schedule {spec.name!r}: {exc}") from None
+    if cron != spec.cron:
+        spec = ScheduleSpec(**{**spec.__dict__, "cron": cron})
+    return spec
+
+
+def upsert_params(spec: ScheduleSpec, source: str, db_now: datetime) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "cron": spec.cron,
+        "timezone": spec.timezone,
+        "task": spec.task,
+        "args": json.dumps(spec.args or {}),
+        "queue": spec.queue,
+        "priority": spec.priority,
+        "max_attempts": spec.max_attempts,
+        "catch_up": spec.catch_up,
+        "enabled": spec.enabled,
+        "source": source,
+        "next_run_at": next_tick(spec.cron, spec.timezone, db_now),
+    }
+
+
+class ScheduleControls:
+    """The schedule operations of :class:`pgq.App` (a mixin: the app supplies ``_run``)."""
+
+    def add_schedule(
+        self: _AppLike,
+        name: str,
+        cron: str,
+        task: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timezone: str = "UTC",
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        catch_up: str = "once",
+        enabled: bool = True,
+    ) -> Schedule:
+        """Create or replace a schedule at run time (it survives deploys: its source is ``runtime``)."""
+        task_name = getattr(task, "name", task)
+        spec = check_spec(
+            ScheduleSpec(name, cron, task_name, args or {}, timezone, queue, priority, max_attempts, catch_up, enabled),
+            self.settings.max_payload_bytes,
+        )
+        now = self._run(query("db_now", self.schema), {})[0]["db_now"]
+        rows = self._run(query("schedule_upsert", self.schema), upsert_params(spec, "runtime", now))
+        return Schedule.from_row(rows[0])
+
+    def list_schedules(self: _AppLike) -> list[Schedule]:
+        return [Schedule.from_row(row) for row in self._run(query("schedule_list", self.schema), {})]
+
+    def get_schedule(self: _AppLike, name: str) -> Schedule | None:
+        rows = self._run(query("schedule_get", self.schema), {"name": name})
+        return Schedule.from_row(rows[0]) if rows else None
+
+    def remove_schedule(self: _AppLike, name: str) -> None:
+        """Delete a schedule. (One declared in code comes back at the next worker start; disable it instead.)"""
+        if not self._run(query("schedule_delete", self.schema), {"name": name}):
+            raise ConfigurationError(f"no schedule named {name!r}")
+
+    def enable_schedule(self: _AppLike, name: str, enabled: bool = True) -> Schedule:
+        """Enable (from the next tick on: missed ticks are skipped) or disable a schedule."""
+        schedule = self.get_schedule(name)
+        if schedule is None:
+            raise ConfigurationError(f"no schedule named {name!r}")
+        now = self._run(query("db_now", self.schema), {})[0]["db_now"]
+        rows = self._run(
+            query("schedule_set_enabled", self.schema),
+            {"name": name, "enabled": enabled, "next_run_at": next_tick(schedule.cron, schedule.timezone, now)},
+        )
+        return Schedule.from_row(rows[0])
+
+    def disable_schedule(self: _AppLike, name: str) -> Schedule:
+        return self.enable_schedule(name, enabled=False)
+
+    def trigger_schedule(self: _AppLike, name: str) -> int:
+        """Enqueue the schedule's job now, outside its ticks; returns the job id."""
+        schedule = self.get_schedule(name)
+        if schedule is None:
+            raise ConfigurationError(f"no schedule named {name!r}")
+        return self.enqueue(
+            schedule.task,
+            schedule.args,
+            queue=schedule.queue,
+            priority=schedule.priority,
+            max_attempts=schedule.max_attempts,
+        )

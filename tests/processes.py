@@ -1,0 +1,72 @@
+"""Helpers for tests that start real `pgq worker` processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = "tests.apps.recording:app"
+#: Fast heartbeats and sweeps, so that deaths are noticed in seconds.
+FAST_MAINTENANCE = {
+    "PGQ_HEARTBEAT_INTERVAL": "0.5",
+    "PGQ_HEARTBEAT_TIMEOUT": "3",
+    "PGQ_SWEEP_INTERVAL": "1",
+}
+
+
+class WorkerProcess:
+    def __init__(
+        self, database_url: str, *args: str, log: Path, app: str = APP, env: dict[str, str] | None = None
+    ) -> None:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PGQ_")}
+        full_env.update(PGQ_DATABASE_URL=database_url, PGQ_HEARTBEAT_INTERVAL="0.5", PYTHONUNBUFFERED="1")
+        full_env.update(env or {})
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pgq", "worker", app, "--poll-interval", "0.5", *args],
+            cwd=ROOT,
+            env=full_env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(f"worker did not exit within {timeout} s; log:\n{self.output()}") from None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def count(conn: psycopg.Connection[Any], sql: str, *params: Any) -> int:
+    return int(conn.execute(sql, params or None).fetchone()["n"])  # type: ignore[index]

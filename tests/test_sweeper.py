@@ -1,0 +1,210 @@
+"""The sweeper's passes, called directly (``run_once``) on rows made to look
+stuck or old by back-dating them: rescue, election, retention, metrics."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+import pgq
+from pgq.maintenance.sweeper import PRUNE_BATCH, Sweeper, prune_history
+
+
+@pytest.fixture
+async def sweeper(app: pgq.App) -> AsyncIterator[Sweeper]:
+    sweeping = Sweeper(app, worker_name="test")
+    yield sweeping
+    await sweeping.close()
+
+
+def add_worker(conn: Any, *, heartbeat_age: float = 0, status: str = "running") -> uuid.UUID:
+    worker_id = uuid.uuid4()
+    conn.execute(
+        "insert into pgq.workers (id, name, host, pid, queues, concurrency, status, last_heartbeat) "
+        "values (%s, 'w', 'h', 1, '{default}', 1, %s, now() - make_interval(secs => %s))",
+        [worker_id, status, heartbeat_age],
+    )
+    return worker_id
+
+
+def add_running_job(
+    conn: Any,
+    worker_id: uuid.UUID,
+    *,
+    attempts: int = 1,
+    max_attempts: int = 3,
+    started_age: float = 60,
+    timeout: float | None = None,
+) -> int:
+    row = conn.execute(
+        "insert into pgq.jobs (task, status, attempts, max_attempts, worker_id, started_at, timeout) "
+        "values ('work', 'running', %s, %s, %s, now() - make_interval(secs => %s), make_interval(secs => %s)) "
+        "returning id",
+        [attempts, max_attempts, worker_id, started_age, timeout],
+    ).fetchone()
+    return int(row["id"])
+
+
+async def test_dead_workers_jobs_are_retried_or_failed(app: pgq.App, conn: Any, sweeper: Sweeper) -> None:
+    alive = add_worker(conn, heartbeat_age=1)
+    dead = add_worker(conn, heartbeat_age=120)
+    safe = add_running_job(conn, alive)
+    retried = add_running_job(conn, dead, attempts=1)
+    exhausted = add_running_job(conn, dead, attempts=3, max_attempts=3)
+
+    result = await sweeper.run_once()
+    assert result.leader and result.dead_workers == [str(dead)]
+    assert (result.retried, result.failed) == (1, 1)
+    statuses = dict(
+        conn.execute("select id, status from pgq.workers").fetchall()
+        and [(r["id"], r["status"]) for r in conn.execute("select id, status from pgq.workers")]
+    )
+    assert statuses == {alive: "running", dead: "dead"}
+    assert app.get_job(safe).status == "running"  # type: ignore[union-attr]
+
+    back = app.get_job(retried)
+    assert back is not None and back.status == "pending" and back.worker_id is None and back.attempts == 1
+    assert back.errors[-1]["type"] == "WorkerDied" and "worker died" in back.errors[-1]["message"]
+    failed = app.get_job(exhausted)
+    assert failed is not None and failed.status == "failed" and failed.errors[-1]["type"] == "WorkerDied"
+
+    # A late finish from the dead worker is refused: the fenced statement matches nothing.
+    late = conn.execute(
+        "select count(*) as n from pgq.jobs where id = %s and worker_id = %s and status = 'running'", [retried, dead]
+    ).fetchone()
+    assert late["n"] == 0
+
+
+async def test_overrunning_job_on_a_live_worker_is_rescued(app: pgq.App, conn: Any, sweeper: Sweeper) -> None:
+    alive = add_worker(conn, heartbeat_age=1)
+    overran = add_running_job(conn, alive, timeout=5, started_age=60)  # 5 s timeout + 10 s grace < 60 s
+    within = add_running_job(conn, alive, timeout=5, started_age=12)  # still inside the grace
+    result = await sweeper.run_once()
+    assert (result.retried, result.failed, result.dead_workers) == (1, 0, [])
+    rescued = app.get_job(overran)
+    assert rescued is not None and rescued.status == "pending" and rescued.errors[-1]["type"] == "Timeout"
+    assert app.get_job(within).status == "running"  # type: ignore[union-attr]
+
+
+async def test_no_deaths_declared_right_after_an_outage(app: pgq.App, conn: Any, sweeper: Sweeper) -> None:
+    stale = add_worker(conn, heartbeat_age=120)
+    sweeper.on_error()  # the sweeper's own pass failed: the database was away
+    result = await sweeper.run_once()
+    assert result.leader and result.dead_workers == []
+    assert sweeper.in_outage_grace()
+    assert conn.execute("select status from pgq.workers where id = %s", [stale]).fetchone()["status"] == "running"
+
+
+async def test_one_sweeper_at_a_time_and_takeover(app: pgq.App, database_url: str) -> None:
+    first, second = Sweeper(app, worker_name="a"), Sweeper(app, worker_name="b")
+    try:
+        assert (await first.run_once()).leader
+        assert not (await second.run_once()).leader
+        assert not (await second.run_once()).leader
+        await first.close()  # the leader dies: its session ends, so does its lock
+        assert (await second.run_once()).leader
+        # The lock session has a server-side idle timeout, so a half-open leader cannot hold it forever.
+        assert second._conn is not None
+        timeout = await (await second._conn.execute("show idle_session_timeout")).fetchone()
+        assert timeout is not None and timeout["idle_session_timeout"] not in ("0", "0ms")
+    finally:
+        await first.close()
+        await second.close()
+
+
+def finish(conn: Any, count: int, status: str, age_days: float, queue: str = "default") -> None:
+    conn.execute(
+        """insert into pgq.job_history (id, queue, task, args, priority, status, attempts, max_attempts,
+                                        run_at, created_at, started_at, finished_at)
+           select nextval(pg_get_serial_sequence('pgq.jobs', 'id')), %s, 't', '{}', 0, %s, 1, 3,
+                  now() - make_interval(days => %s, secs => 2), now() - make_interval(days => %s, secs => 2),
+                  now() - make_interval(days => %s, secs => 1), now() - make_interval(days => %s)
+             from generate_series(1, %s)""",
+        [queue, status, age_days, age_days, age_days, age_days, count],
+    )
+
+
+def history_counts(conn: Any) -> dict[str, int]:
+    rows = conn.execute("select status, count(*) as n from pgq.job_history group by status").fetchall()
+    return {row["status"]: row["n"] for row in rows}
+
+
+async def test_retention_deletes_only_what_is_due_in_batches(database_url: str, conn: Any) -> None:
+    app = pgq.App(database_url, retention=7 * 86400, retention_failed=30 * 86400)
+    finish(conn, 2500, "completed", age_days=8)  # due
+    finish(conn, 10, "completed", age_days=6)  # kept
+    finish(conn, 20, "failed", age_days=8)  # kept: failed jobs are kept 30 days
+    finish(conn, 5, "failed", age_days=31)  # due
+    finish(conn, 7, "cancelled", age_days=8)  # due
+    async with await _conn(database_url) as aconn:
+        # A bounded pass deletes at most max_batches batches.
+        assert await prune_history(aconn, app, max_batches=2) == 2 * PRUNE_BATCH
+    counts = history_counts(conn)
+    assert counts["completed"] + counts.get("failed", 0) + counts.get("cancelled", 0) == 2542 - 2 * PRUNE_BATCH
+    pruned = app.prune()  # `pgq prune`: to the end
+    assert pruned["jobs"] == 2512 - 2 * PRUNE_BATCH
+    assert history_counts(conn) == {"completed": 10, "failed": 20}
+    app.close()
+
+
+async def _conn(url: str) -> Any:
+    import psycopg
+
+    return await psycopg.AsyncConnection.connect(url, autocommit=True)
+
+
+async def test_old_worker_rows_are_removed(app: pgq.App, conn: Any, sweeper: Sweeper) -> None:
+    old = add_worker(conn, status="stopped", heartbeat_age=2 * 86400)
+    recent = add_worker(conn, status="stopped", heartbeat_age=3600)
+    result = await sweeper.run_once()
+    assert result.pruned_workers == 1
+    remaining = {row["id"] for row in conn.execute("select id from pgq.workers")}
+    assert remaining == {recent} and old not in remaining
+
+
+async def test_metrics_rows_match_the_jobs(database_url: str, conn: Any) -> None:
+    app = pgq.App(database_url, metrics_interval=60)
+    finish(conn, 4, "completed", age_days=0, queue="emails")  # finished just now, ran 1 s, waited 1 s
+    finish(conn, 1, "failed", age_days=0, queue="emails")
+    finish(conn, 3, "completed", age_days=2, queue="emails")  # long ago: not in this interval
+    app.enqueue("t", {}, queue="emails")
+    app.enqueue("t", {}, queue="emails", delay=3600)
+    app.enqueue("t", {}, queue="images")
+    retried = app.enqueue("t", {}, queue="images")
+    conn.execute(
+        "update pgq.jobs set errors = jsonb_build_array(jsonb_build_object('attempt', 1, 'at', now())) where id = %s",
+        [retried],
+    )
+    worker = add_worker(conn, heartbeat_age=0)
+    sweeper = Sweeper(app)
+    try:
+        result = await sweeper.run_once()
+    finally:
+        await sweeper.close()
+    assert result.metrics_rows == 2
+    rows = {row["queue"]: row for row in conn.execute("select * from pgq.metrics")}
+    emails, images = rows["emails"], rows["images"]
+    assert (emails["pending"], emails["scheduled"], emails["running"]) == (1, 1, 0)
+    assert (emails["completed"], emails["failed"], emails["retried"]) == (4, 1, 0)
+    assert emails["run_ms_mean"] == pytest.approx(1000, abs=1) and emails["wait_ms_p95"] == pytest.approx(1000, abs=1)
+    assert (images["pending"], images["completed"], images["retried"], images["workers"]) == (2, 0, 1, 0)
+    assert emails["workers"] == 0 and worker  # the test worker serves "default" only
+    app.close()
+
+
+def test_prune_cli(database_url: str, conn: Any) -> None:
+    finish(conn, 3, "completed", age_days=10)
+    result = subprocess.run(
+        [sys.executable, "-m", "pgq", "prune", "--database-url", database_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "jobs: 3, workers: 0, metrics: 0"
+    assert history_counts(conn) == {}
