@@ -115,6 +115,16 @@ class Pools:
             **connection_kwargs(self.settings, self.purpose),
         }
 
+    def _pool_options(self, name: str) -> dict[str, Any]:
+        return {
+            "min_size": self.settings.pool_min_size,
+            "max_size": self.settings.pool_max_size,
+            "kwargs": self._kwargs(),
+            "timeout": self.settings.connect_timeout,
+            "open": False,
+            "name": name,
+        }
+
     def sync_pool(self) -> ConnectionPool[psycopg.Connection[Row]]:
         if self._sync is not None:
             return self._sync
@@ -129,15 +139,7 @@ class Pools:
                 psycopg.connect(self.url, **self._kwargs()).close()
             except psycopg.OperationalError as exc:
                 raise unavailable(exc, self.url) from None
-            self._sync = ConnectionPool(
-                self.url,
-                min_size=self.settings.pool_min_size,
-                max_size=self.settings.pool_max_size,
-                kwargs=self._kwargs(),
-                timeout=self.settings.connect_timeout,
-                open=False,
-                name=f"pgq-{self.purpose}",
-            )
+            self._sync = ConnectionPool(self.url, **self._pool_options(f"pgq-{self.purpose}"))
             self._sync.open()
         return self._sync
 
@@ -160,15 +162,7 @@ class Pools:
                 await conn.close()
             except psycopg.OperationalError as exc:
                 raise unavailable(exc, self.url) from None
-            pool = AsyncConnectionPool(
-                self.url,
-                min_size=self.settings.pool_min_size,
-                max_size=self.settings.pool_max_size,
-                kwargs=self._kwargs(),
-                timeout=self.settings.connect_timeout,
-                open=False,
-                name=f"pgq-{self.purpose}-async",
-            )
+            pool = AsyncConnectionPool(self.url, **self._pool_options(f"pgq-{self.purpose}-async"))
             await pool.open()
             self._async[loop] = pool
         return pool
