@@ -122,3 +122,36 @@ def start_worker(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Wo
     yield start
     for worker in started:
         worker.kill()
+
+
+# ------------------------------------------------------------- reliability report
+
+_REPORT: list[dict[str, Any]] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reliability-report",
+        metavar="FILE",
+        help="write one JSON line per fault scenario (jobs, lost, duplicated, overlapping, timings) to FILE",
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = session.config.getoption("--reliability-report")
+    if path and _REPORT:
+        import json
+
+        with open(path, "w", encoding="utf-8") as out:
+            for entry in _REPORT:
+                out.write(json.dumps(entry, default=str) + "\n")
+
+
+@pytest.fixture
+def reliability(request: pytest.FixtureRequest, pg_server: pgservers.Server) -> Callable[..., None]:
+    """Record one scenario's figures for the reliability report."""
+
+    def record(**figures: Any) -> None:
+        _REPORT.append({"scenario": request.node.originalname, "server": pg_server.name, **figures})
+
+    return record

@@ -132,3 +132,13 @@ def test_shutdown_leaves_a_job_whose_sync_handler_ignores_cancellation_to_the_sw
     second.signal(signal.SIGTERM)
     assert second.wait(30) == 0
     app.close()
+
+
+def test_no_scheduler_no_sweeper_flags(db: Any, database_url: str, start_worker: Callable[..., WorkerProcess]) -> None:
+    worker = start_worker("--no-scheduler", "--no-sweeper", app=CRON_APP, env=FAST_MAINTENANCE)
+    wait_for(lambda: count(db, "select count(*) as n from pgq.workers where status = 'running'"), 30, "the worker")
+    time.sleep(3)  # a schedule every 2 s would have fired
+    assert count(db, "select count(*) as n from pgq.all_jobs") == 0
+    assert "sweeper" not in worker.output() and "schedules declared" not in worker.output()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0

@@ -76,8 +76,14 @@ def test_bad_declarations_fail_at_once() -> None:
         app.periodic(cron="* * * * *", args={"weak": 1})(report)
     with pytest.raises(pgq.ConfigurationError, match="not JSON-serialisable"):
         app.periodic(cron="* * * * *", args={"week": object()})(report)
+    with pytest.raises(pgq.ConfigurationError, match="queue must be"):
+        app.periodic(cron="* * * * *", queue="no spaces please")(report)
+    with pytest.raises(pgq.ConfigurationError, match="priority must be between"):
+        app.periodic(cron="* * * * *", priority=2**40)(report)
     app.periodic(cron="*/10 * * * * *", name="fast")(report)
     app.periodic(cron="0 8 * * 1", args={"week": 1})(report)
+    with pytest.raises(pgq.ConfigurationError, match="declared twice"):
+        app.periodic(cron="0 9 * * 1")(report)  # a second schedule of one task needs its own name
     assert set(app.schedules) == {"fast", "report"}
 
 
@@ -183,9 +189,11 @@ async def test_runtime_schedules_and_a_broken_one(app: pgq.App, database_url: st
     schedule = app.add_schedule("greeter", "*/5 * * * *", "greet", {"name": "ada"}, queue="mail")
     assert schedule.source == "runtime" and schedule.enabled and schedule.queue == "mail"
     with pytest.raises(pgq.ConfigurationError, match="invalid cron expression"):
-        app.add_schedule("bad", "*/5 * * *", "greet")
+        app.add_schedule("bad", "*/5 * * *", "greet", {"name": "x"})
     with pytest.raises(pgq.ConfigurationError, match="unknown time zone"):
-        app.add_schedule("bad", "*/5 * * * *", "greet", timezone="Europe/Atlantis")
+        app.add_schedule("bad", "*/5 * * * *", "greet", {"name": "x"}, timezone="Europe/Atlantis")
+    with pytest.raises(pgq.InvalidJob, match="missing a required argument"):
+        app.add_schedule("bad", "*/5 * * * *", "greet")
     assert [s.name for s in app.list_schedules()] == ["greeter"]
 
     job_id = app.trigger_schedule("greeter")
@@ -252,3 +260,39 @@ def test_schedules_cli(database_url: str) -> None:
     ):
         result = pgq_cli(*args)
         assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+async def test_a_broken_row_is_disabled_and_the_others_still_fire(app: pgq.App, database_url: str, conn: Any) -> None:
+    @app.task
+    def ping() -> None: ...
+
+    app.add_schedule("good", "* * * * *", "ping")
+    app.add_schedule("bad", "* * * * *", "ping")
+    conn.execute("update pgq.schedules set cron = 'every full moon' where name = 'bad'")
+    backdate(conn, "bad", 2)
+    backdate(conn, "good", 1)
+    async with schedulers(app, database_url, 1) as (scheduler,):
+        assert await scheduler.run_once() == 1
+    assert not app.get_schedule("bad").enabled  # type: ignore[union-attr]
+    assert conn.execute("select count(*) as n from pgq.jobs").fetchone()["n"] == 1
+
+
+async def test_an_operators_disable_survives_deploys(app: pgq.App, database_url: str) -> None:
+    @app.task
+    def nightly() -> None: ...
+
+    app.periodic(cron="0 3 * * *")(nightly)
+    async with schedulers(app, database_url, 1) as (scheduler,):
+        await scheduler.sync_declared()
+        app.disable_schedule("nightly")
+        await scheduler.sync_declared()  # the next deploy
+        assert not app.get_schedule("nightly").enabled  # type: ignore[union-attr]
+        app.enable_schedule("nightly")
+        # Removed from code, then declared again: enabled again.
+        app.schedules.clear()
+        await scheduler.sync_declared()
+        assert not app.get_schedule("nightly").enabled  # type: ignore[union-attr]
+        app.periodic(cron="0 3 * * *")(nightly)
+        await scheduler.sync_declared()
+        again = app.get_schedule("nightly")
+        assert again is not None and again.enabled and again.next_run_at is not None

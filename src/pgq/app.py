@@ -201,7 +201,7 @@ class App(ScheduleControls):
                 self.settings.max_payload_bytes,
             )
             task.check_args(spec.args)
-            if spec.name in self.schedules and self.schedules[spec.name].task != task.name:
+            if spec.name in self.schedules:
                 raise ConfigurationError(f"schedule {spec.name!r} is declared twice; give one of them name=...")
             self.schedules[spec.name] = spec
             return task

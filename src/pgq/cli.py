@@ -329,6 +329,8 @@ def cmd_worker(options: argparse.Namespace) -> int:
         name=options.name,
         poll_interval=options.poll_interval,
         shutdown_timeout=options.shutdown_timeout,
+        scheduler=not options.no_scheduler,
+        sweeper=not options.no_sweeper,
     )
     stuck = worker.executor.stuck_threads()
     if stuck:
@@ -353,6 +355,9 @@ def _child_args(options: argparse.Namespace) -> list[str]:
     ):
         if value is not None:
             args += [flag, str(value)]
+    args += [
+        flag for flag, on in (("--no-scheduler", options.no_scheduler), ("--no-sweeper", options.no_sweeper)) if on
+    ]
     args += [
         flag for flag, on in (("--no-scheduler", options.no_scheduler), ("--no-sweeper", options.no_sweeper)) if on
     ]

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pgq.cron import check_catch_up, check_cron, check_timezone, next_tick
 from pgq.db.queries import query
+from pgq.enqueueing import prepare
 from pgq.errors import ConfigurationError, PgqError
+from pgq.job import JobSpec
 from pgq.payload import encode_args
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ class _AppLike(Protocol):
     """What the schedule operations need from :class:`pgq.App` (a mixin's self-type)."""
 
     settings: Settings
+    tasks: dict[str, Any]
 
     @property
     def schema(self) -> str: ...
@@ -104,6 +107,13 @@ def check_spec(spec: ScheduleSpec, max_payload_bytes: int) -> ScheduleSpec:
         raise ConfigurationError(f"schedule {spec.name!r}: task must be a task name, got {spec.task!r}")
     try:
         encode_args(spec.args, max_payload_bytes, spec.task)
+        # The same checks as an enqueue of its job: queue name, priority and attempts ranges.
+        prepare(
+            JobSpec(spec.task, spec.args, spec.queue, spec.priority, max_attempts=spec.max_attempts),
+            None,
+            max_payload_bytes,
+            strict=False,
+        )
     except PgqError as exc:
         raise ConfigurationError(f"schedule {spec.name!r}: {exc}") from None
     if cron != spec.cron:
@@ -147,6 +157,9 @@ class ScheduleControls:
     ) -> Schedule:
         """Create or replace a schedule at run time (it survives deploys: its source is ``runtime``)."""
         task_name = getattr(task, "name", task)
+        registered = self.tasks.get(task_name) if isinstance(task_name, str) else None
+        if registered is not None:
+            registered.check_args(args or {})
         spec = check_spec(
             ScheduleSpec(name, cron, task_name, args or {}, timezone, queue, priority, max_attempts, catch_up, enabled),
             self.settings.max_payload_bytes,

@@ -92,3 +92,25 @@ def stubborn(ctx: pgq.JobContext, seconds: float) -> str:
     time.sleep(seconds)
     record_end(ctx)
     return "done"
+
+
+@app.task(pass_context=True, max_attempts=2)
+def poison(ctx: pgq.JobContext, kind: str) -> None:
+    """Kills the process that runs it, in one of several ways."""
+    import ctypes
+    import signal as signals
+
+    record_start(ctx)
+    if kind == "exit":
+        os._exit(7)
+    elif kind == "kill":
+        os.kill(os.getpid(), signals.SIGKILL)
+    elif kind == "segfault":
+        ctypes.string_at(0)
+    elif kind == "memory":
+        import resource
+
+        # A memory bomb, kept to this process: past the limit the allocation fails.
+        resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, resource.RLIM_INFINITY))
+        hoard = [bytearray(256 * 1024**2) for _ in range(16)]
+        del hoard

@@ -23,6 +23,7 @@ from pgq.db.queries import query
 from pgq.errors import PgqError
 from pgq.maintenance.service import Service
 from pgq.schedules import upsert_params
+from pgq.throttle import LogWindow
 
 if TYPE_CHECKING:
     from pgq.app import App
@@ -60,6 +61,7 @@ class Scheduler(Service):
         self.queues = queues
         self._wait = 0.0
         self._synced = False
+        self._job_errors = LogWindow(log, 60.0)
 
     async def sync_declared(self) -> None:
         """Upsert the schedules declared in code, and disable those removed from it."""
@@ -88,7 +90,15 @@ class Scheduler(Service):
         async with self.connection() as conn:
             cur = await conn.execute(query("schedule_due", self.schema))
             for row in await cur.fetchall():
-                enqueued += await self._fire(conn, row)
+                try:
+                    enqueued += await self._fire(conn, row)
+                except (PgqError, ValueError, KeyError) as exc:
+                    # A row written by hand with a bad cron or zone must not block the others.
+                    log.error("schedule %s is invalid and was disabled: %s", row["name"], exc)
+                    await conn.execute(
+                        query("schedule_set_enabled", self.schema),
+                        {"name": row["name"], "enabled": False, "next_run_at": None},
+                    )
             cur = await conn.execute(query("schedule_next_wait", self.schema))
             wait = (await cur.fetchone() or {}).get("wait")
         self._wait = MAX_SLEEP if wait is None else float(wait)
@@ -120,7 +130,7 @@ class Scheduler(Service):
                 )
             except PgqError as exc:
                 # The tick is still taken: a broken schedule must not retry every pass.
-                self._errors.warning("schedule %s: cannot enqueue its job: %s", name, exc)
+                self._job_errors.warning("schedule %s: cannot enqueue its job: %s", name, exc)
         async with conn.transaction():
             cur = await conn.execute(
                 query("schedule_take_tick", self.schema), {"name": name, "tick": tick, "next_run_at": next_run_at}

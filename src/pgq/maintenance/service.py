@@ -28,6 +28,13 @@ TRANSIENT = (
 )
 
 
+def client_deadline(settings: Any) -> float:
+    """Seconds any one piece of database work may take, seen from the client: the
+    server's statement timeout plus a connect, plus slack."""
+    statement = settings.statement_timeout or 30.0
+    return float(statement + settings.connect_timeout + 5.0)
+
+
 class Service:
     name = "service"
 

@@ -14,6 +14,7 @@ heartbeat timeout: the workers could not beat either.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from psycopg.rows import dict_row
 
 from pgq.db.connection import connection_kwargs
 from pgq.db.queries import query
-from pgq.maintenance.service import Service
+from pgq.maintenance.service import Service, client_deadline
 
 if TYPE_CHECKING:
     from pgq.app import App
@@ -43,6 +44,7 @@ class SweepResult:
     dead_workers: list[str] = field(default_factory=list)
     retried: int = 0
     failed: int = 0
+    cancelled: int = 0
     pruned_jobs: int = 0
     pruned_workers: int = 0
     metrics_rows: int = 0
@@ -72,6 +74,9 @@ class Sweeper(Service):
         #: monotonic time of the first good pass after an outage (None: no outage seen)
         self._recovered_at: float | None = None
         self._outage = False
+        # A pass is bounded on this side too: a half-open lock session must not
+        # hang the sweeper (the server ends that session by idle_session_timeout).
+        self.deadline = client_deadline(settings) + PRUNE_BATCHES_PER_PASS * settings.statement_timeout
 
     # ------------------------------------------------------------ election
 
@@ -108,26 +113,30 @@ class Sweeper(Service):
     async def run_once(self) -> SweepResult:
         result = SweepResult()
         try:
-            if not await self.elect():
-                return result
-            if self._outage:
-                # The database answers again: the grace period starts with this pass.
-                self._outage = False
-                self._recovered_at = time.monotonic()
-            result.leader = True
-            conn = await self._connect()
-            await self._rescue(conn, result)
-            await self._prune(conn, result)
-            if time.monotonic() - self._last_metrics >= self.metrics_interval:
-                rows = await (
-                    await conn.execute(query("sweep_write_metrics", self.schema), {"interval": self.metrics_interval})
-                ).fetchall()
-                result.metrics_rows = len(rows)
-                self._last_metrics = time.monotonic()
+            async with asyncio.timeout(self.deadline):
+                await self._pass(result)
         except BaseException:
             await self._drop()
             raise
         return result
+
+    async def _pass(self, result: SweepResult) -> None:
+        if not await self.elect():
+            return
+        if self._outage:
+            # The database answers again: the grace period starts with this pass.
+            self._outage = False
+            self._recovered_at = time.monotonic()
+        result.leader = True
+        conn = await self._connect()
+        await self._rescue(conn, result)
+        await self._prune(conn, result)
+        if time.monotonic() - self._last_metrics >= self.metrics_interval:
+            rows = await (
+                await conn.execute(query("sweep_write_metrics", self.schema), {"interval": self.metrics_interval})
+            ).fetchall()
+            result.metrics_rows = len(rows)
+            self._last_metrics = time.monotonic()
 
     def on_error(self) -> None:
         self._outage = True
@@ -168,12 +177,14 @@ class Sweeper(Service):
         ).fetchall()
         result.retried = sum(1 for row in rows if row["outcome"] == "retried")
         result.failed = sum(1 for row in rows if row["outcome"] == "failed")
-        if result.retried or result.failed:
+        result.cancelled = sum(1 for row in rows if row["outcome"] == "cancelled")
+        if result.retried or result.failed or result.cancelled:
             self.log.warning(
-                "rescued %d stuck jobs: %d back to pending, %d failed (out of attempts)",
-                result.retried + result.failed,
+                "rescued %d stuck jobs: %d back to pending, %d failed (out of attempts), %d cancelled (as asked)",
+                result.retried + result.failed + result.cancelled,
                 result.retried,
                 result.failed,
+                result.cancelled,
                 extra={"event": "jobs_rescued", "retried": result.retried, "failed": result.failed},
             )
 

@@ -33,7 +33,7 @@ from pgq.db.connection import Pools, Row
 from pgq.events import Event
 from pgq.job import Job
 from pgq.maintenance.scheduler import Scheduler
-from pgq.maintenance.service import TRANSIENT
+from pgq.maintenance.service import TRANSIENT, client_deadline
 from pgq.maintenance.sweeper import Sweeper
 from pgq.throttle import LogWindow
 from pgq.worker.completer import Completer
@@ -118,6 +118,7 @@ class Worker:
         # A claim older than this that no slot holds lost its answer: longer than
         # the slowest claim that can still answer (statement timeout + connect).
         self._orphan_grace = settings.statement_timeout + settings.connect_timeout + 10.0
+        self._db_deadline = client_deadline(settings)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -194,8 +195,12 @@ class Worker:
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
+        """A pooled connection for one piece of work, bounded in time on this side:
+        behind a half-open socket the server's statement_timeout never reaches
+        us, and TCP may still be acknowledged by a middlebox. A connection whose
+        work runs out of time is returned mid-query, so the pool discards it."""
         assert self._pool is not None
-        async with self._pool.connection() as conn:
+        async with asyncio.timeout(self._db_deadline), self._pool.connection() as conn:
             yield conn
 
     async def _register(self) -> None:

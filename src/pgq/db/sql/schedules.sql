@@ -17,11 +17,14 @@ on conflict (name) do update
        priority = excluded.priority,
        max_attempts = excluded.max_attempts,
        catch_up = excluded.catch_up,
-       enabled = excluded.enabled,
+       -- From code, an operator's disable stands across deploys; a schedule
+       -- that was disabled because it left the code (next_run_at null) is back.
+       enabled = case when excluded.source = 'code' and s.source = 'code' and s.next_run_at is not null
+                      then s.enabled else excluded.enabled end,
        source = excluded.source,
        next_run_at = case
            when s.cron is distinct from excluded.cron or s.timezone is distinct from excluded.timezone
-                or not s.enabled or s.next_run_at is null
+                or s.next_run_at is null
            then excluded.next_run_at
            else s.next_run_at end,
        updated_at = now()
@@ -32,7 +35,7 @@ returning *;
 -- not deleted, so their history stays. Only those this app could have declared:
 -- its tasks' schedules.
 update {schema}.schedules
-   set enabled = false, updated_at = now()
+   set enabled = false, next_run_at = null, updated_at = now()
  where source = 'code' and enabled
    and not (name = any(cast(%(declared)s as text[])))
    and task = any(cast(%(tasks)s as text[]))

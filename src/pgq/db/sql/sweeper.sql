@@ -34,7 +34,8 @@ entries as (
            jsonb_build_object(
                'attempt', j.attempts, 'at', now(), 'type', s.reason,
                'message', case when s.reason = 'WorkerDied'
-                               then 'worker died (no heartbeat for ' || %(heartbeat_timeout)s || ' s): ' || coalesce(j.worker_id::text, '?')
+                               then 'worker died, or stopped without finishing it (heartbeat timeout '
+                                    || %(heartbeat_timeout)s || ' s): ' || coalesce(j.worker_id::text, '?')
                                else 'attempt overran its timeout of ' || j.timeout::text || ' (rescued by the sweeper)' end,
                'worker', j.worker_id) as error,
            j.attempts >= j.max_attempts or j.cancel_requested_at is not null as ends,
@@ -56,7 +57,7 @@ archived as (
            started_at, worker_id, key, group_key, progress, progress_message, errors || jsonb_build_array(error),
            timeout, backoff, cancel_requested_at, now(), null
       from failed
-    returning id, 'failed' as outcome
+    returning id, status as outcome
 ),
 retried as (
     update {schema}.jobs j
@@ -111,6 +112,8 @@ last_rows as (
 names as (
     select distinct queue from {schema}.jobs
     union select name from {schema}.queues
+    -- a queue that went idle still gets the rows that count its last jobs
+    union select queue from last_rows where at > (select at from clock) - interval '1 hour'
     union select distinct queue from {schema}.job_history
      where finished_at > (select at from clock) - make_interval(secs => %(interval)s)
 ),

@@ -1,0 +1,29 @@
+"""Fixtures of the fault suite: a database with the `runs` table and a helper to
+finish each scenario with the table checks and the report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.faults.consistency import Counts, check_tables, count_runs
+
+
+@pytest.fixture
+def settle(database_url: str, reliability: Callable[..., None]) -> Callable[..., Counts]:
+    """Check the tables' invariants, count lost/duplicated/overlapping runs, and record them."""
+
+    def finish(job_ids: list[int], **figures: Any) -> Counts:
+        from psycopg.rows import dict_row
+
+        dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+        with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+            check_tables(conn, str(dbname))
+            counts = count_runs(conn, job_ids)
+        reliability(**counts.as_dict(), **figures)
+        return counts
+
+    return finish

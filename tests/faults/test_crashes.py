@@ -1,0 +1,139 @@
+"""Processes dying under load: kill -9 (the sweeper too), poison jobs, and storms
+of terminated database sessions. Each scenario ends with the table checks and
+counts lost, duplicated and overlapping runs from the handlers' rows."""
+
+from __future__ import annotations
+
+import signal
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+import pgq
+from tests.faults.consistency import Counts
+from tests.processes import FAST_MAINTENANCE, WorkerProcess, count, wait_for
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+
+def finished(db: Any, ids: list[int]) -> int:
+    return count(db, "select count(*) as n from pgq.job_history where id = any(%s)", ids)
+
+
+def stop_all(workers: list[WorkerProcess]) -> None:
+    for worker in workers:
+        if worker.process.poll() is None:
+            worker.signal(signal.SIGTERM)
+    for worker in workers:
+        if worker.process.poll() is None:
+            assert worker.wait(60) == 0, worker.output()[-3000:]
+
+
+def test_kill_9_under_load_including_the_sweeper(
+    db: Any, database_url: str, start_worker: Callable[..., WorkerProcess], settle: Callable[..., Counts]
+) -> None:
+    app = pgq.App(database_url)
+    ids = app.enqueue_many([pgq.JobSpec("async_sleepy", {"seconds": 0.5}) for _ in range(600)])
+    workers = [start_worker("--concurrency", "60", env=FAST_MAINTENANCE) for _ in range(3)]
+    wait_for(
+        lambda: count(db, "select count(*) as n from pgq.jobs where status = 'running'") >= 150,
+        60,
+        "150 jobs running at once",
+    )
+    # Kill the elected sweeper (it says so in its log) and one other worker.
+    sweeper_worker = wait_for(
+        lambda: next((w for w in workers if "is now the sweeper" in w.output()), None), 30, "an elected sweeper"
+    )
+    by_pid = {w.process.pid: w for w in workers}
+    victims = [sweeper_worker, next(w for w in workers if w is not sweeper_worker)]
+    held = {
+        w.process.pid: count(
+            db, "select count(*) as n from runs r where r.pid = %s and r.finished_at is null", w.process.pid
+        )
+        for w in victims
+    }
+    killed_at = db.execute("select now() as now").fetchone()["now"]
+    for victim in victims:
+        victim.process.kill()
+        victim.wait(10)
+    replacements = [start_worker("--concurrency", "60", env=FAST_MAINTENANCE) for _ in range(2)]
+    wait_for(lambda: finished(db, ids) == len(ids), 180, "every job to finish")
+    stop_all([w for w in workers if w not in victims] + replacements)
+
+    rescues = [
+        (row["restarted"] - killed_at).total_seconds()
+        for row in db.execute(
+            """select min(r.started_at) as restarted from runs r
+                where r.job_id in (select job_id from runs where pid = any(%s) and finished_at is null)
+                  and r.pid <> all(%s)
+                group by r.job_id""",
+            [list(by_pid.keys() & {v.process.pid for v in victims})] * 2,
+        )
+    ]
+    counts = settle(
+        ids,
+        killed_workers=2,
+        jobs_running_on_killed=sum(held.values()),
+        rescue_p50_s=round(statistics.median(rescues), 2) if rescues else None,
+        rescue_max_s=round(max(rescues), 2) if rescues else None,
+    )
+    assert counts.lost == 0 and counts.overlapping == 0
+    assert counts.completed == len(ids)
+    # Duplicates are bounded by what the killed workers were running (plus unflushed finishes).
+    assert counts.duplicated <= sum(held.values()) + 2 * 60
+    app.close()
+
+
+def test_poison_jobs_end_failed_and_the_rest_carry_on(
+    db: Any, database_url: str, start_worker: Callable[..., WorkerProcess], settle: Callable[..., Counts]
+) -> None:
+    app = pgq.App(database_url)
+    poison = [app.enqueue("poison", {"kind": kind}, max_attempts=2) for kind in ("exit", "kill", "segfault", "memory")]
+    normal = app.enqueue_many([pgq.JobSpec("record", {"n": i}) for i in range(200)])
+    supervisor = start_worker("--processes", "2", "--concurrency", "4", env=FAST_MAINTENANCE)
+    bystander = start_worker("--concurrency", "4", env=FAST_MAINTENANCE)  # survives to sweep
+    wait_for(lambda: finished(db, poison + normal) == len(poison + normal), 240, "poison and normal jobs to end")
+    stop_all([supervisor, bystander])
+    for job_id, kind in zip(poison, ("exit", "kill", "segfault", "memory"), strict=True):
+        job = app.get_job(job_id)
+        assert job is not None and job.status == "failed" and job.attempts == 2, (kind, job)
+        # A memory bomb either takes its process down (as the OOM killer would) or fails the
+        # allocation; both end the same way.
+        expected = {"WorkerDied", "MemoryError"} if kind == "memory" else {"WorkerDied"}
+        assert job.errors[-1]["type"] in expected, (kind, job.errors)
+    counts = settle(poison + normal, poison_kinds=4)
+    assert counts.lost == 0 and counts.overlapping == 0
+    assert counts.completed == len(normal) and counts.failed == len(poison)
+    app.close()
+
+
+def test_storms_of_terminated_sessions(
+    db: Any, database_url: str, start_worker: Callable[..., WorkerProcess], settle: Callable[..., Counts]
+) -> None:
+    app = pgq.App(database_url)
+    ids = app.enqueue_many([pgq.JobSpec("record", {"n": i}) for i in range(1500)])
+    workers = [start_worker("--concurrency", "10", env=FAST_MAINTENANCE) for _ in range(2)]
+    dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    terminated = 0
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        terminated += len(
+            db.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity "
+                "where datname = %s and application_name like 'pgq %%' and pid <> pg_backend_pid()",
+                [dbname],
+            ).fetchall()
+        )
+        time.sleep(0.3)
+    wait_for(lambda: finished(db, ids) == len(ids), 180, "every job to finish after the storm")
+    for worker in workers:
+        assert worker.process.poll() is None, "a worker died in the storm"
+    stop_all(workers)
+    counts = settle(ids, sessions_terminated=terminated)
+    assert counts.lost == 0 and counts.overlapping == 0 and counts.completed == len(ids)
+    assert terminated > 20
+    app.close()
