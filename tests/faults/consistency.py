@@ -17,6 +17,8 @@ class Counts:
     lost: int
     duplicated: int
     overlapping: int
+    #: jobs run more often than their attempts say: a re-run that left no trace
+    unexplained: int
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -72,8 +74,16 @@ def count_runs(conn: Any, job_ids: list[int]) -> Counts:
              and a.finished_at is not null and b.finished_at is not null""",
         [job_ids],
     ).fetchone()["n"]
+    unexplained = conn.execute(
+        """select count(*) as n
+             from (select job_id, count(*) as runs from runs where job_id = any(%s) group by job_id) r
+             join pgq.all_jobs j on j.id = r.job_id
+            where r.runs > j.attempts""",
+        [job_ids],
+    ).fetchone()["n"]
     return Counts(
         jobs=len(job_ids),
+        unexplained=int(unexplained),
         completed=by_status.get("completed", 0),
         failed=by_status.get("failed", 0),
         lost=len(job_ids) - finished,

@@ -158,6 +158,8 @@ class Worker:
         if self.run_sweeper:
             self.sweeper = Sweeper(self.app, worker_name=self.name)
             loops.append(asyncio.create_task(self.sweeper.run(), name="pgq-sweeper"))
+        for loop_task in loops:
+            loop_task.add_done_callback(self._loop_ended)
         try:
             await self._produce()
             await self._shutdown(heartbeat=loops[2])
@@ -180,6 +182,16 @@ class Worker:
                 self.processed,
                 extra={"event": "worker_stopped", "worker_id": str(self.id)},
             )
+
+    def _loop_ended(self, task: asyncio.Task[Any]) -> None:
+        """The background loops catch everything; one that ends anyway is a bug that
+        would silently stop heartbeats or finishes: say so loudly and stop the worker."""
+        if self._stopping or task.cancelled():
+            return
+        log.critical(
+            "background loop %s ended unexpectedly (%r); stopping the worker", task.get_name(), task.exception()
+        )
+        self.stop()
 
     def stop(self, graceful: bool = True) -> None:
         """Stop claiming; running jobs get ``shutdown_timeout`` seconds to finish
