@@ -48,6 +48,8 @@ class App(ScheduleControls):
         self.settings: Settings = load_settings(database_url=database_url, **settings)
         if self.settings.database_url is not None:
             normalize(self.settings.database_url)  # a malformed URL fails here, not later
+        if self.settings.listen_url is not None:
+            normalize(self.settings.listen_url, "PGQ_LISTEN_URL")
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._url: str | None = None
         self._pools: Pools | None = None
@@ -221,6 +223,14 @@ class App(ScheduleControls):
                     else:
                         self._url = embedded_url(self.settings.data_dir)
         return self._url
+
+    @property
+    def direct_url(self) -> str | None:
+        """The URL for LISTEN and the sweeper's lock session, past any transaction pooler;
+        None when there is none (``PGQ_POOLER=transaction`` without ``PGQ_LISTEN_URL``)."""
+        if self.settings.listen_url:
+            return normalize(self.settings.listen_url, "PGQ_LISTEN_URL")
+        return None if self.settings.pooler == "transaction" else self.url
 
     @property
     def uses_embedded(self) -> bool:

@@ -123,6 +123,15 @@ class Settings(BaseSettings):
             "through a transaction pooler. Default: `database_url`."
         ),
     )
+    pooler: str = Field(
+        default="none",
+        description=(
+            "`transaction` when `database_url` goes through PgBouncer (or another pooler) in "
+            "transaction mode: no session settings at connect, no server-side prepared statements; "
+            "LISTEN and the sweeper then use `listen_url`, and without one they are off (polling "
+            "only, no rescue by this worker), which pgq logs loudly. Default `none`."
+        ),
+    )
     read_url: str | None = Field(
         default=None,
         description="URL of a read replica for dashboards and stats. Default: `database_url`.",
@@ -144,6 +153,13 @@ class Settings(BaseSettings):
     def _split_queues(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("pooler")
+    @classmethod
+    def _known_pooler(cls, value: str) -> str:
+        if value not in ("none", "transaction"):
+            raise ValueError(f"must be 'none' or 'transaction' (PgBouncer's pool_mode), got {value!r}")
         return value
 
     @field_validator("log_format")

@@ -33,15 +33,14 @@ _MISSING_SCHEMA = (
 )
 
 
-def connection_kwargs(settings: Settings, purpose: str) -> dict[str, Any]:
-    """libpq parameters for a pgq session; ``purpose`` ends up in ``application_name``."""
-    options = [
-        f"-c statement_timeout={int(settings.statement_timeout * 1000)}",
-        # Long enough for any pgq transaction, short enough that a stuck client
-        # cannot hold back vacuum of the hot jobs table.
-        "-c idle_in_transaction_session_timeout=60000",
-    ]
-    return {
+def connection_kwargs(settings: Settings, purpose: str, direct: bool = False) -> dict[str, Any]:
+    """Connection parameters for a pgq session; ``purpose`` ends up in ``application_name``.
+
+    Through a transaction pooler (``PGQ_POOLER=transaction``, and not ``direct``)
+    a session is shared between clients: no session settings at connect (PgBouncer
+    refuses the ``options`` parameter) and no server-side prepared statements.
+    """
+    common: dict[str, Any] = {
         "application_name": f"pgq {purpose}"[:63],
         "connect_timeout": max(1, round(settings.connect_timeout)),
         "keepalives": 1,
@@ -51,8 +50,16 @@ def connection_kwargs(settings: Settings, purpose: str) -> dict[str, Any]:
         # Data sent but unacknowledged this long means a dead peer: fail instead
         # of waiting out the kernel's ~15 minute retransmission limit.
         "tcp_user_timeout": 30_000,
-        "options": " ".join(options),
     }
+    if settings.pooler == "transaction" and not direct:
+        return {**common, "prepare_threshold": None}
+    options = [
+        f"-c statement_timeout={int(settings.statement_timeout * 1000)}",
+        # Long enough for any pgq transaction, short enough that a stuck client
+        # cannot hold back vacuum of the hot jobs table.
+        "-c idle_in_transaction_session_timeout=60000",
+    ]
+    return {**common, "options": " ".join(options)}
 
 
 def unavailable(exc: BaseException, url: str) -> DatabaseUnavailable:

@@ -64,7 +64,7 @@ class Sweeper(Service):
         super().__init__(interval=settings.sweep_interval)
         self.app = app
         self.schema = app.schema
-        self.url = settings.listen_url or app.url
+        self.url = app.direct_url or app.url
         self.worker_name = worker_name
         self.heartbeat_timeout = settings.heartbeat_timeout
         self.metrics_interval = settings.metrics_interval
@@ -84,7 +84,7 @@ class Sweeper(Service):
         if self._conn is not None and not self._conn.closed:
             return self._conn
         self.leader = False
-        kwargs = connection_kwargs(self.app.settings, "sweeper")
+        kwargs = connection_kwargs(self.app.settings, "sweeper", direct=True)
         idle = max(10, round(self.interval * 3))
         kwargs["options"] += f" -c idle_session_timeout={idle * 1000}"
         self._conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, row_factory=dict_row, **kwargs)

@@ -72,7 +72,7 @@ class Listener:
                 await self._close()
 
     async def _listen(self) -> None:
-        kwargs = connection_kwargs(self.settings, "listener")
+        kwargs = connection_kwargs(self.settings, "listener", direct=True)
         self._conn = conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, **kwargs)
         for channel in [*self.handlers, self.probe_channel]:
             await conn.execute(f'listen "{channel}"')

@@ -132,8 +132,18 @@ class Worker:
         self._pools = Pools(url, self.app.settings, purpose=f"worker {self.name}")
         self._pool = await self._pools.async_pool()
         await self._register()
+        direct = self.app.direct_url
+        if direct is None:
+            log.warning(
+                "PGQ_POOLER=transaction and no PGQ_LISTEN_URL: this worker does not LISTEN (it polls every "
+                "%.1f s) and never acts as the sweeper (no rescue of dead workers' jobs, no retention, no "
+                "metrics from it). Set PGQ_LISTEN_URL to a direct URL past the pooler.",
+                self.poll_interval,
+                extra={"event": "no_direct_url"},
+            )
+            self.run_sweeper = False
         self.listener = Listener(
-            url,
+            direct or url,
             self.app.settings,
             {f"{self.schema}_jobs": self._on_jobs, f"{self.schema}_cancel": self._on_cancel},
             self._wake.set,
@@ -146,12 +156,14 @@ class Worker:
             self.concurrency,
             extra={"event": "worker_started", "worker_id": str(self.id)},
         )
+        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="pgq-heartbeat")
         loops = [
-            asyncio.create_task(self.listener.run(), name="pgq-listener"),
+            heartbeat,
             asyncio.create_task(self.completer.run(), name="pgq-completer"),
-            asyncio.create_task(self._heartbeat_loop(), name="pgq-heartbeat"),
             asyncio.create_task(self._progress_loop(), name="pgq-progress"),
         ]
+        if direct is not None:
+            loops.append(asyncio.create_task(self.listener.run(), name="pgq-listener"))
         if self.run_scheduler:
             self.scheduler = Scheduler(self.app, self._connection)
             loops.append(asyncio.create_task(self.scheduler.run(), name="pgq-scheduler"))
@@ -162,7 +174,7 @@ class Worker:
             loop_task.add_done_callback(self._loop_ended)
         try:
             await self._produce()
-            await self._shutdown(heartbeat=loops[2])
+            await self._shutdown(heartbeat=heartbeat)
         finally:
             await self.listener.stop()
             if self.scheduler is not None:
