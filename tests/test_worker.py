@@ -493,3 +493,33 @@ async def test_a_worker_declared_dead_claims_nothing_under_that_id(app: pgq.App,
         assert worker.id != old_id
     done = job(app, job_id)
     assert done.worker_id == worker.id and done.worker_id != old_id
+
+
+async def test_handlers_that_ignore_their_timeout_do_not_hold_a_slot(app: pgq.App) -> None:
+    release = asyncio.Event()
+
+    @app.task(timeout=0.3, max_attempts=1)
+    async def deaf() -> None:
+        while not release.is_set():  # swallows every cancellation until the test lets it go
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                pass
+
+    @app.task(timeout=0.3, max_attempts=1)
+    def busy() -> None:
+        end = time.monotonic() + 2
+        while time.monotonic() < end:  # CPU-bound, never looks at ctx.cancelled
+            sum(range(1000))
+
+    @app.task
+    def after() -> str:
+        return "ran"
+
+    ids = [deaf.enqueue(), busy.enqueue(), after.enqueue()]
+    try:
+        await run_until(app, finished(app, ids), concurrency=1)  # one slot: each must free it
+    finally:
+        release.set()
+    assert [job(app, i).status for i in ids] == ["failed", "failed", "completed"]
+    assert job(app, ids[0]).errors[0]["type"] == "Timeout" and job(app, ids[1]).errors[0]["type"] == "Timeout"

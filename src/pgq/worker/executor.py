@@ -25,8 +25,9 @@ log = logging.getLogger("pgq.worker")
 #: Longest traceback kept per failed attempt.
 MAX_TRACEBACK = 16_000
 MAX_MESSAGE = 2_000
-#: Seconds a sync handler gets, at shutdown, to notice ctx.cancelled and return.
-SYNC_STOP_WAIT = 1.0
+#: Seconds a handler gets to stop once cancelled (at a timeout, a cancellation or shutdown)
+#: before it is left running detached.
+STOP_WAIT = 1.0
 
 
 @dataclass
@@ -41,7 +42,7 @@ class RunningJob:
     stop_reason: str | None = None
     #: The progress last written, to write only changes.
     written_progress: tuple[float | None, str | None] = (None, None)
-    #: A sync handler's thread (as a future), which may outlive the job's outcome.
+    #: The handler's thread (sync) or task (async), which may outlive the job's outcome.
     thread: asyncio.Future[Any] | None = None
 
     @property
@@ -108,7 +109,7 @@ class Executor:
         try:
             async with deadline:
                 if task.is_async:
-                    result = await task.fn(*call_args, **job.args)
+                    result = await self._run_async(running, task, call_args)
                 else:
                     result = await self._run_sync(running, task, call_args)
         except asyncio.CancelledError:
@@ -148,7 +149,7 @@ class Executor:
         once the worker is gone."""
         if running.thread_running:
             assert running.thread is not None
-            await asyncio.wait([running.thread], timeout=SYNC_STOP_WAIT)
+            await asyncio.wait([running.thread], timeout=STOP_WAIT)
             if running.thread_running:
                 log.warning(
                     "job %s (%s): its sync handler ignores ctx.cancelled; leaving it to the sweeper",
@@ -159,9 +160,43 @@ class Executor:
         return Outcome(running.job, "return")
 
     def stuck_threads(self) -> int:
-        """Handler threads still running after their job's outcome (timed out or stopped)."""
+        """Handlers (threads or tasks) still running after their job's outcome (timed out or stopped)."""
         self._abandoned = {future for future in self._abandoned if not future.done()}
         return len(self._abandoned)
+
+    async def _run_async(self, running: RunningJob, task: Task[Any, Any], call_args: tuple[Any, ...]) -> Any:
+        """An async handler in a task of its own, so that one that swallows its
+        cancellation cannot hold its slot forever: after ``STOP_WAIT`` it is left
+        to run detached, like a sync handler's thread."""
+
+        async def guarded() -> tuple[bool, Any]:
+            try:
+                return False, await task.fn(*call_args, **running.job.args)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # raised in a task, SystemExit would stop the event loop
+                return True, exc
+
+        inner = asyncio.ensure_future(guarded())
+        running.thread = inner
+        try:
+            failed, value = await asyncio.shield(inner)
+        except asyncio.CancelledError:
+            if not inner.done():
+                inner.cancel()
+                await asyncio.wait({inner}, timeout=STOP_WAIT)
+                if not inner.done():
+                    log.warning(
+                        "job %s (%s): its handler ignores cancellation; left running detached",
+                        running.job.id,
+                        running.job.task,
+                    )
+                    self._abandoned.add(inner)
+                    inner.add_done_callback(_consume)
+            raise
+        if failed:
+            raise value
+        return value
 
     async def _run_sync(self, running: RunningJob, task: Task[Any, Any], call_args: tuple[Any, ...]) -> Any:
         """A plain handler in the thread pool. On timeout or cancellation the thread
