@@ -177,6 +177,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=cmd_demo)
 
+    bench = commands.add_parser(
+        "bench",
+        parents=[common],
+        help="measure pgq on this database",
+        description="Run pgq's benchmark scenarios in a throwaway schema (pgq_bench, dropped afterwards).",
+    )
+    bench.add_argument("--jobs", type=positive_int, default=100_000, help="jobs per drain scenario (default 100000)")
+    bench.add_argument("--concurrency", type=positive_int, default=10, help="worker concurrency (default 10)")
+    bench.add_argument("--processes", type=positive_int, default=2, help="worker processes for the multi-process drain")
+    bench.add_argument("--json", metavar="FILE", help="write every figure, with server settings and machine, to FILE")
+    bench.add_argument(
+        "--quick",
+        action="store_true",
+        help="5,000 jobs, 3 s of load and 20,000 ageing rows: a rough figure in a minute or two",
+    )
+    bench.set_defaults(handler=cmd_bench)
+
     db = commands.add_parser("db", parents=[common], help="print the database URL pgq uses")
     db.add_argument("--show-password", action="store_true")
     db.set_defaults(handler=cmd_db)
@@ -431,6 +448,28 @@ def cmd_demo(options: argparse.Namespace) -> int:
 
     with _app(options) as app:
         return run_demo(app)
+
+
+def cmd_bench(options: argparse.Namespace) -> int:
+    from pgq.bench import BenchOptions, run_bench
+    from pgq.bench.runner import format_table
+
+    if options.schema:
+        raise ConfigurationError("pgq bench always runs in its own schema pgq_bench; drop --schema")
+    bench_options = BenchOptions(
+        database_url=options.database_url,
+        jobs=options.jobs,
+        concurrency=options.concurrency,
+        processes=options.processes,
+        json_file=options.json,
+    )
+    if options.quick:
+        bench_options.jobs = min(options.jobs, 5_000)
+        bench_options.load_seconds = 3.0
+        bench_options.ageing_rows = 20_000
+    report = run_bench(bench_options)
+    print(format_table(report))
+    return 0
 
 
 def cmd_db(options: argparse.Namespace) -> int:
