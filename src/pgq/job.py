@@ -64,9 +64,12 @@ class Job:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
-        names = {f.name for f in fields(cls)}
+        names = _JOB_FIELDS
         return cls(**{name: value for name, value in row.items() if name in names})
 
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+
+_JOB_FIELDS = frozenset(f.name for f in fields(Job))

@@ -59,6 +59,16 @@ class Task(Generic[P, R]):
             )
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
+        parameters = list(self.signature.parameters.values())[1 if pass_context else 0 :]
+        keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        self._accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+        self._accepted = frozenset(p.name for p in parameters if p.kind in keyword)
+        self._required = frozenset(
+            p.name for p in parameters if p.kind in keyword and p.default is inspect.Parameter.empty
+        )
+        # Positional-only or *args parameters: leave every check to signature.bind.
+        if any(p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL) for p in parameters):
+            self._required = frozenset({"\0never"})
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
@@ -68,6 +78,12 @@ class Task(Generic[P, R]):
 
     def check_args(self, args: dict[str, Any]) -> None:
         """Raise :class:`InvalidJob` if ``fn(**args)`` could not be called."""
+        # The common case, decided with two set operations instead of a full bind
+        # (which costs ~5 us a job on the worker's hot path): the names given are
+        # all accepted and the required ones are all there.
+        given = args.keys()
+        if self._required <= given and (self._accepts_any or given <= self._accepted):
+            return
         try:
             if self.pass_context:
                 self.signature.bind(None, **args)
