@@ -26,6 +26,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgq.app import App
+from pgq.bench import tasks
 from pgq.job import JobSpec
 
 SCHEMA = "pgq_bench"
@@ -102,13 +103,9 @@ class _Bench:
         self.rows = rows
         self.memory: dict[str, float] = {}
 
-        @app.task(name="bench_async")
-        async def bench_async(i: int = 0) -> None:
-            return None
-
-        @app.task(name="bench_sync")
-        def bench_sync(i: int = 0) -> None:
-            return None
+        # The same no-op handlers the worker processes of the multi-process drain import.
+        for task in (tasks.bench_async, tasks.bench_sync):
+            app.task(name=task.name)(task.fn)
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
