@@ -533,17 +533,9 @@ class App(ScheduleControls):
     def prune(self) -> dict[str, int]:
         """What the sweeper's retention does, now and to the end: finished jobs past
         retention (in batches), worker rows stopped over a day ago, old metrics."""
-        from pgq.maintenance.sweeper import retention_params
+        from pgq.maintenance.sweeper import prune_history_flow
 
-        params = retention_params(self)
-        jobs = 0
-        while True:
-            with self._get_pools().sync_pool().connection() as conn:
-                self._ensure_schema(conn)
-                deleted = conn.execute(query("sweep_prune_history", self.schema), params).rowcount
-            jobs += deleted
-            if deleted < params["batch"]:
-                break
+        jobs = drive(prune_history_flow(self), lambda sql, params: self._run(sql, params))
         with self._get_pools().sync_pool().connection() as conn:
             workers = conn.execute(query("sweep_prune_workers", self.schema)).rowcount
             metrics = conn.execute(

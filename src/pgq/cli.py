@@ -21,6 +21,7 @@ from pgq.db.urls import redact
 from pgq.errors import ConfigurationError, PgqError
 from pgq.job import STATUSES, Job
 from pgq.output import job_detail, jobs_table, schedules_table, to_json, when
+from pgq.settings import load_settings
 
 ENVIRONMENT_HELP = """\
 environment:
@@ -259,7 +260,7 @@ def cmd_migrate(options: argparse.Namespace) -> int:
     from pgq.migrate import downgrade, migrate, migration_sql
 
     if options.sql:
-        schema = options.schema or App().schema
+        schema = options.schema or load_settings().schema_name
         sys.stdout.write(migration_sql(schema=schema, revision=options.revision))
         return 0
     app = _app(options)

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from pgq.db.connection import connect, connection_kwargs, unavailable
+from pgq.db.connection import connect, connection_kwargs
 from pgq.db.urls import normalize
 from pgq.settings import SCHEMA_NAME, load_settings
 
@@ -70,10 +70,7 @@ def _run(command: str, url: str | None, schema: str | None, revision: str) -> No
         return psycopg.connect(url, **connection_kwargs(settings, "migrate"))
 
     # Fail with pgq's message, not SQLAlchemy's, if the server is unreachable.
-    try:
-        connect(url, settings, "migrate").close()
-    except psycopg.OperationalError as exc:  # pragma: no cover - connect() translates
-        raise unavailable(exc, url) from None
+    connect(url, settings, "migrate").close()
     getattr(alembic_command, command)(_config(schema, creator=creator), revision)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from pgq.db.connection import Row
+from pgq.db.connection import Row, run_async
 from pgq.db.queries import query
 from pgq.job import Job
 
@@ -16,8 +16,7 @@ AsyncConn = psycopg.AsyncConnection[Row]
 
 
 async def _rows(conn: AsyncConn, name: str, schema: str, params: dict[str, Any]) -> list[Row]:
-    cur = await conn.execute(query(name, schema), params)
-    return await cur.fetchall() if cur.description else []
+    return await run_async(conn, query(name, schema), params)
 
 
 async def claim(conn: AsyncConn, schema: str, worker_id: uuid.UUID, queues: Sequence[str], limit: int) -> list[Job]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from pgq.cron import next_tick
-from pgq.db.connection import Row
+from pgq.db.connection import Row, run_async
 from pgq.db.queries import query
 from pgq.errors import PgqError
 from pgq.maintenance.service import Service
@@ -143,11 +143,7 @@ class Scheduler(Service):
                 return 0
             from pgq.enqueueing import drive_async, insert_one
 
-            async def execute(sql: str, params: dict[str, Any]) -> list[Row]:
-                result = await conn.execute(sql, params)
-                return await result.fetchall() if result.description else []
-
-            job_id = await drive_async(insert_one(self.schema, spec), execute)
+            job_id = await drive_async(insert_one(self.schema, spec), lambda sql, p: run_async(conn, sql, p))
             await conn.execute(query("schedule_set_last_job", self.schema), {"name": name, "job_id": job_id})
         log.info(
             "schedule %s: tick %s enqueued job %s",

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.rows import dict_row
 
-from pgq.db.connection import connection_kwargs
+from pgq.db.connection import connection_kwargs, run_async
 from pgq.db.queries import query
+from pgq.enqueueing import Flow, drive_async
 from pgq.maintenance.service import Service, client_deadline
 
 if TYPE_CHECKING:
@@ -219,15 +220,24 @@ def retention_params(app: App) -> dict[str, Any]:
     }
 
 
-async def prune_history(conn: psycopg.AsyncConnection[Any], app: App, max_batches: int | None = None) -> int:
-    """Delete finished jobs past retention in batches of ``PRUNE_BATCH``; returns how many."""
+def prune_history_flow(app: App, max_batches: int | None = None) -> Flow[int]:
+    """Delete finished jobs past retention in batches of ``PRUNE_BATCH``; returns how many.
+
+    A flow (see :mod:`pgq.enqueueing`): the sweeper drives it on its async
+    session, ``pgq prune`` on a sync one, and both run this one loop."""
     params = retention_params(app)
     deleted = 0
     batches = 0
     while max_batches is None or batches < max_batches:
-        cur = await conn.execute(query("sweep_prune_history", app.schema), params)
-        deleted += cur.rowcount
+        rows = yield query("sweep_prune_history", app.schema), params
+        batch = int(rows[0]["deleted"])
+        deleted += batch
         batches += 1
-        if cur.rowcount < PRUNE_BATCH:
+        if batch < PRUNE_BATCH:
             break
     return deleted
+
+
+async def prune_history(conn: psycopg.AsyncConnection[Any], app: App, max_batches: int | None = None) -> int:
+    """:func:`prune_history_flow` on an async connection."""
+    return await drive_async(prune_history_flow(app, max_batches), lambda sql, p: run_async(conn, sql, p))

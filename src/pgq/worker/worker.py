@@ -315,7 +315,8 @@ class Worker:
         self.running[job.id] = running
         running.task = asyncio.create_task(self._execute(running), name=f"pgq-job-{job.id}")
         running.task.add_done_callback(lambda _: self._settle(running))
-        self._emit(Event("job_started", job))
+        if self.app._hooks.get("job_started"):
+            self._emit(Event("job_started", job))
 
     async def _execute(self, running: RunningJob) -> Outcome | None:
         outcome: Outcome | None
@@ -361,6 +362,21 @@ class Worker:
             self._report(outcome)
 
     def _report(self, outcome: Outcome) -> None:
+        if self.app._hooks.get(outcome.event):
+            self._emit(
+                Event(
+                    outcome.event,
+                    outcome.job,
+                    error=outcome.error,
+                    retry_in=outcome.delay,
+                    duration=outcome.duration,
+                    result=outcome.result_json,
+                )
+            )
+        # The dict and the line cost a few microseconds a job: only when INFO is on
+        # (failures log at WARNING and above, so they always pass).
+        if outcome.kind in ("completed", "cancelled", "return") and not log.isEnabledFor(logging.INFO):
+            return
         job = outcome.job
         ms = outcome.duration * 1000
         fields = {
@@ -403,16 +419,6 @@ class Worker:
             log.info("job %s %s cancelled", job.id, job.task, extra=fields)
         else:
             log.info("job %s %s returned to the queue (shutdown)", job.id, job.task, extra=fields)
-        self._emit(
-            Event(
-                outcome.event,
-                job,
-                error=outcome.error,
-                retry_in=outcome.delay,
-                duration=outcome.duration,
-                result=outcome.result_json,
-            )
-        )
 
     def _emit(self, event: Event) -> None:
         for hook in self.app._hooks.get(event.name, ()):

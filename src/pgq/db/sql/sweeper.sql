@@ -77,7 +77,7 @@ union all
 select null, 'notified' from woken;
 
 -- name: sweep_prune_history
--- One batch of finished jobs past their status's retention.
+-- One batch of finished jobs past their status's retention; returns how many.
 with doomed as (
     select id, queue
       from {schema}.job_history
@@ -87,10 +87,14 @@ with doomed as (
                else %(cancelled)s end)
      order by finished_at
      limit %(batch)s
+),
+deleted as (
+    delete from {schema}.job_history h
+     using doomed d
+     where h.id = d.id and h.queue = d.queue
+    returning 1
 )
-delete from {schema}.job_history h
- using doomed d
- where h.id = d.id and h.queue = d.queue;
+select count(*) as deleted from deleted;
 
 -- name: sweep_prune_workers
 -- Rows of workers that stopped or died more than a day ago.
