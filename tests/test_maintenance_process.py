@@ -102,8 +102,14 @@ def test_sigstop_until_declared_dead_then_sigcont_late_finish_is_refused(
     assert final is not None and final == done  # unchanged by the late finish
     assert final.worker_id is not None and final.attempts == 2 and final.errors[0]["type"] == "WorkerDied"
     assert count(db, "select count(*) as n from runs where job_id = %s and finished_at is not null", job_id) == 2
-    workers = db.execute("select id, status from pgq.workers where pid = %s", [frozen.process.pid]).fetchall()
-    assert sorted(w["status"] for w in workers) == ["dead", "running"]  # the old identity, and a fresh one
+
+    # The log line comes before the re-registration commits, so wait for the fresh identity's row.
+    def statuses() -> list[str]:
+        rows = db.execute("select status from pgq.workers where pid = %s", [frozen.process.pid]).fetchall()
+        return sorted(row["status"] for row in rows)
+
+    wait_for(lambda: "running" in statuses(), 30, "the frozen worker to re-register under a fresh id")
+    assert statuses() == ["dead", "running"]  # the old identity, and a fresh one
     for worker in (frozen, other):
         worker.signal(signal.SIGTERM)
         assert worker.wait(30) == 0
