@@ -35,10 +35,10 @@ async def seconds_to_next_job(conn: AsyncConn, schema: str, queues: Sequence[str
 async def finish_many(
     conn: AsyncConn, schema: str, worker_id: uuid.UUID, outcomes: Sequence[dict[str, Any]]
 ) -> set[int]:
-    """Write outcomes (dicts with id, attempt, kind, result, error, delay); returns the ids accepted."""
+    """Write outcomes (dicts with id, queue, attempt, kind, result, error, delay); returns the ids accepted."""
     params: dict[str, Any] = {
         column: [outcome[column] for outcome in outcomes]
-        for column in ("id", "attempt", "kind", "result", "error", "delay")
+        for column in ("id", "queue", "attempt", "kind", "result", "error", "delay")
     }
     params["worker_id"] = worker_id
     rows = await _rows(conn, "job_finish_many", schema, params)
@@ -46,16 +46,21 @@ async def finish_many(
 
 
 async def write_progress(
-    conn: AsyncConn, schema: str, worker_id: uuid.UUID, updates: Sequence[tuple[int, int, float | None, str | None]]
+    conn: AsyncConn,
+    schema: str,
+    worker_id: uuid.UUID,
+    updates: Sequence[tuple[int, str, int, float | None, str | None]],
 ) -> None:
+    """Progress of running jobs: (id, queue, attempt, fraction, message) each, fenced like a finish."""
     await conn.execute(
         query("job_progress_many", schema),
         {
             "worker_id": worker_id,
             "id": [u[0] for u in updates],
-            "attempt": [u[1] for u in updates],
-            "progress": [u[2] for u in updates],
-            "message": [u[3] for u in updates],
+            "queue": [u[1] for u in updates],
+            "attempt": [u[2] for u in updates],
+            "progress": [u[3] for u in updates],
+            "message": [u[4] for u in updates],
         },
     )
 

@@ -160,6 +160,7 @@ def as_row(outcome: Outcome) -> dict[str, Any]:
 
     return {
         "id": outcome.job.id,
+        "queue": outcome.job.queue,
         "attempt": outcome.job.attempts,
         "kind": outcome.kind,
         "result": outcome.result_json,

@@ -508,7 +508,7 @@ class Worker:
             for running in list(self.running.values()):
                 current = (running.ctx.progress, running.ctx.progress_message)
                 if current != running.written_progress and running.job.worker_id == self.id:
-                    updates.append((running.job.id, running.job.attempts, *current))
+                    updates.append((running.job.id, running.job.queue, running.job.attempts, *current))
                     running.written_progress = current
             if not updates:
                 continue

@@ -129,21 +129,28 @@ select extract(epoch from min(j.run_at) - now()) as wait
 -- sweeper meanwhile is re-checked (EvalPlanQual) and refused, not overwritten.
 -- kind: completed | failed | cancelled (moved to history), retry | return
 -- (back to pending; "return" gives back the attempt, for a graceful shutdown).
+-- Rows are found by the whole primary key (id, queue), so the planner knows
+-- each outcome matches at most one row whatever its statistics say. The worker
+-- fence is written "is not distinct from" (the same test, as the id is never
+-- null) because that form cannot use jobs_worker_idx: that index keeps an entry
+-- for every job this worker claimed since the last vacuum, and a plan that
+-- scanned it made each finish cost O(jobs run).
 with outcome as (
-    select o.id, o.attempt, o.kind, o.result,
+    select o.id, o.queue, o.attempt, o.kind, o.result,
            case when o.error is null then null
                 else o.error || jsonb_build_object('at', now()) end as error,
            o.delay
-      from unnest(cast(%(id)s as bigint[]), cast(%(attempt)s as integer[]), cast(%(kind)s as text[]),
-                  cast(%(result)s as jsonb[]), cast(%(error)s as jsonb[]), cast(%(delay)s as float8[]))
-           as o(id, attempt, kind, result, error, delay)
+      from unnest(cast(%(id)s as bigint[]), cast(%(queue)s as text[]), cast(%(attempt)s as integer[]),
+                  cast(%(kind)s as text[]), cast(%(result)s as jsonb[]), cast(%(error)s as jsonb[]),
+                  cast(%(delay)s as float8[]))
+           as o(id, queue, attempt, kind, result, error, delay)
 ),
 finished as (
     -- A job whose cancellation was asked for ends cancelled instead of retrying.
     delete from {schema}.jobs j
      using outcome o
-     where j.id = o.id
-       and j.worker_id = %(worker_id)s and j.attempts = o.attempt and j.status = 'running'
+     where j.id = o.id and j.queue = o.queue
+       and j.worker_id is not distinct from %(worker_id)s and j.attempts = o.attempt and j.status = 'running'
        and (o.kind in ('completed', 'failed', 'cancelled') or j.cancel_requested_at is not null)
     returning j.*,
               case when o.kind in ('retry', 'return') then 'cancelled' else o.kind end as kind,
@@ -170,8 +177,8 @@ requeued as (
            attempts = case when o.kind = 'return' then j.attempts - 1 else j.attempts end,
            errors = case when o.error is null then j.errors else j.errors || jsonb_build_array(o.error) end
       from outcome o
-     where j.id = o.id
-       and j.worker_id = %(worker_id)s and j.attempts = o.attempt and j.status = 'running'
+     where j.id = o.id and j.queue = o.queue
+       and j.worker_id is not distinct from %(worker_id)s and j.attempts = o.attempt and j.status = 'running'
        and o.kind in ('retry', 'return') and j.cancel_requested_at is null
     returning j.id
 )
@@ -182,9 +189,9 @@ select id from requeued;
 -- name: job_progress_many
 update {schema}.jobs j
    set progress = p.progress, progress_message = p.message
-  from unnest(cast(%(id)s as bigint[]), cast(%(attempt)s as integer[]), cast(%(progress)s as float8[]),
-              cast(%(message)s as text[])) as p(id, attempt, progress, message)
- where j.id = p.id and j.worker_id = %(worker_id)s and j.attempts = p.attempt and j.status = 'running';
+  from unnest(cast(%(id)s as bigint[]), cast(%(queue)s as text[]), cast(%(attempt)s as integer[]),
+              cast(%(progress)s as float8[]), cast(%(message)s as text[])) as p(id, queue, attempt, progress, message)
+ where j.id = p.id and j.queue = p.queue and j.worker_id is not distinct from %(worker_id)s and j.attempts = p.attempt and j.status = 'running';
 
 -- name: job_cancel
 -- A pending or blocked job is cancelled at once (moved to history); a running

@@ -1,0 +1,128 @@
+"""The worker's hot statements stay O(batch) whatever the table went through.
+
+A finish once found its rows through ``jobs_worker_idx``, which keeps an entry
+for every job the worker claimed until vacuum: each batch scanned thousands of
+dead entries and a drain at concurrency 100 fell to a few hundred jobs/s. These
+tests put a worker's history of dead entries in place (autovacuum off) and count
+the buffers each statement touches, in the generic plan the worker's prepared
+statements end up with and in a custom one. Buffer counts, not timings: the
+bound holds on any machine.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+import pgq
+from pgq.db.queries import query
+
+HISTORY = 3000  # jobs the worker ran before the measured batch
+BATCH = 100
+BACKLOG = 20_000  # pending jobs behind them: a scan of the table is not cheap
+# A finish of BATCH rows by primary key touches a few buffers per row (heap,
+# index, history). The plan this guards against touched one per dead index entry
+# per row: HISTORY * BATCH.
+MAX_BUFFERS = 20 * BATCH
+
+
+def positional(sql: str) -> tuple[str, list[str]]:
+    """The named query with $n parameters, for PREPARE, and the names in order."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    return re.sub(r"%\((\w+)\)s", number, sql), names
+
+
+def claim(conn: psycopg.Connection[Any], worker_id: uuid.UUID, limit: int) -> list[dict[str, Any]]:
+    return conn.execute(
+        query("job_claim", "pgq"), {"worker_id": worker_id, "queues": ["default"], "limit": limit}
+    ).fetchall()
+
+
+def outcomes(rows: list[dict[str, Any]], worker_id: uuid.UUID) -> dict[str, Any]:
+    return {
+        "worker_id": worker_id,
+        "id": [r["id"] for r in rows],
+        "queue": [r["queue"] for r in rows],
+        "attempt": [r["attempts"] for r in rows],
+        "kind": ["completed"] * len(rows),
+        "result": [None] * len(rows),
+        "error": [None] * len(rows),
+        "delay": [None] * len(rows),
+    }
+
+
+def total_buffers(plan_lines: list[str]) -> int:
+    """Shared buffers hit and read by the whole statement (the top node's line)."""
+    for line in plan_lines:
+        if "Buffers:" in line:
+            hit = re.search(r"hit=(\d+)", line)
+            read = re.search(r"read=(\d+)", line)
+            return int(hit.group(1) if hit else 0) + int(read.group(1) if read else 0)
+    raise AssertionError("no Buffers line in the plan:\n" + "\n".join(plan_lines))
+
+
+@pytest.fixture
+def worker_with_history(app: pgq.App, conn: psycopg.Connection[Any]) -> tuple[uuid.UUID, list[dict[str, Any]]]:
+    """A registered worker that claimed and finished HISTORY jobs (their index
+    entries left dead: no vacuum) and now holds BATCH running jobs, with the
+    statistics of before it started (as when a fresh backlog is drained): they
+    say few rows are running, so an index on running rows looks cheap."""
+    conn.execute("alter table pgq.jobs set (autovacuum_enabled = false)")
+    worker_id = uuid.uuid4()
+    conn.execute(
+        query("worker_register", "pgq"),
+        {"id": worker_id, "name": "t", "host": "h", "pid": 1, "queues": ["default"], "concurrency": 1, "version": "t"},
+    )
+
+    @app.task(name="noop")
+    def noop() -> None: ...
+
+    app.enqueue_many([pgq.JobSpec("noop") for _ in range(HISTORY + BATCH + BACKLOG)])
+    conn.execute("analyze pgq.jobs")
+    finish = query("job_finish_many", "pgq")
+    for _ in range(HISTORY // BATCH):
+        conn.execute(finish, outcomes(claim(conn, worker_id, BATCH), worker_id))
+    running = claim(conn, worker_id, BATCH)
+    assert len(running) == BATCH
+    return worker_id, running
+
+
+@pytest.mark.parametrize("plan_mode", ["force_generic_plan", "force_custom_plan"])
+def test_finish_and_progress_go_by_primary_key(
+    conn: psycopg.Connection[Any], worker_with_history: tuple[uuid.UUID, list[dict[str, Any]]], plan_mode: str
+) -> None:
+    worker_id, running = worker_with_history
+    finish_params = outcomes(running, worker_id)
+    progress_params = {
+        "worker_id": worker_id,
+        "id": finish_params["id"],
+        "queue": finish_params["queue"],
+        "attempt": finish_params["attempt"],
+        "progress": [0.5] * BATCH,
+        "message": ["half"] * BATCH,
+    }
+    conn.execute(f"set plan_cache_mode = {plan_mode}")
+    for name, params in (("job_progress_many", progress_params), ("job_finish_many", finish_params)):
+        sql, names = positional(query(name, "pgq"))
+        conn.execute(f"prepare {name} as {sql}")
+        values = [params[n] for n in names]
+        plan = [
+            row["QUERY PLAN"]
+            # Bound on the client: EXECUTE's arguments are literals, typed by the PREPARE.
+            for row in psycopg.ClientCursor(conn)
+            .execute(f"explain (analyze, buffers, costs off) execute {name}({', '.join(['%s'] * len(names))})", values)
+            .fetchall()
+        ]
+        assert "jobs_worker_idx" not in "\n".join(plan), "\n".join(plan)
+        assert total_buffers(plan) <= MAX_BUFFERS, "\n".join(plan)
+    assert conn.execute("select count(*) as n from pgq.jobs").fetchone() == {"n": BACKLOG}  # the batch finished
