@@ -39,7 +39,7 @@ def positional(sql: str) -> tuple[str, list[str]]:
             names.append(match.group(1))
         return f"${names.index(match.group(1)) + 1}"
 
-    return re.sub(r"%\((\w+)\)s", number, sql), names
+    return re.sub(r"%\((\w+)\)[sb]", number, sql), names
 
 
 def claim(conn: psycopg.Connection[Any], worker_id: uuid.UUID, limit: int) -> list[dict[str, Any]]:

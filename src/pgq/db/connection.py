@@ -189,11 +189,11 @@ class Pools:
             await pool.close()
 
 
-_PSYCOPG_PARAM = re.compile(r"%\((\w+)\)s")
+_PSYCOPG_PARAM = re.compile(r"%\((\w+)\)[sb]")
 
 
 def sqlalchemy_text(sql: str) -> str:
-    """Turn ``%(name)s`` parameters into SQLAlchemy's ``:name`` form."""
+    """Turn ``%(name)s`` (and binary ``%(name)b``) parameters into SQLAlchemy's ``:name`` form."""
     return _PSYCOPG_PARAM.sub(r":\1", sql)
 
 

@@ -2,6 +2,8 @@
 -- {schema} is replaced by the quoted schema name; parameters are %(name)s.
 -- Casts are written cast(x as t), not x::t, so the same text also runs
 -- through SQLAlchemy's text() on a caller's connection.
+-- %(name)b sends a parameter in binary: the batch statements pass arrays, and a
+-- text array of JSON documents costs a quoting pass per element on each side.
 
 -- name: job_insert_one
 -- One job. A live job holding the same key in the queue wins: the insert does
@@ -37,10 +39,10 @@ select t.task, t.args, t.queue, t.priority,
        coalesce(t.run_at, now() + make_interval(secs => coalesce(t.delay, 0))),
        t.key, t.max_attempts, t.timeout, t.backoff
   from unnest(
-        cast(%(task)s as text[]), cast(%(args)s as jsonb[]), cast(%(queue)s as text[]),
-        cast(%(priority)s as integer[]), cast(%(run_at)s as timestamptz[]),
-        cast(%(delay)s as float8[]), cast(%(key)s as text[]), cast(%(max_attempts)s as integer[]),
-        cast(%(timeout)s as interval[]), cast(%(backoff)s as float8[])
+        cast(%(task)b as text[]), cast(%(args)b as jsonb[]), cast(%(queue)b as text[]),
+        cast(%(priority)b as integer[]), cast(%(run_at)b as timestamptz[]),
+        cast(%(delay)b as float8[]), cast(%(key)b as text[]), cast(%(max_attempts)b as integer[]),
+        cast(%(timeout)b as interval[]), cast(%(backoff)b as float8[])
        ) with ordinality
        as t(task, args, queue, priority, run_at, delay, key, max_attempts, timeout, backoff, ord)
  order by t.ord
@@ -140,9 +142,9 @@ with outcome as (
            case when o.error is null then null
                 else o.error || jsonb_build_object('at', now()) end as error,
            o.delay
-      from unnest(cast(%(id)s as bigint[]), cast(%(queue)s as text[]), cast(%(attempt)s as integer[]),
-                  cast(%(kind)s as text[]), cast(%(result)s as jsonb[]), cast(%(error)s as jsonb[]),
-                  cast(%(delay)s as float8[]))
+      from unnest(cast(%(id)b as bigint[]), cast(%(queue)b as text[]), cast(%(attempt)b as integer[]),
+                  cast(%(kind)b as text[]), cast(%(result)b as jsonb[]), cast(%(error)b as jsonb[]),
+                  cast(%(delay)b as float8[]))
            as o(id, queue, attempt, kind, result, error, delay)
 ),
 finished as (
@@ -150,7 +152,7 @@ finished as (
     delete from {schema}.jobs j
      using outcome o
      where j.id = o.id and j.queue = o.queue
-       and j.worker_id is not distinct from %(worker_id)s and j.attempts = o.attempt and j.status = 'running'
+       and j.worker_id is not distinct from %(worker_id)b and j.attempts = o.attempt and j.status = 'running'
        and (o.kind in ('completed', 'failed', 'cancelled') or j.cancel_requested_at is not null)
     returning j.*,
               case when o.kind in ('retry', 'return') then 'cancelled' else o.kind end as kind,
@@ -178,7 +180,7 @@ requeued as (
            errors = case when o.error is null then j.errors else j.errors || jsonb_build_array(o.error) end
       from outcome o
      where j.id = o.id and j.queue = o.queue
-       and j.worker_id is not distinct from %(worker_id)s and j.attempts = o.attempt and j.status = 'running'
+       and j.worker_id is not distinct from %(worker_id)b and j.attempts = o.attempt and j.status = 'running'
        and o.kind in ('retry', 'return') and j.cancel_requested_at is null
     returning j.id
 )
@@ -189,9 +191,9 @@ select id from requeued;
 -- name: job_progress_many
 update {schema}.jobs j
    set progress = p.progress, progress_message = p.message
-  from unnest(cast(%(id)s as bigint[]), cast(%(queue)s as text[]), cast(%(attempt)s as integer[]),
-              cast(%(progress)s as float8[]), cast(%(message)s as text[])) as p(id, queue, attempt, progress, message)
- where j.id = p.id and j.queue = p.queue and j.worker_id is not distinct from %(worker_id)s and j.attempts = p.attempt and j.status = 'running';
+  from unnest(cast(%(id)b as bigint[]), cast(%(queue)b as text[]), cast(%(attempt)b as integer[]),
+              cast(%(progress)b as float8[]), cast(%(message)b as text[])) as p(id, queue, attempt, progress, message)
+ where j.id = p.id and j.queue = p.queue and j.worker_id is not distinct from %(worker_id)b and j.attempts = p.attempt and j.status = 'running';
 
 -- name: job_cancel
 -- A pending or blocked job is cancelled at once (moved to history); a running
