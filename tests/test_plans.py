@@ -126,3 +126,21 @@ def test_finish_and_progress_go_by_primary_key(
         assert "jobs_worker_idx" not in "\n".join(plan), "\n".join(plan)
         assert total_buffers(plan) <= MAX_BUFFERS, "\n".join(plan)
     assert conn.execute("select count(*) as n from pgq.jobs").fetchone() == {"n": BACKLOG}  # the batch finished
+
+
+def test_the_sweepers_rescue_reads_running_jobs_not_the_backlog(
+    conn: psycopg.Connection[Any], worker_with_history: tuple[uuid.UUID, list[dict[str, Any]]]
+) -> None:
+    """Every sweep looks for running jobs of dead workers; behind a backlog of
+    pending jobs that must stay an index read of the running ones."""
+    conn.execute("analyze pgq.jobs")  # with fresh statistics too: BATCH running rows of BACKLOG + BATCH
+    params = {"heartbeat_timeout": 30.0, "timeout_grace": 30.0, "claim_grace": 5.0, "batch": 500, "channel": "x"}
+    plan = [
+        row["QUERY PLAN"]
+        for row in psycopg.ClientCursor(conn)
+        .execute("explain (analyze, buffers, costs off) " + query("sweep_rescue_jobs", "pgq"), params)
+        .fetchall()
+    ]
+    text = "\n".join(plan)
+    assert "Seq Scan on jobs" not in text, text
+    assert total_buffers(plan) <= MAX_BUFFERS, text

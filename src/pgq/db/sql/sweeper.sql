@@ -20,6 +20,9 @@ with stuck as (
       from {schema}.jobs j
       left join {schema}.workers w on w.id = j.worker_id
      where j.status = 'running'
+       -- Always true of a running job; said so that jobs_worker_idx (partial on it)
+       -- serves this scan instead of a read of the whole backlog every sweep.
+       and j.worker_id is not null
        and (w.status is null or w.status in ('dead', 'stopped')
             or (j.timeout is not null
                 and j.started_at < now() - j.timeout - make_interval(secs => %(timeout_grace)s)))
