@@ -1,13 +1,18 @@
 """Operating pgq: retry, cancel, promote, delete, pause and resume, queues, workers, stats.
 
 Every method of :class:`pgq.operations.OperationControls` and every error it
-raises, on the real databases.
+raises, on the real databases; then the same through the ``pgq`` command in a
+subprocess (exit codes, one-line errors, ``--json`` shapes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -378,3 +383,155 @@ async def test_stats_of_a_real_worker_run(app: pgq.App) -> None:
     assert stats.completed_per_minute == pytest.approx(1.0)
     assert stats.run_ms_p50 is not None and stats.run_ms_p50 >= 0
     assert stats.wait_ms_p95 is not None and stats.wait_ms_p95 >= 0
+
+
+# ----------------------------------------------------------------------- CLI
+
+
+def pgq_cli(database_url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PGQ_")}
+    env["PGQ_DATABASE_URL"] = database_url
+    return subprocess.run(
+        [sys.executable, "-m", "pgq", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
+def assert_error(result: subprocess.CompletedProcess[str], *messages: str) -> None:
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert lines and all(line.startswith("pgq: error: ") for line in lines), result.stderr
+    for message in messages:
+        assert message in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+def test_cli_job_actions(database_url: str, app: pgq.App, conn: Any) -> None:
+    delayed = app.enqueue("t", delay=3600)
+    failed = [finished_job(conn, "failed", queue="a") for _ in range(3)]
+    done = finished_job(conn, "completed")
+
+    result = pgq_cli(database_url, "jobs", "promote", str(delayed))
+    assert result.returncode == 0 and result.stdout.strip() == f"job {delayed} promoted", result
+    # Several ids: every valid one is acted on, every failure gets its line, exit 2.
+    result = pgq_cli(database_url, "jobs", "retry", str(failed[0]), "abc", "424242", str(delayed))
+    assert_error(
+        result,
+        "'abc' is not a job id",
+        "no job with id 424242",
+        f"job {delayed} is pending; only failed or cancelled",
+    )
+    assert len(result.stderr.strip().splitlines()) == 3
+    assert result.stdout.strip() == f"job {failed[0]} retried"
+    assert status_of(app, failed[0]) == "pending" and status_of(app, delayed) == "pending"
+
+    assert_error(pgq_cli(database_url, "jobs", "retry", "--failed", str(failed[1])), "not both")
+    assert_error(pgq_cli(database_url, "jobs", "retry"), "give job ids or --failed")
+    assert_error(pgq_cli(database_url, "jobs", "retry", str(failed[1]), "--queue", "a"), "--queue and --task")
+    assert status_of(app, failed[1]) == "failed"
+    result = pgq_cli(database_url, "jobs", "retry", "--failed", "--queue", "a")
+    assert result.returncode == 0 and result.stdout.strip() == "2 failed jobs retried", result
+    assert status_of(app, failed[2]) == "pending"
+
+    assert_error(pgq_cli(database_url, "jobs", "delete", str(delayed)), "cancel it first")
+    assert_error(pgq_cli(database_url, "jobs", "promote", str(done)), "only pending jobs can be promoted")
+    result = pgq_cli(database_url, "jobs", "cancel", str(delayed), str(done))
+    assert_error(result, f"job {done} already finished (completed)")
+    assert result.stdout.strip() == f"job {delayed} cancelled"
+    result = pgq_cli(database_url, "jobs", "delete", str(done), str(delayed))
+    assert result.returncode == 0 and app.get_job(done) is None and app.get_job(delayed) is None
+    assert_error(pgq_cli(database_url, "jobs", "show", "x1"), "'x1' is not a job id")
+
+
+@pytest.mark.slow
+def test_cli_queues_workers_and_stats(database_url: str, app: pgq.App, conn: Any) -> None:
+    app.enqueue("t", queue="emails")
+    finished_job(conn, "completed", queue="emails")
+    result = pgq_cli(database_url, "queues", "pause", "emails")
+    assert result.returncode == 0 and result.stdout.strip() == "queue emails paused", result
+    assert_error(pgq_cli(database_url, "queues", "pause", "bad name"), "queue must be")
+
+    listing = json.loads(pgq_cli(database_url, "queues", "list", "--json").stdout)
+    assert listing == [
+        {
+            "name": "emails",
+            "paused": True,
+            "waiting": 1,
+            "delayed": 0,
+            "active": 0,
+            "blocked": 0,
+            "workers": 0,
+            "oldest_waiting_seconds": listing[0]["oldest_waiting_seconds"],
+            "updated_at": listing[0]["updated_at"],
+        }
+    ]
+    table = pgq_cli(database_url, "queues", "list").stdout
+    assert table.splitlines()[0].split()[:3] == ["QUEUE", "PAUSED", "WAITING"] and "emails" in table
+
+    stats = json.loads(pgq_cli(database_url, "stats", "--json").stdout)
+    assert [s["queue"] for s in stats] == ["emails"]
+    assert stats[0]["paused"] is True and stats[0]["completed"] == 1 and stats[0]["waiting"] == 1
+    assert {"completed_per_minute", "run_ms_p95", "wait_ms_p50", "window_seconds", "at"} <= set(stats[0])
+    assert "emails" in pgq_cli(database_url, "stats").stdout
+
+    result = pgq_cli(database_url, "queues", "resume", "emails")
+    assert result.returncode == 0 and result.stdout.strip() == "queue emails resumed"
+    assert app.list_queues()[0].paused is False
+
+    assert json.loads(pgq_cli(database_url, "workers", "list", "--json").stdout) == []
+    assert pgq_cli(database_url, "workers", "list").stdout.strip() == "no workers"
+    conn.execute(
+        """insert into pgq.workers (id, name, host, pid, queues, concurrency)
+           values ('00000000-0000-0000-0000-000000000001', 'w1', 'host1', 42, '{emails}', 4)"""
+    )
+    workers = json.loads(pgq_cli(database_url, "workers", "list", "--json").stdout)
+    assert workers[0]["id"] == "00000000-0000-0000-0000-000000000001"
+    assert (workers[0]["name"], workers[0]["queues"], workers[0]["running"]) == ("w1", ["emails"], [])
+    assert "w1" in pgq_cli(database_url, "workers", "list").stdout
+    assert_error(pgq_cli(database_url, "stats", "--json", "--watch"), "--json and --watch")
+
+
+@pytest.mark.slow
+def test_cli_stats_watch_refreshes_until_ctrl_c(database_url: str, app: pgq.App) -> None:
+    app.enqueue("t", queue="emails")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PGQ_")}
+    env["PGQ_DATABASE_URL"] = database_url
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pgq", "stats", "--watch", "--interval", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        seen = b""
+        deadline = time.monotonic() + 30
+        while seen.count(b"\x1b[2J") < 3:
+            assert time.monotonic() < deadline, seen
+            seen += os.read(process.stdout.fileno(), 4096)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert b"emails" in seen and b"QUEUE" in seen
+
+
+def test_cli_parser_knows_the_new_commands() -> None:
+    from pgq.cli import build_parser
+
+    parser = build_parser()
+    for argv in (
+        ["jobs", "retry", "1", "2"],
+        ["jobs", "retry", "--failed", "--queue", "q", "--task", "t"],
+        ["jobs", "cancel", "1"],
+        ["jobs", "promote", "1"],
+        ["jobs", "delete", "1"],
+        ["queues", "list", "--json"],
+        ["queues", "pause", "q"],
+        ["queues", "resume", "q"],
+        ["workers", "list", "--json"],
+        ["stats", "--json"],
+        ["stats", "--watch", "--interval", "2"],
+    ):
+        assert callable(parser.parse_args(argv).handler)
