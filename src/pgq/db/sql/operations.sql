@@ -17,9 +17,9 @@ with scanned as (
        and (cast(%(queue)s as text) is null or h.queue = %(queue)s)
        and (cast(%(task)s as text) is null or h.task = %(task)s)
        and h.finished_at <= %(cutoff)s
-       and (cast(%(after_at)s as timestamptz) is null
-            or h.finished_at > %(after_at)s
-            or (h.finished_at = %(after_at)s and h.id > %(after_id)s))
+       -- the keyset: after (after_at, after_id), with a lower bound an index range can use
+       and h.finished_at >= coalesce(cast(%(after_at)s as timestamptz), cast('-infinity' as timestamptz))
+       and (cast(%(after_at)s as timestamptz) is null or h.finished_at > %(after_at)s or h.id > %(after_id)s)
      order by h.finished_at, h.id
      limit %(batch)s
 ),
