@@ -4,7 +4,6 @@ stuck or old by back-dating them: rescue, election, retention, metrics."""
 from __future__ import annotations
 
 import asyncio
-
 import subprocess
 import sys
 import uuid
