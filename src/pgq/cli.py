@@ -198,7 +198,44 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", parents=[common], help="print the database URL pgq uses")
     db.add_argument("--show-password", action="store_true")
     db.set_defaults(handler=cmd_db)
+    _add_dashboard_command(commands, common)
     return parser
+
+
+def _add_dashboard_command(commands: Any, common: argparse.ArgumentParser) -> None:
+    dashboard = commands.add_parser(
+        "dashboard",
+        parents=[common],
+        help="serve the web dashboard and REST API",
+        description="Serve the web dashboard, its REST API (/api) and Prometheus metrics (/metrics). "
+        "Needs the web extra: pip install 'pgq-jobs[web]'.",
+        epilog="PGQ_DASHBOARD_TOKEN guards it (required on any address but 127.0.0.1);\n"
+        "PGQ_REDACT_KEYS names the arg keys it masks.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    dashboard.add_argument("--port", type=positive_int, default=8080, help="default 8080")
+    dashboard.add_argument("--read-only", action="store_true", help="hide and refuse every action")
+    dashboard.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="with --read-only: serve on a non-local address without a token",
+    )
+    dashboard.set_defaults(handler=cmd_dashboard)
+
+
+def cmd_dashboard(options: argparse.Namespace) -> int:
+    try:
+        from pgq.web.server import serve
+    except ModuleNotFoundError as exc:
+        raise ConfigurationError(f"pgq dashboard needs {exc.name}: pip install 'pgq-jobs[web]'") from None
+    return serve(
+        _app(options),
+        host=options.host,
+        port=options.port,
+        read_only=options.read_only,
+        insecure_no_auth=options.insecure_no_auth,
+    )
 
 
 WORKER_ENVIRONMENT_HELP = """\
