@@ -120,7 +120,8 @@ def progress_bar(
     value = progress or 0.0
     return h(
         '<div class="progress"{hidden}{keep} data-job-progress="{id}">'
-        '<progress max="1" value="{value}">{pct}</progress><span class="pct">{pct}</span> <span class="msg">{message}</span></div>',
+        '<progress max="1" value="{value}">{pct}</progress><span class="pct">{pct}</span> '
+        '<span class="msg">{message}</span></div>',
         hidden=Html(" hidden") if hidden else "",
         keep=Html(' data-keep="1"') if keep else "",
         id=job_id,
