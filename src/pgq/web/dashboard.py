@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 from collections.abc import Iterable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -45,6 +46,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("pgq.web")
 
 PAGE_SIZE = 50
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """The fields of an urlencoded form (the dashboard's forms are small; no multipart parser needed)."""
+    body = await request.body()
+    if len(body) > 64 * 1024 or "multipart" in request.headers.get("content-type", ""):
+        return {}
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
 
 
 class Dashboard:
@@ -175,8 +184,7 @@ class Dashboard:
     # ------------------------------------------------------------- actions
 
     async def _form(self, request: Request) -> dict[str, Any] | Response:
-        form = await request.form()
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        fields = await form_fields(request)
         if self.read_only:
             return self.error_html(request, 403, "This dashboard is read-only (--read-only): actions are refused.")
         if not csrf_ok(request, fields.get("csrf")):
@@ -223,7 +231,7 @@ class Dashboard:
             return self.back(request, "/", "This dashboard has no token: no login needed.")
         if request.method == "GET":
             return self.html(request, views.login_page(page, next_path))
-        form = await request.form()
+        form = await form_fields(request)
         next_path = str(form.get("next") or "/")
         given = form.get("token")
         if not csrf_ok(request, form.get("csrf")):
@@ -247,7 +255,7 @@ class Dashboard:
         return response
 
     async def logout(self, request: Request) -> Response:
-        form = await request.form()
+        form = await form_fields(request)
         if not csrf_ok(request, form.get("csrf")):
             return self.error_html(request, 403, "The form's security token did not match; reload and try again.")
         response = RedirectResponse(base_path(request.scope) + "/login", status_code=303)
@@ -287,28 +295,23 @@ class Dashboard:
             Route("/events", self.events, methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),
             *Api(self).routes(),
-            Route("/api/{rest:path}", _api_not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
             Mount("/static", app=static, name="static"),
         ]
 
 
-async def _api_not_found(request: Request) -> Response:
-    return JSONResponse(
-        {"error": f"no API endpoint {request.method} /api/{request.path_params['rest']}; see /api/openapi.json"},
-        status_code=404,
-    )
-
-
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    if local_path(request.scope).startswith("/api/"):
-        return JSONResponse(
-            {"error": f"{exc.detail}: {request.method} not allowed here; see /api/openapi.json"},
-            status_code=exc.status_code,
-        )
-    return HTMLResponse(
-        f"<!doctype html><title>{exc.status_code}</title><p>{exc.status_code}</p>", status_code=exc.status_code
-    )
+    path = local_path(request.scope)
+    if exc.status_code == 405:
+        message = f"{request.method} is not allowed on {path}; see /api/openapi.json"
+    elif exc.status_code == 404:
+        message = f"nothing at {path}; see /api/openapi.json for the API"
+    else:
+        message = str(exc.detail)
+    if path.startswith("/api/"):
+        return JSONResponse({"error": message}, status_code=exc.status_code)
+    body = f"<!doctype html><title>{exc.status_code}</title><p>{html.escape(message)}</p>"
+    return HTMLResponse(body, status_code=exc.status_code)
 
 
 def create_app(

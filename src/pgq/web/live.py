@@ -63,7 +63,7 @@ class LiveHub:
         self._finished: list[dict[str, Any]] = []
         self._finished_at = 0.0
         self._live_seen: Any = None
-        self._counter = itertools.count(1)
+        self._finished_stale = True
 
     # ------------------------------------------------------------ browsers
 
@@ -182,13 +182,16 @@ class LiveHub:
             return
         now = time.monotonic()
         live_key = json.dumps(row["live"], sort_keys=True)
-        if live_key != self._live_seen or now - self._finished_at >= max(self.finished_every * 5, 10.0):
-            if now - self._finished_at >= self.finished_every or self._live_seen is None:
-                cur = await conn.execute(query("dashboard_finished", schema))
-                self._finished = await cur.fetchall()
-                self.reads += 1
-                self._finished_at = now
-                self._live_seen = live_key
+        if live_key != self._live_seen:
+            self._live_seen = live_key
+            self._finished_stale = True  # a job may have finished: count again, within finished_every
+        due = now - self._finished_at >= (self.finished_every if self._finished_stale else 30.0)
+        if due or not self._finished_at:
+            cur = await conn.execute(query("dashboard_finished", schema))
+            self._finished = await cur.fetchall()
+            self.reads += 1
+            self._finished_at = now
+            self._finished_stale = False
         table = merge_counts(row["live"], self._finished)
         common = {
             "counts": table,

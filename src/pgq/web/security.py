@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Iterable
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -85,15 +85,17 @@ def cookie_secure(scope: Scope) -> bool:
 
 
 def same_origin(request: Request) -> bool:
-    """False for a request a browser sent on behalf of another site."""
+    """False for a request a browser sent on behalf of another site.
+
+    Compares the ``Origin`` header's host with ``Host`` (not the scheme, which a
+    TLS-terminating proxy in front changes)."""
     site = request.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("origin")
-    if origin is None or (origin == "null" and site == "same-origin"):
-        return True
-    expected = f"{request.url.scheme}://{request.headers.get('host', '')}"
-    return origin == expected
+    if origin is None:
+        return True  # not sent by a browser (or one old enough to predate Origin on POST)
+    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
 
 
 def csrf_token(request: Request) -> str:

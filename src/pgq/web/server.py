@@ -53,5 +53,5 @@ def serve(app: App, *, host: str, port: int, read_only: bool, insecure_no_auth: 
     print(
         f"pgq dashboard on http://{shown}:{port}/ (schema {app.schema}){' read-only' if read_only else ''}", flush=True
     )
-    uvicorn.run(asgi, host=host, port=port, log_level="warning", server_header=False)
+    uvicorn.run(asgi, host=host, port=port, log_level="warning", server_header=False, timeout_graceful_shutdown=2)
     return 0
