@@ -29,6 +29,7 @@ from pgq.errors import (
 from pgq.events import Event
 from pgq.job import Job, JobSpec
 from pgq.migrate import migrate
+from pgq.operations import QueueInfo, QueueStats, WorkerInfo
 from pgq.settings import Settings
 from pgq.task import Task
 
@@ -50,10 +51,13 @@ __all__ = [
     "PayloadTooLarge",
     "PermanentError",
     "PgqError",
+    "QueueInfo",
+    "QueueStats",
     "Retry",
     "Settings",
     "Task",
     "UnknownTask",
+    "WorkerInfo",
     "__version__",
     "migrate",
 ]

@@ -18,9 +18,10 @@ from pgq.db.embedded import embedded_url
 from pgq.db.queries import query
 from pgq.db.urls import normalize
 from pgq.enqueueing import drive, drive_async, insert_many, insert_one, prepare
-from pgq.errors import ConfigurationError, InvalidState, JobNotFound, PgqError
+from pgq.errors import ConfigurationError, PgqError
 from pgq.events import EVENTS, Event
 from pgq.job import Job, JobSpec
+from pgq.operations import OperationControls
 from pgq.schedules import ScheduleControls, ScheduleSpec, check_spec
 from pgq.settings import Settings, load_settings
 from pgq.task import Backoff, Task
@@ -34,7 +35,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 TaskRef = str | Task[Any, Any]
 
 
-class App(ScheduleControls):
+class App(ScheduleControls, OperationControls):
     """One pgq installation: where its database is, and which tasks it knows.
 
     ``App()`` reads ``PGQ_*`` environment variables; keyword arguments override
@@ -484,51 +485,7 @@ class App(ScheduleControls):
         return [Job.from_row(row) for row in self._run(query("job_list", self.schema), params)]
 
     # ------------------------------------------------------------- controls
-
-    def cancel(self, job_id: int) -> str:
-        """Cancel a job. A pending (or delayed) job ends ``cancelled`` at once and
-        ``"cancelled"`` is returned; a running job's worker is told to stop it
-        (``"cancelling"``): an async handler is cancelled, a sync one sees
-        ``ctx.cancelled``. Raises :class:`JobNotFound` for an unknown id and
-        :class:`InvalidState` for a job that already finished."""
-        params = {"id": int(job_id), "cancel_channel": f"{self.schema}_cancel"}
-        # A claim or a finish racing the statement can leave it with nothing to
-        # report (its snapshot predates the change): a fresh statement sees it.
-        for _ in range(3):
-            rows = self._run(query("job_cancel", self.schema), params)
-            if rows:
-                break
-        else:
-            raise JobNotFound(f"no job with id {job_id}")
-        outcome = str(rows[0]["outcome"])
-        if outcome.startswith("finished:"):
-            raise InvalidState(
-                f"job {job_id} already finished ({outcome.split(':', 1)[1]}); "
-                "only pending or running jobs can be cancelled"
-            )
-        return outcome
-
-    def retry(self, job_id: int) -> None:
-        """Put a failed or cancelled job back in its queue, with the same id, to run now.
-
-        A job that used all its attempts gets one more. Raises
-        :class:`JobNotFound` or :class:`InvalidState` (it is not failed or
-        cancelled, or a live job holds its key)."""
-        try:
-            if self._run(query("job_retry", self.schema), {"id": int(job_id)}):
-                return
-        except psycopg.errors.UniqueViolation:
-            raise InvalidState(
-                f"job {job_id} cannot be retried: a live job took its key meanwhile; retry it later"
-            ) from None
-        job = self.get_job(job_id)
-        if job is None:
-            raise JobNotFound(f"no job with id {job_id}")
-        if job.status in ("failed", "cancelled"):
-            raise InvalidState(
-                f"job {job_id} cannot be retried: a live job in queue {job.queue!r} holds its key {job.key!r}"
-            )
-        raise InvalidState(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
+    # cancel, retry, promote, delete, queues, workers and stats: pgq.operations.OperationControls
 
     def prune(self) -> dict[str, int]:
         """What the sweeper's retention does, now and to the end: finished jobs past

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--max-attempts", type=int)
     enqueue.set_defaults(handler=cmd_enqueue)
 
-    jobs = commands.add_parser("jobs", help="list and inspect jobs")
+    jobs = commands.add_parser("jobs", help="list, inspect, retry, cancel, promote and delete jobs")
     job_commands = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
     listing = job_commands.add_parser("list", parents=[common], help="list jobs, newest first")
     listing.add_argument("--status", choices=STATUSES)
@@ -92,9 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
     listing.set_defaults(handler=cmd_jobs_list)
     show = job_commands.add_parser("show", parents=[common], help="one job with its errors")
-    show.add_argument("id", type=int)
+    show.add_argument("id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_jobs_show)
+    from pgq import cli_ops  # the operator's commands live there; it imports this module
+
+    cli_ops.add_job_actions(job_commands, common)
 
     worker = commands.add_parser(
         "worker",
@@ -123,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-sweeper", action="store_true", help="never act as the sweeper (rescue, retention, metrics)"
     )
     worker.set_defaults(handler=cmd_worker)
+
+    cli_ops.add_commands(commands, common)
 
     schedules = commands.add_parser("schedules", help="cron schedules")
     schedule_commands = schedules.add_subparsers(dest="schedules_command", metavar="ACTION", required=True)
@@ -350,10 +355,13 @@ def cmd_jobs_list(options: argparse.Namespace) -> int:
 
 
 def cmd_jobs_show(options: argparse.Namespace) -> int:
+    from pgq.cli_ops import job_id_arg
+
+    job_id = job_id_arg(options.id)
     with _app(options) as app:
-        job = app.get_job(options.id)
+        job = app.get_job(job_id)
     if job is None:
-        raise PgqError(f"no job with id {options.id} (live or in history)")
+        raise PgqError(f"no job with id {job_id} (live or in history)")
     print(to_json(job) if options.json else job_detail(job))
     return 0
 

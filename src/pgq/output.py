@@ -117,3 +117,100 @@ def schedules_table(schedules: Sequence[Any]) -> str:
         for s in schedules
     ]
     return table(headers, rows)
+
+
+def duration(seconds: float | None) -> str:
+    """A short human duration: 850ms, 4.2s, 3m07s, 2h05m, 3d04h; "-" for None."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def _ms(value: float | None) -> str:
+    return duration(None if value is None else value / 1000)
+
+
+def queues_table(queues: Sequence[Any]) -> str:
+    headers = ("QUEUE", "PAUSED", "WAITING", "DELAYED", "ACTIVE", "BLOCKED", "WORKERS", "OLDEST WAITING")
+    rows = [
+        (
+            q.name,
+            "yes" if q.paused else "no",
+            str(q.waiting),
+            str(q.delayed),
+            str(q.active),
+            str(q.blocked),
+            str(q.workers),
+            duration(q.oldest_waiting_seconds),
+        )
+        for q in queues
+    ]
+    return table(headers, rows)
+
+
+def workers_table(workers: Sequence[Any]) -> str:
+    headers = ("ID", "NAME", "HOST", "PID", "STATUS", "QUEUES", "SLOTS", "STARTED", "HEARTBEAT", "RUNNING")
+    rows = [
+        (
+            str(w.id)[:8],
+            w.name,
+            w.host,
+            str(w.pid),
+            w.status,
+            _clip(",".join(w.queues), 30),
+            f"{len(w.running)}/{w.concurrency}",
+            when(w.started_at),
+            duration(w.seconds_since_heartbeat) + " ago",
+            _clip(" ".join(str(i) for i in w.running), 40),
+        )
+        for w in workers
+    ]
+    return table(headers, rows)
+
+
+def stats_table(stats: Sequence[Any]) -> str:
+    headers = (
+        "QUEUE",
+        "PAUSED",
+        "WAITING",
+        "DELAYED",
+        "ACTIVE",
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "WORKERS",
+        "DONE/MIN",
+        "FAIL/MIN",
+        "RUN P50/P95",
+        "WAIT P50/P95",
+        "OLDEST",
+    )
+    rows = [
+        (
+            s.queue,
+            "yes" if s.paused else "no",
+            str(s.waiting),
+            str(s.delayed),
+            str(s.active),
+            str(s.completed),
+            str(s.failed),
+            str(s.cancelled),
+            str(s.workers),
+            f"{s.completed_per_minute:.1f}",
+            f"{s.failed_per_minute:.1f}",
+            f"{_ms(s.run_ms_p50)}/{_ms(s.run_ms_p95)}",
+            f"{_ms(s.wait_ms_p50)}/{_ms(s.wait_ms_p95)}",
+            duration(s.oldest_waiting_seconds),
+        )
+        for s in stats
+    ]
+    return table(headers, rows)

@@ -1,0 +1,291 @@
+-- Named queries of the operator's actions and reads (pgq.operations.OperationControls):
+-- retry in bulk, promote, delete, pause and resume queues, list queues and
+-- workers, stats. {schema} is the quoted schema; parameters are %(name)s;
+-- casts are written cast(x as t).
+
+-- name: ops_retry_failed
+-- One batch of failed jobs back to jobs with their ids, as job_retry does for
+-- one: oldest failure first, keyset on (finished_at, id) so that the batches
+-- together read the history range once. Only jobs that failed by %(cutoff)s
+-- (the start of the whole run), so a job that fails again meanwhile is not
+-- taken twice. No job whose key a live job holds; of several failed jobs with
+-- one key, only the first of the batch (the next batches find the key held).
+with scanned as (
+    select h.id, h.queue, h.key, h.finished_at
+      from {schema}.job_history h
+     where h.status = 'failed'
+       and (cast(%(queue)s as text) is null or h.queue = %(queue)s)
+       and (cast(%(task)s as text) is null or h.task = %(task)s)
+       and h.finished_at <= %(cutoff)s
+       and (cast(%(after_at)s as timestamptz) is null
+            or h.finished_at > %(after_at)s
+            or (h.finished_at = %(after_at)s and h.id > %(after_id)s))
+     order by h.finished_at, h.id
+     limit %(batch)s
+),
+ranked as (
+    select s.id, s.queue, s.key,
+           row_number() over (partition by s.queue, s.key order by s.finished_at, s.id) as n
+      from scanned s
+),
+candidate as (
+    select r.id, r.queue
+      from ranked r
+     where r.key is null
+        or (r.n = 1 and not exists (select from {schema}.jobs j where j.queue = r.queue and j.key = r.key))
+),
+moved as (
+    delete from {schema}.job_history h
+     using candidate c
+     where h.id = c.id and h.queue = c.queue and h.status = 'failed'
+    returning h.*
+),
+inserted as (
+    insert into {schema}.jobs
+        (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
+         key, group_key, errors, timeout, backoff)
+    select id, queue, task, args, priority, 'pending', attempts,
+           greatest(max_attempts, attempts + 1), now(), created_at,
+           key, group_key, errors, timeout, backoff
+      from moved
+    returning id
+),
+last_scanned as (
+    select id, finished_at from scanned order by finished_at desc, id desc limit 1
+)
+select (select count(*) from inserted) as retried,
+       (select count(*) from scanned) as scanned,
+       (select id from last_scanned) as last_id,
+       (select finished_at from last_scanned) as last_at;
+
+-- name: ops_promote
+-- A delayed job (pending, run_at in the future) is due now, and the workers
+-- are woken on the channel the enqueue trigger uses. Otherwise the job's
+-- status says why nothing happened (no row: no such job).
+with promoted as (
+    update {schema}.jobs
+       set run_at = now()
+     where id = %(id)s and status = 'pending' and run_at > now()
+    returning id, pg_notify(%(channel)s, '')
+)
+select 'promoted' as outcome from promoted
+union all
+select status from {schema}.jobs
+ where id = %(id)s and not exists (select from promoted)
+union all
+select status from {schema}.job_history
+ where id = %(id)s and not exists (select from promoted);
+
+-- name: ops_delete
+-- A finished job leaves history for good; a live one is left alone and its
+-- status returned (no row: no such job).
+with deleted as (
+    delete from {schema}.job_history
+     where id = %(id)s
+    returning id
+)
+select 'deleted' as outcome from deleted
+union all
+select status from {schema}.jobs
+ where id = %(id)s and not exists (select from deleted);
+
+-- name: ops_pause_queue
+-- A queue may be paused before it has any job: the row is its switch.
+insert into {schema}.queues as q (name, paused)
+values (%(name)s, true)
+on conflict (name) do update
+   set paused = true, updated_at = now()
+ where not q.paused;
+
+-- name: ops_resume_queue
+-- Resuming wakes the workers at once (they also poll). A queue without a
+-- row was never paused: nothing to do.
+with resumed as (
+    update {schema}.queues
+       set paused = false, updated_at = now()
+     where name = %(name)s and paused
+    returning name
+)
+select name, pg_notify(%(channel)s, '') from resumed;
+
+-- name: ops_list_queues
+-- Every queue that has a row in queues, a live job, retained history or a
+-- live worker serving it, with live counts (exact: jobs holds only the
+-- backlog). History's queues are read by a skip scan of its
+-- (queue, status, finished_at) index: one probe per queue, not per row.
+with recursive history_queues as (
+    (select queue from {schema}.job_history order by queue limit 1)
+    union all
+    select (select h.queue from {schema}.job_history h where h.queue > hq.queue order by h.queue limit 1)
+      from history_queues hq
+     where hq.queue is not null
+),
+live as (
+    select queue,
+           count(*) filter (where status = 'pending' and run_at <= now()) as waiting,
+           count(*) filter (where status = 'pending' and run_at > now()) as delayed,
+           count(*) filter (where status = 'running') as active,
+           count(*) filter (where status = 'blocked') as blocked,
+           extract(epoch from now() - min(run_at) filter (where status = 'pending' and run_at <= now()))
+               as oldest_waiting_seconds
+      from {schema}.jobs
+     group by queue
+),
+staff as (
+    select q.name as queue, count(*) as workers
+      from {schema}.workers w cross join lateral unnest(w.queues) as q(name)
+     where w.status in ('running', 'stopping')
+     group by q.name
+),
+names as (
+    select name as queue from {schema}.queues
+    union select queue from live
+    union select queue from history_queues where queue is not null
+    union select queue from staff
+)
+select n.queue as name,
+       coalesce(p.paused, false) as paused,
+       p.updated_at,
+       coalesce(l.waiting, 0) as waiting,
+       coalesce(l.delayed, 0) as delayed,
+       coalesce(l.active, 0) as active,
+       coalesce(l.blocked, 0) as blocked,
+       coalesce(s.workers, 0) as workers,
+       l.oldest_waiting_seconds
+  from names n
+  left join {schema}.queues p on p.name = n.queue
+  left join live l on l.queue = n.queue
+  left join staff s on s.queue = n.queue
+ order by n.queue;
+
+-- name: ops_stats
+-- Per queue: live counts now (as ops_list_queues), finished counts over the
+-- last %(window)s seconds, rates over the last %(rate_window)s seconds, and
+-- run and wait times of the latest %(sample)s completed jobs of the last
+-- %(timing_window)s seconds.
+-- Finished counts never read the whole history: the sweeper's metrics rows
+-- cover the window up to the queue's latest row (rows whose `at` is in the
+-- window), and only what finished after that row is counted in job_history,
+-- by index range per status. Without metrics (no sweeper runs) that is the
+-- whole window, still an index range.
+with recursive history_queues as (
+    (select queue from {schema}.job_history order by queue limit 1)
+    union all
+    select (select h.queue from {schema}.job_history h where h.queue > hq.queue order by h.queue limit 1)
+      from history_queues hq
+     where hq.queue is not null
+),
+live as (
+    select queue,
+           count(*) filter (where status = 'pending' and run_at <= now()) as waiting,
+           count(*) filter (where status = 'pending' and run_at > now()) as delayed,
+           count(*) filter (where status = 'running') as active,
+           count(*) filter (where status = 'blocked') as blocked,
+           extract(epoch from now() - min(run_at) filter (where status = 'pending' and run_at <= now()))
+               as oldest_waiting_seconds
+      from {schema}.jobs
+     group by queue
+),
+staff as (
+    select q.name as queue, count(*) as workers
+      from {schema}.workers w cross join lateral unnest(w.queues) as q(name)
+     where w.status in ('running', 'stopping')
+     group by q.name
+),
+names as (
+    select name as queue from {schema}.queues
+    union select queue from live
+    union select queue from history_queues where queue is not null
+    union select queue from staff
+),
+bounds as (
+    select n.queue,
+           now() - make_interval(secs => %(window)s) as window_start,
+           now() - make_interval(secs => %(rate_window)s) as rate_start,
+           (select max(m.at) from {schema}.metrics m where m.queue = n.queue) as last_at
+      from names n
+),
+counted as (
+    select b.queue,
+           coalesce(mw.completed, 0) + (
+               select count(*) from {schema}.job_history h
+                where h.queue = b.queue and h.status = 'completed'
+                  and h.finished_at > greatest(b.last_at, b.window_start)) as completed,
+           coalesce(mw.failed, 0) + (
+               select count(*) from {schema}.job_history h
+                where h.queue = b.queue and h.status = 'failed'
+                  and h.finished_at > greatest(b.last_at, b.window_start)) as failed,
+           coalesce(mw.cancelled, 0) + (
+               select count(*) from {schema}.job_history h
+                where h.queue = b.queue and h.status = 'cancelled'
+                  and h.finished_at > greatest(b.last_at, b.window_start)) as cancelled,
+           coalesce(mr.completed, 0) + (
+               select count(*) from {schema}.job_history h
+                where h.queue = b.queue and h.status = 'completed'
+                  and h.finished_at > greatest(b.last_at, b.rate_start)) as recent_completed,
+           coalesce(mr.failed, 0) + (
+               select count(*) from {schema}.job_history h
+                where h.queue = b.queue and h.status = 'failed'
+                  and h.finished_at > greatest(b.last_at, b.rate_start)) as recent_failed
+      from bounds b
+      left join lateral (
+            select sum(m.completed) as completed, sum(m.failed) as failed, sum(m.cancelled) as cancelled
+              from {schema}.metrics m
+             where m.queue = b.queue and m.at > b.window_start) mw on true
+      left join lateral (
+            select sum(m.completed) as completed, sum(m.failed) as failed
+              from {schema}.metrics m
+             where m.queue = b.queue and m.at > b.rate_start) mr on true
+),
+timed as (
+    select n.queue,
+           percentile_cont(0.5) within group (order by t.run_ms) as run_ms_p50,
+           percentile_cont(0.95) within group (order by t.run_ms) as run_ms_p95,
+           percentile_cont(0.5) within group (order by t.wait_ms) as wait_ms_p50,
+           percentile_cont(0.95) within group (order by t.wait_ms) as wait_ms_p95
+      from names n
+     cross join lateral (
+            select extract(epoch from h.finished_at - h.started_at) * 1000 as run_ms,
+                   greatest(extract(epoch from h.started_at - greatest(h.run_at, h.created_at)) * 1000, 0)
+                       as wait_ms
+              from {schema}.job_history h
+             where h.queue = n.queue and h.status = 'completed'
+               and h.finished_at > now() - make_interval(secs => %(timing_window)s)
+               and h.started_at is not null
+             order by h.finished_at desc
+             limit %(sample)s) t
+     group by n.queue
+)
+select n.queue,
+       coalesce(p.paused, false) as paused,
+       coalesce(l.waiting, 0) as waiting,
+       coalesce(l.delayed, 0) as delayed,
+       coalesce(l.active, 0) as active,
+       coalesce(l.blocked, 0) as blocked,
+       c.completed, c.failed, c.cancelled,
+       coalesce(s.workers, 0) as workers,
+       c.recent_completed * 60.0 / %(rate_window)s as completed_per_minute,
+       c.recent_failed * 60.0 / %(rate_window)s as failed_per_minute,
+       l.oldest_waiting_seconds,
+       t.run_ms_p50, t.run_ms_p95, t.wait_ms_p50, t.wait_ms_p95,
+       now() as at
+  from names n
+  join counted c on c.queue = n.queue
+  left join {schema}.queues p on p.name = n.queue
+  left join live l on l.queue = n.queue
+  left join staff s on s.queue = n.queue
+  left join timed t on t.queue = n.queue
+ order by n.queue;
+
+-- name: ops_list_workers
+-- Every worker row (stopped and dead ones are kept a day), live ones first.
+-- `running` is read from jobs, so it is exact now, not as of the last heartbeat.
+select w.id, w.name, w.host, w.pid, w.status, w.queues, w.concurrency, w.started_at,
+       w.last_heartbeat, w.stopped_at, w.version,
+       extract(epoch from now() - w.last_heartbeat) as seconds_since_heartbeat,
+       array(select j.id from {schema}.jobs j
+              where j.worker_id = w.id and j.status = 'running'
+              order by j.id) as running
+  from {schema}.workers w
+ order by case w.status when 'running' then 0 when 'stopping' then 1 when 'dead' then 2 else 3 end,
+          w.started_at desc, w.id;

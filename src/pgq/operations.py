@@ -1,0 +1,384 @@
+"""Operating pgq: act on jobs and queues, and see what the queues and workers do.
+
+:class:`OperationControls` is a mixin of :class:`pgq.App` (as
+:class:`~pgq.schedules.ScheduleControls` is): the CLI (``pgq jobs retry``,
+``pgq queues pause``, ``pgq stats``, ...) and the web dashboard are thin
+layers over these methods. Every action is one statement (or, for
+:meth:`~OperationControls.retry_failed`, one per batch) on pgq's own pool,
+and never changes a job it refuses.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+import psycopg
+
+from pgq.db.queries import query
+from pgq.enqueueing import QUEUE_NAME
+from pgq.errors import ConfigurationError, InvalidState, JobNotFound
+from pgq.job import FINISHED_STATUSES, LIVE_STATUSES, Job
+
+if TYPE_CHECKING:
+    from pgq.settings import Settings
+
+#: Failed jobs moved back per statement by :meth:`OperationControls.retry_failed`.
+RETRY_BATCH = 1000
+#: Default window of the finished counts of :meth:`OperationControls.stats`: 24 hours.
+STATS_WINDOW = 24 * 3600.0
+#: Window of the per-minute rates of :meth:`OperationControls.stats`: 5 minutes.
+RATE_WINDOW = 5 * 60.0
+#: Run and wait times are those of the latest TIMING_SAMPLE jobs completed in the last TIMING_WINDOW seconds.
+TIMING_WINDOW = 15 * 60.0
+TIMING_SAMPLE = 1000
+
+
+class _AppLike(Protocol):
+    """What the operations need from :class:`pgq.App` (a mixin's self-type)."""
+
+    settings: Settings
+
+    @property
+    def schema(self) -> str: ...
+
+    def _run(self, sql: str, params: dict[str, Any], connection: Any = None) -> list[dict[str, Any]]: ...
+
+    def get_job(self, job_id: int) -> Job | None: ...
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """A queue as :meth:`OperationControls.list_queues` sees it: its switch and its live jobs, now."""
+
+    name: str
+    paused: bool
+    #: Pending jobs that are due (``run_at <= now()``).
+    waiting: int
+    #: Pending jobs whose ``run_at`` is in the future (delayed, or a retry waiting out its backoff).
+    delayed: int
+    #: Running jobs.
+    active: int
+    blocked: int
+    #: Live workers (``running`` or ``stopping``) that serve the queue: processes, not slots.
+    workers: int
+    #: Seconds the oldest waiting job has been due; None when none waits.
+    oldest_waiting_seconds: float | None
+    #: Last change of the queue's row in ``queues`` (pause or resume); None without a row.
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A row of ``workers``, with the jobs the worker is running now."""
+
+    id: uuid.UUID
+    name: str
+    host: str
+    pid: int
+    #: ``running``, ``stopping``, ``stopped`` or ``dead``.
+    status: str
+    queues: list[str]
+    concurrency: int
+    started_at: datetime
+    last_heartbeat: datetime
+    #: Seconds since the last heartbeat, by the database clock.
+    seconds_since_heartbeat: float
+    stopped_at: datetime | None
+    version: str | None
+    #: Ids of the jobs this worker holds as ``running`` in ``jobs``, now.
+    running: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """One queue's numbers, as :meth:`OperationControls.stats` counts them (see docs/operations.md)."""
+
+    queue: str
+    paused: bool
+    #: Live counts, now: due pending jobs, delayed pending jobs, running jobs, blocked jobs.
+    waiting: int
+    delayed: int
+    active: int
+    blocked: int
+    #: Jobs finished over the last ``window_seconds`` (from the sweeper's metrics, plus history since its last row).
+    completed: int
+    failed: int
+    cancelled: int
+    #: Live workers serving the queue.
+    workers: int
+    #: Jobs completed (failed for good) per minute over the last 5 minutes.
+    completed_per_minute: float
+    failed_per_minute: float
+    #: Seconds the oldest waiting job has been due; None when none waits.
+    oldest_waiting_seconds: float | None
+    #: Median and 95th percentile run time (``finished_at - started_at``) and wait (start minus due time),
+    #: in ms, of the latest 1,000 jobs completed in the last 15 minutes; None when there were none.
+    run_ms_p50: float | None
+    run_ms_p95: float | None
+    wait_ms_p50: float | None
+    wait_ms_p95: float | None
+    #: Length of the window of ``completed``, ``failed`` and ``cancelled``, in seconds.
+    window_seconds: float
+    #: Database time of the figures.
+    at: datetime
+
+
+def _from_row(cls: type[Any], row: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in row.items() if k in names})
+
+
+def job_id_of(value: Any) -> int:
+    """A job id from an int or a string of digits; :class:`ConfigurationError` otherwise."""
+    if isinstance(value, bool):
+        raise ConfigurationError(f"a job id is a whole number, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.lstrip("-").isdigit():
+            return int(text)
+    raise ConfigurationError(f"a job id is a whole number, got {value!r}")
+
+
+def check_queue_name(name: Any) -> str:
+    if not isinstance(name, str) or not QUEUE_NAME.match(name):
+        raise ConfigurationError(f"queue must be 1-128 letters, digits, '_', '.', ':' or '-', got {name!r}")
+    return name
+
+
+def _seconds(value: float | timedelta, what: str) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds < float("inf"):
+        raise ConfigurationError(f"{what} must be a positive number of seconds or a timedelta, got {value!r}")
+    return float(seconds)
+
+
+class OperationControls:
+    """The operator's actions and reads of :class:`pgq.App` (a mixin: the app supplies ``_run``)."""
+
+    # ------------------------------------------------------------------ jobs
+
+    def cancel(self: _AppLike, job_id: int) -> str:
+        """Cancel a job. A pending (or delayed) job ends ``cancelled`` at once and
+        ``"cancelled"`` is returned; a running job's worker is told to stop it
+        (``"cancelling"``): an async handler is cancelled, a sync one sees
+        ``ctx.cancelled``. Raises :class:`JobNotFound` for an unknown id and
+        :class:`InvalidState` for a job that already finished."""
+        job_id = job_id_of(job_id)
+        params = {"id": job_id, "cancel_channel": f"{self.schema}_cancel"}
+        # A claim or a finish racing the statement can leave it with nothing to
+        # report (its snapshot predates the change): a fresh statement sees it.
+        for _ in range(3):
+            rows = self._run(query("job_cancel", self.schema), params)
+            if rows:
+                break
+        else:
+            raise JobNotFound(f"no job with id {job_id}")
+        outcome = str(rows[0]["outcome"])
+        if outcome.startswith("finished:"):
+            raise InvalidState(
+                f"job {job_id} already finished ({outcome.split(':', 1)[1]}); "
+                "only pending or running jobs can be cancelled"
+            )
+        return outcome
+
+    def retry(self: _AppLike, job_id: int) -> None:
+        """Put a failed or cancelled job back in its queue, with the same id, to run now.
+
+        A job that used all its attempts gets one more. Raises
+        :class:`JobNotFound` or :class:`InvalidState` (it is not failed or
+        cancelled, or a live job holds its key)."""
+        job_id = job_id_of(job_id)
+        try:
+            if self._run(query("job_retry", self.schema), {"id": job_id}):
+                return
+        except psycopg.errors.UniqueViolation:
+            raise InvalidState(
+                f"job {job_id} cannot be retried: a live job took its key meanwhile; retry it later"
+            ) from None
+        job = self.get_job(job_id)
+        if job is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        if job.status in ("failed", "cancelled"):
+            raise InvalidState(
+                f"job {job_id} cannot be retried: a live job in queue {job.queue!r} holds its key {job.key!r}"
+            )
+        raise InvalidState(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
+
+    def retry_failed(self: _AppLike, *, queue: str | None = None, task: str | None = None) -> int:
+        """Retry every failed job (of ``queue`` and/or ``task``); returns how many.
+
+        As :meth:`retry` for each: same id, due now, one more attempt if it used
+        all of them. Jobs that fail while this runs are not taken again. A failed
+        job whose key a live job holds stays failed (of several failed jobs with
+        one key, the earliest failure is retried). Works in batches of
+        ``RETRY_BATCH``, each its own transaction."""
+        if queue is not None:
+            check_queue_name(queue)
+        if task is not None and (not isinstance(task, str) or not task):
+            raise ConfigurationError(f"task must be a task name, got {task!r}")
+        cutoff = self._run(query("db_now", self.schema), {})[0]["db_now"]
+        params: dict[str, Any] = {
+            "queue": queue,
+            "task": task,
+            "cutoff": cutoff,
+            "after_at": None,
+            "after_id": None,
+            "batch": RETRY_BATCH,
+        }
+        retried = 0
+        while True:
+            for attempt in range(3):
+                try:
+                    row = self._run(query("ops_retry_failed", self.schema), params)[0]
+                    break
+                except psycopg.errors.UniqueViolation:
+                    # An enqueue took one of the batch's keys after the statement's
+                    # snapshot: the batch was undone as a whole; run it again.
+                    if attempt == 2:
+                        raise InvalidState(
+                            f"retried {retried} failed jobs, then enqueues kept taking the keys of the next "
+                            "ones; run it again"
+                        ) from None
+            retried += int(row["retried"])
+            if int(row["scanned"]) < RETRY_BATCH:
+                return retried
+            params["after_at"], params["after_id"] = row["last_at"], row["last_id"]
+
+    def promote(self: _AppLike, job_id: int) -> None:
+        """Run a delayed job now: its ``run_at`` becomes now and the workers are woken.
+
+        A pending job that is already due is left as it is. Raises
+        :class:`JobNotFound` for an unknown id and :class:`InvalidState` for a
+        job that is not pending (running, blocked or finished)."""
+        job_id = job_id_of(job_id)
+        params = {"id": job_id, "channel": f"{self.schema}_jobs"}
+        for _ in range(3):  # a job moving between tables mid-statement can show in neither
+            rows = self._run(query("ops_promote", self.schema), params)
+            if rows:
+                break
+        else:
+            raise JobNotFound(f"no job with id {job_id}")
+        outcome = str(rows[0]["outcome"])
+        if outcome in ("promoted", "pending"):
+            return
+        if outcome in FINISHED_STATUSES:
+            raise InvalidState(f"job {job_id} already finished ({outcome}); only pending jobs can be promoted")
+        raise InvalidState(f"job {job_id} is {outcome}; only pending jobs can be promoted")
+
+    def delete(self: _AppLike, job_id: int) -> None:
+        """Delete a finished job (completed, failed or cancelled) from history for good.
+
+        Raises :class:`JobNotFound` for an unknown id and :class:`InvalidState`
+        for a live job: cancel it first."""
+        job_id = job_id_of(job_id)
+        for _ in range(3):
+            rows = self._run(query("ops_delete", self.schema), {"id": job_id})
+            if rows:
+                break
+        else:
+            raise JobNotFound(f"no job with id {job_id}")
+        outcome = str(rows[0]["outcome"])
+        if outcome in LIVE_STATUSES:
+            raise InvalidState(f"job {job_id} is {outcome}; only finished jobs can be deleted (cancel it first)")
+
+    # ---------------------------------------------------------------- queues
+
+    def pause_queue(self: _AppLike, name: str) -> None:
+        """Pause a queue: workers claim none of its jobs until it is resumed. Jobs
+        already running go on; enqueueing still works. A queue can be paused
+        before it has any job."""
+        self._run(query("ops_pause_queue", self.schema), {"name": check_queue_name(name)})
+
+    def resume_queue(self: _AppLike, name: str) -> None:
+        """Resume a paused queue and wake the workers. Resuming a queue that is
+        not paused does nothing."""
+        self._run(
+            query("ops_resume_queue", self.schema), {"name": check_queue_name(name), "channel": f"{self.schema}_jobs"}
+        )
+
+    def list_queues(self: _AppLike) -> list[QueueInfo]:
+        """Every queue with a row in ``queues`` (paused or resumed once), a live
+        job, retained history or a live worker, by name, with its live counts."""
+        rows = self._run(query("ops_list_queues", self.schema), {})
+        return [
+            QueueInfo(
+                name=row["name"],
+                paused=bool(row["paused"]),
+                waiting=int(row["waiting"]),
+                delayed=int(row["delayed"]),
+                active=int(row["active"]),
+                blocked=int(row["blocked"]),
+                workers=int(row["workers"]),
+                oldest_waiting_seconds=_float(row["oldest_waiting_seconds"]),
+                updated_at=row["updated_at"],
+            )
+            for row in rows
+        ]
+
+    # --------------------------------------------------------------- workers
+
+    def list_workers(self: _AppLike) -> list[WorkerInfo]:
+        """Every worker row (stopped and dead ones are kept a day), live ones first."""
+        rows = self._run(query("ops_list_workers", self.schema), {})
+        workers = []
+        for row in rows:
+            row = dict(row)
+            row["seconds_since_heartbeat"] = float(row["seconds_since_heartbeat"])
+            row["queues"] = list(row["queues"] or [])
+            row["running"] = [int(i) for i in row["running"] or []]
+            workers.append(_from_row(WorkerInfo, row))
+        return workers
+
+    # ----------------------------------------------------------------- stats
+
+    def stats(self: _AppLike, *, window: float | timedelta = STATS_WINDOW) -> list[QueueStats]:
+        """Per queue, by name: live counts now, what finished over ``window``
+        (default 24 hours), completions and failures per minute over the last 5
+        minutes, and run and wait times (p50, p95) of recent completed jobs.
+
+        Finished counts come from the sweeper's ``metrics`` rows, plus history
+        after the queue's latest row, so they never scan the whole history; see
+        docs/operations.md for exactly what is counted."""
+        window_seconds = _seconds(window, "window")
+        rows = self._run(
+            query("ops_stats", self.schema),
+            {
+                "window": window_seconds,
+                "rate_window": RATE_WINDOW,
+                "timing_window": TIMING_WINDOW,
+                "sample": TIMING_SAMPLE,
+            },
+        )
+        return [
+            QueueStats(
+                queue=row["queue"],
+                paused=bool(row["paused"]),
+                waiting=int(row["waiting"]),
+                delayed=int(row["delayed"]),
+                active=int(row["active"]),
+                blocked=int(row["blocked"]),
+                completed=int(row["completed"]),
+                failed=int(row["failed"]),
+                cancelled=int(row["cancelled"]),
+                workers=int(row["workers"]),
+                completed_per_minute=float(row["completed_per_minute"]),
+                failed_per_minute=float(row["failed_per_minute"]),
+                oldest_waiting_seconds=_float(row["oldest_waiting_seconds"]),
+                run_ms_p50=_float(row["run_ms_p50"]),
+                run_ms_p95=_float(row["run_ms_p95"]),
+                wait_ms_p50=_float(row["wait_ms_p50"]),
+                wait_ms_p95=_float(row["wait_ms_p95"]),
+                window_seconds=window_seconds,
+                at=row["at"],
+            )
+            for row in rows
+        ]
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
