@@ -11,6 +11,7 @@ import json
 import re
 import warnings
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -81,9 +82,8 @@ def test_enqueue_list_get_and_paginate(api: TestClient) -> None:
 
     one = api.get(f"/api/jobs/{job['id']}")
     assert one.status_code == 200 and one.json()["args"] == {"to": "ada"}
-    stats = api.get("/api/jobs/stats").json()
-    assert stats["totals"]["pending"] == 1 and stats["totals"]["delayed"] == 2
-    assert {q["queue"]: q["pending"] for q in stats["queues"]} == {"default": 0, "emails": 1}
+    stats = {q["queue"]: q for q in api.get("/api/jobs/stats").json()["queues"]}
+    assert (stats["emails"]["waiting"], stats["default"]["waiting"], stats["default"]["delayed"]) == (1, 0, 2)
 
 
 @pytest.mark.parametrize(
@@ -159,6 +159,19 @@ def test_job_actions_and_their_errors(api: TestClient, app: pgq.App) -> None:
     retried = act(job_id, {"action": "retry"})
     assert retried.status_code == 200 and retried.json()["job"]["status"] == "pending"
 
+    promoted = act(app.enqueue("work", {}, delay=3600), {"action": "promote"})
+    assert promoted.status_code == 200, promoted.text
+    promoted_job = promoted.json()["job"]
+    due = datetime.fromisoformat(promoted_job["run_at"]) - datetime.fromisoformat(promoted_job["created_at"])
+    assert due < timedelta(minutes=1), "promoted: due now, not in an hour"
+    assert act(job_id, {"action": "remove"}).status_code == 409, "a live job cannot be removed"
+    assert act(job_id, {"action": "cancel"}).status_code == 200
+    assert act(job_id, {"action": "promote"}).status_code == 409
+    removed = act(job_id, {"action": "remove"})
+    assert removed.status_code == 200 and removed.json()["job"] is None
+    assert api.get(f"/api/jobs/{job_id}").status_code == 404
+    assert act(job_id, {"action": "remove"}).status_code == 404
+
     assert act(999999, {"action": "cancel"}).status_code == 404
     assert act(999999, {"action": "retry"}).status_code == 404
     assert act(job_id, {"action": "explode"}).status_code == 422
@@ -166,6 +179,45 @@ def test_job_actions_and_their_errors(api: TestClient, app: pgq.App) -> None:
     assert act(job_id, {"action": "cancel", "force": True}).status_code == 422
     assert act(job_id, [1]).status_code == 422
     assert act("abc", {"action": "cancel"}).status_code == 404
+
+
+# ------------------------------------------------------------ queues, workers
+
+
+def test_queues_and_workers_api(api: TestClient, app: pgq.App, database_url: str) -> None:
+    failed = app.enqueue("t", {}, queue="emails")
+    app.cancel(failed)
+    with psycopg.connect(database_url, autocommit=True) as conn:  # a failed job, as a worker leaves it
+        conn.execute("update pgq.job_history set status = 'failed' where id = %s", [failed])
+        conn.execute(
+            "insert into pgq.workers (id, name, host, pid, queues, concurrency)"
+            " values (gen_random_uuid(), 'w-1', 'h', 1, '{emails}', 4)"
+        )
+    app.enqueue("t", {}, queue="emails")
+
+    paused = api.post("/api/queues/emails/pause")
+    assert paused.status_code == 200 and "paused" in paused.json()["message"]
+    queues = {q["name"]: q for q in api.get("/api/queues").json()["queues"]}
+    assert queues["emails"]["paused"] is True and queues["emails"]["waiting"] == 1
+    assert api.post("/api/queues/emails/resume", json={}).status_code == 200
+    assert api.get("/api/queues").json()["queues"][0]["paused"] is False
+    retried = api.post("/api/queues/emails/retry-failed")
+    assert retried.status_code == 200 and "1 failed job back" in retried.json()["message"]
+    assert app.get_job(failed).status == "pending"  # type: ignore[union-attr]
+
+    assert api.post("/api/queues/emails/explode").status_code == 404
+    assert api.post("/api/queues/bad%20name/pause").status_code == 422
+    assert api.post("/api/queues/emails/pause", json={"why": "x"}).status_code == 422
+    workers = api.get("/api/workers").json()["workers"]
+    assert [(w["name"], w["concurrency"]) for w in workers] == [("w-1", 4)]
+
+    token = csrf_of(api, "/queues")
+    page = api.get("/queues").text
+    assert "Pause" in page and "emails" in page and "w-1" not in page
+    assert "w-1" in api.get("/workers").text and "w-1" in api.get("/").text
+    done = api.post("/actions/queue", data={"name": "emails", "action": "pause", "csrf": token, "next": "/queues"})
+    assert done.status_code == 303
+    assert "Resume" in api.get("/queues").text and "paused" in api.get("/queues").text
 
 
 # ------------------------------------------------------------------ schedules
@@ -194,6 +246,9 @@ def test_openapi_describes_every_endpoint(api: TestClient) -> None:
     doc = api.get("/api/openapi.json").json()
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) >= {
+        "/api/queues",
+        "/api/queues/{name}/{action}",
+        "/api/workers",
         "/api/jobs",
         "/api/jobs/stats",
         "/api/jobs/{job_id}",

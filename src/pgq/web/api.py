@@ -19,7 +19,16 @@ from starlette.routing import Route
 
 from pgq.job import STATUSES
 from pgq.web import data
-from pgq.web.operations import JOB_ACTIONS, SCHEDULE_ACTIONS, WebError, call, job_action, schedule_action
+from pgq.web.operations import (
+    JOB_ACTIONS,
+    QUEUE_ACTIONS,
+    SCHEDULE_ACTIONS,
+    WebError,
+    call,
+    job_action,
+    queue_action,
+    schedule_action,
+)
 from pgq.web.security import same_origin
 
 if TYPE_CHECKING:
@@ -101,6 +110,9 @@ class Api:
             ("/api/jobs/stats", "GET", self.stats),
             ("/api/jobs/{job_id}", "GET", self.get_job),
             ("/api/jobs/{job_id}/action", "POST", self.job_action),
+            ("/api/queues", "GET", self.list_queues),
+            ("/api/queues/{name}/{action}", "POST", self.queue_action),
+            ("/api/workers", "GET", self.list_workers),
             ("/api/schedules", "GET", self.list_schedules),
             ("/api/schedules/{name:path}/action", "POST", self.schedule_action),
         ]
@@ -221,13 +233,27 @@ class Api:
         )
 
     async def stats(self, request: Request) -> Response:
-        table = await call(data.counts, self.d.app)
-        return JSONResponse(
-            {
-                "queues": [{"queue": queue, **row} for queue, row in table.items()],
-                "totals": data.totals(table),
-            }
-        )
+        """What ``pgq stats --json`` prints: per queue, counts, rates and timings."""
+        stats = await call(self.d.app.stats)
+        return JSONResponse({"queues": [data.plain(s) for s in stats]})
+
+    # -------------------------------------------------------- queues, workers
+
+    async def list_queues(self, request: Request) -> Response:
+        queues = await call(self.d.app.list_queues)
+        return JSONResponse({"queues": [data.plain(q) for q in queues]})
+
+    async def queue_action(self, request: Request) -> Response:
+        name, action = request.path_params["name"], request.path_params["action"]
+        if action not in QUEUE_ACTIONS:
+            raise WebError(404, f"no API endpoint POST /api/queues/{name}/{action}; use {', '.join(QUEUE_ACTIONS)}")
+        await json_body(request, {})
+        message = await queue_action(self.d.app, name, action)
+        return JSONResponse({"queue": name, "action": action, "message": message})
+
+    async def list_workers(self, request: Request) -> Response:
+        workers = await call(self.d.app.list_workers)
+        return JSONResponse({"workers": [data.plain(w) for w in workers]})
 
     # ----------------------------------------------------------- schedules
 
@@ -326,7 +352,7 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
         },
         "/api/jobs/stats": {
             "get": {
-                "summary": "Jobs per queue and state",
+                "summary": "Per queue: live counts, finished over 24 h, rates and timings (as pgq stats --json)",
                 "responses": {"200": _ok("counts", _ref("Stats")), **common_errors},
             }
         },
@@ -360,6 +386,44 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                     "409": _err("the job's state does not allow the action"),
                     "422": _err("a bad body"),
                     **post_errors,
+                },
+            }
+        },
+        "/api/queues": {
+            "get": {
+                "summary": "Every queue with its live counts and whether it is paused",
+                "responses": {
+                    "200": _ok("queues", {"type": "object", "properties": {"queues": {"type": "array"}}}),
+                    **common_errors,
+                },
+            }
+        },
+        "/api/queues/{name}/{action}": {
+            "post": {
+                "summary": "Pause or resume a queue, or retry every failed job of it",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "action",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": list(QUEUE_ACTIONS)},
+                    },
+                ],
+                "responses": {
+                    "200": _ok("done", {"type": "object"}),
+                    "404": _err("no such action"),
+                    "422": _err("not a queue name, or a body with fields"),
+                    **post_errors,
+                },
+            }
+        },
+        "/api/workers": {
+            "get": {
+                "summary": "Every worker row (stopped and dead ones for a day), live ones first",
+                "responses": {
+                    "200": _ok("workers", {"type": "object", "properties": {"workers": {"type": "array"}}}),
+                    **common_errors,
                 },
             }
         },
@@ -401,7 +465,6 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
             }
         },
     }
-    state_counts = {"type": "object", "properties": {s: {"type": "integer"} for s in data.STATES}}
     schemas: dict[str, Any] = {
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
         "Job": {
@@ -454,13 +517,8 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
         },
         "Stats": {
             "type": "object",
-            "properties": {
-                "queues": {
-                    "type": "array",
-                    "items": {"allOf": [{"type": "object", "properties": {"queue": {"type": "string"}}}, state_counts]},
-                },
-                "totals": state_counts,
-            },
+            "properties": {"queues": {"type": "array", "items": {"type": "object"}}},
+            "description": "fields as pgq.QueueStats (docs/operations.md)",
         },
         "Schedule": {"type": "object"},
     }

@@ -24,7 +24,15 @@ from pgq.web.api import Api
 from pgq.web.live import LiveHub
 from pgq.web.markup import Html
 from pgq.web.metrics import registry_for, render
-from pgq.web.operations import JOB_ACTIONS, SCHEDULE_ACTIONS, WebError, call, job_action, schedule_action
+from pgq.web.operations import (
+    JOB_ACTIONS,
+    SCHEDULE_ACTIONS,
+    WebError,
+    call,
+    job_action,
+    queue_action,
+    schedule_action,
+)
 from pgq.web.security import (
     AUTH_COOKIE,
     FLASH_COOKIE,
@@ -74,11 +82,6 @@ class Dashboard:
         self.strict = strict
         self.hub = LiveHub(app, self.redact, tick=tick)
         self.registry = registry_for(app)
-        self.job_actions = frozenset(
-            {"retry", "cancel"}
-            | ({"promote"} if hasattr(app, "promote") else set())
-            | ({"remove"} if hasattr(app, "delete") else set())
-        )
 
     # ------------------------------------------------------------- helpers
 
@@ -93,7 +96,6 @@ class Dashboard:
             read_only=self.read_only,
             token_mode=self.token is not None,
             flash=unquote(flash) if flash else None,
-            actions=self.job_actions,
         )
 
     def html(self, request: Request, body: Html, status: int = 200) -> Response:
@@ -127,14 +129,35 @@ class Dashboard:
             table = data.counts(self.app)
             now, series = data.series(self.app)
             running = self.app.list_jobs(status="running", limit=50)
-            return table, data.paused_queues(self.app), now, series, running
+            stats, workers = self.app.stats(), self.app.list_workers()
+            return table, data.paused_queues(self.app), now, series, running, stats, workers
 
         try:
-            table, paused, now, series, running = await call(read)
+            table, paused, now, series, running, stats, workers = await call(read)
         except WebError as exc:
             return self.error_html(request, exc.status, exc.message)
-        body = views.overview(self.page(request), table, data.totals(table), paused, running, now, series)
+        body = views.overview(
+            self.page(request), table, data.totals(table), paused, running, now, series, stats, workers
+        )
         return self.html(request, body)
+
+    async def queues(self, request: Request) -> Response:
+        def read() -> tuple[Any, ...]:
+            return self.app.list_queues(), data.counts(self.app)
+
+        try:
+            queues, table = await call(read)
+        except WebError as exc:
+            return self.error_html(request, exc.status, exc.message)
+        failed = {name: row["failed"] for name, row in table.items()}
+        return self.html(request, views.queues_page(self.page(request), queues, failed))
+
+    async def workers(self, request: Request) -> Response:
+        try:
+            workers = await call(self.app.list_workers)
+        except WebError as exc:
+            return self.error_html(request, exc.status, exc.message)
+        return self.html(request, views.workers_page(self.page(request), workers))
 
     async def jobs(self, request: Request) -> Response:
         params = request.query_params
@@ -222,6 +245,17 @@ class Dashboard:
             message = exc.message
         return self.back(request, fields.get("next"), message)
 
+    async def queue_form(self, request: Request) -> Response:
+        fields = await self._form(request)
+        if isinstance(fields, Response):
+            return fields
+        action, name = fields.get("action", ""), fields.get("name", "")
+        try:
+            message = await queue_action(self.app, name, action)
+        except WebError as exc:
+            message = exc.message
+        return self.back(request, fields.get("next"), message)
+
     # --------------------------------------------------------------- login
 
     async def login(self, request: Request) -> Response:
@@ -287,9 +321,12 @@ class Dashboard:
             Route("/", self.overview, methods=["GET"]),
             Route("/jobs", self.jobs, methods=["GET"]),
             Route("/jobs/{job_id}", self.job, methods=["GET"]),
+            Route("/queues", self.queues, methods=["GET"]),
             Route("/schedules", self.schedules, methods=["GET"]),
+            Route("/workers", self.workers, methods=["GET"]),
             Route("/actions/job", self.job_form, methods=["POST"]),
             Route("/actions/schedule", self.schedule_form, methods=["POST"]),
+            Route("/actions/queue", self.queue_form, methods=["POST"]),
             Route("/login", self.login, methods=["GET", "POST"]),
             Route("/logout", self.logout, methods=["POST"]),
             Route("/events", self.events, methods=["GET"]),

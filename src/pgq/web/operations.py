@@ -20,6 +20,7 @@ T = TypeVar("T")
 
 JOB_ACTIONS = ("retry", "cancel", "promote", "remove")
 SCHEDULE_ACTIONS = ("enable", "disable", "trigger")
+QUEUE_ACTIONS = ("pause", "resume", "retry-failed")
 
 
 class WebError(Exception):
@@ -47,10 +48,6 @@ async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise WebError(422, str(exc)) from None
 
 
-def _missing(name: str) -> WebError:
-    return WebError(501, f"this pgq has no App.{name}(); upgrade pgq to use this action")
-
-
 async def job_action(app: App, job_id: int, action: str) -> str:
     """Do ``action`` to job ``job_id``; returns what happened, in words."""
     if action == "retry":
@@ -62,16 +59,10 @@ async def job_action(app: App, job_id: int, action: str) -> str:
             return f"job {job_id} is running: its worker was asked to stop it"
         return f"job {job_id} cancelled"
     if action == "promote":
-        promote = getattr(app, "promote", None)
-        if promote is None:
-            raise _missing("promote")
-        await call(promote, job_id)
+        await call(app.promote, job_id)
         return f"job {job_id} runs now"
     if action == "remove":
-        delete = getattr(app, "delete", None)
-        if delete is None:
-            raise _missing("delete")
-        await call(delete, job_id)
+        await call(app.delete, job_id)
         return f"job {job_id} deleted"
     raise WebError(422, f"unknown action {action!r}; use one of {', '.join(JOB_ACTIONS)}")
 
@@ -86,3 +77,16 @@ async def schedule_action(app: App, name: str, action: str) -> str:
         return f"schedule {name}: job {job_id} enqueued"
     await call(app.enable_schedule, name, action == "enable")
     return f"schedule {name} {action}d"
+
+
+async def queue_action(app: App, name: str, action: str) -> str:
+    if action == "pause":
+        await call(app.pause_queue, name)
+        return f"queue {name} paused: workers take none of its jobs until it is resumed"
+    if action == "resume":
+        await call(app.resume_queue, name)
+        return f"queue {name} resumed"
+    if action == "retry-failed":
+        count = await call(app.retry_failed, queue=name)
+        return f"queue {name}: {count} failed job{'s' if count != 1 else ''} back in the queue"
+    raise WebError(422, f"unknown action {action!r}; use one of {', '.join(QUEUE_ACTIONS)}")

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from pgq.job import STATUSES, Job
+from pgq.operations import QueueInfo, QueueStats, WorkerInfo
 from pgq.schedules import Schedule
 from pgq.web.data import FINISHED_STATES, LIVE_STATES, STATES, Redactor, display_state
 from pgq.web.markup import Html, duration, esc, h, join, pretty_json, short_json, when
@@ -32,9 +33,7 @@ class Page:
     read_only: bool
     token_mode: bool
     flash: str | None = None
-    nav: Sequence[str] = ("/", "/jobs", "/schedules")
-    #: Job actions this pgq offers (promote and remove need App.promote and App.delete).
-    actions: frozenset[str] = frozenset({"retry", "cancel", "promote", "remove"})
+    nav: Sequence[str] = ("/", "/jobs", "/queues", "/schedules", "/workers")
 
     def url(self, path: str, **params: Any) -> str:
         query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
@@ -154,17 +153,17 @@ def action_form(
 def job_actions(page: Page, job: Job, state: str) -> Html:
     url = page.url("/actions/job")
     buttons = []
-    if state in ("failed", "cancelled") and "retry" in page.actions:
+    if state in ("failed", "cancelled"):
         buttons.append(action_form(page, url, "Retry", {"id": job.id, "action": "retry"}, kind="primary"))
-    if state == "delayed" and "promote" in page.actions:
+    if state == "delayed":
         buttons.append(action_form(page, url, "Run now", {"id": job.id, "action": "promote"}))
-    if state in LIVE_STATES and "cancel" in page.actions:
+    if state in LIVE_STATES:
         buttons.append(
             action_form(
                 page, url, "Cancel", {"id": job.id, "action": "cancel"}, confirm=f"Cancel job {job.id}?", kind="danger"
             )
         )
-    if state in FINISHED_STATES and "remove" in page.actions:
+    if state in FINISHED_STATES:
         buttons.append(
             action_form(
                 page,
@@ -189,7 +188,8 @@ def overview(
     running: Sequence[Job],
     now: datetime,
     series: dict[str, list[dict[str, Any]]],
-    extra: Html | None = None,
+    stats: Sequence[QueueStats] = (),
+    workers: Sequence[WorkerInfo] = (),
 ) -> Html:
     cards = join(
         h(
@@ -246,7 +246,7 @@ def overview(
             cards=cards,
             table=table,
             running=running_table,
-            extra=extra or "",
+            extra=join([stats_table(page, stats), workers_section(page, workers, live_only=True)]),
             charts=charts,
         ),
     )
@@ -561,3 +561,144 @@ def login_page(page: Page, next_path: str, error: str | None = None) -> Html:
 
 def error_page(page: Page, title: str, message: str) -> Html:
     return layout(page, title, h('<h1>{}</h1><p class="flash error" role="alert">{}</p>', title, message))
+
+
+# ------------------------------------------------------ queues, workers, stats
+
+
+def ms(value: float | None) -> str:
+    return "" if value is None else duration(value / 1000)
+
+
+def stats_table(page: Page, stats: Sequence[QueueStats]) -> Html:
+    if not stats:
+        return Html("")
+    rows = join(
+        h(
+            '<tr><th scope="row"><a href="{url}">{queue}</a></th><td class="num">{cpm}</td><td class="num">{fpm}</td>'
+            '<td class="num">{done}</td><td class="num">{failed}</td><td class="num">{wait50} / {wait95}</td>'
+            '<td class="num">{run50} / {run95}</td><td class="num">{oldest}</td></tr>',
+            url=page.url("/jobs", queue=s.queue),
+            queue=s.queue,
+            cpm=f"{s.completed_per_minute:.1f}",
+            fpm=f"{s.failed_per_minute:.1f}",
+            done=s.completed,
+            failed=s.failed,
+            wait50=ms(s.wait_ms_p50) or "-",
+            wait95=ms(s.wait_ms_p95) or "-",
+            run50=ms(s.run_ms_p50) or "-",
+            run95=ms(s.run_ms_p95) or "-",
+            oldest=duration(s.oldest_waiting_seconds) or "-",
+        )
+        for s in stats
+    )
+    hours = stats[0].window_seconds / 3600
+    return h(
+        '<section><h2>Throughput and latency</h2><div class="scroll"><table class="stats"><thead><tr><th>queue</th>'
+        '<th class="num">done/min</th><th class="num">failed/min</th><th class="num">done {h}h</th>'
+        '<th class="num">failed {h}h</th><th class="num">wait p50 / p95</th><th class="num">run p50 / p95</th>'
+        '<th class="num">oldest waiting</th></tr></thead><tbody>{rows}</tbody></table></div>'
+        '<p class="hint">Per minute over the last 5 minutes; times of recent completed jobs (as '
+        "<code>pgq stats</code>). Shown when the page loaded.</p></section>",
+        h=f"{hours:g}",
+        rows=rows,
+    )
+
+
+def queues_page(page: Page, queues: Sequence[QueueInfo], failed: dict[str, int]) -> Html:
+    url = page.url("/actions/queue")
+    rows = []
+    for q in queues:
+        toggle = (
+            action_form(page, url, "Resume", {"name": q.name, "action": "resume"}, kind="primary")
+            if q.paused
+            else action_form(
+                page,
+                url,
+                "Pause",
+                {"name": q.name, "action": "pause"},
+                confirm=f"Pause queue {q.name}? Workers stop taking its jobs until it is resumed.",
+            )
+        )
+        retry = (
+            action_form(
+                page,
+                url,
+                f"Retry {failed.get(q.name, 0)} failed",
+                {"name": q.name, "action": "retry-failed"},
+                confirm=f"Retry every failed job of queue {q.name}?",
+            )
+            if failed.get(q.name)
+            else ""
+        )
+        rows.append(
+            h(
+                '<tr><th scope="row"><a href="{url}">{name}</a></th><td>{state}</td>'
+                '<td class="num" data-count="{name}|pending">{waiting}</td>'
+                '<td class="num" data-count="{name}|delayed">{delayed}</td>'
+                '<td class="num" data-count="{name}|running">{active}</td>'
+                '<td class="num" data-count="{name}|failed">{failed}</td><td class="num">{workers}</td>'
+                '<td class="num">{oldest}</td><td class="actions">{toggle}{retry}</td></tr>',
+                url=page.url("/jobs", queue=q.name),
+                name=q.name,
+                state=status_badge("paused") if q.paused else status_badge("active"),
+                waiting=q.waiting,
+                delayed=q.delayed,
+                active=q.active,
+                failed=failed.get(q.name, 0),
+                workers=q.workers,
+                oldest=duration(q.oldest_waiting_seconds) or "-",
+                toggle=toggle,
+                retry=retry,
+            )
+        )
+    if rows:
+        body = h(
+            '<div class="scroll"><table><thead><tr><th>queue</th><th>state</th><th class="num">pending</th>'
+            '<th class="num">delayed</th><th class="num">running</th><th class="num">failed</th>'
+            '<th class="num">workers</th><th class="num">oldest waiting</th><th></th></tr></thead>'
+            "<tbody>{}</tbody></table></div>",
+            join(rows),
+        )
+    else:
+        body = Html('<p class="empty">No queues yet: a queue appears with its first job.</p>')
+    return layout(page, "Queues", h("<h1>Queues</h1>{}", body))
+
+
+def workers_section(page: Page, workers: Sequence[WorkerInfo], live_only: bool = False) -> Html:
+    shown = [w for w in workers if w.status in ("running", "stopping")] if live_only else list(workers)
+    if live_only and not shown:
+        return Html(
+            '<section><h2>Workers</h2><p class="empty">No live worker. Start one with '
+            "<code>pgq worker module:app</code>.</p></section>"
+        )
+    rows = join(
+        h(
+            '<tr><th scope="row">{name}</th><td>{status}</td><td>{host}:{pid}</td><td>{queues}</td>'
+            '<td class="num">{busy}/{slots}</td><td>{beat}</td><td>{running}</td><td>{started}</td></tr>',
+            name=w.name,
+            status=status_badge(w.status),
+            host=w.host,
+            pid=w.pid,
+            queues=", ".join(w.queues),
+            busy=len(w.running),
+            slots=w.concurrency,
+            beat=f"{duration(w.seconds_since_heartbeat)} ago",
+            running=join((h('<a href="{}">#{}</a>', page.url(f"/jobs/{i}"), i) for i in w.running[:20]), " "),
+            started=when(w.started_at),
+        )
+        for w in shown
+    )
+    table = h(
+        '<div class="scroll"><table><thead><tr><th>worker</th><th>state</th><th>host:pid</th><th>queues</th>'
+        '<th class="num">busy</th><th>heartbeat</th><th>running</th><th>started</th></tr></thead>'
+        "<tbody>{}</tbody></table></div>",
+        rows,
+    )
+    if live_only:
+        return h("<section><h2>Workers</h2>{}</section>", table)
+    return table if shown else Html('<p class="empty">No workers have run in the last day.</p>')
+
+
+def workers_page(page: Page, workers: Sequence[WorkerInfo]) -> Html:
+    return layout(page, "Workers", h("<h1>Workers</h1>{}", workers_section(page, workers)))
