@@ -40,7 +40,16 @@ class Page:
         return f"{self.base}{path}" + (f"?{query}" if query else "")
 
 
-def layout(page: Page, title: str, content: Html, *, watch: Sequence[int] = (), reload_on_change: bool = False) -> Html:
+def layout(
+    page: Page,
+    title: str,
+    content: Html,
+    *,
+    watch: Sequence[int] = (),
+    reload_on_change: bool = False,
+    bare: bool = False,
+) -> Html:
+    """The page around ``content``; ``bare`` (the login page): no navigation, no live updates."""
     links = join(
         h(
             '<a href="{}"{}>{}</a>',
@@ -75,11 +84,10 @@ def layout(page: Page, title: str, content: Html, *, watch: Sequence[int] = (), 
 <link rel="icon" href="{icon}">
 <script src="{js}" defer></script>
 </head>
-<body data-base="{base}" data-watch="{watch}" data-reload-on-change="{reload}">
+<body data-base="{base}" data-watch="{watch}" data-reload-on-change="{reload}" data-live="{live}">
 <header class="top">
 <a class="brand" href="{home}">pgq</a>
-<nav>{links}</nav>
-<span class="right">{badge}<span id="live" class="live" title="live updates">●</span>{logout}</span>
+{nav}
 </header>
 <main>
 {flash}{content}
@@ -94,10 +102,16 @@ def layout(page: Page, title: str, content: Html, *, watch: Sequence[int] = (), 
         base=page.base,
         watch=",".join(str(i) for i in watch),
         reload="1" if reload_on_change else "",
+        live="" if bare else "1",
         home=page.url("/"),
-        links=links,
-        badge=badge,
-        logout=logout,
+        nav=""
+        if bare
+        else h(
+            '<span class="right">{}<span id="live" class="live" title="live updates">●</span>{}</span><nav>{}</nav>',
+            badge,
+            logout,
+            links,
+        ),
         flash=flash,
         content=content,
     )
@@ -507,8 +521,8 @@ def schedules_page(page: Page, schedules: Sequence[Schedule], redact: Redactor) 
         )
         rows.append(
             h(
-                "<tr><th scope=row>{name}</th><td><code>{cron}</code> <small>{tz}</small></td><td>{task}</td>"
-                "<td>{queue}</td><td><code>{args}</code></td><td>{enabled}</td><td>{next}</td><td>{last}</td>"
+                "<tr><th scope=row>{name}</th><td><code class=nowrap>{cron}</code> <small>{tz}</small></td>"
+                "<td>{task}</td><td>{queue}</td><td><code>{args}</code></td><td>{enabled}</td><td>{next}</td><td>{last}</td>"
                 '<td class="actions">{toggle}{run}</td></tr>',
                 name=s.name,
                 cron=s.cron,
@@ -556,6 +570,7 @@ def login_page(page: Page, next_path: str, error: str | None = None) -> Html:
             csrf=page.csrf,
             next=next_path,
         ),
+        bare=True,
     )
 
 

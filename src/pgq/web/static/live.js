@@ -13,7 +13,7 @@
     }
   });
 
-  if (!window.EventSource) return;
+  if (!window.EventSource || !body.dataset.live) return;
   var watch = body.dataset.watch || "";
   var indicator = document.getElementById("live");
   var initial = {};
@@ -126,7 +126,7 @@
       document.querySelectorAll('[data-job-progress="' + id + '"]').forEach(function (el) {
         if (el.closest("#running")) return;
         updateProgress(el, job.progress, job.message,
-          job.status === "running" || (el.dataset.keep === "1" && job.progress !== null));
+          job.status === "running" || (el.dataset.keep === "1" && job.progress !== null && !!job.message));
       });
       if (body.dataset.reloadOnChange && initial[id] !== undefined && initial[id] !== job.status) {
         reloadSoon();  // the detail page shows the new state's result and attempts
