@@ -64,12 +64,15 @@ class LiveHub:
         self._finished_at = 0.0
         self._live_seen: Any = None
         self._finished_stale = True
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------ browsers
 
     async def stream(self, ids: frozenset[int]) -> AsyncIterator[str]:
         """The SSE body for one browser: a ``snapshot`` event whenever its view changes."""
         sub = Subscriber(frozenset(itertools.islice(ids, WATCH_LIMIT)))
+        self._loop = asyncio.get_running_loop()
         self.subscribers.add(sub)
         self._ensure_running()
         if self._common is not None:
@@ -86,12 +89,25 @@ class LiveHub:
                     yield ": keepalive\n\n"
                     continue
                 sub.event.clear()
+                if self._closing:
+                    return  # the server is shutting down: end the stream (the browser reconnects)
                 message = sub.message
                 if message is not None and message != last:
                     last = message
                     yield f"event: snapshot\ndata: {message}\n\n"
         finally:
             self.subscribers.discard(sub)
+
+    def close_streams(self) -> None:
+        """End every open stream (from any thread): a server can then shut down without waiting for them."""
+
+        def close() -> None:
+            self._closing = True
+            for sub in list(self.subscribers):
+                sub.event.set()
+
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(close)
 
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():

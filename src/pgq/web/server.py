@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from types import FrameType
 
 from pgq.app import App
 from pgq.errors import ConfigurationError
@@ -53,5 +54,15 @@ def serve(app: App, *, host: str, port: int, read_only: bool, insecure_no_auth: 
     print(
         f"pgq dashboard on http://{shown}:{port}/ (schema {app.schema}){' read-only' if read_only else ''}", flush=True
     )
-    uvicorn.run(asgi, host=host, port=port, log_level="warning", server_header=False, timeout_graceful_shutdown=2)
+    hub = asgi.state.dashboard.hub
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            hub.close_streams()  # open SSE streams would hold the shutdown up
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        asgi, host=host, port=port, log_level="warning", server_header=False, timeout_graceful_shutdown=5
+    )
+    Server(config).run()
     return 0
