@@ -513,3 +513,44 @@ async def test_live_hub_reads_once_per_tick_for_all_browsers(app: pgq.App, datab
             await s.aclose()
         await hub.aclose()
     assert not hub.subscribers
+
+
+# ------------------------------------------------------------ worker metrics
+
+
+@pytest.mark.slow
+def test_worker_metrics_port(database_url: str, start_worker: Any, app: pgq.App) -> None:
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start_worker("--concurrency", "4", "--metrics-port", f"127.0.0.1:{port}", app="tests.apps.web:app")
+    ids = [app.enqueue("echo", {"n": i}) for i in range(3)]
+    deadline = time.monotonic() + 20
+    text = ""
+    while time.monotonic() < deadline:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        except OSError:
+            text = ""
+        if 'pgq_worker_jobs_finished_total{outcome="completed",queue="default",task="echo"} 3.0' in text:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"no metrics for 3 completed jobs {ids}:\n{text}")
+    assert 'pgq_worker_jobs_started_total{queue="default",task="echo"} 3.0' in text
+    assert 'pgq_worker_job_run_seconds_count{queue="default",task="echo"} 3.0' in text
+    assert 'pgq_worker_job_wait_seconds_bucket{le="+Inf",queue="default"} 3.0' in text
+    assert "pgq_worker_slots 4.0" in text and "pgq_worker_slots_in_use 0.0" in text
+
+
+def test_worker_metrics_port_refusals(capsys: pytest.CaptureFixture[str]) -> None:
+    from pgq.cli import main
+
+    assert main(["worker", "tests.apps.web:app", "--processes", "2", "--metrics-port", "9"]) == 2
+    assert "one process" in capsys.readouterr().err
+    assert main(["worker", "tests.apps.web:app", "--metrics-port", "nope"]) == 2
+    assert "PORT or HOST:PORT" in capsys.readouterr().err

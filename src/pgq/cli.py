@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--no-sweeper", action="store_true", help="never act as the sweeper (rescue, retention, metrics)"
     )
+    worker.add_argument(
+        "--metrics-port",
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics of this worker (all addresses unless HOST; needs pgq-jobs[web])",
+    )
     worker.set_defaults(handler=cmd_worker)
 
     cli_ops.add_commands(commands, common)
@@ -227,6 +232,19 @@ def _add_dashboard_command(commands: Any, common: argparse.ArgumentParser) -> No
         help="with --read-only: serve on a non-local address without a token",
     )
     dashboard.set_defaults(handler=cmd_dashboard)
+
+
+def _serve_worker_metrics(app: App, options: argparse.Namespace) -> None:
+    if options.processes > 1:
+        raise ConfigurationError(
+            "--metrics-port serves one process: start one `pgq worker --metrics-port` per process, "
+            "each on its own port, instead of --processes"
+        )
+    try:
+        from pgq.web.worker_metrics import serve_worker_metrics
+    except ModuleNotFoundError as exc:
+        raise ConfigurationError(f"--metrics-port needs {exc.name}: pip install 'pgq-jobs[web]'") from None
+    serve_worker_metrics(app, options.metrics_port, options.concurrency or app.settings.concurrency)
 
 
 def cmd_dashboard(options: argparse.Namespace) -> int:
@@ -382,6 +400,8 @@ def cmd_worker(options: argparse.Namespace) -> int:
     app = load_app(options.app)
     app.configure(database_url=options.database_url, schema=options.schema, log_format=options.log_format)
     logs.configure(app.settings.log_format, getattr(logging, options.log_level))
+    if options.metrics_port:
+        _serve_worker_metrics(app, options)
     if options.processes > 1:
         from pgq.worker.supervisor import supervise
 
