@@ -348,23 +348,31 @@ def test_stats_without_metrics_counts_history_in_the_window(app: pgq.App, conn: 
         app.stats(window=0)
 
 
-def test_stats_use_metrics_rows_and_history_after_them(app: pgq.App, conn: Any) -> None:
-    # What the sweeper aggregated: history rows before its latest row are not read again.
-    finished_job(conn, "completed", queue="a", ago=300)  # counted by the metrics rows below
+def test_stats_use_metrics_rows_and_history_where_no_row_covers(app: pgq.App, conn: Any) -> None:
+    # The sweeper's rows: each counts what finished in (at - interval_seconds, at].
     conn.execute(
         """insert into pgq.metrics (queue, at, interval_seconds, completed, failed, cancelled)
-           values ('a', now() - interval '2 hours', 10, 100, 10, 1),
-                  ('a', now() - interval '2 minutes', 10, 7, 2, 0),
-                  ('a', now() - interval '25 hours', 10, 1000, 1000, 1000)"""
+           values ('a', now() - interval '25 hours', 10, 1000, 1000, 1000),   -- before the window
+                  ('a', now() - interval '2 hours', 3600, 100, 10, 1),        -- covers 3 h to 2 h ago
+                  ('a', now() - interval '2 minutes', 600, 7, 2, 0)           -- covers 12 to 2 min ago"""
     )
-    finished_job(conn, "completed", queue="a", ago=60)  # after the latest row: from history
+    # History the rows cover is not read again ...
+    finished_job(conn, "completed", queue="a", ago=2.5 * 3600)
+    finished_job(conn, "completed", queue="a", ago=300)
+    # ... what no row covers is: before the first row, between rows, after the latest.
+    finished_job(conn, "completed", queue="a", ago=5 * 3600)
+    finished_job(conn, "failed", queue="a", ago=3600)
+    finished_job(conn, "completed", queue="a", ago=60)
     finished_job(conn, "failed", queue="a", ago=30)
 
     a = {s.queue: s for s in app.stats()}["a"]
-    assert (a.completed, a.failed, a.cancelled) == (100 + 7 + 1, 10 + 2 + 1, 1)
+    assert (a.completed, a.failed, a.cancelled) == (100 + 7 + 1 + 1, 10 + 2 + 1 + 1, 1)
     # Last 5 minutes: the row of 2 minutes ago and what finished after it.
     assert a.completed_per_minute == pytest.approx((7 + 1) / 5)
     assert a.failed_per_minute == pytest.approx((2 + 1) / 5)
+    # A window of 1 hour: the row of 2 minutes ago, the gap before it (from 1 h to 12 min ago) and the tail.
+    hour = {s.queue: s for s in app.stats(window=3600)}["a"]
+    assert (hour.completed, hour.failed, hour.cancelled) == (7 + 1, 2 + 1, 0)
 
 
 async def test_stats_of_a_real_worker_run(app: pgq.App) -> None:

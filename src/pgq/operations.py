@@ -103,7 +103,7 @@ class QueueStats:
     delayed: int
     active: int
     blocked: int
-    #: Jobs finished over the last ``window_seconds`` (from the sweeper's metrics, plus history since its last row).
+    #: Jobs finished over the last ``window_seconds`` (the sweeper's metrics rows, plus history they do not cover).
     completed: int
     failed: int
     cancelled: int
@@ -342,8 +342,8 @@ class OperationControls:
         minutes, and run and wait times (p50, p95) of recent completed jobs.
 
         Finished counts come from the sweeper's ``metrics`` rows, plus history
-        after the queue's latest row, so they never scan the whole history; see
-        docs/operations.md for exactly what is counted."""
+        that no row covers (after the latest row: seconds), so they never scan the
+        whole history; see docs/operations.md for exactly what is counted."""
         window_seconds = _seconds(window, "window")
         rows = self._run(
             query("ops_stats", self.schema),

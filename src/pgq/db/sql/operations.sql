@@ -17,9 +17,9 @@ with scanned as (
        and (cast(%(queue)s as text) is null or h.queue = %(queue)s)
        and (cast(%(task)s as text) is null or h.task = %(task)s)
        and h.finished_at <= %(cutoff)s
-       and (cast(%(after_at)s as timestamptz) is null
-            or h.finished_at > %(after_at)s
-            or (h.finished_at = %(after_at)s and h.id > %(after_id)s))
+       -- the keyset: after (after_at, after_id), with a lower bound an index range can use
+       and h.finished_at >= coalesce(cast(%(after_at)s as timestamptz), cast('-infinity' as timestamptz))
+       and (cast(%(after_at)s as timestamptz) is null or h.finished_at > %(after_at)s or h.id > %(after_id)s)
      order by h.finished_at, h.id
      limit %(batch)s
 ),
@@ -164,10 +164,10 @@ select n.queue as name,
 -- run and wait times of the latest %(sample)s completed jobs of the last
 -- %(timing_window)s seconds.
 -- Finished counts never read the whole history: the sweeper's metrics rows
--- cover the window up to the queue's latest row (rows whose `at` is in the
--- window), and only what finished after that row is counted in job_history,
--- by index range per status. Without metrics (no sweeper runs) that is the
--- whole window, still an index range.
+-- (those whose `at` is in the window) count what they cover, and job_history
+-- only what no row covers (after the queue's latest row: seconds, with a
+-- sweeper running), by index range per status. Without metrics (no sweeper
+-- runs) that is the whole window, still index ranges.
 with recursive history_queues as (
     (select queue from {schema}.job_history order by queue limit 1)
     union all
@@ -198,44 +198,68 @@ names as (
     union select queue from history_queues where queue is not null
     union select queue from staff
 ),
-bounds as (
-    select n.queue,
-           now() - make_interval(secs => %(window)s) as window_start,
-           now() - make_interval(secs => %(rate_window)s) as rate_start,
-           (select max(m.at) from {schema}.metrics m where m.queue = n.queue) as last_at
-      from names n
+win as (
+    -- the two windows: finished counts, and per-minute rates
+    select 'all' as kind, now() - make_interval(secs => %(window)s) as start
+    union all
+    select 'rate', now() - make_interval(secs => %(rate_window)s)
+),
+covered as (
+    -- the sweeper's metrics rows in each window; a row counts what finished in (since, at]
+    select w.kind, w.start, m.queue, m.at, m.at - make_interval(secs => m.interval_seconds) as since,
+           m.completed, m.failed, m.cancelled
+      from win w
+      join {schema}.metrics m on m.at > w.start
+      join names n on n.queue = m.queue
+),
+ranges as (
+    -- the stretches of each window that no metrics row covers: before a queue's first row and
+    -- between rows (no sweeper ran, or a row hit its one-hour cap), and after its latest row
+    select g.kind, g.queue, g.lo, g.hi
+      from (select c.kind, c.queue, c.since as hi,
+                   coalesce(lag(c.at) over (partition by c.kind, c.queue order by c.at), c.start) as lo
+              from covered c) g
+     where g.hi > g.lo + interval '1 millisecond'
+    union all
+    select w.kind, n.queue,
+           greatest(w.start, (select max(c.at) from covered c where c.kind = w.kind and c.queue = n.queue)),
+           cast('infinity' as timestamptz)
+      from win w cross join names n
+),
+uncovered as (
+    -- what finished in those stretches, from history by index range per status. Written as row
+    -- comparisons so that only job_history_queue_status_idx (queue, status, finished_at) can serve
+    -- them: a range on finished_at alone would tempt the planner into the finished_at index, which
+    -- reads every queue's rows.
+    select r.kind, r.queue,
+           (select count(*) from {schema}.job_history h
+             where h.queue = r.queue and h.status = 'completed'
+               and (h.queue, h.status, h.finished_at) > (r.queue, 'completed', r.lo)
+               and (h.queue, h.status, h.finished_at) <= (r.queue, 'completed', r.hi))
+               as completed,
+           (select count(*) from {schema}.job_history h
+             where h.queue = r.queue and h.status = 'failed'
+               and (h.queue, h.status, h.finished_at) > (r.queue, 'failed', r.lo)
+               and (h.queue, h.status, h.finished_at) <= (r.queue, 'failed', r.hi))
+               as failed,
+           (select count(*) from {schema}.job_history h
+             where h.queue = r.queue and h.status = 'cancelled'
+               and (h.queue, h.status, h.finished_at) > (r.queue, 'cancelled', r.lo)
+               and (h.queue, h.status, h.finished_at) <= (r.queue, 'cancelled', r.hi))
+               as cancelled
+      from ranges r
 ),
 counted as (
-    select b.queue,
-           coalesce(mw.completed, 0) + (
-               select count(*) from {schema}.job_history h
-                where h.queue = b.queue and h.status = 'completed'
-                  and h.finished_at > greatest(b.last_at, b.window_start)) as completed,
-           coalesce(mw.failed, 0) + (
-               select count(*) from {schema}.job_history h
-                where h.queue = b.queue and h.status = 'failed'
-                  and h.finished_at > greatest(b.last_at, b.window_start)) as failed,
-           coalesce(mw.cancelled, 0) + (
-               select count(*) from {schema}.job_history h
-                where h.queue = b.queue and h.status = 'cancelled'
-                  and h.finished_at > greatest(b.last_at, b.window_start)) as cancelled,
-           coalesce(mr.completed, 0) + (
-               select count(*) from {schema}.job_history h
-                where h.queue = b.queue and h.status = 'completed'
-                  and h.finished_at > greatest(b.last_at, b.rate_start)) as recent_completed,
-           coalesce(mr.failed, 0) + (
-               select count(*) from {schema}.job_history h
-                where h.queue = b.queue and h.status = 'failed'
-                  and h.finished_at > greatest(b.last_at, b.rate_start)) as recent_failed
-      from bounds b
-      left join lateral (
-            select sum(m.completed) as completed, sum(m.failed) as failed, sum(m.cancelled) as cancelled
-              from {schema}.metrics m
-             where m.queue = b.queue and m.at > b.window_start) mw on true
-      left join lateral (
-            select sum(m.completed) as completed, sum(m.failed) as failed
-              from {schema}.metrics m
-             where m.queue = b.queue and m.at > b.rate_start) mr on true
+    select x.queue,
+           sum(x.completed) filter (where x.kind = 'all') as completed,
+           sum(x.failed) filter (where x.kind = 'all') as failed,
+           sum(x.cancelled) filter (where x.kind = 'all') as cancelled,
+           sum(x.completed) filter (where x.kind = 'rate') as recent_completed,
+           sum(x.failed) filter (where x.kind = 'rate') as recent_failed
+      from (select kind, queue, completed, failed, cancelled from covered
+            union all
+            select kind, queue, completed, failed, cancelled from uncovered) x
+     group by x.queue
 ),
 timed as (
     select n.queue,
@@ -249,10 +273,11 @@ timed as (
                    greatest(extract(epoch from h.started_at - greatest(h.run_at, h.created_at)) * 1000, 0)
                        as wait_ms
               from {schema}.job_history h
-             where h.queue = n.queue and h.status = 'completed'
-               and h.finished_at > now() - make_interval(secs => %(timing_window)s)
+             where (h.queue, h.status, h.finished_at)
+                   > (n.queue, 'completed', now() - make_interval(secs => %(timing_window)s))
+               and (h.queue, h.status) <= (n.queue, 'completed')
                and h.started_at is not null
-             order by h.finished_at desc
+             order by h.queue desc, h.status desc, h.finished_at desc
              limit %(sample)s) t
      group by n.queue
 )
@@ -262,15 +287,16 @@ select n.queue,
        coalesce(l.delayed, 0) as delayed,
        coalesce(l.active, 0) as active,
        coalesce(l.blocked, 0) as blocked,
-       c.completed, c.failed, c.cancelled,
+       coalesce(c.completed, 0) as completed, coalesce(c.failed, 0) as failed,
+       coalesce(c.cancelled, 0) as cancelled,
        coalesce(s.workers, 0) as workers,
-       c.recent_completed * 60.0 / %(rate_window)s as completed_per_minute,
-       c.recent_failed * 60.0 / %(rate_window)s as failed_per_minute,
+       coalesce(c.recent_completed, 0) * 60.0 / %(rate_window)s as completed_per_minute,
+       coalesce(c.recent_failed, 0) * 60.0 / %(rate_window)s as failed_per_minute,
        l.oldest_waiting_seconds,
        t.run_ms_p50, t.run_ms_p95, t.wait_ms_p50, t.wait_ms_p95,
        now() as at
   from names n
-  join counted c on c.queue = n.queue
+  left join counted c on c.queue = n.queue
   left join {schema}.queues p on p.name = n.queue
   left join live l on l.queue = n.queue
   left join staff s on s.queue = n.queue
