@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from pgq.db.queries import query
 from pgq.job import STATUSES, Job
 from pgq.web import data, views
 from pgq.web.api import Api
@@ -126,10 +127,12 @@ class Dashboard:
 
     async def overview(self, request: Request) -> Response:
         def read() -> tuple[Any, ...]:
-            table = data.counts(self.app)
+            stats = self.app.stats()
+            live = self.app._run(query("dashboard_live", self.app.schema), {"ids": []})[0]["live"]
+            table = data.merge_counts(live, data.finished_counts(stats))
             now, series = data.series(self.app)
             running = self.app.list_jobs(status="running", limit=50)
-            stats, workers = self.app.stats(), self.app.list_workers()
+            workers = self.app.list_workers()
             return table, data.paused_queues(self.app), now, series, running, stats, workers
 
         try:
@@ -143,13 +146,13 @@ class Dashboard:
 
     async def queues(self, request: Request) -> Response:
         def read() -> tuple[Any, ...]:
-            return self.app.list_queues(), data.counts(self.app)
+            queues = self.app.list_queues()
+            return queues, data.failed_by_queue(self.app, [q.name for q in queues])
 
         try:
-            queues, table = await call(read)
+            queues, failed = await call(read)
         except WebError as exc:
             return self.error_html(request, exc.status, exc.message)
-        failed = {name: row["failed"] for name, row in table.items()}
         return self.html(request, views.queues_page(self.page(request), queues, failed))
 
     async def workers(self, request: Request) -> Response:

@@ -13,6 +13,7 @@ from pgq.job import Job
 
 if TYPE_CHECKING:
     from pgq.app import App
+    from pgq.operations import QueueStats
 
 REDACTED = "[redacted]"
 #: The states a queue's counts are shown in, live ones first (BullMQ's words where they exist).
@@ -77,10 +78,20 @@ def display_state(job: Job, now: datetime | None = None) -> str:
 
 
 def counts(app: App) -> dict[str, dict[str, int]]:
-    """Jobs per queue and state: the live table and the retained history."""
+    """Jobs per queue and state: live ones now, finished ones over the last 24 hours (``App.stats``)."""
     row = app._run(query("dashboard_live", app.schema), {"ids": []})[0]
-    finished = app._run(query("dashboard_finished", app.schema), {})
-    return merge_counts(row["live"], finished)
+    return merge_counts(row["live"], finished_counts(app.stats()))
+
+
+def finished_counts(stats: Iterable[QueueStats]) -> list[dict[str, Any]]:
+    """``App.stats()`` rows as (queue, status, n) entries for :func:`merge_counts`."""
+    return [{"queue": s.queue, "status": state, "n": getattr(s, state)} for s in stats for state in FINISHED_STATES]
+
+
+def failed_by_queue(app: App, names: Iterable[str]) -> dict[str, int]:
+    """Failed jobs of the retained history per queue: what "retry all failed" takes."""
+    rows = app._run(query("dashboard_failed_by_queue", app.schema), {"names": list(names)})
+    return {row["queue"]: int(row["failed"]) for row in rows}
 
 
 def merge_counts(live: list[dict[str, Any]], finished: list[dict[str, Any]]) -> dict[str, dict[str, int]]:

@@ -6,8 +6,9 @@ per ``tick`` seconds otherwise, because claims, finishes and progress writes
 send no notification. Each read is one statement (``dashboard_live``) whatever
 the number of browsers: the live counts, the running jobs with their progress,
 and the state of every job some browser has on its screen. Finished counts
-(``dashboard_finished``) are re-read when the live counts change, at most every
-``finished_every`` seconds. Browsers never poll: they keep one EventSource open.
+(``App.stats()``, the last 24 hours) are re-read when the live counts change,
+at most every ``finished_every`` seconds, and every 30 seconds otherwise.
+Browsers never poll: they keep one EventSource open.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from psycopg.rows import dict_row
 
 from pgq.db.connection import connection_kwargs
 from pgq.db.queries import query, quote_ident
-from pgq.web.data import Redactor, merge_counts, totals
+from pgq.web.data import Redactor, finished_counts, merge_counts, totals
 
 if TYPE_CHECKING:
     from pgq.app import App
@@ -203,8 +204,9 @@ class LiveHub:
             self._finished_stale = True  # a job may have finished: count again, within finished_every
         due = now - self._finished_at >= (self.finished_every if self._finished_stale else 30.0)
         if due or not self._finished_at:
-            cur = await conn.execute(query("dashboard_finished", schema))
-            self._finished = await cur.fetchall()
+            from starlette.concurrency import run_in_threadpool
+
+            self._finished = finished_counts(await run_in_threadpool(self.app.stats))
             self.reads += 1
             self._finished_at = now
             self._finished_stale = False

@@ -2,7 +2,7 @@
 
 | metric | type | labels | from |
 | --- | --- | --- | --- |
-| ``pgq_jobs`` | gauge | queue, state | live jobs and the retained history (``docs/dashboard.md``) |
+| ``pgq_jobs`` | gauge | queue, state | live jobs now, finished ones over 24 hours (``App.stats``) |
 | ``pgq_jobs_completed_total`` | counter | queue | sum of the sweeper's ``metrics`` rows |
 | ``pgq_jobs_failed_total`` | counter | queue | same |
 | ``pgq_jobs_retried_total`` | counter | queue | same |
@@ -40,7 +40,7 @@ class PgqCollector:
         app = self.app
         table = data.counts(app)
         jobs = GaugeMetricFamily(
-            "pgq_jobs", "Jobs by queue and state (finished: retained history)", labels=["queue", "state"]
+            "pgq_jobs", "Jobs by queue and state (finished states: the last 24 hours)", labels=["queue", "state"]
         )
         for queue, states in table.items():
             for state, n in states.items():

@@ -208,8 +208,9 @@ def overview(
     cards = join(
         h(
             '<a class="card s-{state}" href="{url}"><span class="n" data-count="*|{state}">{n}</span>'
-            '<span class="label">{state}</span></a>',
+            '<span class="label">{label}</span></a>',
             state=state,
+            label=f"{state} · 24 h" if state in FINISHED_STATES else state,
             url=page.url("/jobs", status="pending" if state == "delayed" else state),
             n=totals[state],
         )
@@ -228,7 +229,10 @@ def overview(
             )
             for queue, row in counts.items()
         )
-        head = join(h('<th scope="col" class="num">{}</th>', state) for state in STATES)
+        head = join(
+            h('<th scope="col" class="num">{}</th>', f"{state} 24h" if state in FINISHED_STATES else state)
+            for state in STATES
+        )
         table = h(
             '<div class="scroll"><table class="counts"><thead><tr><th scope="col">queue</th>{}</tr></thead>'
             "<tbody>{}</tbody></table></div>",
@@ -652,7 +656,7 @@ def queues_page(page: Page, queues: Sequence[QueueInfo], failed: dict[str, int])
                 '<td class="num" data-count="{name}|pending">{waiting}</td>'
                 '<td class="num" data-count="{name}|delayed">{delayed}</td>'
                 '<td class="num" data-count="{name}|running">{active}</td>'
-                '<td class="num" data-count="{name}|failed">{failed}</td><td class="num">{workers}</td>'
+                '<td class="num">{failed}</td><td class="num">{workers}</td>'
                 '<td class="num">{oldest}</td><td class="actions">{toggle}{retry}</td></tr>',
                 url=page.url("/jobs", queue=q.name),
                 name=q.name,
@@ -670,7 +674,7 @@ def queues_page(page: Page, queues: Sequence[QueueInfo], failed: dict[str, int])
     if rows:
         body = h(
             '<div class="scroll"><table><thead><tr><th>queue</th><th>state</th><th class="num">pending</th>'
-            '<th class="num">delayed</th><th class="num">running</th><th class="num">failed</th>'
+            '<th class="num">delayed</th><th class="num">running</th><th class="num">failed (all)</th>'
             '<th class="num">workers</th><th class="num">oldest waiting</th><th></th></tr></thead>'
             "<tbody>{}</tbody></table></div>",
             join(rows),

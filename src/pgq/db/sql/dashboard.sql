@@ -1,6 +1,8 @@
 -- Reads of the web dashboard (pgq.web). Its live ticker runs dashboard_live
 -- once per tick for all connected browsers, so it touches only the live
 -- table (sized by the backlog) and the rows of the jobs on their screens.
+-- Finished counts come from App.stats() (a 24-hour window that never reads
+-- the whole history).
 
 -- name: dashboard_live
 -- Live counts per queue, paused queues, the running jobs (their progress is
@@ -28,12 +30,12 @@ select
          where id = any(cast(%(ids)s as bigint[]))) w) as watched,
     (select max(id) from {schema}.jobs) as newest_live_id;
 
--- name: dashboard_finished
--- Finished jobs per queue and status (job_history_queue_status_idx); the
--- ticker runs it less often than dashboard_live.
-select queue, status, count(*) as n
-  from {schema}.job_history
- group by queue, status;
+-- name: dashboard_failed_by_queue
+-- Failed jobs of the retained history per queue (what "retry all failed"
+-- would take): one (queue, status) index range per queue, failed rows only.
+select q.name as queue,
+       (select count(*) from {schema}.job_history h where h.queue = q.name and h.status = 'failed') as failed
+  from unnest(cast(%(names)s as text[])) as q(name);
 
 -- name: dashboard_series
 -- The sweeper's metrics rows of the last %(minutes)s minutes per queue, in
