@@ -210,7 +210,7 @@ def overview(
             '<a class="card s-{state}" href="{url}"><span class="n" data-count="*|{state}">{n}</span>'
             '<span class="label">{label}</span></a>',
             state=state,
-            label=f"{state} · 24 h" if state in FINISHED_STATES else state,
+            label=state,
             url=page.url("/jobs", status="pending" if state == "delayed" else state),
             n=totals[state],
         )
@@ -259,7 +259,9 @@ def overview(
         page,
         "Overview",
         h(
-            '<h1>Overview</h1><div class="cards">{cards}</div><section><h2>Queues</h2>{table}</section>{running}{extra}'
+            '<h1>Overview</h1><div class="cards">{cards}</div>'
+            '<p class="hint">Live jobs now; completed, failed and cancelled over the last 24 hours.</p>'
+            "<section><h2>Queues</h2>{table}</section>{running}{extra}"
             "<section><h2>Last hour</h2>{charts}</section>",
             cards=cards,
             table=table,
@@ -595,14 +597,12 @@ def stats_table(page: Page, stats: Sequence[QueueStats]) -> Html:
     rows = join(
         h(
             '<tr><th scope="row"><a href="{url}">{queue}</a></th><td class="num">{cpm}</td><td class="num">{fpm}</td>'
-            '<td class="num">{done}</td><td class="num">{failed}</td><td class="num">{wait50} / {wait95}</td>'
+            '<td class="num">{wait50} / {wait95}</td>'
             '<td class="num">{run50} / {run95}</td><td class="num">{oldest}</td></tr>',
             url=page.url("/jobs", queue=s.queue),
             queue=s.queue,
             cpm=f"{s.completed_per_minute:.1f}",
             fpm=f"{s.failed_per_minute:.1f}",
-            done=s.completed,
-            failed=s.failed,
             wait50=ms(s.wait_ms_p50) or "-",
             wait95=ms(s.wait_ms_p95) or "-",
             run50=ms(s.run_ms_p50) or "-",
@@ -611,15 +611,13 @@ def stats_table(page: Page, stats: Sequence[QueueStats]) -> Html:
         )
         for s in stats
     )
-    hours = stats[0].window_seconds / 3600
     return h(
         '<section><h2>Throughput and latency</h2><div class="scroll"><table class="stats"><thead><tr><th>queue</th>'
-        '<th class="num">done/min</th><th class="num">failed/min</th><th class="num">done {h}h</th>'
-        '<th class="num">failed {h}h</th><th class="num">wait p50 / p95</th><th class="num">run p50 / p95</th>'
+        '<th class="num">done/min</th><th class="num">failed/min</th>'
+        '<th class="num">wait p50 / p95</th><th class="num">run p50 / p95</th>'
         '<th class="num">oldest waiting</th></tr></thead><tbody>{rows}</tbody></table></div>'
         '<p class="hint">Per minute over the last 5 minutes; times of recent completed jobs (as '
         "<code>pgq stats</code>). Shown when the page loaded.</p></section>",
-        h=f"{hours:g}",
         rows=rows,
     )
 
