@@ -274,18 +274,24 @@ def test_run_job_rejects_what_enqueue_would_reject() -> None:
 # ------------------------------------------------------------- use_database
 
 
-def test_use_database_points_an_existing_app_at_the_test_database(database_url: str) -> None:
-    module_app = pgq.App("postgresql://nobody@127.0.0.1:1/nothing")
+def test_use_database_points_an_existing_app_at_the_test_database(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGQ_LISTEN_URL", "postgresql://nobody@127.0.0.1:1/production")
+    module_app = pgq.App("postgresql://nobody@127.0.0.1:1/nothing", pooler="transaction")
 
     @module_app.task
     def hello() -> None: ...
 
     with use_database(module_app, database_url) as bound:
         assert bound is module_app
+        # Production's pooler and LISTEN URL do not follow the app into the test's database.
+        assert module_app.direct_url == module_app.url == database_url
         hello.enqueue()
         assert_enqueued(module_app, hello)
         assert [o.status for o in drain(module_app)] == ["completed"]
     assert module_app.settings.database_url == "postgresql://nobody@127.0.0.1:1/nothing"
+    assert module_app.settings.pooler == "transaction" and module_app.settings.listen_url is not None
     assert module_app._pools is None
 
 

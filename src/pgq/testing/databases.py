@@ -127,14 +127,18 @@ def use_database(app: App, database_url: str) -> Iterator[App]:
     For the usual layout where tasks are registered on a module-level
     ``app = pgq.App()``: the test uses that very object (its tasks, its
     settings) on the test's database. The app's connections are closed on entry
-    and on exit, so nothing leaks from one test's database to the next.
+    and on exit, so nothing leaks from one test's database to the next. Inside
+    the block ``listen_url``, ``read_url`` and ``pooler`` are cleared: the
+    test's database is reached directly.
     """
     saved = app.settings
     current = saved.model_dump()
     current["schema"] = current.pop("schema_name")
     current["database_url"] = database_url
     _disconnect(app)
-    app.settings = load_settings(**current)
+    # The test's database is reached directly: a pooler, a LISTEN URL or a replica
+    # configured for production (say, in the environment) must not leak into tests.
+    app.settings = load_settings(**current).model_copy(update={"listen_url": None, "read_url": None, "pooler": "none"})
     try:
         yield app
     finally:

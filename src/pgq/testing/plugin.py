@@ -82,12 +82,5 @@ def pgq_app(pytestconfig: pytest.Config, pgq_database_url: str) -> Iterator[App]
     from pgq.testing.databases import use_database
 
     configured = _configured_app(pytestconfig)
-    if configured is None:
-        app = pgq.App(pgq_database_url)
-        try:
-            yield app
-        finally:
-            app.close()
-        return
-    with use_database(configured, pgq_database_url) as app:
+    with use_database(configured or pgq.App(pgq_database_url), pgq_database_url) as app:
         yield app
