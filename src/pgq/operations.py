@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 #: Failed jobs moved back per statement by :meth:`OperationControls.retry_failed`.
 RETRY_BATCH = 1000
+#: Longest window of the finished counts: a year (history is rarely kept longer).
+MAX_STATS_WINDOW = 366 * 86400.0
 #: Default window of the finished counts of :meth:`OperationControls.stats`: 24 hours.
 STATS_WINDOW = 24 * 3600.0
 #: Window of the per-minute rates of :meth:`OperationControls.stats`: 5 minutes.
@@ -345,6 +347,10 @@ class OperationControls:
         that no row covers (after the latest row: seconds), so they never scan the
         whole history; see docs/operations.md for exactly what is counted."""
         window_seconds = _seconds(window, "window")
+        if window_seconds > MAX_STATS_WINDOW:
+            raise ConfigurationError(
+                f"window must be at most {MAX_STATS_WINDOW / 86400:.0f} days, got {window_seconds / 86400:.1f}"
+            )
         rows = self._run(
             query("ops_stats", self.schema),
             {
