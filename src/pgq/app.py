@@ -372,6 +372,7 @@ class App(ScheduleControls, OperationControls):
         delay: float | timedelta | None = None,
         key: str | None = None,
         max_attempts: int | None = None,
+        group: str | None = None,
         connection: Any = None,
         strict: bool = False,
     ) -> int:
@@ -383,6 +384,9 @@ class App(ScheduleControls, OperationControls):
           database clock) delays the job; default: run now.
         - ``key``: idempotency key; while a live job of the queue holds it, the
           existing job's id is returned and nothing is created.
+        - ``group``: flow-control group (e.g. ``"tenant:42"``): the queue's group
+          limits apply per group and groups are served round-robin
+          (see :meth:`set_queue` and docs/flow-control.md).
         - ``connection``: a psycopg ``Connection`` or SQLAlchemy
           ``Connection``/``Session`` whose transaction the job joins: it exists,
           and workers are notified, only if that transaction commits.
@@ -390,7 +394,7 @@ class App(ScheduleControls, OperationControls):
         - ``strict``: reject task names this app has not registered.
         """
         name, _ = self._task_for(task)
-        spec = JobSpec(name, args or {}, queue, priority, run_at, delay, key, max_attempts)
+        spec = JobSpec(name, args or {}, queue, priority, run_at, delay, key, max_attempts, group)
         params = self._prepare(spec, strict)
         return drive(insert_one(self.schema, params), lambda s, p: self._run(s, p, connection))
 
@@ -405,13 +409,14 @@ class App(ScheduleControls, OperationControls):
         delay: float | timedelta | None = None,
         key: str | None = None,
         max_attempts: int | None = None,
+        group: str | None = None,
         connection: Any = None,
         strict: bool = False,
     ) -> int:
         """:meth:`enqueue` for async code; ``connection`` is a psycopg
         ``AsyncConnection`` or SQLAlchemy ``AsyncConnection``/``AsyncSession``."""
         name, _ = self._task_for(task)
-        spec = JobSpec(name, args or {}, queue, priority, run_at, delay, key, max_attempts)
+        spec = JobSpec(name, args or {}, queue, priority, run_at, delay, key, max_attempts, group)
         params = self._prepare(spec, strict)
 
         async def execute(sql: str, p: dict[str, Any]) -> list[Row]:

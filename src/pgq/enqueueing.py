@@ -80,6 +80,10 @@ def prepare(spec: JobSpec, task: Task[Any, Any] | None, max_payload_bytes: int, 
     if key is not None and (not isinstance(key, str) or not key or len(key) > 255):
         raise InvalidJob(f"key must be a non-empty string of at most 255 characters, got {key!r}")
 
+    group = spec.group
+    if group is not None and (not isinstance(group, str) or not group or len(group) > 255):
+        raise InvalidJob(f"group must be a non-empty string of at most 255 characters, got {group!r}")
+
     timeout = timedelta(seconds=task.timeout) if task and task.timeout else None
     backoff = task.backoff if task and isinstance(task.backoff, int | float) else None
     return {
@@ -93,6 +97,7 @@ def prepare(spec: JobSpec, task: Task[Any, Any] | None, max_payload_bytes: int, 
         "max_attempts": max_attempts,
         "timeout": timeout,
         "backoff": float(backoff) if backoff is not None else None,
+        "group_key": group,
     }
 
 
@@ -143,6 +148,7 @@ def insert_many(schema: str, batch: Sequence[dict[str, Any]]) -> Flow[list[int]]
         "max_attempts",
         "timeout",
         "backoff",
+        "group_key",
     )
     arrays = {column: [params[column] for params in batch] for column in columns}
     inserted = yield query("job_insert_many", schema), arrays
