@@ -291,3 +291,70 @@ def test_cli_queues_set_and_explain(database_url: str, app: pgq.App) -> None:
     result = pgq_cli(database_url, "explain", str(job))
     assert result.returncode == 0 and "its run_at is in the future" in result.stdout, result
     assert_error(pgq_cli(database_url, "explain", "abc"), "not a job id")
+    result = pgq_cli(database_url, "enqueue", "t", "--queue", "mail", "--group", "tenant:42")
+    assert result.returncode == 0, result
+    grouped = app.get_job(int(result.stdout))
+    assert grouped is not None and grouped.group_key == "tenant:42"
+    result = pgq_cli(database_url, "queues", "set", "mail", "--max-pending", "2")
+    assert result.stdout.strip() == "queue mail: concurrency 3, group rate 5/min, max pending 2, on full reject"
+    assert_error(pgq_cli(database_url, "enqueue", "t", "--queue", "mail"), "queue mail is full: 2 pending jobs")
+
+
+# ----------------------------------------------------------------- admission
+
+
+def test_max_pending_rejects_exactly_under_8_concurrent_enqueuers(app: pgq.App, conn: Any) -> None:
+    import threading
+
+    app.set_queue("capped", max_pending=50)
+    accepted: list[int] = []
+    refused: list[pgq.QueueFull] = []
+    barrier = threading.Barrier(8)
+    lock = threading.Lock()
+
+    def enqueuer() -> None:
+        barrier.wait()
+        for _ in range(20):
+            try:
+                job_id = app.enqueue("t", queue="capped")
+                with lock:
+                    accepted.append(job_id)
+            except pgq.QueueFull as exc:
+                with lock:
+                    refused.append(exc)
+
+    threads = [threading.Thread(target=enqueuer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(accepted) == 50 and len(refused) == 110
+    assert conn.execute("select count(*) as n from pgq.jobs where queue = 'capped'").fetchone()["n"] == 50
+    assert refused[0].queue == "capped"
+    assert "queue capped is full: 50 pending jobs, max_pending 50" in str(refused[0])
+    assert "--max-pending" in str(refused[0])
+    assert app.get_queue("capped").rejected == 110
+    # A whole batch past the limit is refused, nothing written.
+    app.set_queue("capped", max_pending=52)
+    with pytest.raises(pgq.QueueFull, match="queue capped is full"):
+        app.enqueue_many([pgq.JobSpec("t", queue="capped") for _ in range(3)])
+    assert len(app.enqueue_many([pgq.JobSpec("t", queue="capped") for _ in range(2)])) == 2
+    # Other queues are not affected, and None removes the limit.
+    app.enqueue("t", queue="other")
+    app.set_queue("capped", max_pending=None)
+    app.enqueue("t", queue="capped")
+
+
+def test_max_pending_drop_oldest_cancels_into_history(app: pgq.App, conn: Any) -> None:
+    app.set_queue("latest", max_pending=3, on_full="drop_oldest")
+    ids = [app.enqueue("t", {"n": i}, queue="latest") for i in range(5)]
+    live = [r["id"] for r in conn.execute("select id from pgq.jobs where queue = 'latest' order by id").fetchall()]
+    assert live == ids[2:]
+    for job_id in ids[:2]:
+        job = app.get_job(job_id)
+        assert job is not None and job.status == "cancelled"
+        assert job.errors[-1]["type"] == "Dropped"
+        assert "queue latest is full (max_pending 3)" in job.errors[-1]["message"]
+    assert app.get_queue("latest").rejected == 2
+    assert len(app.enqueue_many([pgq.JobSpec("t", queue="latest") for _ in range(2)])) == 2
+    assert conn.execute("select count(*) as n from pgq.jobs where queue = 'latest'").fetchone()["n"] == 3

@@ -13,6 +13,7 @@ Create Date: 2026-11-28
 - ``claim_limited(worker, queue, n)``: the claim of a limited queue, serialised
   per queue by a lock on its ``queues`` row. ``job_claim`` stays as it was for
   queues without limits.
+- ``admit(queue, n)``: max_pending at enqueue, exact under concurrent enqueuers.
 - ``explain(id)``: what holds a pending job back, in words.
 """
 
@@ -248,6 +249,75 @@ begin
 end
 $$;
 
+-- Admission (max_pending): called by the enqueue statements for a queue whose
+-- row has max_pending, before their insert. The lock on the row serialises the
+-- enqueuers of that queue until their transactions end, and the count, taken
+-- after it, sees every committed enqueue: exact under concurrency. Over the
+-- limit: on_full 'reject' raises SQLSTATE PGQ01 (nothing is written), and
+-- 'drop_oldest' cancels the oldest pending jobs into history to make room.
+create function {schema}.admit(queue_name text, n integer) returns boolean
+language plpgsql volatile as $$
+declare
+    lim     record;
+    pending bigint;
+    excess  bigint;
+    dropped bigint;
+begin
+    select q.max_pending, q.on_full into lim
+      from {schema}.queues q
+     where q.name = queue_name and q.max_pending is not null
+       for update;
+    if not found then
+        return true;
+    end if;
+    select count(*) into pending
+      from (select from {schema}.jobs j
+             where j.queue = queue_name and j.status = 'pending'
+             limit lim.max_pending + n) x;
+    excess := pending + n - lim.max_pending;
+    if excess <= 0 then
+        return true;
+    end if;
+    if lim.on_full = 'reject' or n > lim.max_pending then
+        raise exception 'queue % is full: % pending jobs, max_pending %; % more rejected',
+                        queue_name, pending, lim.max_pending, n
+            using errcode = 'PGQ01',
+                  hint = 'wait for the workers, raise the limit (pgq queues set ' || queue_name
+                         || ' --max-pending N) or use --on-full drop_oldest';
+    end if;
+    with oldest as (
+        select j.id from {schema}.jobs j
+         where j.queue = queue_name and j.status = 'pending'
+         order by j.id
+         limit excess
+           for update skip locked
+    ),
+    gone as (
+        delete from {schema}.jobs j using oldest o
+         where j.id = o.id and j.queue = queue_name and j.status = 'pending'
+        returning j.*
+    ),
+    archived as (
+        insert into {schema}.job_history
+            (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
+             started_at, worker_id, key, group_key, progress, progress_message, errors, timeout, backoff,
+             cancel_requested_at, finished_at, result)
+        select id, queue, task, args, priority, 'cancelled', attempts, max_attempts, run_at, created_at,
+               started_at, worker_id, key, group_key, progress, progress_message,
+               errors || jsonb_build_array(jsonb_build_object(
+                   'attempt', attempts, 'at', now(), 'type', 'Dropped',
+                   'message', format('dropped to admit a newer job: queue %s is full (max_pending %s)',
+                                     queue_name, lim.max_pending))),
+               timeout, backoff, now(), now(), null
+          from gone
+        returning id
+    )
+    select count(*) into dropped from archived;
+    update {schema}.queues set rejected = rejected + dropped where name = queue_name;
+    return true;
+end
+$$;
+
 -- Why isn't my job running? One line per thing that holds a pending job back.
 create function {schema}.explain(job_id bigint) returns text
 language plpgsql stable as $$
@@ -340,6 +410,7 @@ $$;
 
 DOWNGRADE = r"""
 drop function if exists {schema}.explain(bigint);
+drop function if exists {schema}.admit(text, integer);
 drop function if exists {schema}.claim_limited(uuid, text, integer);
 drop index if exists {schema}.jobs_group_idx;
 drop index if exists {schema}.jobs_running_idx;

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pgq.db.connection import Row
 from pgq.db.queries import query
-from pgq.errors import InvalidJob, PgqError, UnknownTask
+from pgq.errors import InvalidJob, PgqError, QueueFull, UnknownTask
 from pgq.job import JobSpec
 from pgq.payload import encode_args
 from pgq.task import Task
@@ -182,6 +182,22 @@ def insert_many(schema: str, batch: Sequence[dict[str, Any]]) -> Flow[list[int]]
     return [job_id for job_id in ids if job_id is not None]
 
 
+#: SQLSTATE of pgq.admit()'s refusal (max_pending reached, on_full "reject").
+QUEUE_FULL_STATE = "PGQ01"
+
+
+def queue_full(exc: BaseException) -> QueueFull | None:
+    """The :class:`QueueFull` that a database error (psycopg's, or SQLAlchemy's around it) stands for."""
+    error = getattr(exc, "orig", None) or exc
+    if getattr(error, "sqlstate", None) != QUEUE_FULL_STATE:
+        return None
+    diag = getattr(error, "diag", None)
+    message = (getattr(diag, "message_primary", None) or str(error)).strip()
+    hint = getattr(diag, "message_hint", None)
+    match = re.match(r"queue (\S+) is full", message)
+    return QueueFull(f"{message} ({hint})" if hint else message, match.group(1) if match else None)
+
+
 def drive(flow: Flow[T], execute: Callable[[str, dict[str, Any]], list[Row]]) -> T:
     """Run ``flow`` with a synchronous ``execute(sql, params) -> rows``."""
     try:
@@ -190,6 +206,11 @@ def drive(flow: Flow[T], execute: Callable[[str, dict[str, Any]], list[Row]]) ->
             sql, params = flow.send(execute(sql, params))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+    except Exception as exc:
+        full = queue_full(exc)
+        if full is None:
+            raise
+        raise full from None
 
 
 async def drive_async(flow: Flow[T], execute: Callable[[str, dict[str, Any]], Awaitable[list[Row]]]) -> T:
@@ -200,3 +221,8 @@ async def drive_async(flow: Flow[T], execute: Callable[[str, dict[str, Any]], Aw
             sql, params = flow.send(await execute(sql, params))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+    except Exception as exc:
+        full = queue_full(exc)
+        if full is None:
+            raise
+        raise full from None

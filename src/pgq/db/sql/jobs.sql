@@ -9,16 +9,23 @@
 -- One job. A live job holding the same key in the queue wins: the insert does
 -- nothing and the second branch returns the holder's id. A holder committed
 -- after this statement's snapshot returns no row at all; the caller retries.
-with inserted as (
+-- A queue with max_pending is admitted first (admit() locks its row, counts,
+-- and raises SQLSTATE PGQ01 when full); other queues pay one probe of queues.
+with admitted as (
+    select {schema}.admit(q.name, 1) as ok
+      from {schema}.queues q
+     where q.name = %(queue)s and q.max_pending is not null
+),
+inserted as (
     insert into {schema}.jobs
         (task, args, queue, priority, run_at, key, max_attempts, timeout, backoff, group_key)
-    values (
+    select
         %(task)s, cast(%(args)s as jsonb), %(queue)s, %(priority)s,
         coalesce(cast(%(run_at)s as timestamptz),
                  now() + make_interval(secs => coalesce(cast(%(delay)s as float8), 0))),
         %(key)s, %(max_attempts)s, cast(%(timeout)s as interval), cast(%(backoff)s as float8),
         cast(%(group_key)s as text)
-    )
+     where coalesce((select bool_and(ok) from admitted), true)
     on conflict (queue, key) where key is not null do nothing
     returning id
 )
@@ -34,6 +41,12 @@ select id, false as created
 -- Many jobs in one statement. Rows are inserted in input order, so the
 -- returned ids, sorted, follow the input; rows whose key is already held
 -- return nothing and are looked up with job_ids_by_key.
+-- Queues with max_pending are admitted first, as in job_insert_one.
+with admitted as (
+    select bool_and({schema}.admit(q.name, cast(g.n as integer))) as ok
+      from (select queue, count(*) as n from unnest(cast(%(queue)b as text[])) as b(queue) group by queue) g
+      join {schema}.queues q on q.name = g.queue and q.max_pending is not null
+)
 insert into {schema}.jobs
     (task, args, queue, priority, run_at, key, max_attempts, timeout, backoff, group_key)
 select t.task, t.args, t.queue, t.priority,
@@ -46,6 +59,7 @@ select t.task, t.args, t.queue, t.priority,
         cast(%(timeout)b as interval[]), cast(%(backoff)b as float8[]), cast(%(group_key)b as text[])
        ) with ordinality
        as t(task, args, queue, priority, run_at, delay, key, max_attempts, timeout, backoff, group_key, ord)
+ where coalesce((select ok from admitted), true)
  order by t.ord
     on conflict (queue, key) where key is not null do nothing
 returning id, queue, key;

@@ -147,6 +147,10 @@ update {schema}.queue_groups g
   from {schema}.queues q
  where q.name = %(name)s and g.queue = q.name and q.group_rate_count is not null and g.rate_tat is not null;
 
+-- name: ops_count_rejected
+-- Enqueues refused by max_pending (counted after the refusal, on pgq's own connection).
+update {schema}.queues set rejected = rejected + %(n)s where name = %(name)s;
+
 -- name: ops_explain
 select {schema}.explain(%(id)s) as text;
 
