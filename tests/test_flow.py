@@ -298,6 +298,8 @@ def test_cli_queues_set_and_explain(database_url: str, app: pgq.App) -> None:
     result = pgq_cli(database_url, "queues", "set", "mail", "--max-pending", "2")
     assert result.stdout.strip() == "queue mail: concurrency 3, group rate 5/min, max pending 2, on full reject"
     assert_error(pgq_cli(database_url, "enqueue", "t", "--queue", "mail"), "queue mail is full: 2 pending jobs")
+    table = pgq_cli(database_url, "queues", "list").stdout
+    assert "concurrency 3, group rate 5/min, max pending 2 (reject, 1 rejected)" in table, table
 
 
 # ----------------------------------------------------------------- admission
@@ -334,6 +336,7 @@ def test_max_pending_rejects_exactly_under_8_concurrent_enqueuers(app: pgq.App, 
     assert "queue capped is full: 50 pending jobs, max_pending 50" in str(refused[0])
     assert "--max-pending" in str(refused[0])
     assert app.get_queue("capped").rejected == 110
+    assert [s.rejected for s in app.stats() if s.queue == "capped"] == [110]
     # A whole batch past the limit is refused, nothing written.
     app.set_queue("capped", max_pending=52)
     with pytest.raises(pgq.QueueFull, match="queue capped is full"):

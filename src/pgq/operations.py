@@ -134,6 +134,9 @@ class QueueStats:
     window_seconds: float
     #: Database time of the figures.
     at: datetime
+    #: Enqueues refused and pending jobs dropped because of ``max_pending``, in total since the
+    #: queue's row was made (not windowed; see docs/flow-control.md).
+    rejected: int = 0
 
 
 def _from_row(cls: type[Any], row: dict[str, Any]) -> Any:
@@ -457,6 +460,7 @@ class OperationControls:
                 wait_ms_p95=_float(row["wait_ms_p95"]),
                 window_seconds=window_seconds,
                 at=row["at"],
+                rejected=int(row["rejected"]),
             )
             for row in rows
         ]

@@ -343,7 +343,8 @@ select n.queue,
        coalesce(c.recent_failed, 0) * 60.0 / %(rate_window)s as failed_per_minute,
        l.oldest_waiting_seconds,
        t.run_ms_p50, t.run_ms_p95, t.wait_ms_p50, t.wait_ms_p95,
-       now() as at
+       now() as at,
+       coalesce(p.rejected, 0) as rejected
   from names n
   left join counted c on c.queue = n.queue
   left join {schema}.queues p on p.name = n.queue
