@@ -342,6 +342,12 @@ def test_max_pending_rejects_exactly_under_8_concurrent_enqueuers(app: pgq.App, 
     with pytest.raises(pgq.QueueFull, match="queue capped is full"):
         app.enqueue_many([pgq.JobSpec("t", queue="capped") for _ in range(3)])
     assert len(app.enqueue_many([pgq.JobSpec("t", queue="capped") for _ in range(2)])) == 2
+    # A batch over two capped queues, one of them full: nothing of it is written.
+    app.set_queue("roomy", max_pending=10)
+    with pytest.raises(pgq.QueueFull, match="queue capped is full"):
+        app.enqueue_many([pgq.JobSpec("t", queue="roomy"), pgq.JobSpec("t", queue="capped")])
+    assert conn.execute("select count(*) as n from pgq.jobs where queue = 'roomy'").fetchone()["n"] == 0
+    assert len(app.enqueue_many([pgq.JobSpec("t", queue="roomy") for _ in range(10)])) == 10
     # Other queues are not affected, and None removes the limit.
     app.enqueue("t", queue="other")
     app.set_queue("capped", max_pending=None)

@@ -41,11 +41,15 @@ select id, false as created
 -- Many jobs in one statement. Rows are inserted in input order, so the
 -- returned ids, sorted, follow the input; rows whose key is already held
 -- return nothing and are looked up with job_ids_by_key.
--- Queues with max_pending are admitted first, as in job_insert_one.
+-- Queues with max_pending are admitted first, as in job_insert_one, in name
+-- order, so that two batches locking the same queues take them in one order.
 with admitted as (
-    select bool_and({schema}.admit(q.name, cast(g.n as integer))) as ok
-      from (select queue, count(*) as n from unnest(cast(%(queue)b as text[])) as b(queue) group by queue) g
-      join {schema}.queues q on q.name = g.queue and q.max_pending is not null
+    select bool_and({schema}.admit(c.name, c.n)) as ok
+      from (select q.name, cast(g.n as integer) as n
+              from (select queue, count(*) as n from unnest(cast(%(queue)b as text[])) as b(queue)
+                     group by queue) g
+              join {schema}.queues q on q.name = g.queue and q.max_pending is not null
+             order by q.name) c
 )
 insert into {schema}.jobs
     (task, args, queue, priority, run_at, key, max_attempts, timeout, backoff, group_key)
