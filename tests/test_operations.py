@@ -470,6 +470,14 @@ def test_cli_queues_workers_and_stats(database_url: str, app: pgq.App, conn: Any
             "workers": 0,
             "oldest_waiting_seconds": listing[0]["oldest_waiting_seconds"],
             "updated_at": listing[0]["updated_at"],
+            # no limits set (pgq queues set; docs/flow-control.md)
+            "concurrency": None,
+            "rate": None,
+            "group_concurrency": None,
+            "group_rate": None,
+            "max_pending": None,
+            "on_full": "reject",
+            "rejected": 0,
         }
     ]
     table = pgq_cli(database_url, "queues", "list").stdout

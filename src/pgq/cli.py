@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--delay", type=float, help="seconds from now")
     enqueue.add_argument("--run-at", help="ISO 8601 time with a zone, e.g. 2026-12-01T09:00:00+00:00")
     enqueue.add_argument("--key", help="idempotency key")
+    enqueue.add_argument("--group", help="flow-control group, e.g. tenant:42 (see pgq queues set)")
     enqueue.add_argument("--max-attempts", type=int)
     enqueue.set_defaults(handler=cmd_enqueue)
 
@@ -355,6 +356,7 @@ def cmd_enqueue(options: argparse.Namespace) -> int:
             delay=options.delay,
             key=options.key,
             max_attempts=options.max_attempts,
+            group=options.group,
         )
     print(job_id)
     return 0
