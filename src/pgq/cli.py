@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--no-sweeper", action="store_true", help="never act as the sweeper (rescue, retention, metrics)"
     )
+    worker.add_argument(
+        "--metrics-port",
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics of this worker (all addresses unless HOST; needs pgq-jobs[web])",
+    )
     worker.set_defaults(handler=cmd_worker)
 
     cli_ops.add_commands(commands, common)
@@ -203,7 +208,57 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", parents=[common], help="print the database URL pgq uses")
     db.add_argument("--show-password", action="store_true")
     db.set_defaults(handler=cmd_db)
+    _add_dashboard_command(commands, common)
     return parser
+
+
+def _add_dashboard_command(commands: Any, common: argparse.ArgumentParser) -> None:
+    dashboard = commands.add_parser(
+        "dashboard",
+        parents=[common],
+        help="serve the web dashboard and REST API",
+        description="Serve the web dashboard, its REST API (/api) and Prometheus metrics (/metrics). "
+        "Needs the web extra: pip install 'pgq-jobs[web]'.",
+        epilog="PGQ_DASHBOARD_TOKEN guards it (required on any address but 127.0.0.1);\n"
+        "PGQ_REDACT_KEYS names the arg keys it masks.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    dashboard.add_argument("--port", type=positive_int, default=8080, help="default 8080")
+    dashboard.add_argument("--read-only", action="store_true", help="hide and refuse every action")
+    dashboard.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="with --read-only: serve on a non-local address without a token",
+    )
+    dashboard.set_defaults(handler=cmd_dashboard)
+
+
+def _serve_worker_metrics(app: App, options: argparse.Namespace) -> None:
+    if options.processes > 1:
+        raise ConfigurationError(
+            "--metrics-port serves one process: start one `pgq worker --metrics-port` per process, "
+            "each on its own port, instead of --processes"
+        )
+    try:
+        from pgq.web.worker_metrics import serve_worker_metrics
+    except ModuleNotFoundError as exc:
+        raise ConfigurationError(f"--metrics-port needs {exc.name}: pip install 'pgq-jobs[web]'") from None
+    serve_worker_metrics(app, options.metrics_port, options.concurrency or app.settings.concurrency)
+
+
+def cmd_dashboard(options: argparse.Namespace) -> int:
+    try:
+        from pgq.web.server import serve
+    except ModuleNotFoundError as exc:
+        raise ConfigurationError(f"pgq dashboard needs {exc.name}: pip install 'pgq-jobs[web]'") from None
+    return serve(
+        _app(options),
+        host=options.host,
+        port=options.port,
+        read_only=options.read_only,
+        insecure_no_auth=options.insecure_no_auth,
+    )
 
 
 WORKER_ENVIRONMENT_HELP = """\
@@ -345,6 +400,8 @@ def cmd_worker(options: argparse.Namespace) -> int:
     app = load_app(options.app)
     app.configure(database_url=options.database_url, schema=options.schema, log_format=options.log_format)
     logs.configure(app.settings.log_format, getattr(logging, options.log_level))
+    if options.metrics_port:
+        _serve_worker_metrics(app, options)
     if options.processes > 1:
         from pgq.worker.supervisor import supervise
 

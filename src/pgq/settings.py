@@ -138,6 +138,23 @@ class Settings(BaseSettings):
     )
     log_format: str = Field(default="text", description="`text` or `json`. Default `text`.")
 
+    # Dashboard settings (read by `pgq dashboard` and `pgq.web.create_app`).
+    dashboard_token: str | None = Field(
+        default=None,
+        description=(
+            "Token guarding `pgq dashboard`: sent as `Authorization: Bearer TOKEN` or entered once in its "
+            "login form. Required to listen on an address other than 127.0.0.1 (unless `--read-only "
+            "--insecure-no-auth`). Default: none."
+        ),
+    )
+    redact_keys: Annotated[list[str], NoDecode] = Field(
+        default=["password", "token", "secret", "api_key", "authorization"],
+        description=(
+            "Keys of job args (at any depth, any case) the dashboard and its API show as `[redacted]`, "
+            "comma-separated. Default `password,token,secret,api_key,authorization`."
+        ),
+    )
+
     @field_validator("schema_name")
     @classmethod
     def _schema_is_identifier(cls, value: str) -> str:
@@ -148,7 +165,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("queues", mode="before")
+    @field_validator("queues", "redact_keys", mode="before")
     @classmethod
     def _split_queues(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -1,0 +1,79 @@
+-- Reads of the web dashboard (pgq.web). Its live ticker runs dashboard_live
+-- once per tick for all connected browsers, so it touches only the live
+-- table (sized by the backlog) and the rows of the jobs on their screens.
+-- Finished counts come from App.stats() (a 24-hour window that never reads
+-- the whole history).
+
+-- name: dashboard_live
+-- Live counts per queue, paused queues, the running jobs (their progress is
+-- written by an update that fires no NOTIFY) and the jobs browsers watch.
+select
+    (select coalesce(json_agg(c order by c.queue), '[]'::json) from (
+        select queue,
+               count(*) filter (where status = 'pending' and run_at <= now()) as pending,
+               count(*) filter (where status = 'pending' and run_at > now()) as delayed,
+               count(*) filter (where status = 'running') as running,
+               count(*) filter (where status = 'blocked') as blocked
+          from {schema}.jobs
+         group by queue) c) as live,
+    (select coalesce(json_agg(q.name order by q.name), '[]'::json)
+       from {schema}.queues q where q.paused) as paused,
+    (select coalesce(json_agg(r order by r.id), '[]'::json) from (
+        select id, queue, task, attempts, progress, progress_message, started_at
+          from {schema}.jobs
+         where status = 'running'
+         order by id
+         limit 50) r) as running,
+    (select coalesce(json_agg(w), '[]'::json) from (
+        select id, status, attempts, max_attempts, progress, progress_message, run_at <= now() as ready
+          from {schema}.all_jobs
+         where id = any(cast(%(ids)s as bigint[]))) w) as watched,
+    (select max(id) from {schema}.jobs) as newest_live_id;
+
+-- name: dashboard_failed_by_queue
+-- Failed jobs of the retained history per queue (what "retry all failed"
+-- would take): one (queue, status) index range per queue, failed rows only.
+select q.name as queue,
+       (select count(*) from {schema}.job_history h where h.queue = q.name and h.status = 'failed') as failed
+  from unnest(cast(%(names)s as text[])) as q(name);
+
+-- name: dashboard_series
+-- The sweeper's metrics rows of the last %(minutes)s minutes per queue, in
+-- one-minute buckets: what the overview's charts draw.
+select queue,
+       date_bin('1 minute', at, timestamptz '2000-01-01 00:00:00+00') as minute,
+       sum(completed) as completed,
+       sum(failed) as failed,
+       sum(retried) as retried,
+       avg(wait_ms_mean) as wait_ms,
+       avg(run_ms_mean) as run_ms
+  from {schema}.metrics
+ where at > now() - make_interval(mins => %(minutes)s)
+ group by queue, minute
+ order by queue, minute;
+
+-- name: dashboard_now
+select now() as now;
+
+-- name: dashboard_metric_totals
+-- For /metrics: counters summed over the retained metrics rows, and each
+-- queue's latest run and wait times.
+select m.queue,
+       sum(m.completed) as completed,
+       sum(m.failed) as failed,
+       sum(m.retried) as retried,
+       sum(m.cancelled) as cancelled,
+       (array_agg(m.run_ms_mean order by m.at desc) filter (where m.run_ms_mean is not null))[1] as run_ms_mean,
+       (array_agg(m.run_ms_p95 order by m.at desc) filter (where m.run_ms_p95 is not null))[1] as run_ms_p95,
+       (array_agg(m.wait_ms_mean order by m.at desc) filter (where m.wait_ms_mean is not null))[1] as wait_ms_mean,
+       (array_agg(m.wait_ms_p95 order by m.at desc) filter (where m.wait_ms_p95 is not null))[1] as wait_ms_p95
+  from {schema}.metrics m
+ group by m.queue;
+
+-- name: dashboard_worker_slots
+-- For /metrics: live workers, their slots and the slots in use.
+select count(*) as workers,
+       coalesce(sum(concurrency), 0) as slots,
+       coalesce(sum(cardinality(running)), 0) as busy
+  from {schema}.workers
+ where status in ('running', 'stopping');

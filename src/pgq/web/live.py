@@ -1,0 +1,261 @@
+"""Live updates: one ticker per dashboard feeds every browser through Server-Sent Events.
+
+The ticker holds one database session. It LISTENs on the installation's jobs
+channel (a NOTIFY follows every insert into ``jobs``) and re-reads at most once
+per ``tick`` seconds otherwise, because claims, finishes and progress writes
+send no notification. Each read is one statement (``dashboard_live``) whatever
+the number of browsers: the live counts, the running jobs with their progress,
+and the state of every job some browser has on its screen. Finished counts
+(``App.stats()``, the last 24 hours) are re-read when the live counts change,
+at most every ``finished_every`` seconds, and every 30 seconds otherwise.
+Browsers never poll: they keep one EventSource open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgq.db.connection import connection_kwargs
+from pgq.db.queries import query, quote_ident
+from pgq.web.data import Redactor, finished_counts, merge_counts, totals
+
+if TYPE_CHECKING:
+    from pgq.app import App
+
+log = logging.getLogger("pgq.web")
+
+#: Jobs one browser may watch (a page of the jobs list is at most this long).
+WATCH_LIMIT = 200
+#: Seconds between SSE comments that keep proxies from closing an idle stream.
+KEEPALIVE = 15.0
+
+
+@dataclass(eq=False)
+class Subscriber:
+    ids: frozenset[int]
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    message: str | None = None
+
+
+class LiveHub:
+    """The shared ticker; started by the first subscriber, stopped after the last leaves."""
+
+    def __init__(self, app: App, redact: Redactor, tick: float = 1.0, finished_every: float = 2.0) -> None:
+        self.app = app
+        self.redact = redact
+        self.tick = tick
+        self.finished_every = finished_every
+        self.subscribers: set[Subscriber] = set()
+        self.reads = 0  # statements run by the ticker, for tests and curiosity
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._common: dict[str, Any] | None = None
+        self._finished: list[dict[str, Any]] = []
+        self._finished_at = 0.0
+        self._live_seen: Any = None
+        self._finished_stale = True
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------ browsers
+
+    async def stream(self, ids: frozenset[int]) -> AsyncIterator[str]:
+        """The SSE body for one browser: a ``snapshot`` event whenever its view changes."""
+        sub = Subscriber(frozenset(itertools.islice(ids, WATCH_LIMIT)))
+        self._loop = asyncio.get_running_loop()
+        self.subscribers.add(sub)
+        self._ensure_running()
+        if self._common is not None:
+            sub.message = self._message(sub, self._common, {})
+            sub.event.set()
+        self._wake.set()  # read now: this browser wants the jobs it watches
+        last = None
+        try:
+            yield "retry: 2000\n\n"
+            while True:
+                try:
+                    await asyncio.wait_for(sub.event.wait(), KEEPALIVE)
+                except TimeoutError:
+                    yield ": keepalive\n\n"
+                    continue
+                sub.event.clear()
+                if self._closing:
+                    return  # the server is shutting down: end the stream (the browser reconnects)
+                message = sub.message
+                if message is not None and message != last:
+                    last = message
+                    yield f"event: snapshot\ndata: {message}\n\n"
+        finally:
+            self.subscribers.discard(sub)
+
+    def close_streams(self) -> None:
+        """End every open stream (from any thread): a server can then shut down without waiting for them."""
+
+        def close() -> None:
+            self._closing = True
+            for sub in list(self.subscribers):
+                sub.event.set()
+
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(close)
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._wake = asyncio.Event()
+            self._task = asyncio.create_task(self._run(), name="pgq-dashboard-live")
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # --------------------------------------------------------------- ticker
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while self.subscribers:
+            try:
+                await self._session()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("dashboard live updates: %s; retrying in %.1f s", exc, backoff)
+                await self._publish_error(str(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _connect(self) -> tuple[psycopg.AsyncConnection[dict[str, Any]], bool]:
+        from starlette.concurrency import run_in_threadpool
+
+        app = self.app
+        url = await run_in_threadpool(lambda: app.url)  # may start the embedded server
+        direct = app.direct_url
+        target = direct or url
+        conn = await psycopg.AsyncConnection.connect(
+            target,
+            autocommit=True,
+            row_factory=dict_row,
+            **connection_kwargs(app.settings, "dashboard", direct=direct is not None),
+        )
+        listening = direct is not None
+        if listening:
+            await conn.execute(f"LISTEN {quote_ident(app.settings.notify_channel)}")
+        return conn, listening
+
+    async def _session(self) -> None:
+        conn, listening = await self._connect()
+        try:
+            while self.subscribers:
+                await self._read(conn)
+                await self._wait(conn, listening)
+            # Set before any await, so that a browser arriving now starts a new ticker.
+            self._task = None
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _wait(self, conn: psycopg.AsyncConnection[dict[str, Any]], listening: bool) -> None:
+        """Until the next tick, or sooner (but not before a quarter tick) after a NOTIFY or a new browser."""
+        started = time.monotonic()
+        deadline = started + self.tick
+        earliest = started + self.tick / 4
+        woken = False
+        while self.subscribers:
+            now = time.monotonic()
+            if now >= deadline or (woken and now >= earliest):
+                return
+            if self._wake.is_set():
+                self._wake.clear()
+                woken = True
+                continue
+            step = min(deadline - now, 0.1 if not woken else earliest - now)
+            if listening:
+                async for _ in conn.notifies(timeout=max(step, 0.01), stop_after=1):
+                    woken = True
+            else:
+                await asyncio.sleep(max(step, 0.01))
+
+    async def _read(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
+        schema = self.app.schema
+        ids = sorted(set().union(*(s.ids for s in self.subscribers))) if self.subscribers else []
+        cur = await conn.execute(query("dashboard_live", schema), {"ids": ids})
+        row = await cur.fetchone()
+        self.reads += 1
+        if row is None:  # pragma: no cover - one row always
+            return
+        now = time.monotonic()
+        live_key = json.dumps(row["live"], sort_keys=True)
+        if live_key != self._live_seen:
+            self._live_seen = live_key
+            self._finished_stale = True  # a job may have finished: count again, within finished_every
+        due = now - self._finished_at >= (self.finished_every if self._finished_stale else 30.0)
+        if due or not self._finished_at:
+            from starlette.concurrency import run_in_threadpool
+
+            self._finished = finished_counts(await run_in_threadpool(self.app.stats))
+            self.reads += 1
+            self._finished_at = now
+            self._finished_stale = False
+        table = merge_counts(row["live"], self._finished)
+        common = {
+            "counts": table,
+            "totals": totals(table),
+            "paused": row["paused"],
+            "running": [
+                {
+                    "id": r["id"],
+                    "queue": r["queue"],
+                    "task": r["task"],
+                    "attempts": r["attempts"],
+                    "progress": r["progress"],
+                    "message": r["progress_message"],
+                    "started_at": r["started_at"],
+                }
+                for r in row["running"]
+            ],
+            "newest_live_id": row["newest_live_id"],
+            "error": None,
+        }
+        self._common = common
+        watched = {int(w["id"]): w for w in row["watched"]}
+        for sub in list(self.subscribers):
+            sub.message = self._message(sub, common, watched)
+            sub.event.set()
+
+    def _message(self, sub: Subscriber, common: dict[str, Any], watched: dict[int, dict[str, Any]]) -> str:
+        jobs = {}
+        for job_id in sub.ids:
+            entry = watched.get(job_id)
+            if entry is None:
+                continue
+            state = entry["status"]
+            if state == "pending" and not entry["ready"]:
+                state = "delayed"
+            jobs[str(job_id)] = {
+                "status": state,
+                "attempts": entry["attempts"],
+                "max_attempts": entry["max_attempts"],
+                "progress": entry["progress"],
+                "message": entry["progress_message"],
+            }
+        return json.dumps({**common, "jobs": jobs}, separators=(",", ":"), default=str)
+
+    async def _publish_error(self, text: str) -> None:
+        message = json.dumps({"error": f"live updates paused: {text.splitlines()[0] if text else 'error'}"})
+        for sub in list(self.subscribers):
+            sub.message = message
+            sub.event.set()

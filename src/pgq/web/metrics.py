@@ -1,0 +1,82 @@
+"""``/metrics`` in Prometheus' text format, read from pgq's tables at each scrape.
+
+| metric | type | labels | from |
+| --- | --- | --- | --- |
+| ``pgq_jobs`` | gauge | queue, state | live jobs now, finished ones over 24 hours (``App.stats``) |
+| ``pgq_jobs_completed_total`` | counter | queue | sum of the sweeper's ``metrics`` rows |
+| ``pgq_jobs_failed_total`` | counter | queue | same |
+| ``pgq_jobs_retried_total`` | counter | queue | same |
+| ``pgq_jobs_cancelled_total`` | counter | queue | same |
+| ``pgq_job_run_seconds`` | gauge | queue, stat (mean, p95) | the queue's latest ``metrics`` row |
+| ``pgq_job_wait_seconds`` | gauge | queue, stat (mean, p95) | same |
+| ``pgq_workers`` | gauge | | live workers |
+| ``pgq_worker_slots`` | gauge | | their concurrency, summed |
+| ``pgq_worker_slots_in_use`` | gauge | | jobs they run now |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from pgq.db.queries import query
+from pgq.web import data
+
+if TYPE_CHECKING:
+    from pgq.app import App
+
+
+class PgqCollector:
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def describe(self) -> list[Metric]:
+        return []  # nothing to read at registration
+
+    def collect(self) -> Iterator[Metric]:
+        app = self.app
+        table = data.counts(app)
+        jobs = GaugeMetricFamily(
+            "pgq_jobs", "Jobs by queue and state (finished states: the last 24 hours)", labels=["queue", "state"]
+        )
+        for queue, states in table.items():
+            for state, n in states.items():
+                jobs.add_metric([queue, state], n)
+        yield jobs
+
+        totals = app._run(query("dashboard_metric_totals", app.schema), {})
+        for name in ("completed", "failed", "retried", "cancelled"):
+            counter = CounterMetricFamily(
+                f"pgq_jobs_{name}", f"Jobs {name}, summed over the retained metrics rows", labels=["queue"]
+            )
+            for row in totals:
+                counter.add_metric([row["queue"]], float(row[name] or 0))
+            yield counter
+        for kind in ("run", "wait"):
+            gauge = GaugeMetricFamily(
+                f"pgq_job_{kind}_seconds", f"Job {kind} time in the latest metrics interval", labels=["queue", "stat"]
+            )
+            for row in totals:
+                for stat in ("mean", "p95"):
+                    value = row[f"{kind}_ms_{stat}"]
+                    if value is not None:
+                        gauge.add_metric([row["queue"], stat], float(value) / 1000)
+            yield gauge
+
+        slots = app._run(query("dashboard_worker_slots", app.schema), {})[0]
+        yield GaugeMetricFamily("pgq_workers", "Live workers", value=float(slots["workers"]))
+        yield GaugeMetricFamily("pgq_worker_slots", "Job slots of the live workers", value=float(slots["slots"]))
+        yield GaugeMetricFamily("pgq_worker_slots_in_use", "Jobs the live workers run now", value=float(slots["busy"]))
+
+
+def registry_for(app: App) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PgqCollector(app))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

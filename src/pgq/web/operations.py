@@ -1,0 +1,92 @@
+"""The actions the dashboard and its API offer, mapped onto :class:`pgq.App` and its errors.
+
+Every action is a call of the Python operations API: the web layer holds no
+SQL of its own for changing jobs, queues or schedules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+from pgq.errors import ConfigurationError, DatabaseUnavailable, InvalidJob, InvalidState, JobNotFound, NotMigrated
+
+if TYPE_CHECKING:
+    from pgq.app import App
+
+T = TypeVar("T")
+
+JOB_ACTIONS = ("retry", "cancel", "promote", "remove")
+SCHEDULE_ACTIONS = ("enable", "disable", "trigger")
+QUEUE_ACTIONS = ("pause", "resume", "retry-failed")
+
+
+class WebError(Exception):
+    """An error with its HTTP status; its message says what was wrong and what to do."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a (blocking) App method in a worker thread, turning pgq's errors into :class:`WebError`."""
+    try:
+        return await run_in_threadpool(fn, *args, **kwargs)
+    except JobNotFound as exc:
+        raise WebError(404, str(exc)) from None
+    except InvalidState as exc:
+        raise WebError(409, str(exc)) from None
+    except InvalidJob as exc:
+        raise WebError(422, str(exc)) from None
+    except (DatabaseUnavailable, NotMigrated) as exc:
+        raise WebError(503, str(exc)) from None
+    except ConfigurationError as exc:
+        raise WebError(422, str(exc)) from None
+
+
+async def job_action(app: App, job_id: int, action: str) -> str:
+    """Do ``action`` to job ``job_id``; returns what happened, in words."""
+    if action == "retry":
+        await call(app.retry, job_id)
+        return f"job {job_id} is back in its queue"
+    if action == "cancel":
+        outcome = await call(app.cancel, job_id)
+        if outcome == "cancelling":
+            return f"job {job_id} is running: its worker was asked to stop it"
+        return f"job {job_id} cancelled"
+    if action == "promote":
+        await call(app.promote, job_id)
+        return f"job {job_id} runs now"
+    if action == "remove":
+        await call(app.delete, job_id)
+        return f"job {job_id} deleted"
+    raise WebError(422, f"unknown action {action!r}; use one of {', '.join(JOB_ACTIONS)}")
+
+
+async def schedule_action(app: App, name: str, action: str) -> str:
+    if action not in SCHEDULE_ACTIONS:
+        raise WebError(422, f"unknown action {action!r}; use one of {', '.join(SCHEDULE_ACTIONS)}")
+    if await call(app.get_schedule, name) is None:
+        raise WebError(404, f"no schedule named {name!r}; GET /api/schedules lists them")
+    if action == "trigger":
+        job_id = await call(app.trigger_schedule, name)
+        return f"schedule {name}: job {job_id} enqueued"
+    await call(app.enable_schedule, name, action == "enable")
+    return f"schedule {name} {action}d"
+
+
+async def queue_action(app: App, name: str, action: str) -> str:
+    if action == "pause":
+        await call(app.pause_queue, name)
+        return f"queue {name} paused: workers take none of its jobs until it is resumed"
+    if action == "resume":
+        await call(app.resume_queue, name)
+        return f"queue {name} resumed"
+    if action == "retry-failed":
+        count = await call(app.retry_failed, queue=name)
+        return f"queue {name}: {count} failed job{'s' if count != 1 else ''} back in the queue"
+    raise WebError(422, f"unknown action {action!r}; use one of {', '.join(QUEUE_ACTIONS)}")

@@ -1,0 +1,556 @@
+"""The dashboard's REST API, form actions and security, against a real PostgreSQL.
+
+Starlette's TestClient drives the ASGI app in process; the browser tests
+(test_web_browser.py) cover what needs a real page and a real server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import warnings
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("prometheus_client")
+
+import pgq
+from pgq.errors import ConfigurationError
+from pgq.web import create_app
+from pgq.web.server import check_exposure
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+# https: the cookies are Secure, which httpx (unlike browsers on 127.0.0.1) sends over https only.
+BASE = "https://127.0.0.1"
+
+
+def client(app: pgq.App, **options: Any) -> TestClient:
+    return TestClient(create_app(app, **options), base_url=BASE, follow_redirects=False)
+
+
+@pytest.fixture
+def api(app: pgq.App) -> Iterator[TestClient]:
+    with client(app) as c:
+        yield c
+
+
+def csrf_of(c: TestClient, path: str = "/") -> str:
+    page = c.get(path)
+    assert page.status_code == 200, page.text
+    match = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert match, "no CSRF field on the page"
+    return match.group(1)
+
+
+# ----------------------------------------------------------------------- jobs
+
+
+def test_enqueue_list_get_and_paginate(api: TestClient) -> None:
+    created = api.post("/api/jobs", json={"task": "send", "args": {"to": "ada"}, "queue": "emails", "priority": 5})
+    assert created.status_code == 201, created.text
+    job = created.json()["job"]
+    assert job["task"] == "send" and job["queue"] == "emails" and job["priority"] == 5 and job["status"] == "pending"
+
+    delayed = api.post("/api/jobs", json={"task": "send", "delay": 3600, "key": "k1"}).json()
+    again = api.post("/api/jobs", json={"task": "send", "delay": 3600, "key": "k1"}).json()
+    assert again["id"] == delayed["id"], "a live job's key returns the existing job"
+    at = api.post("/api/jobs", json={"task": "send", "run_at": "2099-01-01T00:00:00+00:00", "max_attempts": 1}).json()
+    assert at["job"]["run_at"].startswith("2099-01-01") and at["job"]["max_attempts"] == 1
+
+    everything = api.get("/api/jobs").json()
+    assert [j["id"] for j in everything["jobs"]] == [at["id"], delayed["id"], created.json()["id"]]
+    assert everything["next_before_id"] is None
+    page = api.get("/api/jobs", params={"limit": 2}).json()
+    assert len(page["jobs"]) == 2 and page["next_before_id"] == delayed["id"]
+    rest = api.get("/api/jobs", params={"limit": 2, "before_id": page["next_before_id"]}).json()
+    assert [j["id"] for j in rest["jobs"]] == [created.json()["id"]]
+    assert [j["id"] for j in api.get("/api/jobs", params={"queue": "emails"}).json()["jobs"]] == [job["id"]]
+    assert [j["id"] for j in api.get("/api/jobs", params={"key": "k1"}).json()["jobs"]] == [delayed["id"]]
+    assert len(api.get("/api/jobs", params={"status": "pending", "task": "send"}).json()["jobs"]) == 3
+    assert api.get("/api/jobs", params={"status": "failed"}).json()["jobs"] == []
+
+    one = api.get(f"/api/jobs/{job['id']}")
+    assert one.status_code == 200 and one.json()["args"] == {"to": "ada"}
+    stats = {q["queue"]: q for q in api.get("/api/jobs/stats").json()["queues"]}
+    assert (stats["emails"]["waiting"], stats["default"]["waiting"], stats["default"]["delayed"]) == (1, 0, 2)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ({"args": {}}, '"task" is required'),
+        ({"task": "t", "args": [1]}, "'args' must be a JSON object"),
+        ({"task": "t", "args": "x"}, "'args' must be a JSON object"),
+        ({"task": "t", "colour": "red"}, "unknown field(s) colour"),
+        ({"task": "t", "priority": "high"}, "'priority' must be an integer"),
+        ({"task": "t", "priority": True}, "'priority' must be an integer"),
+        ({"task": 7}, "'task' must be a string"),
+        ({"task": "t", "run_at": "tomorrow"}, "not ISO 8601"),
+        ({"task": "t", "run_at": "2030-01-01T00:00:00"}, "no time zone"),
+        ({"task": "t", "delay": 5, "run_at": "2030-01-01T00:00:00+00:00"}, "not both"),
+        ({"task": "t", "max_attempts": 0}, "max_attempts"),
+        ({"task": "t", "queue": "bad queue!"}, "queue"),
+    ],
+)
+def test_enqueue_rejects_bad_bodies_with_422(api: TestClient, body: Any, message: str) -> None:
+    content = body if isinstance(body, str) else json.dumps(body)
+    response = api.post("/api/jobs", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert message in response.json()["error"]
+    assert api.get("/api/jobs").json()["jobs"] == [], "nothing was written"
+
+
+def test_strict_dashboard_refuses_unknown_tasks(app: pgq.App) -> None:
+    @app.task
+    def known(n: int) -> None: ...
+
+    with client(app, strict=True) as c:
+        refused = c.post("/api/jobs", json={"task": "unknown"})
+        assert refused.status_code == 422 and "unknown" in refused.json()["error"]
+        bad_args = c.post("/api/jobs", json={"task": "known", "args": {"m": 1}})
+        assert bad_args.status_code == 422, bad_args.text
+        assert c.post("/api/jobs", json={"task": "known", "args": {"n": 1}}).status_code == 201
+
+
+def test_read_errors(api: TestClient) -> None:
+    assert api.get("/api/jobs/12345").status_code == 404
+    assert "no job with id 12345" in api.get("/api/jobs/12345").json()["error"]
+    assert api.get("/api/jobs/abc").status_code == 404
+    for params, message in (
+        ({"status": "sleeping"}, "status must be one of"),
+        ({"limit": "0"}, "between 1 and 1000"),
+        ({"limit": "many"}, "whole number"),
+        ({"before_id": "x"}, "whole number"),
+        ({"colour": "red"}, "unknown query parameter"),
+    ):
+        response = api.get("/api/jobs", params=params)
+        assert response.status_code == 422 and message in response.json()["error"], response.text
+    missing = api.get("/api/nothing-here")
+    assert missing.status_code == 404 and "openapi.json" in missing.json()["error"]
+    assert api.delete("/api/jobs").status_code == 405
+    assert "error" in api.delete("/api/jobs").json()
+
+
+def test_job_actions_and_their_errors(api: TestClient, app: pgq.App) -> None:
+    job_id = app.enqueue("work", {"n": 1})
+
+    def act(target: int | str, body: Any) -> Any:
+        return api.post(f"/api/jobs/{target}/action", json=body)
+
+    conflict = act(job_id, {"action": "retry"})
+    assert conflict.status_code == 409 and "only failed or cancelled" in conflict.json()["error"]
+    cancelled = act(job_id, {"action": "cancel"})
+    assert cancelled.status_code == 200 and cancelled.json()["job"]["status"] == "cancelled"
+    again = act(job_id, {"action": "cancel"})
+    assert again.status_code == 409 and "already finished" in again.json()["error"]
+    retried = act(job_id, {"action": "retry"})
+    assert retried.status_code == 200 and retried.json()["job"]["status"] == "pending"
+
+    promoted = act(app.enqueue("work", {}, delay=3600), {"action": "promote"})
+    assert promoted.status_code == 200, promoted.text
+    promoted_job = promoted.json()["job"]
+    due = datetime.fromisoformat(promoted_job["run_at"]) - datetime.fromisoformat(promoted_job["created_at"])
+    assert due < timedelta(minutes=1), "promoted: due now, not in an hour"
+    assert act(job_id, {"action": "remove"}).status_code == 409, "a live job cannot be removed"
+    assert act(job_id, {"action": "cancel"}).status_code == 200
+    assert act(job_id, {"action": "promote"}).status_code == 409
+    removed = act(job_id, {"action": "remove"})
+    assert removed.status_code == 200 and removed.json()["job"] is None
+    assert api.get(f"/api/jobs/{job_id}").status_code == 404
+    assert act(job_id, {"action": "remove"}).status_code == 404
+
+    assert act(999999, {"action": "cancel"}).status_code == 404
+    assert act(999999, {"action": "retry"}).status_code == 404
+    assert act(job_id, {"action": "explode"}).status_code == 422
+    assert act(job_id, {}).status_code == 422
+    assert act(job_id, {"action": "cancel", "force": True}).status_code == 422
+    assert act(job_id, [1]).status_code == 422
+    assert act("abc", {"action": "cancel"}).status_code == 404
+
+
+# ------------------------------------------------------------ queues, workers
+
+
+def test_queues_and_workers_api(api: TestClient, app: pgq.App, database_url: str) -> None:
+    failed = app.enqueue("t", {}, queue="emails")
+    app.cancel(failed)
+    with psycopg.connect(database_url, autocommit=True) as conn:  # a failed job, as a worker leaves it
+        conn.execute("update pgq.job_history set status = 'failed' where id = %s", [failed])
+        conn.execute(
+            "insert into pgq.workers (id, name, host, pid, queues, concurrency)"
+            " values (gen_random_uuid(), 'w-1', 'h', 1, '{emails}', 4)"
+        )
+    app.enqueue("t", {}, queue="emails")
+
+    paused = api.post("/api/queues/emails/pause")
+    assert paused.status_code == 200 and "paused" in paused.json()["message"]
+    queues = {q["name"]: q for q in api.get("/api/queues").json()["queues"]}
+    assert queues["emails"]["paused"] is True and queues["emails"]["waiting"] == 1
+    assert api.post("/api/queues/emails/resume", json={}).status_code == 200
+    assert api.get("/api/queues").json()["queues"][0]["paused"] is False
+    retried = api.post("/api/queues/emails/retry-failed")
+    assert retried.status_code == 200 and "1 failed job back" in retried.json()["message"]
+    assert app.get_job(failed).status == "pending"  # type: ignore[union-attr]
+
+    assert api.post("/api/queues/emails/explode").status_code == 404
+    assert api.post("/api/queues/bad%20name/pause").status_code == 422
+    assert api.post("/api/queues/emails/pause", json={"why": "x"}).status_code == 422
+    workers = api.get("/api/workers").json()["workers"]
+    assert [(w["name"], w["concurrency"]) for w in workers] == [("w-1", 4)]
+
+    token = csrf_of(api, "/queues")
+    page = api.get("/queues").text
+    assert "Pause" in page and "emails" in page and "w-1" not in page
+    assert "w-1" in api.get("/workers").text and "w-1" in api.get("/").text
+    done = api.post("/actions/queue", data={"name": "emails", "action": "pause", "csrf": token, "next": "/queues"})
+    assert done.status_code == 303
+    assert "Resume" in api.get("/queues").text and "paused" in api.get("/queues").text
+
+
+# ------------------------------------------------------------------ schedules
+
+
+def test_schedules_api(api: TestClient, app: pgq.App) -> None:
+    app.add_schedule("nightly report", "0 3 * * *", "report", {"Api_Key": "k", "day": 1})
+    listed = api.get("/api/schedules").json()["schedules"]
+    assert [s["name"] for s in listed] == ["nightly report"]
+    assert listed[0]["args"] == {"Api_Key": "[redacted]", "day": 1}
+
+    url = "/api/schedules/nightly%20report/action"
+    disabled = api.post(url, json={"action": "disable"})
+    assert disabled.status_code == 200 and disabled.json()["schedule"]["enabled"] is False
+    assert api.post(url, json={"action": "enable"}).json()["schedule"]["enabled"] is True
+    triggered = api.post(url, json={"action": "trigger"})
+    assert triggered.status_code == 200 and "enqueued" in triggered.json()["message"]
+    assert [j["task"] for j in api.get("/api/jobs").json()["jobs"]] == ["report"]
+
+    assert api.post("/api/schedules/nope/action", json={"action": "trigger"}).status_code == 404
+    assert api.post(url, json={"action": "delete"}).status_code == 422
+    assert api.post(url, content="{", headers={"content-type": "application/json"}).status_code == 422
+
+
+def test_openapi_describes_every_endpoint(api: TestClient) -> None:
+    doc = api.get("/api/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    assert set(doc["paths"]) >= {
+        "/api/queues",
+        "/api/queues/{name}/{action}",
+        "/api/workers",
+        "/api/jobs",
+        "/api/jobs/stats",
+        "/api/jobs/{job_id}",
+        "/api/jobs/{job_id}/action",
+        "/api/schedules",
+        "/api/schedules/{name}/action",
+    }
+    action = doc["paths"]["/api/jobs/{job_id}/action"]["post"]
+    assert {"404", "409", "422"} <= set(action["responses"])
+
+
+# -------------------------------------------------------------------- security
+
+
+def test_redaction_everywhere(api: TestClient, app: pgq.App) -> None:
+    args = {
+        "password": "hunter2",
+        "nested": {"API-Key": "k-123", "Authorization": "Bearer xyz", "keep": "visible"},
+        "items": [{"Secret": "s-456"}, {"token": "t-789"}],
+    }
+    job_id = app.enqueue("login", args)
+    shown = api.get(f"/api/jobs/{job_id}").json()["args"]
+    assert shown == {
+        "password": "[redacted]",
+        "nested": {"API-Key": "[redacted]", "Authorization": "[redacted]", "keep": "visible"},
+        "items": [{"Secret": "[redacted]"}, {"token": "[redacted]"}],
+    }
+    pages = api.get(f"/jobs/{job_id}").text + api.get("/jobs").text + json.dumps(api.get("/api/jobs").json())
+    for secret in ("hunter2", "k-123", "xyz", "s-456", "t-789"):
+        assert secret not in pages
+    assert "visible" in pages
+
+    with client(app, redact_keys=["keep"]) as other:
+        assert other.get(f"/api/jobs/{job_id}").json()["args"]["password"] == "hunter2"
+        assert other.get(f"/api/jobs/{job_id}").json()["args"]["nested"]["keep"] == "[redacted]"
+
+
+def test_html_in_args_and_errors_is_escaped(api: TestClient, app: pgq.App) -> None:
+    job_id = app.enqueue("x<script>alert(1)</script>", {"html": "<script>alert('pwned')</script><img src=x onerror=1>"})
+    detail = api.get(f"/jobs/{job_id}").text
+    listing = api.get("/jobs").text
+    for page in (detail, listing):
+        assert "<script>alert" not in page and "<img src=x" not in page
+        assert "&lt;script&gt;alert(" in page
+    assert api.get(f"/jobs/{job_id}").headers["content-security-policy"].startswith("default-src 'none'")
+
+
+def test_read_only_hides_and_refuses_actions(app: pgq.App) -> None:
+    app.add_schedule("s", "0 * * * *", "t")
+    job_id = app.enqueue("t", {})
+    app.cancel(job_id)
+    with client(app, read_only=True) as c:
+        assert c.get("/api/jobs").status_code == 200
+        for url, body in (
+            ("/api/jobs", {"task": "t"}),
+            (f"/api/jobs/{job_id}/action", {"action": "retry"}),
+            ("/api/schedules/s/action", {"action": "trigger"}),
+        ):
+            refused = c.post(url, json=body)
+            assert refused.status_code == 403 and "read-only" in refused.json()["error"], url
+        detail = c.get(f"/jobs/{job_id}").text
+        assert "read-only" in detail and "<button" not in detail.replace('<button class="link">Log out', "")
+        assert "<button" not in c.get("/schedules").text
+        form = c.post("/actions/job", data={"id": job_id, "action": "retry", "csrf": "x"})
+        assert form.status_code == 403
+    assert app.get_job(job_id).status == "cancelled"  # type: ignore[union-attr]
+
+
+def test_forms_need_the_csrf_token(api: TestClient, app: pgq.App) -> None:
+    job_id = app.enqueue("t", {})
+    app.cancel(job_id)
+    token = csrf_of(api, f"/jobs/{job_id}")
+    assert api.post("/actions/job", data={"id": job_id, "action": "retry"}).status_code == 403
+    assert api.post("/actions/job", data={"id": job_id, "action": "retry", "csrf": "forged" * 5}).status_code == 403
+    cross = api.post(
+        "/actions/job",
+        data={"id": job_id, "action": "retry", "csrf": token},
+        headers={"origin": "https://evil.example"},
+    )
+    assert cross.status_code == 403
+    assert app.get_job(job_id).status == "cancelled"  # type: ignore[union-attr]
+
+    done = api.post("/actions/job", data={"id": job_id, "action": "retry", "csrf": token, "next": f"/jobs/{job_id}"})
+    assert done.status_code == 303 and done.headers["location"] == f"/jobs/{job_id}"
+    assert app.get_job(job_id).status == "pending"  # type: ignore[union-attr]
+    assert "back in its queue" in api.get(f"/jobs/{job_id}").text  # the flash message
+    refused = api.post("/actions/job", data={"id": job_id, "action": "retry", "csrf": token, "next": "//evil.example"})
+    assert refused.headers["location"] == "/", "never redirect off the dashboard"
+    assert "only failed or cancelled" in api.get("/").text
+
+    # The JSON API refuses requests a browser sends for another site.
+    for headers in ({"origin": "https://evil.example"}, {"sec-fetch-site": "cross-site"}):
+        response = api.post(f"/api/jobs/{job_id}/action", json={"action": "cancel"}, headers=headers)
+        assert response.status_code == 403 and "cross-site" in response.json()["error"]
+    form_encoded = api.post(
+        "/api/jobs", content="task=t", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert form_encoded.status_code == 422 and "application/json" in form_encoded.json()["error"]
+
+
+def test_schedule_forms(api: TestClient, app: pgq.App) -> None:
+    app.add_schedule("hourly <b>", "0 * * * *", "t")
+    page = api.get("/schedules").text
+    assert "hourly &lt;b&gt;" in page
+    token = csrf_of(api, "/schedules")
+    response = api.post(
+        "/actions/schedule", data={"name": "hourly <b>", "action": "disable", "csrf": token, "next": "/schedules"}
+    )
+    assert response.status_code == 303
+    assert app.get_schedule("hourly <b>").enabled is False  # type: ignore[union-attr]
+    api.post("/actions/schedule", data={"name": "hourly <b>", "action": "trigger", "csrf": token})
+    assert [j.task for j in app.list_jobs()] == ["t"]
+
+
+def test_token_guards_pages_api_and_metrics(app: pgq.App) -> None:
+    with client(app, token="s3cret-token") as c:
+        api_refused = c.get("/api/jobs")
+        assert api_refused.status_code == 401 and "Bearer" in api_refused.json()["error"]
+        assert c.get("/metrics").status_code == 401
+        assert c.post("/api/jobs", json={"task": "t"}).status_code == 401
+        page = c.get("/jobs?status=failed", headers={"accept": "text/html"})
+        assert page.status_code == 303 and page.headers["location"] == "/login?next=%2Fjobs%3Fstatus%3Dfailed"
+        assert c.get("/static/app.css").status_code == 200
+
+        assert c.get("/api/jobs", headers={"authorization": "Bearer s3cret-token"}).status_code == 200
+        assert c.get("/api/jobs", headers={"authorization": "Bearer wrong"}).status_code == 401
+
+        token = csrf_of(c, "/login")
+        wrong = c.post("/login", data={"token": "nope", "csrf": token, "next": "/jobs"})
+        assert wrong.status_code == 401 and "Wrong token" in wrong.text
+        ok = c.post("/login", data={"token": "s3cret-token", "csrf": token, "next": "/jobs"})
+        assert ok.status_code == 303 and ok.headers["location"] == "/jobs"
+        cookie = ok.headers["set-cookie"]
+        assert "pgq_auth=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" in cookie
+        assert "s3cret-token" not in cookie
+        assert c.get("/jobs").status_code == 200
+        assert c.get("/api/jobs").status_code == 200, "the session cookie works for the API too"
+        c.post("/logout", data={"csrf": token})
+        c.cookies.delete("pgq_auth")
+        assert c.get("/api/jobs").status_code == 401
+    with client(app) as open_client:
+        assert open_client.get("/api/jobs").status_code == 200, "no token: no authentication"
+
+
+def test_allowed_hosts_refuse_rebinding(app: pgq.App) -> None:
+    with client(app, allowed_hosts=["127.0.0.1", "localhost"]) as c:
+        assert c.get("/api/jobs").status_code == 200
+        assert c.get("/api/jobs", headers={"host": "localhost:8080"}).status_code == 200
+        assert c.get("/api/jobs", headers={"host": "evil.example"}).status_code == 400
+
+
+def test_exposure_rules_of_pgq_dashboard() -> None:
+    check_exposure("127.0.0.1", None, False, False)
+    check_exposure("::1", None, False, False)
+    check_exposure("0.0.0.0", "token", False, False)
+    check_exposure("0.0.0.0", None, True, True)
+    for read_only, insecure in ((False, False), (True, False), (False, True)):
+        with pytest.raises(ConfigurationError, match="PGQ_DASHBOARD_TOKEN"):
+            check_exposure("0.0.0.0", None, read_only, insecure)
+
+
+def test_cli_refuses_a_public_address_without_token(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pgq.cli import main
+
+    monkeypatch.delenv("PGQ_DASHBOARD_TOKEN", raising=False)
+    monkeypatch.setenv("PGQ_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    assert main(["dashboard", "--host", "0.0.0.0", "--port", "1"]) == 2
+    assert "refusing to serve the dashboard on 0.0.0.0" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------- mounting, metrics
+
+
+def test_mounted_under_a_prefix(app: pgq.App) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    host = Starlette(routes=[Mount("/ops/pgq", app=create_app(app))])
+    job_id = app.enqueue("t", {})
+    app.cancel(job_id)
+    with TestClient(host, base_url=BASE, follow_redirects=False) as c:
+        page = c.get("/ops/pgq/")
+        assert page.status_code == 200
+        assert 'href="/ops/pgq/jobs"' in page.text and 'src="/ops/pgq/static/live.js"' in page.text
+        assert c.get("/ops/pgq/static/app.css").status_code == 200
+        assert c.get(f"/ops/pgq/api/jobs/{job_id}").json()["id"] == job_id
+        assert c.get("/ops/pgq/api/openapi.json").json()["servers"] == [{"url": "/ops/pgq"}]
+        token = csrf_of(c, f"/ops/pgq/jobs/{job_id}")
+        done = c.post(
+            "/ops/pgq/actions/job", data={"id": job_id, "action": "retry", "csrf": token, "next": f"/jobs/{job_id}"}
+        )
+        assert done.status_code == 303 and done.headers["location"] == f"/ops/pgq/jobs/{job_id}"
+
+
+def test_metrics(api: TestClient, app: pgq.App, database_url: str) -> None:
+    app.enqueue("t", {}, queue="emails")
+    app.enqueue("t", {}, queue="emails", delay=600)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "insert into pgq.metrics"
+            " (queue, at, interval_seconds, completed, failed, retried, run_ms_mean, wait_ms_p95) values"
+            " ('emails', now() - interval '20 s', 10, 5, 1, 2, 250, 40),"
+            " ('emails', now() - interval '10 s', 10, 3, 0, 0, 500, 80)"
+        )
+        conn.execute(
+            "insert into pgq.workers (id, name, host, pid, queues, concurrency, running)"
+            " values (gen_random_uuid(), 'w', 'h', 1, '{emails}', 10, '{1,2,3}')"
+        )
+    text = api.get("/metrics").text
+    assert 'pgq_jobs{queue="emails",state="pending"} 1.0' in text
+    assert 'pgq_jobs{queue="emails",state="delayed"} 1.0' in text
+    assert 'pgq_jobs_completed_total{queue="emails"} 8.0' in text
+    assert 'pgq_jobs_failed_total{queue="emails"} 1.0' in text
+    assert 'pgq_jobs_retried_total{queue="emails"} 2.0' in text
+    assert 'pgq_job_run_seconds{queue="emails",stat="mean"} 0.5' in text
+    assert 'pgq_job_wait_seconds{queue="emails",stat="p95"} 0.08' in text
+    assert "pgq_worker_slots 10.0" in text and "pgq_worker_slots_in_use 3.0" in text and "pgq_workers 1.0" in text
+    overview = api.get("/").text
+    assert "8 completed, 1 failed in the last hour" in overview and "<svg" in overview
+
+
+# ----------------------------------------------------------------------- live
+
+
+async def test_live_hub_reads_once_per_tick_for_all_browsers(app: pgq.App, database_url: str) -> None:
+    from pgq.web.data import Redactor
+    from pgq.web.live import LiveHub
+
+    job_id = app.enqueue("t", {}, queue="live")
+    hub = LiveHub(app, Redactor([]), tick=0.3)
+
+    async def next_snapshot(stream: Any) -> dict[str, Any]:
+        while True:
+            chunk = await asyncio.wait_for(stream.__anext__(), 5)
+            if chunk.startswith("event: snapshot"):
+                return dict(json.loads(chunk.split("data: ", 1)[1]))
+
+    streams = [hub.stream(frozenset({job_id})) for _ in range(3)]
+    try:
+        firsts = [await next_snapshot(s) for s in streams]
+        assert all(f["counts"]["live"]["pending"] == 1 for f in firsts)
+        assert firsts[0]["jobs"][str(job_id)]["status"] == "pending"
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("select pgq.enqueue('t', '{}', 'live')")
+        update = await next_snapshot(streams[0])
+        assert update["counts"]["live"]["pending"] == 2, "the NOTIFY brought the change"
+        reads = hub.reads
+        await asyncio.sleep(1.0)
+        # Three browsers, ~3 ticks: one statement per tick (plus a finished count
+        # at most every 2 s), not one per browser.
+        assert hub.reads - reads <= 5
+        app.cancel(job_id)
+        # The job's own state follows at the next tick; the finished counts within
+        # finished_every (2 s) of the previous count.
+        cancelled = await next_snapshot(streams[1])
+        while cancelled["jobs"][str(job_id)]["status"] != "cancelled" or cancelled["totals"]["cancelled"] != 1:
+            cancelled = await next_snapshot(streams[1])
+    finally:
+        for s in streams:
+            await s.aclose()
+        await hub.aclose()
+    assert not hub.subscribers
+
+
+# ------------------------------------------------------------ worker metrics
+
+
+@pytest.mark.slow
+def test_worker_metrics_port(database_url: str, start_worker: Any, app: pgq.App) -> None:
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start_worker("--concurrency", "4", "--metrics-port", f"127.0.0.1:{port}", app="tests.apps.web:app")
+    ids = [app.enqueue("echo", {"n": i}) for i in range(3)]
+    deadline = time.monotonic() + 20
+    text = ""
+    while time.monotonic() < deadline:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        except OSError:
+            text = ""
+        if 'pgq_worker_jobs_finished_total{outcome="completed",queue="default",task="echo"} 3.0' in text:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"no metrics for 3 completed jobs {ids}:\n{text}")
+    assert 'pgq_worker_jobs_started_total{queue="default",task="echo"} 3.0' in text
+    assert 'pgq_worker_job_run_seconds_count{queue="default",task="echo"} 3.0' in text
+    assert 'pgq_worker_job_wait_seconds_bucket{le="+Inf",queue="default"} 3.0' in text
+    assert "pgq_worker_slots 4.0" in text and "pgq_worker_slots_in_use 0.0" in text
+
+
+def test_worker_metrics_port_refusals(capsys: pytest.CaptureFixture[str]) -> None:
+    from pgq.cli import main
+
+    assert main(["worker", "tests.apps.web:app", "--processes", "2", "--metrics-port", "9"]) == 2
+    assert "one process" in capsys.readouterr().err
+    assert main(["worker", "tests.apps.web:app", "--metrics-port", "nope"]) == 2
+    assert "PORT or HOST:PORT" in capsys.readouterr().err
