@@ -1,8 +1,9 @@
 """Run the operator's SQL of README.md on sample data and print each result:
 ``python -m examples.sql.run``.
 
-The sample rows are inserted in a transaction that is rolled back at the end,
-so the database (PGQ_DATABASE_URL, or the embedded PostgreSQL) is left as it was.
+It works in a scratch database, ``pgq_sql_example``, created on the server of
+PGQ_DATABASE_URL (or the embedded PostgreSQL) and dropped at the end, so your
+own jobs neither get in the way nor get touched. That needs the CREATEDB privilege.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 import pgq
 
 HERE = Path(__file__).parent
+SCRATCH = "pgq_sql_example"
 
 
 def queries() -> dict[str, str]:
@@ -52,9 +55,18 @@ def run_all(url: str) -> dict[str, str]:
 
 def main() -> None:
     with pgq.App() as app:
-        app.migrate()
-        for name, output in run_all(app.url).items():
+        server = app.url
+    scratch = make_conninfo(server, dbname=SCRATCH)
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"drop database if exists {SCRATCH}")
+        conn.execute(f"create database {SCRATCH}")
+    try:
+        pgq.migrate(scratch)
+        for name, output in run_all(scratch).items():
             print(f"-- {name}\n{output}\n")
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f"drop database if exists {SCRATCH} with (force)")
 
 
 if __name__ == "__main__":
