@@ -144,3 +144,31 @@ def test_the_sweepers_rescue_reads_running_jobs_not_the_backlog(
     text = "\n".join(plan)
     assert "Seq Scan on jobs" not in text, text
     assert total_buffers(plan) <= MAX_BUFFERS, text
+
+
+def test_an_idle_workers_next_wake_up_reads_one_entry_per_priority(conn: psycopg.Connection[Any], app: pgq.App) -> None:
+    """After every claim that finds fewer jobs than free slots, and at every idle
+    poll, the worker asks when the next delayed job is due. Behind a big delayed
+    backlog that must stay a few index probes, and be right across priorities."""
+    conn.execute(
+        """insert into pgq.jobs (task, run_at, priority)
+           select 'later', now() + interval '1 hour' + g * interval '1 ms', g %% 3
+             from generate_series(1, %s) g""",
+        [BACKLOG],
+    )
+    conn.execute("insert into pgq.jobs (task, run_at, priority) values ('soonest', now() + interval '10 minutes', -5)")
+    conn.execute("insert into pgq.jobs (task, run_at, priority) values ('due', now() - interval '1 minute', 7)")
+    conn.execute(
+        "insert into pgq.jobs (task, run_at, queue) values ('elsewhere', now() + interval '1 minute', 'other')"
+    )
+    conn.execute("analyze pgq.jobs")
+    sql, params = query("job_next_run_at", "pgq"), {"queues": ["default"]}
+    wait = conn.execute(sql, params).fetchone()["wait"]  # type: ignore[index]
+    assert 590 < float(wait) <= 600  # the 'soonest' job, though its priority is the lowest
+    plan = [
+        row["QUERY PLAN"]
+        for row in psycopg.ClientCursor(conn).execute("explain (analyze, buffers, costs off) " + sql, params).fetchall()
+    ]
+    text = "\n".join(plan)
+    assert "Seq Scan on jobs" not in text, text
+    assert total_buffers(plan) <= 200, text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -216,3 +217,51 @@ def test_prune_cli(database_url: str, conn: Any) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "jobs: 3, workers: 0, metrics: 0"
     assert history_counts(conn) == {}
+
+
+def dead_rows(conn: Any) -> int:
+    row = conn.execute("select n_dead_tup as n from pg_stat_user_tables where relid = 'pgq.jobs'::regclass").fetchone()
+    return int(row["n"])
+
+
+async def until_dead_rows(conn: Any, count: int) -> None:
+    """The statistics system counts a backend's dead rows a moment after its commit."""
+    deadline = time.monotonic() + 15
+    while dead_rows(conn) < count:
+        assert time.monotonic() < deadline, f"the statistics never counted {count} dead rows"
+        await asyncio.sleep(0.2)
+
+
+async def test_the_sweeper_vacuums_the_live_table_once_dead_rows_pile_up(database_url: str, conn: Any) -> None:
+    app = pgq.App(database_url, vacuum_threshold=5000)
+    sweeping = Sweeper(app, worker_name="test")
+    try:
+        conn.execute("alter table pgq.jobs set (autovacuum_enabled = false)")  # only the sweeper vacuums here
+        conn.execute("insert into pgq.jobs (task) select 'churn' from generate_series(1, 3000)")
+        conn.execute("delete from pgq.jobs where task = 'churn'")
+        await until_dead_rows(conn, 3000)
+        assert (await sweeping.run_once()).vacuumed_dead_rows == 0  # under the threshold: left alone
+        conn.execute("insert into pgq.jobs (task) select 'churn' from generate_series(1, 3000)")
+        conn.execute("delete from pgq.jobs where task = 'churn'")
+        await until_dead_rows(conn, 5000)
+        result = await sweeping.run_once()
+        assert result.vacuumed_dead_rows >= 5000
+        assert dead_rows(conn) == 0  # VACUUM reports its work at once
+    finally:
+        await sweeping.close()
+        app.close()
+
+
+async def test_vacuum_threshold_zero_leaves_the_table_to_autovacuum(database_url: str, conn: Any) -> None:
+    app = pgq.App(database_url, vacuum_threshold=0)
+    sweeping = Sweeper(app, worker_name="test")
+    try:
+        conn.execute("alter table pgq.jobs set (autovacuum_enabled = false)")
+        conn.execute("insert into pgq.jobs (task) select 'churn' from generate_series(1, 2000)")
+        conn.execute("delete from pgq.jobs where task = 'churn'")
+        await until_dead_rows(conn, 2000)
+        assert (await sweeping.run_once()).vacuumed_dead_rows == 0
+        assert dead_rows(conn) >= 2000
+    finally:
+        await sweeping.close()
+        app.close()

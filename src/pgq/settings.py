@@ -91,6 +91,15 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="Seconds between sweeps of the elected sweeper. Default 5."
     )
     metrics_interval: float = Field(default=10.0, gt=0, description="Seconds between rows of `metrics`. Default 10.")
+    vacuum_threshold: int = Field(
+        default=10_000,
+        ge=0,
+        description=(
+            "The sweeper vacuums `jobs` when it holds this many dead rows (every claim and finish leaves one, "
+            "and the claim steps over them until vacuum; autovacuum looks only once a minute). 0 leaves it "
+            "to autovacuum. Default 10000."
+        ),
+    )
     retention: float = Field(
         default=7 * 24 * 3600.0,
         gt=0,

@@ -49,6 +49,8 @@ class SweepResult:
     pruned_jobs: int = 0
     pruned_workers: int = 0
     metrics_rows: int = 0
+    #: Dead rows of ``jobs`` when the sweeper vacuumed it (0: no vacuum this pass).
+    vacuumed_dead_rows: int = 0
 
 
 def lock_key(schema: str) -> int:
@@ -75,6 +77,7 @@ class Sweeper(Service):
         #: monotonic time of the first good pass after an outage (None: no outage seen)
         self._recovered_at: float | None = None
         self._outage = False
+        self._vacuum_refused = False
         # A pass is bounded on this side too: a half-open lock session must not
         # hang the sweeper (the server ends that session by idle_session_timeout).
         self.deadline = client_deadline(settings) + PRUNE_BATCHES_PER_PASS * settings.statement_timeout
@@ -132,6 +135,7 @@ class Sweeper(Service):
         conn = await self._connect()
         await self._rescue(conn, result)
         await self._prune(conn, result)
+        await self._vacuum(conn, result)
         if time.monotonic() - self._last_metrics >= self.metrics_interval:
             rows = await (
                 await conn.execute(query("sweep_write_metrics", self.schema), {"interval": self.metrics_interval})
@@ -194,6 +198,36 @@ class Sweeper(Service):
         cur = await conn.execute(query("sweep_prune_workers", self.schema))
         result.pruned_workers = cur.rowcount
         await conn.execute(query("sweep_prune_metrics", self.schema), {"keep": self.app.settings.metrics_retention})
+
+    async def _vacuum(self, conn: psycopg.AsyncConnection[dict[str, Any]], result: SweepResult) -> None:
+        """Vacuum the live table once enough dead rows piled up. Every job leaves two
+        (its claim's old version and its delete), their entries sit at the head of the
+        claim index in claim order, and every claim steps over them until a vacuum
+        removes them: a million jobs through the table made claims several times
+        slower. Autovacuum looks at a table at most once a minute (autovacuum_naptime);
+        at thousands of jobs a second that is too rare. VACUUM takes no lock that
+        claims or enqueues wait for, and skips the pages that did not change."""
+        threshold = self.app.settings.vacuum_threshold
+        if threshold <= 0 or self._vacuum_refused:
+            return
+        cur = await conn.execute(query("sweep_dead_rows", self.schema))
+        row = await cur.fetchone()
+        dead = int(row["dead"]) if row and row["dead"] is not None else 0
+        if dead < threshold:
+            return
+        try:
+            await conn.execute(query("sweep_vacuum_jobs", self.schema))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            self._vacuum_refused = True
+            self.log.warning(
+                "the sweeper may not vacuum %s.jobs (%s); autovacuum alone keeps it: grant the table to pgq's "
+                "user, or set PGQ_VACUUM_THRESHOLD=0 to silence this",
+                self.schema,
+                str(exc).strip(),
+            )
+            return
+        result.vacuumed_dead_rows = dead
+        self.log.debug("vacuumed %s.jobs (%d dead rows)", self.schema, dead, extra={"event": "jobs_vacuumed"})
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None

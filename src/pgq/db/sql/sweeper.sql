@@ -190,3 +190,12 @@ select w.queue, (select at from clock), extract(epoch from (select at from clock
   left join retries r on r.queue = w.queue
   left join staff s on s.queue = w.queue
 returning queue;
+
+-- name: sweep_dead_rows
+-- Dead rows in the live table, as the statistics system counts them.
+select n_dead_tup as dead
+  from pg_stat_user_tables
+ where relid = cast('{schema}.jobs' as regclass);
+
+-- name: sweep_vacuum_jobs
+vacuum {schema}.jobs;
