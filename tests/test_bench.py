@@ -26,6 +26,8 @@ SCENARIOS = (
     "drain, async, concurrency 100",
     "drain, sync handler, concurrency 10",
     "drain, 2 processes, concurrency 10",
+    "drain, global limit 5, concurrency 10",
+    "drain, 1,000 groups, concurrency 10",
     "latency, idle (200 jobs 20 ms apart)",
 )
 

@@ -470,6 +470,14 @@ def test_cli_queues_workers_and_stats(database_url: str, app: pgq.App, conn: Any
             "workers": 0,
             "oldest_waiting_seconds": listing[0]["oldest_waiting_seconds"],
             "updated_at": listing[0]["updated_at"],
+            # no limits set (pgq queues set; docs/flow-control.md)
+            "concurrency": None,
+            "rate": None,
+            "group_concurrency": None,
+            "group_rate": None,
+            "max_pending": None,
+            "on_full": "reject",
+            "rejected": 0,
         }
     ]
     table = pgq_cli(database_url, "queues", "list").stdout
@@ -543,3 +551,12 @@ def test_cli_parser_knows_the_new_commands() -> None:
         ["stats", "--watch", "--interval", "2"],
     ):
         assert callable(parser.parse_args(argv).handler)
+
+
+def test_cli_masks_secret_args_like_the_dashboard(database_url: str, app: pgq.App) -> None:
+    job_id = app.enqueue("login", {"user": "ada", "db_password": "hunter2", "nested": {"access_token": "t-1"}})
+    for args in (("jobs", "show", str(job_id)), ("jobs", "show", str(job_id), "--json"), ("jobs", "list", "--json")):
+        result = pgq_cli(database_url, *args)
+        assert result.returncode == 0, result.stderr
+        assert "hunter2" not in result.stdout and "t-1" not in result.stdout, result.stdout
+        assert "[redacted]" in result.stdout and "ada" in result.stdout

@@ -199,6 +199,9 @@ def test_drain_calls_hooks_and_stops_a_job_that_enqueues_itself_forever(app: pgq
         drain(app, max_jobs=3)
     assert seen[:2] == [("job_started", first), ("job_completed", first)]
     assert len(seen) == 6
+    # Nothing was claimed and then left: the next job waits, pending, for another drain.
+    assert [job.status for job in app.list_jobs(status="running")] == []
+    assert len(app.list_jobs(status="pending")) == 1
 
 
 def test_unknown_tasks_fail_for_good_in_drain(app: pgq.App) -> None:

@@ -138,6 +138,17 @@ def test_read_errors(api: TestClient) -> None:
     ):
         response = api.get("/api/jobs", params=params)
         assert response.status_code == 422 and message in response.json()["error"], response.text
+    # Digits that are not ASCII, underscores, NUL bytes: clear errors, never a 500.
+    assert api.get("/api/jobs/1_0").status_code == 404
+    assert api.get("/api/jobs/\u00b2").status_code == 404
+    assert api.get("/jobs/\u00b2").status_code == 404
+    assert api.get("/jobs", params={"id": "\u00b2"}).status_code == 303  # back to the list, with a message
+    assert api.get("/jobs", params={"before_id": "\u00b2"}).status_code == 200
+    for params in ({"queue": "a\x00b"}, {"task": "\x00"}):
+        response = api.get("/api/jobs", params=params)
+        assert response.status_code == 422 and "refused" in response.json()["error"], response.text
+    nul = api.post("/api/jobs", json={"task": "t\u0000x"})
+    assert nul.status_code == 422, nul.text
     missing = api.get("/api/nothing-here")
     assert missing.status_code == 404 and "openapi.json" in missing.json()["error"]
     assert api.delete("/api/jobs").status_code == 405
@@ -268,6 +279,10 @@ def test_redaction_everywhere(api: TestClient, app: pgq.App) -> None:
         "password": "hunter2",
         "nested": {"API-Key": "k-123", "Authorization": "Bearer xyz", "keep": "visible"},
         "items": [{"Secret": "s-456"}, {"token": "t-789"}],
+        "access_token": "at-1",
+        "client_secret": "cs-2",
+        "db_password": "dp-3",
+        "X-Api-Key": "xk-4",
     }
     job_id = app.enqueue("login", args)
     shown = api.get(f"/api/jobs/{job_id}").json()["args"]
@@ -275,9 +290,13 @@ def test_redaction_everywhere(api: TestClient, app: pgq.App) -> None:
         "password": "[redacted]",
         "nested": {"API-Key": "[redacted]", "Authorization": "[redacted]", "keep": "visible"},
         "items": [{"Secret": "[redacted]"}, {"token": "[redacted]"}],
+        "access_token": "[redacted]",
+        "client_secret": "[redacted]",
+        "db_password": "[redacted]",
+        "X-Api-Key": "[redacted]",
     }
     pages = api.get(f"/jobs/{job_id}").text + api.get("/jobs").text + json.dumps(api.get("/api/jobs").json())
-    for secret in ("hunter2", "k-123", "xyz", "s-456", "t-789"):
+    for secret in ("hunter2", "k-123", "xyz", "s-456", "t-789", "at-1", "cs-2", "dp-3", "xk-4"):
         assert secret not in pages
     assert "visible" in pages
 
@@ -377,6 +396,12 @@ def test_token_guards_pages_api_and_metrics(app: pgq.App) -> None:
         assert c.get("/api/jobs", headers={"authorization": "Bearer wrong"}).status_code == 401
 
         token = csrf_of(c, "/login")
+        huge = c.post(
+            "/login",
+            content=b"token=" + b"x" * (1024 * 1024),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert huge.status_code in (401, 403, 422), "a body over the form limit is not read, let alone accepted"
         wrong = c.post("/login", data={"token": "nope", "csrf": token, "next": "/jobs"})
         assert wrong.status_code == 401 and "Wrong token" in wrong.text
         ok = c.post("/login", data={"token": "s3cret-token", "csrf": token, "next": "/jobs"})
@@ -453,7 +478,8 @@ def test_metrics(api: TestClient, app: pgq.App, database_url: str) -> None:
             "insert into pgq.metrics"
             " (queue, at, interval_seconds, completed, failed, retried, run_ms_mean, wait_ms_p95) values"
             " ('emails', now() - interval '20 s', 10, 5, 1, 2, 250, 40),"
-            " ('emails', now() - interval '10 s', 10, 3, 0, 0, 500, 80)"
+            " ('emails', now() - interval '10 s', 10, 3, 0, 0, 500, 80),"
+            " ('emails', now() - interval '25 hours', 10, 100, 100, 100, null, null)"
         )
         conn.execute(
             "insert into pgq.workers (id, name, host, pid, queues, concurrency, running)"
@@ -462,9 +488,9 @@ def test_metrics(api: TestClient, app: pgq.App, database_url: str) -> None:
     text = api.get("/metrics").text
     assert 'pgq_jobs{queue="emails",state="pending"} 1.0' in text
     assert 'pgq_jobs{queue="emails",state="delayed"} 1.0' in text
-    assert 'pgq_jobs_completed_total{queue="emails"} 8.0' in text
-    assert 'pgq_jobs_failed_total{queue="emails"} 1.0' in text
-    assert 'pgq_jobs_retried_total{queue="emails"} 2.0' in text
+    assert 'pgq_jobs_completed_24h{queue="emails"} 8.0' in text  # rows older than 24 h are not counted
+    assert 'pgq_jobs_failed_24h{queue="emails"} 1.0' in text
+    assert 'pgq_jobs_retried_24h{queue="emails"} 2.0' in text
     assert 'pgq_job_run_seconds{queue="emails",stat="mean"} 0.5' in text
     assert 'pgq_job_wait_seconds{queue="emails",stat="p95"} 0.08' in text
     assert "pgq_worker_slots 10.0" in text and "pgq_worker_slots_in_use 3.0" in text and "pgq_workers 1.0" in text
@@ -476,7 +502,7 @@ def test_metrics(api: TestClient, app: pgq.App, database_url: str) -> None:
 
 
 async def test_live_hub_reads_once_per_tick_for_all_browsers(app: pgq.App, database_url: str) -> None:
-    from pgq.web.data import Redactor
+    from pgq.redaction import Redactor
     from pgq.web.live import LiveHub
 
     job_id = app.enqueue("t", {}, queue="live")

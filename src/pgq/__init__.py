@@ -23,6 +23,7 @@ from pgq.errors import (
     PayloadTooLarge,
     PermanentError,
     PgqError,
+    QueueFull,
     Retry,
     UnknownTask,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermanentError",
     "PgqError",
+    "QueueFull",
     "QueueInfo",
     "QueueStats",
     "Retry",

@@ -18,7 +18,7 @@ from pgq.db.embedded import embedded_url
 from pgq.db.queries import query
 from pgq.db.urls import normalize
 from pgq.enqueueing import drive, drive_async, insert_many, insert_one, prepare
-from pgq.errors import ConfigurationError, PgqError
+from pgq.errors import ConfigurationError, PgqError, QueueFull
 from pgq.events import EVENTS, Event
 from pgq.job import Job, JobSpec
 from pgq.operations import OperationControls
@@ -372,6 +372,7 @@ class App(ScheduleControls, OperationControls):
         delay: float | timedelta | None = None,
         key: str | None = None,
         max_attempts: int | None = None,
+        group: str | None = None,
         connection: Any = None,
         strict: bool = False,
     ) -> int:
@@ -383,6 +384,9 @@ class App(ScheduleControls, OperationControls):
           database clock) delays the job; default: run now.
         - ``key``: idempotency key; while a live job of the queue holds it, the
           existing job's id is returned and nothing is created.
+        - ``group``: flow-control group (e.g. ``"tenant:42"``): the queue's group
+          limits apply per group and groups are served round-robin
+          (see :meth:`set_queue` and docs/flow-control.md).
         - ``connection``: a psycopg ``Connection`` or SQLAlchemy
           ``Connection``/``Session`` whose transaction the job joins: it exists,
           and workers are notified, only if that transaction commits.
@@ -390,9 +394,13 @@ class App(ScheduleControls, OperationControls):
         - ``strict``: reject task names this app has not registered.
         """
         name, _ = self._task_for(task)
-        spec = JobSpec(name, args or {}, queue, priority, run_at, delay, key, max_attempts)
+        spec = JobSpec(name, args or {}, queue, priority, run_at, delay, key, max_attempts, group)
         params = self._prepare(spec, strict)
-        return drive(insert_one(self.schema, params), lambda s, p: self._run(s, p, connection))
+        try:
+            return drive(insert_one(self.schema, params), lambda s, p: self._run(s, p, connection))
+        except QueueFull as full:
+            self._count_rejected(full, [params], connection)
+            raise
 
     async def enqueue_async(
         self,
@@ -405,19 +413,24 @@ class App(ScheduleControls, OperationControls):
         delay: float | timedelta | None = None,
         key: str | None = None,
         max_attempts: int | None = None,
+        group: str | None = None,
         connection: Any = None,
         strict: bool = False,
     ) -> int:
         """:meth:`enqueue` for async code; ``connection`` is a psycopg
         ``AsyncConnection`` or SQLAlchemy ``AsyncConnection``/``AsyncSession``."""
         name, _ = self._task_for(task)
-        spec = JobSpec(name, args or {}, queue, priority, run_at, delay, key, max_attempts)
+        spec = JobSpec(name, args or {}, queue, priority, run_at, delay, key, max_attempts, group)
         params = self._prepare(spec, strict)
 
         async def execute(sql: str, p: dict[str, Any]) -> list[Row]:
             return await self._run_async(sql, p, connection)
 
-        return await drive_async(insert_one(self.schema, params), execute)
+        try:
+            return await drive_async(insert_one(self.schema, params), execute)
+        except QueueFull as full:
+            await self._count_rejected_async(full, [params], connection)
+            raise
 
     def enqueue_many(self, specs: Iterable[JobSpec], *, connection: Any = None, strict: bool = False) -> list[int]:
         """Enqueue many jobs in one statement; returns their ids in the order given.
@@ -426,7 +439,11 @@ class App(ScheduleControls, OperationControls):
         the whole batch. A spec whose key a live job holds gets that job's id.
         """
         batch = self._prepare_batch(specs, strict)
-        return drive(insert_many(self.schema, batch), lambda s, p: self._run(s, p, connection))
+        try:
+            return drive(insert_many(self.schema, batch), lambda s, p: self._run(s, p, connection))
+        except QueueFull as full:
+            self._count_rejected(full, batch, connection)
+            raise
 
     async def enqueue_many_async(
         self, specs: Iterable[JobSpec], *, connection: Any = None, strict: bool = False
@@ -437,7 +454,30 @@ class App(ScheduleControls, OperationControls):
         async def execute(sql: str, p: dict[str, Any]) -> list[Row]:
             return await self._run_async(sql, p, connection)
 
-        return await drive_async(insert_many(self.schema, batch), execute)
+        try:
+            return await drive_async(insert_many(self.schema, batch), execute)
+        except QueueFull as full:
+            await self._count_rejected_async(full, batch, connection)
+            raise
+
+    def _rejected_params(self, full: QueueFull, batch: list[dict[str, Any]], connection: Any) -> dict[str, Any] | None:
+        """What to add to the queue's ``rejected`` count. Only on pgq's own connection: a
+        caller's transaction still holds the queue's lock, so a count beside it would wait on it."""
+        if connection is not None or full.queue is None:
+            return None
+        return {"name": full.queue, "n": sum(1 for params in batch if params["queue"] == full.queue)}
+
+    def _count_rejected(self, full: QueueFull, batch: list[dict[str, Any]], connection: Any) -> None:
+        params = self._rejected_params(full, batch, connection)
+        if params is not None:
+            with contextlib.suppress(Exception):  # a count, never a reason to hide the QueueFull
+                self._run(query("ops_count_rejected", self.schema), params)
+
+    async def _count_rejected_async(self, full: QueueFull, batch: list[dict[str, Any]], connection: Any) -> None:
+        params = self._rejected_params(full, batch, connection)
+        if params is not None:
+            with contextlib.suppress(Exception):
+                await self._run_async(query("ops_count_rejected", self.schema), params)
 
     def _prepare_batch(self, specs: Iterable[JobSpec], strict: bool) -> list[dict[str, Any]]:
         batch = []

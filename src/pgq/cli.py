@@ -8,6 +8,7 @@ Every command reads the ``PGQ_*`` environment (``PGQ_DATABASE_URL``,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from pgq.db.urls import redact
 from pgq.errors import ConfigurationError, PgqError
 from pgq.job import STATUSES, Job
 from pgq.output import job_detail, jobs_table, schedules_table, to_json, when
+from pgq.redaction import Redactor
 from pgq.settings import load_settings
 
 ENVIRONMENT_HELP = """\
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--delay", type=float, help="seconds from now")
     enqueue.add_argument("--run-at", help="ISO 8601 time with a zone, e.g. 2026-12-01T09:00:00+00:00")
     enqueue.add_argument("--key", help="idempotency key")
+    enqueue.add_argument("--group", help="flow-control group, e.g. tenant:42 (see pgq queues set)")
     enqueue.add_argument("--max-attempts", type=int)
     enqueue.set_defaults(handler=cmd_enqueue)
 
@@ -353,6 +356,7 @@ def cmd_enqueue(options: argparse.Namespace) -> int:
             delay=options.delay,
             key=options.key,
             max_attempts=options.max_attempts,
+            group=options.group,
         )
     print(job_id)
     return 0
@@ -368,7 +372,8 @@ def cmd_jobs_list(options: argparse.Namespace) -> int:
             limit=options.limit,
             before_id=options.before_id,
         )
-    _print_jobs(jobs, options.json)
+        redact = Redactor(app.settings.redact_keys)
+    _print_jobs([_redacted(job, redact) for job in jobs], options.json)
     return 0
 
 
@@ -378,10 +383,17 @@ def cmd_jobs_show(options: argparse.Namespace) -> int:
     job_id = job_id_arg(options.id)
     with _app(options) as app:
         job = app.get_job(job_id)
+        redact = Redactor(app.settings.redact_keys)
     if job is None:
         raise PgqError(f"no job with id {job_id} (live or in history)")
+    job = _redacted(job, redact)
     print(to_json(job) if options.json else job_detail(job))
     return 0
+
+
+def _redacted(job: Job, redact: Redactor) -> Job:
+    """The job with the values of PGQ_REDACT_KEYS masked in its args, as the dashboard shows it."""
+    return dataclasses.replace(job, args=redact(job.args))
 
 
 def _print_jobs(jobs: Sequence[Job], as_json: bool) -> None:

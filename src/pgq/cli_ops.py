@@ -17,6 +17,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import psycopg
 from psycopg_pool import PoolTimeout
@@ -87,6 +88,24 @@ def add_commands(
     listing = queue_commands.add_parser("list", parents=[common], help="every queue with its live counts")
     listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
     listing.set_defaults(handler=cmd_queues_list)
+    setting = queue_commands.add_parser(
+        "set",
+        parents=[common],
+        help="set a queue's limits (concurrency, rate, per-group limits, max pending)",
+        description="Set limits of a queue, enforced inside the claim across every worker; only the options "
+        "given change, 'none' removes a limit. Workers apply a change at once. See docs/flow-control.md.",
+    )
+    setting.add_argument("queue")
+    setting.add_argument("--concurrency", metavar="N|none", help="at most N jobs of the queue run at once")
+    setting.add_argument(
+        "--rate", metavar="RATE|none", help="at most N starts per period, evenly spaced: 10/s, 100/min"
+    )
+    setting.add_argument("--group-concurrency", metavar="N|none", help="at most N jobs of one group run at once")
+    setting.add_argument("--group-rate", metavar="RATE|none", help="the rate limit of each group: 5/min")
+    setting.add_argument("--max-pending", metavar="N|none", help="reject enqueues beyond N pending jobs")
+    setting.add_argument("--on-full", metavar="reject|drop_oldest", help="what an enqueue beyond --max-pending does")
+    setting.add_argument("--json", action="store_true", help="print the queue as JSON")
+    setting.set_defaults(handler=cmd_queues_set)
     for action, help_text in (
         ("pause", "stop workers claiming the queue's jobs (running ones go on; enqueueing still works)"),
         ("resume", "let workers claim the queue's jobs again"),
@@ -94,6 +113,17 @@ def add_commands(
         one = queue_commands.add_parser(action, parents=[common], help=help_text)
         one.add_argument("queue")
         one.set_defaults(handler=cmd_queue_action, action=action)
+
+    explain = commands.add_parser(
+        "explain",
+        parents=[common],
+        help="why isn't this job running?",
+        description="Name what holds a pending job back: its run time, a paused queue, a full concurrency "
+        "limit (and the jobs filling it), a rate limit's next start, no live worker for its queue, no "
+        "attempts left. Same text as app.explain(id) and the SQL function pgq.explain(id).",
+    )
+    explain.add_argument("job_id", metavar="JOB_ID")
+    explain.set_defaults(handler=cmd_explain)
 
     workers = commands.add_parser("workers", help="list workers")
     worker_commands = workers.add_subparsers(dest="workers_command", metavar="ACTION", required=True)
@@ -215,6 +245,55 @@ def cmd_queues_list(options: argparse.Namespace) -> int:
         print("no queues")
     else:
         print(queues_table(queues))
+    return 0
+
+
+def cmd_queues_set(options: argparse.Namespace) -> int:
+    from pgq.flow import parse_count, parse_on_full, parse_rate
+
+    changes: dict[str, Any] = {}
+    for option, parse in (
+        ("concurrency", lambda v: parse_count(v, "--concurrency")),
+        ("rate", lambda v: parse_rate(v, "--rate")),
+        ("group_concurrency", lambda v: parse_count(v, "--group-concurrency")),
+        ("group_rate", lambda v: parse_rate(v, "--group-rate")),
+        ("max_pending", lambda v: parse_count(v, "--max-pending", minimum=0)),
+        ("on_full", lambda v: parse_on_full(v)),
+    ):
+        value = getattr(options, option)
+        if value is not None:
+            changes[option] = parse(value)  # checked here, before anything connects
+    if not changes:
+        raise ConfigurationError(
+            "nothing to set: give at least one of --concurrency, --rate, --group-concurrency, --group-rate, "
+            "--max-pending, --on-full (e.g. pgq queues set emails --rate 10/s)"
+        )
+    with _app(options) as app:
+        info = app.set_queue(options.queue, **changes)
+    if options.json:
+        print(to_json(info))
+        return 0
+    limits = [
+        f"{label} {value}"
+        for label, value in (
+            ("concurrency", info.concurrency),
+            ("rate", info.rate),
+            ("group concurrency", info.group_concurrency),
+            ("group rate", info.group_rate),
+            ("max pending", info.max_pending),
+        )
+        if value is not None
+    ]
+    if info.max_pending is not None:
+        limits.append(f"on full {info.on_full}")
+    print(f"queue {info.name}: " + (", ".join(limits) if limits else "no limits"))
+    return 0
+
+
+def cmd_explain(options: argparse.Namespace) -> int:
+    job_id = job_id_arg(options.job_id)
+    with _app(options) as app:
+        print(app.explain(job_id))
     return 0
 
 

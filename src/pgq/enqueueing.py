@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pgq.db.connection import Row
 from pgq.db.queries import query
-from pgq.errors import InvalidJob, PgqError, UnknownTask
+from pgq.errors import InvalidJob, PgqError, QueueFull, UnknownTask
 from pgq.job import JobSpec
 from pgq.payload import encode_args
 from pgq.task import Task
@@ -80,6 +80,10 @@ def prepare(spec: JobSpec, task: Task[Any, Any] | None, max_payload_bytes: int, 
     if key is not None and (not isinstance(key, str) or not key or len(key) > 255):
         raise InvalidJob(f"key must be a non-empty string of at most 255 characters, got {key!r}")
 
+    group = spec.group
+    if group is not None and (not isinstance(group, str) or not group or len(group) > 255):
+        raise InvalidJob(f"group must be a non-empty string of at most 255 characters, got {group!r}")
+
     timeout = timedelta(seconds=task.timeout) if task and task.timeout else None
     backoff = task.backoff if task and isinstance(task.backoff, int | float) else None
     return {
@@ -93,6 +97,7 @@ def prepare(spec: JobSpec, task: Task[Any, Any] | None, max_payload_bytes: int, 
         "max_attempts": max_attempts,
         "timeout": timeout,
         "backoff": float(backoff) if backoff is not None else None,
+        "group_key": group,
     }
 
 
@@ -143,6 +148,7 @@ def insert_many(schema: str, batch: Sequence[dict[str, Any]]) -> Flow[list[int]]
         "max_attempts",
         "timeout",
         "backoff",
+        "group_key",
     )
     arrays = {column: [params[column] for params in batch] for column in columns}
     inserted = yield query("job_insert_many", schema), arrays
@@ -176,6 +182,22 @@ def insert_many(schema: str, batch: Sequence[dict[str, Any]]) -> Flow[list[int]]
     return [job_id for job_id in ids if job_id is not None]
 
 
+#: SQLSTATE of pgq.admit()'s refusal (max_pending reached, on_full "reject").
+QUEUE_FULL_STATE = "PGQ01"
+
+
+def queue_full(exc: BaseException) -> QueueFull | None:
+    """The :class:`QueueFull` that a database error (psycopg's, or SQLAlchemy's around it) stands for."""
+    error = getattr(exc, "orig", None) or exc
+    if getattr(error, "sqlstate", None) != QUEUE_FULL_STATE:
+        return None
+    diag = getattr(error, "diag", None)
+    message = (getattr(diag, "message_primary", None) or str(error)).strip()
+    hint = getattr(diag, "message_hint", None)
+    match = re.match(r"queue (\S+) is full", message)
+    return QueueFull(f"{message} ({hint})" if hint else message, match.group(1) if match else None)
+
+
 def drive(flow: Flow[T], execute: Callable[[str, dict[str, Any]], list[Row]]) -> T:
     """Run ``flow`` with a synchronous ``execute(sql, params) -> rows``."""
     try:
@@ -184,6 +206,11 @@ def drive(flow: Flow[T], execute: Callable[[str, dict[str, Any]], list[Row]]) ->
             sql, params = flow.send(execute(sql, params))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+    except Exception as exc:
+        full = queue_full(exc)
+        if full is None:
+            raise
+        raise full from None
 
 
 async def drive_async(flow: Flow[T], execute: Callable[[str, dict[str, Any]], Awaitable[list[Row]]]) -> T:
@@ -194,3 +221,8 @@ async def drive_async(flow: Flow[T], execute: Callable[[str, dict[str, Any]], Aw
             sql, params = flow.send(await execute(sql, params))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+    except Exception as exc:
+        full = queue_full(exc)
+        if full is None:
+            raise
+        raise full from None

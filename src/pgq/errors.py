@@ -63,3 +63,13 @@ class Retry(PgqError):
 
 class InvalidState(PgqError):
     """The job is not in a state that allows the action (cancel a finished job, retry a running one)."""
+
+
+class QueueFull(PgqError):
+    """An enqueue went past its queue's ``max_pending`` (``on_full="reject"``); nothing was written.
+
+    ``queue`` names the queue; the message says the limit and what to do."""
+
+    def __init__(self, message: str, queue: str | None = None) -> None:
+        super().__init__(message)
+        self.queue = queue

@@ -33,6 +33,10 @@ class JobSpec:
     #: Idempotency key, unique among live jobs of the queue.
     key: str | None = None
     max_attempts: int | None = None
+    #: Flow-control group (stored as ``group_key``), e.g. ``"tenant:42"``: the queue's group
+    #: limits (``group_concurrency``, ``group_rate``) apply per group, and groups are served
+    #: round-robin. A non-empty string of at most 255 characters.
+    group: str | None = None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import psycopg
 from pgq.db.queries import query
 from pgq.enqueueing import QUEUE_NAME
 from pgq.errors import ConfigurationError, InvalidState, JobNotFound
+from pgq.flow import UNSET, format_rate, parse_count, parse_on_full, parse_rate
 from pgq.job import FINISHED_STATUSES, LIVE_STATUSES, Job
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 #: Failed jobs moved back per statement by :meth:`OperationControls.retry_failed`.
 RETRY_BATCH = 1000
+#: Longest window of the finished counts: a year (history is rarely kept longer).
+MAX_STATS_WINDOW = 366 * 86400.0
 #: Default window of the finished counts of :meth:`OperationControls.stats`: 24 hours.
 STATS_WINDOW = 24 * 3600.0
 #: Window of the per-minute rates of :meth:`OperationControls.stats`: 5 minutes.
@@ -66,8 +69,17 @@ class QueueInfo:
     workers: int
     #: Seconds the oldest waiting job has been due; None when none waits.
     oldest_waiting_seconds: float | None
-    #: Last change of the queue's row in ``queues`` (pause or resume); None without a row.
+    #: Last change of the queue's row in ``queues`` (pause, resume or limits); None without a row.
     updated_at: datetime | None
+    #: Limits (:meth:`OperationControls.set_queue`); None is no limit. Rates read like ``"10/s"``.
+    concurrency: int | None = None
+    rate: str | None = None
+    group_concurrency: int | None = None
+    group_rate: str | None = None
+    max_pending: int | None = None
+    on_full: str = "reject"
+    #: Enqueues rejected (or pending jobs dropped) because of ``max_pending``.
+    rejected: int = 0
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,9 @@ class QueueStats:
     window_seconds: float
     #: Database time of the figures.
     at: datetime
+    #: Enqueues refused and pending jobs dropped because of ``max_pending``, in total since the
+    #: queue's row was made (not windowed; see docs/flow-control.md).
+    rejected: int = 0
 
 
 def _from_row(cls: type[Any], row: dict[str, Any]) -> Any:
@@ -316,9 +331,81 @@ class OperationControls:
                 workers=int(row["workers"]),
                 oldest_waiting_seconds=_float(row["oldest_waiting_seconds"]),
                 updated_at=row["updated_at"],
+                concurrency=row["concurrency"],
+                rate=format_rate(row["rate_count"], row["rate_period"]),
+                group_concurrency=row["group_concurrency"],
+                group_rate=format_rate(row["group_rate_count"], row["group_rate_period"]),
+                max_pending=row["max_pending"],
+                on_full=row["on_full"],
+                rejected=int(row["rejected"]),
             )
             for row in rows
         ]
+
+    def get_queue(self: _AppLike, name: str) -> QueueInfo:
+        """One queue as :meth:`list_queues` shows it: switches, limits, live counts. A queue
+        nothing knows of yet (no row, job or worker) comes back empty and without limits."""
+        check_queue_name(name)
+        for info in OperationControls.list_queues(self):
+            if info.name == name:
+                return info
+        return QueueInfo(name, False, 0, 0, 0, 0, 0, None, None)
+
+    def set_queue(
+        self: _AppLike,
+        name: str,
+        *,
+        concurrency: int | None = UNSET,
+        rate: str | tuple[int, float | timedelta] | None = UNSET,
+        group_concurrency: int | None = UNSET,
+        group_rate: str | tuple[int, float | timedelta] | None = UNSET,
+        max_pending: int | None = UNSET,
+        on_full: str = UNSET,
+    ) -> QueueInfo:
+        """Set a queue's limits, enforced inside the claim across every worker (see
+        docs/flow-control.md). Only the options given change; ``None`` removes a limit.
+        A queue can be set before any of its jobs exist, and workers apply a change at
+        once (they are notified), without a restart.
+
+        - ``concurrency``: at most N jobs of the queue run at once.
+        - ``rate``: at most N starts per period, spaced evenly (``"10/s"``, ``"100/min"``,
+          ``"5/h"``, ``"2/30s"`` or ``(count, seconds)``).
+        - ``group_concurrency`` / ``group_rate``: the same per group (``enqueue(group=...)``);
+          groups with ready jobs are served round-robin.
+        - ``max_pending`` and ``on_full`` (``"reject"`` or ``"drop_oldest"``): admission at
+          enqueue (see docs/flow-control.md for what is enforced today).
+
+        Returns the queue as :meth:`get_queue` shows it. Bad values raise
+        :class:`ConfigurationError` and change nothing."""
+        check_queue_name(name)
+        params: dict[str, Any] = {"name": name, "channel": f"{self.schema}_queues"}
+        params["set_concurrency"] = concurrency is not UNSET
+        params["concurrency"] = None if concurrency is UNSET else parse_count(concurrency, "concurrency")
+        params["set_group_concurrency"] = group_concurrency is not UNSET
+        params["group_concurrency"] = (
+            None if group_concurrency is UNSET else parse_count(group_concurrency, "group_concurrency")
+        )
+        for label, value in (("rate", rate), ("group_rate", group_rate)):
+            parsed = None if value is UNSET else parse_rate(value, label)
+            params[f"set_{label}"] = value is not UNSET
+            params[f"{label}_count"] = parsed[0] if parsed else None
+            params[f"{label}_seconds"] = parsed[1] if parsed else None
+        params["set_max_pending"] = max_pending is not UNSET
+        params["max_pending"] = None if max_pending is UNSET else parse_count(max_pending, "max_pending", minimum=0)
+        params["set_on_full"] = on_full is not UNSET
+        params["on_full"] = None if on_full is UNSET else parse_on_full(on_full)
+        self._run(query("ops_set_queue", self.schema), params)
+        if params["set_group_rate"]:
+            self._run(query("ops_group_rates_reset", self.schema), {"name": name})
+        return OperationControls.get_queue(self, name)
+
+    def explain(self: _AppLike, job_id: int) -> str:
+        """Why isn't this job running? What holds a pending job back, one line each: its
+        ``run_at``, a paused queue, a full queue or group concurrency (and the jobs filling
+        it), a rate limit's next start, no live worker serving its queue, no attempts left.
+        The same text as ``pgq explain ID`` and the SQL function ``pgq.explain(id)``."""
+        job_id = job_id_of(job_id)
+        return str(self._run(query("ops_explain", self.schema), {"id": job_id})[0]["text"])
 
     # --------------------------------------------------------------- workers
 
@@ -345,6 +432,10 @@ class OperationControls:
         that no row covers (after the latest row: seconds), so they never scan the
         whole history; see docs/operations.md for exactly what is counted."""
         window_seconds = _seconds(window, "window")
+        if window_seconds > MAX_STATS_WINDOW:
+            raise ConfigurationError(
+                f"window must be at most {MAX_STATS_WINDOW / 86400:.0f} days, got {window_seconds / 86400:.1f}"
+            )
         rows = self._run(
             query("ops_stats", self.schema),
             {
@@ -375,6 +466,7 @@ class OperationControls:
                 wait_ms_p95=_float(row["wait_ms_p95"]),
                 window_seconds=window_seconds,
                 at=row["at"],
+                rejected=int(row["rejected"]),
             )
             for row in rows
         ]

@@ -140,7 +140,7 @@ def _ms(value: float | None) -> str:
 
 
 def queues_table(queues: Sequence[Any]) -> str:
-    headers = ("QUEUE", "PAUSED", "WAITING", "DELAYED", "ACTIVE", "BLOCKED", "WORKERS", "OLDEST WAITING")
+    headers = ("QUEUE", "PAUSED", "WAITING", "DELAYED", "ACTIVE", "BLOCKED", "WORKERS", "OLDEST WAITING", "LIMITS")
     rows = [
         (
             q.name,
@@ -151,10 +151,27 @@ def queues_table(queues: Sequence[Any]) -> str:
             str(q.blocked),
             str(q.workers),
             duration(q.oldest_waiting_seconds),
+            limits_text(q),
         )
         for q in queues
     ]
     return table(headers, rows)
+
+
+def limits_text(q: Any) -> str:
+    """A queue's limits in a few words (``pgq queues list``), or ``-`` without any."""
+    parts = []
+    for label, value in (
+        ("concurrency", getattr(q, "concurrency", None)),
+        ("rate", getattr(q, "rate", None)),
+        ("group concurrency", getattr(q, "group_concurrency", None)),
+        ("group rate", getattr(q, "group_rate", None)),
+    ):
+        if value is not None:
+            parts.append(f"{label} {value}")
+    if getattr(q, "max_pending", None) is not None:
+        parts.append(f"max pending {q.max_pending} ({q.on_full}, {q.rejected} rejected)")
+    return ", ".join(parts) or "-"
 
 
 def workers_table(workers: Sequence[Any]) -> str:

@@ -40,6 +40,7 @@ class Tables:
     metrics: Table
     schedules: Table
     queues: Table
+    queue_groups: Table
 
 
 def _job_columns() -> list[Column[object]]:
@@ -133,5 +134,26 @@ def tables(schema: str = "pgq") -> Tables:
         Column("paused", Boolean, nullable=False),
         Column("created_at", TZ, nullable=False),
         Column("updated_at", TZ, nullable=False),
+        # Limits (revision 0003); NULL means no limit.
+        Column("concurrency", Integer),
+        Column("rate_count", Integer),
+        Column("rate_period", Interval),
+        Column("group_concurrency", Integer),
+        Column("group_rate_count", Integer),
+        Column("group_rate_period", Interval),
+        Column("max_pending", Integer),
+        Column("on_full", Text, nullable=False),
+        # GCRA state of the queue's rate: no start before this time.
+        Column("rate_tat", TZ),
+        # Enqueues rejected (or pending jobs dropped) by max_pending.
+        Column("rejected", BigInteger, nullable=False),
     )
-    return Tables(metadata, jobs, job_history, workers, metrics, schedules, queues)
+    queue_groups = Table(
+        "queue_groups",
+        metadata,
+        Column("queue", Text, primary_key=True),
+        Column("group_key", Text, primary_key=True),
+        Column("rate_tat", TZ),
+        Column("last_served_at", TZ),
+    )
+    return Tables(metadata, jobs, job_history, workers, metrics, schedules, queues, queue_groups)

@@ -162,9 +162,14 @@ class _Bench:
         self.add(Row("enqueue_many, 1,000 per call", self.options.jobs, self.options.jobs / elapsed))
         self._clear()
 
-    def _fill(self, count: int, task: str) -> None:
+    def _fill(self, count: int, task: str, groups: int = 0) -> None:
         for offset in range(0, count, 1000):
-            self.app.enqueue_many([JobSpec(task, {"i": i}) for i in range(offset, min(offset + 1000, count))])
+            self.app.enqueue_many(
+                [
+                    JobSpec(task, {"i": i}, group=f"g{i % groups}" if groups else None)
+                    for i in range(offset, min(offset + 1000, count))
+                ]
+            )
 
     def _clear(self) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
@@ -182,9 +187,34 @@ class _Bench:
         self.add(self._drain_in_process(n, 10, "bench_sync", "drain, sync handler, concurrency 10"))
         if self.options.processes > 1:
             self.add(self._drain_processes(n, self.options.processes))
+        self.limited_drains()
 
-    def _drain_in_process(self, count: int, concurrency: int, task: str, name: str) -> Row:
-        self._fill(count, task)
+    def limited_drains(self) -> None:
+        """Queues with limits go through claim_limited, serialised per queue by its row
+        lock (docs/flow-control.md): a global concurrency limit of half the worker's
+        slots, and 1,000 groups at group concurrency 1."""
+        count = min(self.options.jobs, 20_000)
+        concurrency = self.options.concurrency
+        limit = max(1, concurrency // 2)
+        self.app.set_queue("default", concurrency=limit)
+        try:
+            row = self._drain_in_process(
+                count, concurrency, "bench_async", f"drain, global limit {limit}, concurrency {concurrency}"
+            )
+        finally:
+            self.app.set_queue("default", concurrency=None)
+        self.add(row)
+        self.app.set_queue("default", group_concurrency=1)
+        try:
+            row = self._drain_in_process(
+                count, concurrency, "bench_async", f"drain, 1,000 groups, concurrency {concurrency}", groups=1000
+            )
+        finally:
+            self.app.set_queue("default", group_concurrency=None)
+        self.add(row)
+
+    def _drain_in_process(self, count: int, concurrency: int, task: str, name: str, groups: int = 0) -> Row:
+        self._fill(count, task, groups)
         server_before = _server_cpu()
         usage_before = resource.getrusage(resource.RUSAGE_SELF)
         done, server_after = asyncio.run(self._work_until_empty(concurrency, count, track_memory=task == "bench_async"))

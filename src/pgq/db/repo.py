@@ -26,6 +26,25 @@ async def claim(conn: AsyncConn, schema: str, worker_id: uuid.UUID, queues: Sequ
     return jobs
 
 
+async def claim_limited(conn: AsyncConn, schema: str, worker_id: uuid.UUID, queue: str, limit: int) -> list[Job]:
+    """Claim up to ``limit`` jobs of one queue with limits (docs/flow-control.md)."""
+    rows = await _rows(conn, "job_claim_limited", schema, {"worker_id": worker_id, "queue": queue, "limit": limit})
+    jobs = [Job.from_row(row) for row in rows]
+    jobs.sort(key=lambda job: (-job.priority, job.run_at, job.id))
+    return jobs
+
+
+async def limited_queues(conn: AsyncConn, schema: str, queues: Sequence[str]) -> set[str]:
+    rows = await _rows(conn, "job_limited_queues", schema, {"queues": list(queues)})
+    return {str(row["name"]) for row in rows}
+
+
+async def seconds_to_next_token(conn: AsyncConn, schema: str, queues: Sequence[str]) -> float | None:
+    rows = await _rows(conn, "job_next_token", schema, {"queues": list(queues)})
+    wait = rows[0]["wait"] if rows else None
+    return None if wait is None else max(0.0, float(wait))
+
+
 async def seconds_to_next_job(conn: AsyncConn, schema: str, queues: Sequence[str]) -> float | None:
     rows = await _rows(conn, "job_next_run_at", schema, {"queues": list(queues)})
     wait = rows[0]["wait"] if rows else None

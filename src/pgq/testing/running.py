@@ -176,14 +176,17 @@ async def drain_async(
         )
         while True:
             queues = _queues_to_drain(app, wanted, with_scheduled)
+            if len(outcomes) >= max_jobs:
+                # Checked before claiming: a job claimed and then left would stay running.
+                if queues and await _any_due(conn, app, queues):
+                    raise RuntimeError(
+                        f"drain() ran {max_jobs} jobs and more are due (a job that enqueues itself forever?); "
+                        "pass max_jobs= to allow more"
+                    )
+                return outcomes
             jobs = await repo.claim(conn, app.schema, worker_id, queues, 1) if queues else []
             if not jobs:
                 return outcomes
-            if len(outcomes) >= max_jobs:
-                raise RuntimeError(
-                    f"drain() ran {max_jobs} jobs and more are due (a job that enqueues itself forever?); "
-                    "pass max_jobs= to allow more"
-                )
             job = jobs[0]
             ctx = JobContext(job, logging.getLogger(f"pgq.job.{job.task}"))
             await _emit(app, Event("job_started", job))
@@ -199,6 +202,16 @@ async def drain_async(
         finally:
             await conn.close()
             executor.shutdown()
+
+
+async def _any_due(conn: psycopg.AsyncConnection[Row], app: App, queues: list[str]) -> bool:
+    cur = await conn.execute(
+        f"""select exists (select from "{app.schema}".jobs
+                            where queue = any(%s) and status = 'pending' and run_at <= now()) as due""",
+        [queues],
+    )
+    row = await cur.fetchone()
+    return bool(row and row["due"])
 
 
 def _queues_to_drain(app: App, wanted: list[str] | None, with_scheduled: bool) -> list[str]:

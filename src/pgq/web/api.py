@@ -92,10 +92,10 @@ def int_param(request: Request, name: str, default: int | None, low: int, high: 
 
 def job_id_param(request: Request) -> int:
     text = request.path_params["job_id"]
-    try:
-        return int(text)
-    except ValueError:
-        raise WebError(404, f"no job with id {text!r}: job ids are whole numbers") from None
+    found = data.job_id(text)
+    if found is None:
+        raise WebError(404, f"no job with id {text!r}: job ids are whole numbers")
+    return found
 
 
 class Api:

@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from pgq.db.queries import query
 from pgq.job import STATUSES, Job
+from pgq.redaction import Redactor
 from pgq.web import data, views
 from pgq.web.api import Api
 from pgq.web.live import LiveHub
@@ -55,13 +56,27 @@ if TYPE_CHECKING:
 log = logging.getLogger("pgq.web")
 
 PAGE_SIZE = 50
+#: Largest form body read, in bytes.
+FORM_LIMIT = 64 * 1024
 
 
 async def form_fields(request: Request) -> dict[str, str]:
-    """The fields of an urlencoded form (the dashboard's forms are small; no multipart parser needed)."""
-    body = await request.body()
-    if len(body) > 64 * 1024 or "multipart" in request.headers.get("content-type", ""):
+    """The fields of an urlencoded form (the dashboard's forms are small; no multipart parser needed).
+    The body is read up to FORM_LIMIT and no further: the login form is open to anyone
+    who reaches the server, and a body read whole first could be gigabytes."""
+    if "multipart" in request.headers.get("content-type", ""):
         return {}
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > FORM_LIMIT:
+        return {}
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > FORM_LIMIT:
+            return {}
+        chunks.append(chunk)
+    body = b"".join(chunks)
     return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
 
 
@@ -79,7 +94,7 @@ class Dashboard:
         self.app = app
         self.read_only = read_only
         self.token = token
-        self.redact = data.Redactor(redact_keys)
+        self.redact = Redactor(redact_keys)
         self.strict = strict
         self.hub = LiveHub(app, self.redact, tick=tick)
         self.registry = registry_for(app)
@@ -166,8 +181,8 @@ class Dashboard:
         params = request.query_params
         wanted = (params.get("id") or "").strip().lstrip("#")
         if wanted:
-            if wanted.isdigit():
-                return RedirectResponse(f"{base_path(request.scope)}/jobs/{int(wanted)}", status_code=303)
+            if (found := data.job_id(wanted)) is not None:
+                return RedirectResponse(f"{base_path(request.scope)}/jobs/{found}", status_code=303)
             return self.back(request, "/jobs", f"{wanted!r} is not a job id (a whole number)")
         filters: dict[str, Any] = {k: (params.get(k) or "").strip() or None for k in ("status", "queue", "task", "key")}
         problem = None
@@ -175,7 +190,7 @@ class Dashboard:
             problem = f"unknown state {filters['status']!r}; pick one of {', '.join(STATUSES)}"
             filters["status"] = None
         before = params.get("before_id")
-        filters["before_id"] = int(before) if before and before.isdigit() else None
+        filters["before_id"] = data.job_id(before) if before else None
         try:
             jobs, now = await call(self._read_jobs, filters)
         except WebError as exc:
@@ -189,9 +204,10 @@ class Dashboard:
 
     async def job(self, request: Request) -> Response:
         text = request.path_params["job_id"]
-        if not text.isdigit():
+        found = data.job_id(text)
+        if found is None:
             return self.error_html(request, 404, f"{text!r} is not a job id")
-        job_id = int(text)
+        job_id = found
         try:
             job, now = await call(lambda: (self.app.get_job(job_id), data.db_now(self.app)))
         except WebError as exc:
@@ -224,10 +240,11 @@ class Dashboard:
         if isinstance(fields, Response):
             return fields
         action, text = fields.get("action", ""), fields.get("id", "")
-        if action not in JOB_ACTIONS or not text.isdigit():
+        job_id = data.job_id(text)
+        if action not in JOB_ACTIONS or job_id is None:
             return self.error_html(request, 422, f"unknown action {action!r} or job id {text!r}")
         try:
-            message = await job_action(self.app, int(text), action)
+            message = await job_action(self.app, job_id, action)
         except WebError as exc:
             return self.back(request, fields.get("next"), f"Job {text}: {exc.message}")
         target = fields.get("next")
@@ -302,7 +319,8 @@ class Dashboard:
     # ---------------------------------------------------------- live, metrics
 
     async def events(self, request: Request) -> Response:
-        ids = frozenset(int(part) for part in request.query_params.get("jobs", "").split(",") if part.strip().isdigit())
+        parts = request.query_params.get("jobs", "").split(",")
+        ids = frozenset(found for part in parts if (found := data.job_id(part)) is not None)
         return StreamingResponse(
             self.hub.stream(ids),
             media_type="text/event-stream",

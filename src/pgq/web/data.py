@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -10,40 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 from pgq.db.queries import query
 from pgq.job import Job
+from pgq.redaction import Redactor
 
 if TYPE_CHECKING:
     from pgq.app import App
     from pgq.operations import QueueStats
 
-REDACTED = "[redacted]"
 #: The states a queue's counts are shown in, live ones first (BullMQ's words where they exist).
 LIVE_STATES = ("pending", "delayed", "running", "blocked")
 FINISHED_STATES = ("completed", "failed", "cancelled")
 STATES = LIVE_STATES + FINISHED_STATES
-
-
-def normalize_key(key: str) -> str:
-    """``API-Key``, ``api_key`` and ``apiKey`` are one key for redaction."""
-    return key.lower().replace("_", "").replace("-", "")
-
-
-class Redactor:
-    """Masks the values of secret-looking keys (``PGQ_REDACT_KEYS``) at any depth."""
-
-    def __init__(self, keys: Iterable[str]) -> None:
-        self.keys = frozenset(normalize_key(k) for k in keys if k.strip())
-
-    def __call__(self, value: Any) -> Any:
-        if not self.keys:
-            return value
-        if isinstance(value, dict):
-            return {
-                k: REDACTED if isinstance(k, str) and normalize_key(k) in self.keys else self(v)
-                for k, v in value.items()
-            }
-        if isinstance(value, list | tuple):
-            return [self(v) for v in value]
-        return value
+ID_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 def plain(value: Any) -> Any:
@@ -125,3 +103,10 @@ def series(app: App, minutes: int = 60) -> tuple[datetime, dict[str, list[dict[s
 def db_now(app: App) -> datetime:
     value: datetime = app._run(query("dashboard_now", app.schema), {})[0]["now"]
     return value
+
+
+def job_id(text: str) -> int | None:
+    """The job id that ``text`` spells in ASCII digits (what a bigint holds), else None.
+    ``str.isdigit`` also accepts "²" and ``int`` accepts "1_0": neither is an id."""
+    text = text.strip()
+    return int(text) if ID_DIGITS.fullmatch(text) else None

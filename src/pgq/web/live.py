@@ -28,7 +28,8 @@ from psycopg.rows import dict_row
 
 from pgq.db.connection import connection_kwargs
 from pgq.db.queries import query, quote_ident
-from pgq.web.data import Redactor, finished_counts, merge_counts, totals
+from pgq.redaction import Redactor
+from pgq.web.data import finished_counts, merge_counts, totals
 
 if TYPE_CHECKING:
     from pgq.app import App
@@ -39,6 +40,8 @@ log = logging.getLogger("pgq.web")
 WATCH_LIMIT = 200
 #: Seconds between SSE comments that keep proxies from closing an idle stream.
 KEEPALIVE = 15.0
+#: Seconds before a stream ends and the browser reconnects (see stream()).
+STREAM_LIFETIME = 300.0
 
 
 @dataclass(eq=False)
@@ -81,9 +84,13 @@ class LiveHub:
             sub.event.set()
         self._wake.set()  # read now: this browser wants the jobs it watches
         last = None
+        # A stream ends after STREAM_LIFETIME and the browser reconnects on its own: a
+        # user's server, with the dashboard mounted, can then shut down gracefully
+        # without waiting for a tab that stays open.
+        ends = time.monotonic() + STREAM_LIFETIME
         try:
             yield "retry: 2000\n\n"
-            while True:
+            while time.monotonic() < ends:
                 try:
                     await asyncio.wait_for(sub.event.wait(), KEEPALIVE)
                 except TimeoutError:

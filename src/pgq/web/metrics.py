@@ -3,10 +3,14 @@
 | metric | type | labels | from |
 | --- | --- | --- | --- |
 | ``pgq_jobs`` | gauge | queue, state | live jobs now, finished ones over 24 hours (``App.stats``) |
-| ``pgq_jobs_completed_total`` | counter | queue | sum of the sweeper's ``metrics`` rows |
-| ``pgq_jobs_failed_total`` | counter | queue | same |
-| ``pgq_jobs_retried_total`` | counter | queue | same |
-| ``pgq_jobs_cancelled_total`` | counter | queue | same |
+| ``pgq_jobs_completed_24h`` | gauge | queue | sum of the sweeper's ``metrics`` rows of the last 24 hours |
+| ``pgq_jobs_failed_24h`` | gauge | queue | same |
+| ``pgq_jobs_retried_24h`` | gauge | queue | same |
+| ``pgq_jobs_cancelled_24h`` | gauge | queue | same |
+
+Those four are gauges over a window, not counters: a sum over rows that retention
+deletes goes down, which Prometheus would read as a counter reset. The workers'
+own counters (``pgq worker --metrics-port``) are real counters.
 | ``pgq_job_run_seconds`` | gauge | queue, stat (mean, p95) | the queue's latest ``metrics`` row |
 | ``pgq_job_wait_seconds`` | gauge | queue, stat (mean, p95) | same |
 | ``pgq_workers`` | gauge | | live workers |
@@ -20,7 +24,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from pgq.db.queries import query
 from pgq.web import data
@@ -49,12 +53,14 @@ class PgqCollector:
 
         totals = app._run(query("dashboard_metric_totals", app.schema), {})
         for name in ("completed", "failed", "retried", "cancelled"):
-            counter = CounterMetricFamily(
-                f"pgq_jobs_{name}", f"Jobs {name}, summed over the retained metrics rows", labels=["queue"]
+            window = GaugeMetricFamily(
+                f"pgq_jobs_{name}_24h",
+                f"Jobs {name} over the last 24 hours (the sweeper's metrics rows)",
+                labels=["queue"],
             )
             for row in totals:
-                counter.add_metric([row["queue"]], float(row[name] or 0))
-            yield counter
+                window.add_metric([row["queue"]], float(row[name] or 0))
+            yield window
         for kind in ("run", "wait"):
             gauge = GaugeMetricFamily(
                 f"pgq_job_{kind}_seconds", f"Job {kind} time in the latest metrics interval", labels=["queue", "stat"]

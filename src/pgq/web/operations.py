@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import psycopg
 from starlette.concurrency import run_in_threadpool
 
 from pgq.errors import ConfigurationError, DatabaseUnavailable, InvalidJob, InvalidState, JobNotFound, NotMigrated
@@ -46,6 +47,9 @@ async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise WebError(503, str(exc)) from None
     except ConfigurationError as exc:
         raise WebError(422, str(exc)) from None
+    except psycopg.DataError as exc:
+        # A value PostgreSQL refuses (a NUL byte, a date out of range, ...): the input's fault.
+        raise WebError(422, f"the database refused a value: {str(exc).strip().splitlines()[0]}") from None
 
 
 async def job_action(app: App, job_id: int, action: str) -> str:

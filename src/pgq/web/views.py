@@ -10,8 +10,9 @@ from urllib.parse import urlencode
 
 from pgq.job import STATUSES, Job
 from pgq.operations import QueueInfo, QueueStats, WorkerInfo
+from pgq.redaction import Redactor
 from pgq.schedules import Schedule
-from pgq.web.data import FINISHED_STATES, LIVE_STATES, STATES, Redactor, display_state
+from pgq.web.data import FINISHED_STATES, LIVE_STATES, STATES, display_state
 from pgq.web.markup import Html, duration, esc, h, join, pretty_json, short_json, when
 
 NAV = (

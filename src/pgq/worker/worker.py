@@ -97,6 +97,11 @@ class Worker:
         self.id = uuid.uuid4()
         self.running: dict[int, RunningJob] = {}
         self.processed = 0
+        # Which of self.queues have limits (claimed by claim_limited): loaded at
+        # start, again on a notification on the queues channel and at each poll.
+        self._limited: set[str] = set()
+        self._limits_stale = True
+        self._limited_turn = 0
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -145,7 +150,11 @@ class Worker:
         self.listener = Listener(
             direct or url,
             self.app.settings,
-            {f"{self.schema}_jobs": self._on_jobs, f"{self.schema}_cancel": self._on_cancel},
+            {
+                f"{self.schema}_jobs": self._on_jobs,
+                f"{self.schema}_cancel": self._on_cancel,
+                f"{self.schema}_queues": self._on_queues,
+            },
             self._wake.set,
         )
         log.info(
@@ -264,13 +273,16 @@ class Worker:
             wait: float | None = None
             try:
                 async with self._connection() as conn:
-                    jobs = await repo.claim(conn, self.schema, self.id, self.queues, free)
-                    # Start them before anything else awaits: until then they are
-                    # claimed in the database but held nowhere in this process.
-                    for job in jobs:
-                        self._start(job)
+                    if self._limits_stale:
+                        self._limited = await repo.limited_queues(conn, self.schema, self.queues)
+                        self._limits_stale = False
+                    jobs = await self._claim(conn, free)
                     if len(jobs) < free:
                         wait = await repo.seconds_to_next_job(conn, self.schema, self.queues)
+                        if self._limited:
+                            token = await repo.seconds_to_next_token(conn, self.schema, sorted(self._limited))
+                            if token is not None:
+                                wait = token if wait is None else min(wait, token)
             except TRANSIENT as exc:
                 self._claim_errors.warning("cannot claim jobs (database unavailable?): %s", _first_line(exc))
                 await self._sleep(min(self.poll_interval, 0.5 + 0.5 * self._claim_errors.count))
@@ -282,17 +294,51 @@ class Worker:
             self._claim_errors.reset("claiming jobs again")
             if len(jobs) == free:
                 continue
-            timeout = self.poll_interval * random.uniform(0.9, 1.1)
-            if wait is not None:
-                timeout = min(timeout, wait)
-            await self._sleep(timeout)
+            poll = self.poll_interval * random.uniform(0.9, 1.1)
+            timeout = poll if wait is None else min(poll, wait)
+            if not await self._sleep(timeout) and timeout == poll:
+                # A poll: see whether limits changed (a lost notification costs one poll).
+                self._limits_stale = True
 
-    async def _sleep(self, timeout: float) -> None:
-        """Until a notification, a stop, or ``timeout`` seconds."""
-        with contextlib.suppress(TimeoutError):
+    async def _claim(self, conn: psycopg.AsyncConnection[Row], free: int) -> list[Job]:
+        """Claim up to ``free`` jobs: one statement for the queues without limits, then
+        one per queue with limits (taking turns at going first), and start each at once."""
+        unlimited = [q for q in self.queues if q not in self._limited]
+        jobs: list[Job] = []
+        if unlimited:
+            jobs = await repo.claim(conn, self.schema, self.id, unlimited, free)
+            # Start them before anything else awaits: until then they are
+            # claimed in the database but held nowhere in this process.
+            for job in jobs:
+                self._start(job)
+        limited = [q for q in self.queues if q in self._limited]
+        if limited:
+            self._limited_turn = (self._limited_turn + 1) % len(limited)
+            limited = limited[self._limited_turn :] + limited[: self._limited_turn]
+        for queue in limited:
+            room = free - len(jobs)
+            if room <= 0:
+                break
+            claimed = await repo.claim_limited(conn, self.schema, self.id, queue, room)
+            for job in claimed:
+                self._start(job)
+            jobs.extend(claimed)
+        return jobs
+
+    async def _sleep(self, timeout: float) -> bool:
+        """Until a notification, a stop, or ``timeout`` seconds; True if woken."""
+        try:
             await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def _on_jobs(self, payload: str) -> None:
+        self._wake.set()
+
+    def _on_queues(self, payload: str) -> None:
+        """A queue's limits changed (``set_queue``): reload them before the next claim."""
+        self._limits_stale = True
         self._wake.set()
 
     def _on_cancel(self, payload: str) -> None:
@@ -450,6 +496,15 @@ class Worker:
                 pass  # a hint only; the poll finds them
         if any(o.kind in ("retry", "return") for o in outcomes):
             self._wake.set()
+        if self._limited and any(o.job.queue in self._limited for o in outcomes):
+            # A slot of a queue with a concurrency limit may be free now: this worker
+            # tries again, and the others are told (queues without limits pay nothing).
+            self._wake.set()
+            try:
+                async with self._connection() as conn:
+                    await repo.notify(conn, f"{self.schema}_jobs")
+            except TRANSIENT:
+                pass
 
     # ------------------------------------------------------------ heartbeat
 

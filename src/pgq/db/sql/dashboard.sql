@@ -56,8 +56,9 @@ select queue,
 select now() as now;
 
 -- name: dashboard_metric_totals
--- For /metrics: counters summed over the retained metrics rows, and each
--- queue's latest run and wait times.
+-- For /metrics: what the sweeper's rows count over the last 24 hours (a range
+-- of metrics_at_idx, not every retained row), and each queue's latest run and
+-- wait times.
 select m.queue,
        sum(m.completed) as completed,
        sum(m.failed) as failed,
@@ -68,6 +69,7 @@ select m.queue,
        (array_agg(m.wait_ms_mean order by m.at desc) filter (where m.wait_ms_mean is not null))[1] as wait_ms_mean,
        (array_agg(m.wait_ms_p95 order by m.at desc) filter (where m.wait_ms_p95 is not null))[1] as wait_ms_p95
   from {schema}.metrics m
+ where m.at > now() - interval '24 hours'
  group by m.queue;
 
 -- name: dashboard_worker_slots

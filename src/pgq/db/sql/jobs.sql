@@ -9,15 +9,23 @@
 -- One job. A live job holding the same key in the queue wins: the insert does
 -- nothing and the second branch returns the holder's id. A holder committed
 -- after this statement's snapshot returns no row at all; the caller retries.
-with inserted as (
+-- A queue with max_pending is admitted first (admit() locks its row, counts,
+-- and raises SQLSTATE PGQ01 when full); other queues pay one probe of queues.
+with admitted as (
+    select {schema}.admit(q.name, 1) as ok
+      from {schema}.queues q
+     where q.name = %(queue)s and q.max_pending is not null
+),
+inserted as (
     insert into {schema}.jobs
-        (task, args, queue, priority, run_at, key, max_attempts, timeout, backoff)
-    values (
+        (task, args, queue, priority, run_at, key, max_attempts, timeout, backoff, group_key)
+    select
         %(task)s, cast(%(args)s as jsonb), %(queue)s, %(priority)s,
         coalesce(cast(%(run_at)s as timestamptz),
                  now() + make_interval(secs => coalesce(cast(%(delay)s as float8), 0))),
-        %(key)s, %(max_attempts)s, cast(%(timeout)s as interval), cast(%(backoff)s as float8)
-    )
+        %(key)s, %(max_attempts)s, cast(%(timeout)s as interval), cast(%(backoff)s as float8),
+        cast(%(group_key)s as text)
+     where coalesce((select bool_and(ok) from admitted), true)
     on conflict (queue, key) where key is not null do nothing
     returning id
 )
@@ -33,18 +41,29 @@ select id, false as created
 -- Many jobs in one statement. Rows are inserted in input order, so the
 -- returned ids, sorted, follow the input; rows whose key is already held
 -- return nothing and are looked up with job_ids_by_key.
+-- Queues with max_pending are admitted first, as in job_insert_one, in name
+-- order, so that two batches locking the same queues take them in one order.
+with admitted as (
+    select bool_and({schema}.admit(c.name, c.n)) as ok
+      from (select q.name, cast(g.n as integer) as n
+              from (select queue, count(*) as n from unnest(cast(%(queue)b as text[])) as b(queue)
+                     group by queue) g
+              join {schema}.queues q on q.name = g.queue and q.max_pending is not null
+             order by q.name) c
+)
 insert into {schema}.jobs
-    (task, args, queue, priority, run_at, key, max_attempts, timeout, backoff)
+    (task, args, queue, priority, run_at, key, max_attempts, timeout, backoff, group_key)
 select t.task, t.args, t.queue, t.priority,
        coalesce(t.run_at, now() + make_interval(secs => coalesce(t.delay, 0))),
-       t.key, t.max_attempts, t.timeout, t.backoff
+       t.key, t.max_attempts, t.timeout, t.backoff, t.group_key
   from unnest(
         cast(%(task)b as text[]), cast(%(args)b as jsonb[]), cast(%(queue)b as text[]),
         cast(%(priority)b as integer[]), cast(%(run_at)b as timestamptz[]),
         cast(%(delay)b as float8[]), cast(%(key)b as text[]), cast(%(max_attempts)b as integer[]),
-        cast(%(timeout)b as interval[]), cast(%(backoff)b as float8[])
+        cast(%(timeout)b as interval[]), cast(%(backoff)b as float8[]), cast(%(group_key)b as text[])
        ) with ordinality
-       as t(task, args, queue, priority, run_at, delay, key, max_attempts, timeout, backoff, ord)
+       as t(task, args, queue, priority, run_at, delay, key, max_attempts, timeout, backoff, group_key, ord)
+ where coalesce((select ok from admitted), true)
  order by t.ord
     on conflict (queue, key) where key is not null do nothing
 returning id, queue, key;
@@ -92,7 +111,12 @@ with candidates as (
              limit %(limit)s
                for update of j skip locked
          ) c
-     where not exists (select from {schema}.queues p where p.name = q.name and p.paused)
+     -- A paused queue waits; a queue with limits is claimed by claim_limited only
+     -- (a worker that has not heard of new limits yet claims nothing of it).
+     where not exists (select from {schema}.queues p
+                        where p.name = q.name
+                          and (p.paused or p.concurrency is not null or p.rate_count is not null
+                               or p.group_concurrency is not null or p.group_rate_count is not null))
        -- A worker the sweeper declared dead claims nothing under that id.
        and exists (select from {schema}.workers w
                     where w.id = %(worker_id)s and w.status in ('running', 'stopping'))
@@ -112,6 +136,34 @@ update {schema}.jobs j
   from chosen
  where j.id = chosen.id and j.queue = chosen.queue
 returning j.*;
+
+-- name: job_claim_limited
+-- Claim up to %(limit)s jobs of one queue with limits (migration 0003's
+-- claim_limited: serialised per queue by a lock on its queues row).
+select * from {schema}.claim_limited(%(worker_id)s, %(queue)s, %(limit)s);
+
+-- name: job_limited_queues
+-- Which of these queues have limits (and so are claimed by claim_limited).
+select name
+  from {schema}.queues
+ where name = any(cast(%(queues)s as text[]))
+   and (concurrency is not null or rate_count is not null
+        or group_concurrency is not null or group_rate_count is not null);
+
+-- name: job_next_token
+-- Seconds until the next rate token of these limited queues (the queue's own,
+-- or a group's), by the database clock: a rate-limited worker sleeps until then.
+select extract(epoch from min(x.t) - clock_timestamp()) as wait
+  from (select q.rate_tat as t
+          from {schema}.queues q
+         where q.name = any(cast(%(queues)s as text[])) and q.rate_count is not null
+           and q.rate_tat > clock_timestamp()
+        union all
+        select g.rate_tat
+          from {schema}.queue_groups g
+          join {schema}.queues q on q.name = g.queue
+         where g.queue = any(cast(%(queues)s as text[])) and q.group_rate_count is not null
+           and g.rate_tat > clock_timestamp()) x;
 
 -- name: job_next_run_at
 -- Seconds (by the database clock) until the next delayed job of these queues

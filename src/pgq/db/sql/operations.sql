@@ -108,6 +108,52 @@ with resumed as (
 )
 select name, pg_notify(%(channel)s, '') from resumed;
 
+-- name: ops_set_queue
+-- Set some of a queue's limits (the set_* flags say which); a queue may be set
+-- before it has any job. A changed rate takes effect at once: the next start is
+-- due no later than one new interval from now. Workers are told on the queues
+-- channel, so a change applies without a restart.
+with upserted as (
+    insert into {schema}.queues as q
+        (name, concurrency, rate_count, rate_period, group_concurrency, group_rate_count,
+         group_rate_period, max_pending, on_full)
+    values (%(name)s, %(concurrency)s, %(rate_count)s, make_interval(secs => cast(%(rate_seconds)s as float8)),
+            %(group_concurrency)s, %(group_rate_count)s, make_interval(secs => cast(%(group_rate_seconds)s as float8)),
+            %(max_pending)s, coalesce(cast(%(on_full)s as text), 'reject'))
+    on conflict (name) do update
+       set concurrency = case when %(set_concurrency)s then excluded.concurrency else q.concurrency end,
+           rate_count = case when %(set_rate)s then excluded.rate_count else q.rate_count end,
+           rate_period = case when %(set_rate)s then excluded.rate_period else q.rate_period end,
+           rate_tat = case when %(set_rate)s and excluded.rate_count is not null
+                           then least(q.rate_tat, clock_timestamp() + excluded.rate_period / excluded.rate_count)
+                           else q.rate_tat end,
+           group_concurrency = case when %(set_group_concurrency)s then excluded.group_concurrency
+                                    else q.group_concurrency end,
+           group_rate_count = case when %(set_group_rate)s then excluded.group_rate_count
+                                   else q.group_rate_count end,
+           group_rate_period = case when %(set_group_rate)s then excluded.group_rate_period
+                                    else q.group_rate_period end,
+           max_pending = case when %(set_max_pending)s then excluded.max_pending else q.max_pending end,
+           on_full = case when %(set_on_full)s then excluded.on_full else q.on_full end,
+           updated_at = now()
+    returning name
+)
+select name, pg_notify(%(channel)s, '') from upserted;
+
+-- name: ops_group_rates_reset
+-- A changed group rate applies at once to every group of the queue.
+update {schema}.queue_groups g
+   set rate_tat = least(g.rate_tat, clock_timestamp() + q.group_rate_period / q.group_rate_count)
+  from {schema}.queues q
+ where q.name = %(name)s and g.queue = q.name and q.group_rate_count is not null and g.rate_tat is not null;
+
+-- name: ops_count_rejected
+-- Enqueues refused by max_pending (counted after the refusal, on pgq's own connection).
+update {schema}.queues set rejected = rejected + %(n)s where name = %(name)s;
+
+-- name: ops_explain
+select {schema}.explain(%(id)s) as text;
+
 -- name: ops_list_queues
 -- Every queue that has a row in queues, a live job, retained history or a
 -- live worker serving it, with live counts (exact: jobs holds only the
@@ -146,6 +192,9 @@ names as (
 select n.queue as name,
        coalesce(p.paused, false) as paused,
        p.updated_at,
+       p.concurrency, p.rate_count, p.rate_period, p.group_concurrency, p.group_rate_count,
+       p.group_rate_period, p.max_pending, coalesce(p.on_full, 'reject') as on_full,
+       coalesce(p.rejected, 0) as rejected,
        coalesce(l.waiting, 0) as waiting,
        coalesce(l.delayed, 0) as delayed,
        coalesce(l.active, 0) as active,
@@ -294,7 +343,8 @@ select n.queue,
        coalesce(c.recent_failed, 0) * 60.0 / %(rate_window)s as failed_per_minute,
        l.oldest_waiting_seconds,
        t.run_ms_p50, t.run_ms_p95, t.wait_ms_p50, t.wait_ms_p95,
-       now() as at
+       now() as at,
+       coalesce(p.rejected, 0) as rejected
   from names n
   left join counted c on c.queue = n.queue
   left join {schema}.queues p on p.name = n.queue

@@ -1,0 +1,40 @@
+"""Masking secrets in job args wherever they are shown or returned (``PGQ_REDACT_KEYS``).
+
+Shared by the dashboard, its REST API and the CLI, so none of them shows what
+another hides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+REDACTED = "[redacted]"
+
+
+def normalize_key(key: str) -> str:
+    """``API-Key``, ``api_key`` and ``apiKey`` are one key for redaction."""
+    return key.lower().replace("_", "").replace("-", "")
+
+
+class Redactor:
+    """Masks the values of secret-looking keys at any depth. A key is secret when
+    its normalised name contains a configured one: ``token`` also covers
+    ``access_token`` and ``password`` covers ``db_password``. A false positive
+    hides a value from view; a false negative shows a secret, so the match is wide."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.keys = tuple(sorted({normalize_key(k) for k in keys if k.strip()}))
+
+    def is_secret(self, key: str) -> bool:
+        name = normalize_key(key)
+        return any(secret in name for secret in self.keys)
+
+    def __call__(self, value: Any) -> Any:
+        if not self.keys:
+            return value
+        if isinstance(value, dict):
+            return {k: REDACTED if isinstance(k, str) and self.is_secret(k) else self(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self(v) for v in value]
+        return value
