@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from examples.media_pipeline.tasks import TABLES, app, connect, send_email, submit_batch
+from examples.media_pipeline.tasks import TABLES, app, configure_queues, connect, send_email, submit_batch
 
 
 def main() -> None:
     callback_url = sys.argv[1] if len(sys.argv) > 1 else "https://httpbin.org/post"
     app.migrate()
+    configure_queues()  # webhooks: at most WEBHOOK_RATE (10/s) calls across all workers
     with connect() as conn, conn.transaction():
         conn.execute(TABLES)
         urls = [f"https://cdn.example.com/photo-{i}.png" for i in range(1, 5)] + ["https://cdn.example.com/anim.gif"]

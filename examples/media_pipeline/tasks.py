@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
@@ -134,10 +135,19 @@ def batch_finished(batch_id: int) -> dict[str, int]:
 
 # ---------------------------------------------------------------- webhooks
 
+#: Calls per period to customers' endpoints, across every worker (pgq's queue rate limit).
+WEBHOOK_RATE = os.environ.get("WEBHOOK_RATE", "10/s")
+
+
+def configure_queues() -> None:
+    """Run once at deploy (submit.py does): the limit is stored in pgq.queues and every worker's
+    claim obeys it, whatever the number of workers. Same as `pgq queues set webhooks --rate 10/s`."""
+    app.set_queue("webhooks", rate=WEBHOOK_RATE)
+
 
 @app.task(queue="webhooks", max_attempts=8, backoff=5.0, timeout=30)
 def deliver_webhook(url: str, event: str, data: dict[str, Any]) -> int:
-    # Webhook receivers should be spared bursts: see the README on rate limits.
+    # Starts are spaced by the queue's rate limit (configure_queues), not by this code.
     response = httpx.post(url, json={"event": event, "data": data}, timeout=10)
     if 400 <= response.status_code < 500 and response.status_code != 429:
         raise pgq.PermanentError(f"{url} refused the webhook: {response.status_code}")
