@@ -1,0 +1,36 @@
+"""The CMS's background jobs. The worker runs them: ``pgq worker examples.cms_jobs.jobs:app --queues cms``."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pgq
+
+app = pgq.App()  # PGQ_DATABASE_URL, or the embedded PostgreSQL in ./.pgq
+
+log = logging.getLogger("cms")
+
+# Every job of the CMS: 3 attempts, the first retry after 2 s, then 4 s (doubling, with jitter).
+RETRIES = {"queue": "cms", "max_attempts": 3, "backoff": 2.0, "timeout": 60}
+
+
+@app.task(name="send-email", priority=10, **RETRIES)
+def send_email(article_id: int, to: str) -> dict[str, str]:
+    """Tell the editors that an article was published (a real app calls its mail provider here)."""
+    log.info("mail to %s about article %s", to, article_id)
+    return {"sent_to": to}
+
+
+@app.task(name="generate-report", **RETRIES)
+def generate_report(article_id: int) -> dict[str, int]:
+    time.sleep(0.2)  # stands for an expensive query
+    return {"article_id": article_id, "words": 1200}
+
+
+@app.task(name="process-image", priority=5, **RETRIES)
+def process_image(article_id: int, image_url: str) -> dict[str, str]:
+    if not image_url.lower().endswith((".png", ".jpg", ".jpeg")):
+        # Any exception is a failed attempt: retried after 2 s, 4 s, then failed for good.
+        raise ValueError(f"cannot decode {image_url}")
+    return {"thumbnail": image_url.rsplit(".", 1)[0] + "-thumb.jpg"}
