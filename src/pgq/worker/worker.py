@@ -133,7 +133,7 @@ class Worker:
             raise RuntimeError("a Worker runs once; create another")
         self._started = True
         url = self.app.url
-        self.app._ensure_migrated_for_worker()
+        await self._check_schema()
         self._pools = Pools(url, self.app.settings, purpose=f"worker {self.name}")
         self._pool = await self._pools.async_pool()
         await self._register()
@@ -235,6 +235,23 @@ class Worker:
         assert self._pool is not None
         async with asyncio.timeout(self._db_deadline), self._pool.connection() as conn:
             yield conn
+
+    async def _check_schema(self) -> None:
+        """Check (or create, for the embedded database) pgq's schema before the first claim.
+        A database that is restarting, or a session terminated under the check, must not stop
+        a worker at start any more than later: it is retried like registration. A missing or
+        outdated schema is not transient and raises NotMigrated at once."""
+        from pgq.errors import DatabaseUnavailable
+
+        while True:
+            try:
+                await asyncio.to_thread(self.app._ensure_migrated_for_worker)
+                return
+            except (*TRANSIENT, DatabaseUnavailable) as exc:
+                if self._stopping:
+                    raise
+                self._beat_errors.warning("cannot check pgq's schema yet (database unavailable?): %s", _first_line(exc))
+                await asyncio.sleep(1.0)
 
     async def _register(self) -> None:
         from pgq import __version__
