@@ -14,7 +14,17 @@ import pgq
 from pgq.migrate import current_revision, downgrade, head_revision, migration_sql
 from pgq.schema import tables
 
-PGQ_TABLES = {"jobs", "job_history", "workers", "metrics", "schedules", "queues", "queue_groups", "alembic_version"}
+PGQ_TABLES = {
+    "jobs",
+    "job_history",
+    "workers",
+    "metrics",
+    "schedules",
+    "queues",
+    "queue_groups",
+    "job_keys",
+    "alembic_version",
+}
 
 
 def schema_tables(url: str, schema: str = "pgq") -> set[str]:

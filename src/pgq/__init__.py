@@ -33,15 +33,18 @@ from pgq.migrate import migrate
 from pgq.operations import QueueInfo, QueueStats, WorkerInfo
 from pgq.settings import Settings
 from pgq.task import Task
+from pgq.workflow import Chain, Group, chain, group
 
 __version__ = "0.1.0"
 
 __all__ = [
     "App",
     "ArgsNotSerializable",
+    "Chain",
     "ConfigurationError",
     "DatabaseUnavailable",
     "Event",
+    "Group",
     "InvalidJob",
     "InvalidState",
     "Job",
@@ -61,5 +64,7 @@ __all__ = [
     "UnknownTask",
     "WorkerInfo",
     "__version__",
+    "chain",
+    "group",
     "migrate",
 ]

@@ -17,7 +17,16 @@ from pgq.db.connection import Pools, Row, connect, is_missing_schema, not_migrat
 from pgq.db.embedded import embedded_url
 from pgq.db.queries import query
 from pgq.db.urls import normalize
-from pgq.enqueueing import drive, drive_async, insert_many, insert_one, prepare
+from pgq.enqueueing import (
+    Flow,
+    drive,
+    drive_async,
+    insert_many,
+    insert_one,
+    insert_workflow,
+    needs_transaction,
+    prepare,
+)
 from pgq.errors import ConfigurationError, PgqError, QueueFull
 from pgq.events import EVENTS, Event
 from pgq.job import Job, JobSpec
@@ -25,6 +34,7 @@ from pgq.operations import OperationControls
 from pgq.schedules import ScheduleControls, ScheduleSpec, check_spec
 from pgq.settings import Settings, load_settings
 from pgq.task import Backoff, Task
+from pgq.workflow import Node, Step, flatten, with_placeholder_parents
 
 if TYPE_CHECKING:
     from pgq.worker import Worker
@@ -32,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pgq")
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 TaskRef = str | Task[Any, Any]
 
 
@@ -373,6 +384,10 @@ class App(ScheduleControls, OperationControls):
         key: str | None = None,
         max_attempts: int | None = None,
         group: str | None = None,
+        depends_on: Iterable[int] | None = None,
+        on_parent_failure: str | None = None,
+        unique_for: float | timedelta | None = None,
+        debounce: float | timedelta | None = None,
         connection: Any = None,
         strict: bool = False,
     ) -> int:
@@ -387,6 +402,17 @@ class App(ScheduleControls, OperationControls):
         - ``group``: flow-control group (e.g. ``"tenant:42"``): the queue's group
           limits apply per group and groups are served round-robin
           (see :meth:`set_queue` and docs/flow-control.md).
+        - ``depends_on``: ids of jobs this one waits for; it is ``blocked`` until
+          they all completed, and reads their results as ``ctx.parent_results``.
+          ``on_parent_failure``: ``"cancel"`` (default) cancels it when a parent
+          fails for good or is cancelled, ``"run"`` runs it anyway
+          (see docs/workflows.md).
+        - ``unique_for`` (with ``key``): seconds or timedelta the key stays taken
+          after the enqueue, even once its job finished: enqueues meanwhile
+          return that job's id.
+        - ``debounce`` (with ``key``): seconds or timedelta; while a job holds the
+          key and has not started, an enqueue replaces its args and moves its
+          run time to now + debounce; otherwise a new job is made, due then.
         - ``connection``: a psycopg ``Connection`` or SQLAlchemy
           ``Connection``/``Session`` whose transaction the job joins: it exists,
           and workers are notified, only if that transaction commits.
@@ -394,8 +420,24 @@ class App(ScheduleControls, OperationControls):
         - ``strict``: reject task names this app has not registered.
         """
         name, _ = self._task_for(task)
-        spec = JobSpec(name, args or {}, queue, priority, run_at, delay, key, max_attempts, group)
+        spec = JobSpec(
+            name,
+            args or {},
+            queue,
+            priority,
+            run_at,
+            delay,
+            key,
+            max_attempts,
+            group,
+            _ids(depends_on),
+            on_parent_failure,
+            unique_for,
+            debounce,
+        )
         params = self._prepare(spec, strict)
+        if needs_transaction([params]):
+            return self._drive_in_transaction(insert_one(self.schema, params), [params], connection)
         try:
             return drive(insert_one(self.schema, params), lambda s, p: self._run(s, p, connection))
         except QueueFull as full:
@@ -414,14 +456,34 @@ class App(ScheduleControls, OperationControls):
         key: str | None = None,
         max_attempts: int | None = None,
         group: str | None = None,
+        depends_on: Iterable[int] | None = None,
+        on_parent_failure: str | None = None,
+        unique_for: float | timedelta | None = None,
+        debounce: float | timedelta | None = None,
         connection: Any = None,
         strict: bool = False,
     ) -> int:
         """:meth:`enqueue` for async code; ``connection`` is a psycopg
         ``AsyncConnection`` or SQLAlchemy ``AsyncConnection``/``AsyncSession``."""
         name, _ = self._task_for(task)
-        spec = JobSpec(name, args or {}, queue, priority, run_at, delay, key, max_attempts, group)
+        spec = JobSpec(
+            name,
+            args or {},
+            queue,
+            priority,
+            run_at,
+            delay,
+            key,
+            max_attempts,
+            group,
+            _ids(depends_on),
+            on_parent_failure,
+            unique_for,
+            debounce,
+        )
         params = self._prepare(spec, strict)
+        if needs_transaction([params]):
+            return await self._drive_in_transaction_async(insert_one(self.schema, params), [params], connection)
 
         async def execute(sql: str, p: dict[str, Any]) -> list[Row]:
             return await self._run_async(sql, p, connection)
@@ -439,6 +501,8 @@ class App(ScheduleControls, OperationControls):
         the whole batch. A spec whose key a live job holds gets that job's id.
         """
         batch = self._prepare_batch(specs, strict)
+        if needs_transaction(batch):
+            return self._drive_in_transaction(insert_many(self.schema, batch), batch, connection)
         try:
             return drive(insert_many(self.schema, batch), lambda s, p: self._run(s, p, connection))
         except QueueFull as full:
@@ -450,6 +514,8 @@ class App(ScheduleControls, OperationControls):
     ) -> list[int]:
         """:meth:`enqueue_many` for async code."""
         batch = self._prepare_batch(specs, strict)
+        if needs_transaction(batch):
+            return await self._drive_in_transaction_async(insert_many(self.schema, batch), batch, connection)
 
         async def execute(sql: str, p: dict[str, Any]) -> list[Row]:
             return await self._run_async(sql, p, connection)
@@ -458,6 +524,69 @@ class App(ScheduleControls, OperationControls):
             return await drive_async(insert_many(self.schema, batch), execute)
         except QueueFull as full:
             await self._count_rejected_async(full, batch, connection)
+            raise
+
+    def enqueue_workflow(self, workflow: Step, *, connection: Any = None, strict: bool = False) -> list[int]:
+        """Insert a workflow (:func:`pgq.chain`, :func:`pgq.group`) in one transaction; returns
+        the ids of its jobs in the order their specs appear in it.
+
+        Each job waits (``blocked``) for the jobs before it in its chain, or for
+        all jobs of the group before it, reads their results as
+        ``ctx.parent_results``, and is cancelled if one of them fails for good
+        (unless its spec says ``on_parent_failure="run"``).
+        """
+        nodes, batch = self._prepare_workflow(workflow, strict)
+        flow = insert_workflow(self.schema, nodes, batch)
+        return self._drive_in_transaction(flow, batch, connection)
+
+    async def enqueue_workflow_async(
+        self, workflow: Step, *, connection: Any = None, strict: bool = False
+    ) -> list[int]:
+        """:meth:`enqueue_workflow` for async code."""
+        nodes, batch = self._prepare_workflow(workflow, strict)
+        flow = insert_workflow(self.schema, nodes, batch)
+        return await self._drive_in_transaction_async(flow, batch, connection)
+
+    def _prepare_workflow(self, workflow: Step, strict: bool) -> tuple[list[Node], list[dict[str, Any]]]:
+        nodes = flatten(workflow)
+        batch = self._prepare_batch([with_placeholder_parents(node) for node in nodes], strict)
+        for node, params in zip(nodes, batch, strict=True):
+            params["depends_on"] = list(node.spec.depends_on or ()) or None
+        return nodes, batch
+
+    def _drive_in_transaction(self, flow: Flow[T], batch: list[dict[str, Any]], connection: Any) -> T:
+        """Run a flow of several statements that must share one transaction: the caller's,
+        or one on pgq's pool (whose connections otherwise commit each statement)."""
+        try:
+            if connection is not None:
+                return drive(flow, lambda s, p: self._run(s, p, connection))
+            with self._get_pools().sync_pool().connection() as conn:
+                self._ensure_schema(conn)
+                with conn.transaction():
+                    return drive(flow, lambda s, p: run_sync(conn, s, p))
+        except QueueFull as full:
+            self._count_rejected(full, batch, connection)
+            raise
+        except Exception as exc:
+            if is_missing_schema(exc):
+                raise not_migrated(self.schema) from None
+            raise
+
+    async def _drive_in_transaction_async(self, flow: Flow[T], batch: list[dict[str, Any]], connection: Any) -> T:
+        try:
+            if connection is not None:
+                return await drive_async(flow, lambda s, p: self._run_async(s, p, connection))
+            pool = await self._get_pools().async_pool()
+            async with pool.connection() as conn:
+                await self._ensure_schema_async(conn)
+                async with conn.transaction():
+                    return await drive_async(flow, lambda s, p: run_async(conn, s, p))
+        except QueueFull as full:
+            await self._count_rejected_async(full, batch, connection)
+            raise
+        except Exception as exc:
+            if is_missing_schema(exc):
+                raise not_migrated(self.schema) from None
             raise
 
     def _rejected_params(self, full: QueueFull, batch: list[dict[str, Any]], connection: Any) -> dict[str, Any] | None:
@@ -615,3 +744,9 @@ class App(ScheduleControls, OperationControls):
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         return worker
+
+
+def _ids(ids: Iterable[int] | None) -> list[int] | None:
+    if ids is None or isinstance(ids, str | bytes) or not hasattr(ids, "__iter__"):
+        return ids  # type: ignore[return-value]  # prepare() says what is wrong with it
+    return list(ids)

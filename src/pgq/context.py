@@ -14,7 +14,8 @@ class JobContext:
     ``job`` is the claimed row (id, task, queue, attempts, args);
     ``attempt`` counts from 1; ``cancelled`` turns true when the job is
     cancelled or the worker shuts down, so a sync handler can poll it;
-    ``log`` is a logger whose records carry the job id.
+    ``log`` is a logger whose records carry the job id;
+    ``parent_results`` maps each completed parent's id to its result.
     """
 
     def __init__(self, job: Job, logger: logging.Logger | None = None) -> None:
@@ -24,6 +25,9 @@ class JobContext:
         self.progress_message: str | None = job.progress_message
         base = logger or logging.getLogger("pgq.job")
         self.log = logging.LoggerAdapter(base, {"job_id": job.id, "task": job.task})
+        #: The results of the job's parents (``depends_on``) that completed, by
+        #: parent id; empty for a job without parents.
+        self.parent_results: dict[int, Any] = {}
 
     @property
     def attempt(self) -> int:

@@ -19,6 +19,7 @@ from pgq.errors import InvalidJob, PgqError, QueueFull, UnknownTask
 from pgq.job import JobSpec
 from pgq.payload import encode_args
 from pgq.task import Task
+from pgq.workflow import Node
 
 T = TypeVar("T")
 Flow = Generator[tuple[str, dict[str, Any]], list[Row], T]
@@ -84,6 +85,23 @@ def prepare(spec: JobSpec, task: Task[Any, Any] | None, max_payload_bytes: int, 
     if group is not None and (not isinstance(group, str) or not group or len(group) > 255):
         raise InvalidJob(f"group must be a non-empty string of at most 255 characters, got {group!r}")
 
+    depends_on = _parents(spec.depends_on)
+    on_parent_failure = spec.on_parent_failure
+    if on_parent_failure is not None:
+        if on_parent_failure not in ("cancel", "run"):
+            raise InvalidJob(f"on_parent_failure must be 'cancel' or 'run', got {on_parent_failure!r}")
+        if depends_on is None:
+            raise InvalidJob("on_parent_failure needs depends_on=[parent ids]")
+
+    unique_for = _key_period("unique_for", spec.unique_for, key)
+    debounce = _key_period("debounce", spec.debounce, key)
+    if unique_for is not None and debounce is not None:
+        raise InvalidJob("give unique_for or debounce, not both: debounce already keeps one job per key")
+    if debounce is not None:
+        if run_at is not None or delay is not None:
+            raise InvalidJob("debounce sets the job's run time (now + debounce): drop run_at/delay")
+        delay = debounce
+
     timeout = timedelta(seconds=task.timeout) if task and task.timeout else None
     backoff = task.backoff if task and isinstance(task.backoff, int | float) else None
     return {
@@ -98,7 +116,50 @@ def prepare(spec: JobSpec, task: Task[Any, Any] | None, max_payload_bytes: int, 
         "timeout": timeout,
         "backoff": float(backoff) if backoff is not None else None,
         "group_key": group,
+        "depends_on": depends_on,
+        "on_parent_failure": on_parent_failure,
+        "unique_for": unique_for,
+        "debounce": debounce,
     }
+
+
+#: Parents per job: a job waiting for more is better modelled as a group of
+#: children feeding one fan-in job.
+MAX_PARENTS = 1000
+#: The longest unique_for or debounce period, in seconds (ten years).
+MAX_KEY_PERIOD = 10 * 366 * 86400.0
+
+
+def _parents(depends_on: Any) -> list[int] | None:
+    if depends_on is None:
+        return None
+    if isinstance(depends_on, str | bytes) or not hasattr(depends_on, "__iter__"):
+        raise InvalidJob(f"depends_on must be a list of job ids, got {depends_on!r}")
+    parents: list[int] = []
+    for parent in depends_on:
+        if isinstance(parent, bool) or not isinstance(parent, int) or not 1 <= parent < 2**63:
+            raise InvalidJob(f"depends_on must hold job ids (positive integers), got {parent!r}")
+        if parent not in parents:
+            parents.append(parent)
+    if len(parents) > MAX_PARENTS:
+        raise InvalidJob(f"depends_on names {len(parents)} jobs, the limit is {MAX_PARENTS}")
+    return parents or None
+
+
+def _key_period(name: str, value: float | timedelta | None, key: str | None) -> float | None:
+    if value is None:
+        return None
+    if key is None:
+        raise InvalidJob(f"{name} needs a key: enqueue(..., key='...', {name}=...)")
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidJob(f"{name} must be seconds (a number) or a timedelta, got {value!r}")
+    if not 0 < seconds <= MAX_KEY_PERIOD:
+        raise InvalidJob(f"{name} must be more than 0 s and at most ten years, got {value!r}")
+    return seconds
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
@@ -122,21 +183,81 @@ def _delay_seconds(delay: float | timedelta | None) -> float | None:
     return seconds
 
 
+def needs_transaction(batch: Sequence[dict[str, Any]]) -> bool:
+    """Whether these jobs' statements hold locks from one statement to the next (the
+    parents of a job, the row of a unique_for or debounce key), so that on pgq's own
+    pool (autocommit) they must share one transaction."""
+    return any(p["depends_on"] or p["unique_for"] is not None or p["debounce"] is not None for p in batch)
+
+
 def insert_one(schema: str, params: dict[str, Any]) -> Flow[int]:
+    if params["unique_for"] is not None or params["debounce"] is not None:
+        return (yield from _insert_keyed(schema, params))
+    parents = params["depends_on"]
+    if parents:
+        yield query("job_lock_parents", schema), {"parents": parents}
+    job_id, created = yield from _insert_row(schema, params)
+    if created and parents:
+        yield query("job_settle", schema), {"ids": [job_id]}
+    return job_id
+
+
+def _insert_row(schema: str, params: dict[str, Any]) -> Flow[tuple[int, bool]]:
+    """The new job's id and True, or the id of the live job holding its key and False."""
     sql = query("job_insert_one", schema)
     for _ in range(KEY_RETRIES):
         rows = yield sql, params
         if rows:
-            return int(rows[0]["id"])
+            return int(rows[0]["id"]), bool(rows[0]["created"])
     raise PgqError(
         f"could not settle key {params['key']!r} in queue {params['queue']!r}: the job holding "
         "it kept changing (is the transaction REPEATABLE READ or SERIALIZABLE?)"
     )
 
 
+def _insert_keyed(schema: str, params: dict[str, Any]) -> Flow[int]:
+    """An enqueue with ``unique_for`` or ``debounce``: enqueuers of one key take turns on
+    the key's row in ``job_keys`` (a row lock, held to the end of their transaction), and
+    each decides after the previous one committed."""
+    where = {"queue": params["queue"], "key": params["key"]}
+    taken = (yield query("job_key_take", schema), where)[0]
+    if params["debounce"] is not None:
+        rows = yield query("job_key_debounce", schema), {**where, "args": params["args"], "delay": params["debounce"]}
+        pushed = [row for row in rows if row["outcome"] == "pushed"]
+        if pushed:
+            return int(pushed[0]["id"])
+    else:
+        rows = yield query("job_key_holder", schema), where
+        if rows:
+            return int(rows[0]["id"])
+        if taken["held"] and taken["job_id"] is not None:
+            return int(taken["job_id"])
+    job_id = yield from insert_one(schema, {**params, "unique_for": None, "debounce": None})
+    yield query("job_key_record", schema), {**where, "job_id": job_id, "unique_for": params["unique_for"]}
+    return job_id
+
+
 def insert_many(schema: str, batch: Sequence[dict[str, Any]]) -> Flow[list[int]]:
     if not batch:
         return []
+    # Jobs with unique_for or debounce decide one by one on their key's row;
+    # the others go in one statement.
+    keyed = [i for i, params in enumerate(batch) if params["unique_for"] is not None or params["debounce"] is not None]
+    ids: list[int | None] = [None] * len(batch)
+    if len(keyed) < len(batch):
+        plain = [i for i in range(len(batch)) if i not in set(keyed)]
+        plain_ids = yield from _insert_batch(schema, [batch[i] for i in plain])
+        for i, job_id in zip(plain, plain_ids, strict=True):
+            ids[i] = job_id
+    for i in keyed:
+        ids[i] = yield from insert_one(schema, batch[i])
+    return [job_id for job_id in ids if job_id is not None]
+
+
+def _insert_batch(schema: str, batch: Sequence[dict[str, Any]]) -> Flow[list[int]]:
+    parents = sorted({parent for params in batch for parent in params["depends_on"] or ()})
+    if parents:
+        yield query("job_lock_parents", schema), {"parents": parents}
     columns = (
         "task",
         "args",
@@ -149,21 +270,28 @@ def insert_many(schema: str, batch: Sequence[dict[str, Any]]) -> Flow[list[int]]
         "timeout",
         "backoff",
         "group_key",
+        "on_parent_failure",
     )
     arrays = {column: [params[column] for params in batch] for column in columns}
+    arrays["depends_on"] = [_array_literal(params["depends_on"]) for params in batch]
     inserted = yield query("job_insert_many", schema), arrays
     new_ids = iter(sorted(int(row["id"]) for row in inserted))
     inserted_keys = {(row["queue"], row["key"]) for row in inserted if row["key"] is not None}
 
     ids: list[int | None] = []
+    blocked: list[int] = []
     seen: set[tuple[str, str]] = set()
     for params in batch:
         pair = (params["queue"], params["key"])
         if params["key"] is None or (pair in inserted_keys and pair not in seen):
             ids.append(next(new_ids))
             seen.add(pair)
+            if params["depends_on"]:
+                blocked.append(ids[-1])  # type: ignore[arg-type]
         else:
             ids.append(None)  # held by a live job: looked up below
+    if blocked:
+        yield query("job_settle", schema), {"ids": blocked}
 
     missing = [i for i, job_id in enumerate(ids) if job_id is None]
     if missing:
@@ -182,8 +310,31 @@ def insert_many(schema: str, batch: Sequence[dict[str, Any]]) -> Flow[list[int]]
     return [job_id for job_id in ids if job_id is not None]
 
 
+def insert_workflow(schema: str, nodes: Sequence[Node], batch: Sequence[dict[str, Any]]) -> Flow[list[int]]:
+    """Insert a flattened workflow layer by layer (a layer's parents are all in earlier
+    layers); returns the ids in node order. The caller runs it in one transaction."""
+    ids: list[int] = [0] * len(nodes)
+    for depth in sorted({node.depth for node in nodes}):
+        layer = [i for i, node in enumerate(nodes) if node.depth == depth]
+        rows = []
+        for i in layer:
+            own = [parent for parent in nodes[i].spec.depends_on or ()]
+            parents = own + [ids[p] for p in nodes[i].parents if ids[p] not in own]
+            rows.append({**batch[i], "depends_on": parents or None})
+        layer_ids = yield from insert_many(schema, rows)
+        for i, job_id in zip(layer, layer_ids, strict=True):
+            ids[i] = job_id
+    return ids
+
+
+def _array_literal(ids: list[int] | None) -> str | None:
+    return None if ids is None else "{" + ",".join(str(i) for i in ids) + "}"
+
+
 #: SQLSTATE of pgq.admit()'s refusal (max_pending reached, on_full "reject").
 QUEUE_FULL_STATE = "PGQ01"
+#: SQLSTATE of pgq.lock_parents()'s refusal (depends_on names no job).
+NO_PARENT_STATE = "PGQ02"
 
 
 def queue_full(exc: BaseException) -> QueueFull | None:
@@ -191,11 +342,27 @@ def queue_full(exc: BaseException) -> QueueFull | None:
     error = getattr(exc, "orig", None) or exc
     if getattr(error, "sqlstate", None) != QUEUE_FULL_STATE:
         return None
+    message = _message(error)
+    match = re.match(r"queue (\S+) is full", message)
+    return QueueFull(message, match.group(1) if match else None)
+
+
+def translated(exc: BaseException) -> PgqError | None:
+    """The pgq error that a database error raised by pgq's own SQL functions stands for."""
+    full = queue_full(exc)
+    if full is not None:
+        return full
+    error = getattr(exc, "orig", None) or exc
+    if getattr(error, "sqlstate", None) == NO_PARENT_STATE:
+        return InvalidJob(_message(error))
+    return None
+
+
+def _message(error: BaseException) -> str:
     diag = getattr(error, "diag", None)
     message = (getattr(diag, "message_primary", None) or str(error)).strip()
     hint = getattr(diag, "message_hint", None)
-    match = re.match(r"queue (\S+) is full", message)
-    return QueueFull(f"{message} ({hint})" if hint else message, match.group(1) if match else None)
+    return f"{message} ({hint})" if hint else message
 
 
 def drive(flow: Flow[T], execute: Callable[[str, dict[str, Any]], list[Row]]) -> T:
@@ -207,10 +374,10 @@ def drive(flow: Flow[T], execute: Callable[[str, dict[str, Any]], list[Row]]) ->
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     except Exception as exc:
-        full = queue_full(exc)
-        if full is None:
+        error = translated(exc)
+        if error is None:
             raise
-        raise full from None
+        raise error from None
 
 
 async def drive_async(flow: Flow[T], execute: Callable[[str, dict[str, Any]], Awaitable[list[Row]]]) -> T:
@@ -222,7 +389,7 @@ async def drive_async(flow: Flow[T], execute: Callable[[str, dict[str, Any]], Aw
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     except Exception as exc:
-        full = queue_full(exc)
-        if full is None:
+        error = translated(exc)
+        if error is None:
             raise
-        raise full from None
+        raise error from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +38,17 @@ class JobSpec:
     #: limits (``group_concurrency``, ``group_rate``) apply per group, and groups are served
     #: round-robin. A non-empty string of at most 255 characters.
     group: str | None = None
+    #: Ids of jobs this one waits for: it stays ``blocked`` until they all completed.
+    depends_on: Sequence[int] | None = None
+    #: What a parent that fails for good (or is cancelled) does to this job:
+    #: ``"cancel"`` (default) cancels it, ``"run"`` runs it once every parent finished.
+    on_parent_failure: str | None = None
+    #: With ``key``: the key stays taken this long after the job was enqueued, even
+    #: once the job finished (enqueues meanwhile return that job's id).
+    unique_for: float | timedelta | None = None
+    #: With ``key``: an enqueue while a job holds the key replaces that job's args and
+    #: pushes its ``run_at`` to now + ``debounce`` (a new job starts the wait).
+    debounce: float | timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,8 @@ class Job:
     cancel_requested_at: datetime | None = None
     finished_at: datetime | None = None
     result: Any = None
+    depends_on: list[int] | None = None
+    on_parent_failure: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:

@@ -41,6 +41,12 @@ class Tables:
     schedules: Table
     queues: Table
     queue_groups: Table
+    job_keys: Table
+
+
+def _dependency_columns() -> list[Column[object]]:
+    # Revision 0004: the parents a job waits for, and what their failure does to it.
+    return [Column("depends_on", ARRAY(BigInteger)), Column("on_parent_failure", Text)]
 
 
 def _job_columns() -> list[Column[object]]:
@@ -72,13 +78,14 @@ def _job_columns() -> list[Column[object]]:
 def tables(schema: str = "pgq") -> Tables:
     """pgq's tables in ``schema``."""
     metadata = MetaData(schema=schema)
-    jobs = Table("jobs", metadata, *_job_columns())
+    jobs = Table("jobs", metadata, *_job_columns(), *_dependency_columns())
     job_history = Table(
         "job_history",
         metadata,
         *_job_columns(),
         Column("finished_at", TZ, nullable=False),
         Column("result", JSONB),
+        *_dependency_columns(),
     )
     workers = Table(
         "workers",
@@ -156,4 +163,13 @@ def tables(schema: str = "pgq") -> Tables:
         Column("rate_tat", TZ),
         Column("last_served_at", TZ),
     )
-    return Tables(metadata, jobs, job_history, workers, metrics, schedules, queues, queue_groups)
+    # Keys taken by unique_for or debounce (revision 0004).
+    job_keys = Table(
+        "job_keys",
+        metadata,
+        Column("queue", Text, primary_key=True),
+        Column("key", Text, primary_key=True),
+        Column("job_id", BigInteger),
+        Column("expires_at", TZ),
+    )
+    return Tables(metadata, jobs, job_history, workers, metrics, schedules, queues, queue_groups, job_keys)

@@ -34,6 +34,12 @@ async def claim_limited(conn: AsyncConn, schema: str, worker_id: uuid.UUID, queu
     return jobs
 
 
+async def parent_results(conn: AsyncConn, schema: str, parents: Sequence[int]) -> dict[int, Any]:
+    """The results of these parents that completed, by id (``ctx.parent_results``)."""
+    rows = await _rows(conn, "job_parent_results", schema, {"ids": list(parents)})
+    return {int(row["id"]): row["result"] for row in rows}
+
+
 async def limited_queues(conn: AsyncConn, schema: str, queues: Sequence[str]) -> set[str]:
     rows = await _rows(conn, "job_limited_queues", schema, {"queues": list(queues)})
     return {str(row["name"]) for row in rows}

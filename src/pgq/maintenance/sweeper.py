@@ -198,6 +198,7 @@ class Sweeper(Service):
         cur = await conn.execute(query("sweep_prune_workers", self.schema))
         result.pruned_workers = cur.rowcount
         await conn.execute(query("sweep_prune_metrics", self.schema), {"keep": self.app.settings.metrics_retention})
+        await conn.execute(query("sweep_prune_keys", self.schema))
 
     async def _vacuum(self, conn: psycopg.AsyncConnection[dict[str, Any]], result: SweepResult) -> None:
         """Vacuum the live table once enough dead rows piled up. Every job leaves two

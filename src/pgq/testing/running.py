@@ -189,6 +189,8 @@ async def drain_async(
                 return outcomes
             job = jobs[0]
             ctx = JobContext(job, logging.getLogger(f"pgq.job.{job.task}"))
+            if job.depends_on:
+                ctx.parent_results = await repo.parent_results(conn, app.schema, job.depends_on)
             await _emit(app, Event("job_started", job))
             outcome = await executor.run(RunningJob(job, ctx))
             if outcome is None:  # only a stopping worker gets none; drain never stops mid-job

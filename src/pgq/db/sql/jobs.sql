@@ -18,13 +18,16 @@ with admitted as (
 ),
 inserted as (
     insert into {schema}.jobs
-        (task, args, queue, priority, run_at, key, max_attempts, timeout, backoff, group_key)
+        (task, args, queue, priority, run_at, key, max_attempts, timeout, backoff, group_key,
+         depends_on, on_parent_failure, status)
     select
         %(task)s, cast(%(args)s as jsonb), %(queue)s, %(priority)s,
         coalesce(cast(%(run_at)s as timestamptz),
                  now() + make_interval(secs => coalesce(cast(%(delay)s as float8), 0))),
         %(key)s, %(max_attempts)s, cast(%(timeout)s as interval), cast(%(backoff)s as float8),
-        cast(%(group_key)s as text)
+        cast(%(group_key)s as text), cast(%(depends_on)s as bigint[]), cast(%(on_parent_failure)s as text),
+        -- A job with parents waits, blocked, until settle_blocked releases it.
+        case when cast(%(depends_on)s as bigint[]) is null then 'pending' else 'blocked' end
      where coalesce((select bool_and(ok) from admitted), true)
     on conflict (queue, key) where key is not null do nothing
     returning id
@@ -43,6 +46,8 @@ select id, false as created
 -- return nothing and are looked up with job_ids_by_key.
 -- Queues with max_pending are admitted first, as in job_insert_one, in name
 -- order, so that two batches locking the same queues take them in one order.
+-- depends_on comes as one array literal per job ('{1,2}'): PostgreSQL arrays
+-- cannot be ragged, so an array of arrays would not hold them.
 with admitted as (
     select bool_and({schema}.admit(c.name, c.n)) as ok
       from (select q.name, cast(g.n as integer) as n
@@ -52,21 +57,92 @@ with admitted as (
              order by q.name) c
 )
 insert into {schema}.jobs
-    (task, args, queue, priority, run_at, key, max_attempts, timeout, backoff, group_key)
+    (task, args, queue, priority, run_at, key, max_attempts, timeout, backoff, group_key,
+     depends_on, on_parent_failure, status)
 select t.task, t.args, t.queue, t.priority,
        coalesce(t.run_at, now() + make_interval(secs => coalesce(t.delay, 0))),
-       t.key, t.max_attempts, t.timeout, t.backoff, t.group_key
+       t.key, t.max_attempts, t.timeout, t.backoff, t.group_key,
+       cast(t.depends_on as bigint[]), t.on_parent_failure,
+       case when t.depends_on is null then 'pending' else 'blocked' end
   from unnest(
         cast(%(task)b as text[]), cast(%(args)b as jsonb[]), cast(%(queue)b as text[]),
         cast(%(priority)b as integer[]), cast(%(run_at)b as timestamptz[]),
         cast(%(delay)b as float8[]), cast(%(key)b as text[]), cast(%(max_attempts)b as integer[]),
-        cast(%(timeout)b as interval[]), cast(%(backoff)b as float8[]), cast(%(group_key)b as text[])
+        cast(%(timeout)b as interval[]), cast(%(backoff)b as float8[]), cast(%(group_key)b as text[]),
+        cast(%(depends_on)b as text[]), cast(%(on_parent_failure)b as text[])
        ) with ordinality
-       as t(task, args, queue, priority, run_at, delay, key, max_attempts, timeout, backoff, group_key, ord)
+       as t(task, args, queue, priority, run_at, delay, key, max_attempts, timeout, backoff, group_key,
+            depends_on, on_parent_failure, ord)
  where coalesce((select ok from admitted), true)
  order by t.ord
     on conflict (queue, key) where key is not null do nothing
 returning id, queue, key;
+
+-- name: job_lock_parents
+-- Before inserting jobs with parents: lock the live parents until this
+-- transaction ends, refuse unknown ids (SQLSTATE PGQ02). See migration 0004.
+select {schema}.lock_parents(cast(%(parents)s as bigint[]));
+
+-- name: job_settle
+-- After inserting jobs with parents: release those whose parents all
+-- completed already, cancel those with a parent that failed.
+select {schema}.settle_blocked(cast(%(ids)s as bigint[]));
+
+-- name: job_parent_results
+-- The results of a job's completed parents (ctx.parent_results).
+select id, result
+  from {schema}.job_history
+ where id = any(cast(%(ids)s as bigint[])) and status = 'completed';
+
+-- name: job_key_take
+-- unique_for and debounce: take the lock of the key's row in job_keys (made
+-- on first use), so that enqueuers of one key go one at a time until their
+-- transactions end. Returns the job that took the key last, and whether
+-- unique_for still holds it.
+insert into {schema}.job_keys as k (queue, key)
+values (%(queue)s, %(key)s)
+on conflict (queue, key) do update set key = excluded.key
+returning k.job_id, coalesce(k.expires_at > now(), false) as held;
+
+-- name: job_key_debounce
+-- The live job holding the key, if any (read after job_key_take, so with a
+-- snapshot that sees every earlier holder's commit). A pending or blocked
+-- holder gets the new args and its run_at pushed; a running one gives its key
+-- up, so that a new job can take it (graphile-worker's "replace" mode).
+with holder as (
+    select j.id, j.queue
+      from {schema}.jobs j
+     where j.queue = %(queue)s and j.key = %(key)s
+       for update
+),
+pushed as (
+    update {schema}.jobs j
+       set args = cast(%(args)s as jsonb),
+           run_at = now() + make_interval(secs => cast(%(delay)s as float8))
+      from holder h
+     where j.id = h.id and j.queue = h.queue and j.status in ('pending', 'blocked')
+    returning j.id
+),
+released as (
+    update {schema}.jobs j
+       set key = null
+      from holder h
+     where j.id = h.id and j.queue = h.queue and j.status = 'running'
+    returning j.id
+)
+select id, 'pushed' as outcome from pushed
+union all
+select id, 'released' from released;
+
+-- name: job_key_holder
+select id from {schema}.jobs where queue = %(queue)s and key = %(key)s;
+
+-- name: job_key_record
+update {schema}.job_keys
+   set job_id = %(job_id)s,
+       expires_at = case when cast(%(unique_for)s as float8) is null then null
+                         else now() + make_interval(secs => cast(%(unique_for)s as float8)) end
+ where queue = %(queue)s and key = %(key)s;
 
 -- name: job_ids_by_key
 select j.queue, j.key, j.id
@@ -234,12 +310,12 @@ archived as (
     insert into {schema}.job_history
         (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
          started_at, worker_id, key, group_key, progress, progress_message, errors, timeout, backoff,
-         cancel_requested_at, finished_at, result)
+         cancel_requested_at, finished_at, result, depends_on, on_parent_failure)
     select id, queue, task, args, priority, kind, attempts, max_attempts, run_at, created_at,
            started_at, worker_id, key, group_key,
            case when kind = 'completed' then 1 else progress end, progress_message,
            case when error is null then errors else errors || jsonb_build_array(error) end,
-           timeout, backoff, cancel_requested_at, now(), result
+           timeout, backoff, cancel_requested_at, now(), result, depends_on, on_parent_failure
       from finished
     returning id
 ),
@@ -279,10 +355,10 @@ archived as (
     insert into {schema}.job_history
         (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
          started_at, worker_id, key, group_key, progress, progress_message, errors, timeout, backoff,
-         cancel_requested_at, finished_at, result)
+         cancel_requested_at, finished_at, result, depends_on, on_parent_failure)
     select id, queue, task, args, priority, 'cancelled', attempts, max_attempts, run_at, created_at,
            started_at, worker_id, key, group_key, progress, progress_message, errors, timeout, backoff,
-           now(), now(), null
+           now(), now(), null, depends_on, on_parent_failure
       from pending
     returning id
 ),
@@ -320,10 +396,10 @@ moved as (
 )
 insert into {schema}.jobs
     (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
-     key, group_key, errors, timeout, backoff)
+     key, group_key, errors, timeout, backoff, depends_on, on_parent_failure)
 select id, queue, task, args, priority, 'pending', attempts,
        greatest(max_attempts, attempts + 1), now(), created_at,
-       key, group_key, errors, timeout, backoff
+       key, group_key, errors, timeout, backoff, depends_on, on_parent_failure
   from moved
 returning id;
 

@@ -43,10 +43,10 @@ moved as (
 inserted as (
     insert into {schema}.jobs
         (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
-         key, group_key, errors, timeout, backoff)
+         key, group_key, errors, timeout, backoff, depends_on, on_parent_failure)
     select id, queue, task, args, priority, 'pending', attempts,
            greatest(max_attempts, attempts + 1), now(), created_at,
-           key, group_key, errors, timeout, backoff
+           key, group_key, errors, timeout, backoff, depends_on, on_parent_failure
       from moved
     returning id
 ),

@@ -55,10 +55,10 @@ archived as (
     insert into {schema}.job_history
         (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
          started_at, worker_id, key, group_key, progress, progress_message, errors, timeout, backoff,
-         cancel_requested_at, finished_at, result)
+         cancel_requested_at, finished_at, result, depends_on, on_parent_failure)
     select id, queue, task, args, priority, final_status, attempts, max_attempts, run_at, created_at,
            started_at, worker_id, key, group_key, progress, progress_message, errors || jsonb_build_array(error),
-           timeout, backoff, cancel_requested_at, now(), null
+           timeout, backoff, cancel_requested_at, now(), null, depends_on, on_parent_failure
       from failed
     returning id, status as outcome
 ),
@@ -103,6 +103,23 @@ select count(*) as deleted from deleted;
 -- Rows of workers that stopped or died more than a day ago.
 delete from {schema}.workers
  where status in ('stopped', 'dead') and coalesce(stopped_at, last_heartbeat) < now() - interval '1 day';
+
+-- name: sweep_prune_keys
+-- Rows of pgq.job_keys that hold nothing any more: a unique_for period over
+-- for a day, or a debounce key whose job is no longer live. Rows an enqueuer
+-- holds right now are skipped (it may be about to use them); a deleted row is
+-- made again on the key's next use.
+with doomed as (
+    select k.queue, k.key
+      from {schema}.job_keys k
+     where case when k.expires_at is not null then k.expires_at < now() - interval '1 day'
+                else not exists (select from {schema}.jobs j where j.queue = k.queue and j.key = k.key) end
+     limit 10000
+       for update skip locked
+)
+delete from {schema}.job_keys k
+ using doomed d
+ where k.queue = d.queue and k.key = d.key;
 
 -- name: sweep_prune_metrics
 delete from {schema}.metrics where at < now() - make_interval(secs => %(keep)s);
