@@ -165,6 +165,10 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         (["enqueue", "t", "--run-at", "2030-01-01T00:00:00"], "has no time zone"),
         (["enqueue", "t", "--queue", "a b"], "queue must be"),
         (["jobs", "show", "424242"], "no job with id 424242"),
+        (["enqueue", "t", "--depends-on", "12,x"], "--depends-on takes comma-separated job ids"),
+        (["enqueue", "t", "--depends-on", "424242"], "depends_on names jobs that do not exist: 424242"),
+        (["enqueue", "t", "--unique-for", "60"], "unique_for needs a key"),
+        (["enqueue", "t", "--key", "k", "--debounce", "0"], "debounce must be more than 0 s"),
     ],
 )
 def test_cli_errors_are_one_line_and_exit_2(database_url: str, conn: Any, args: list[str], message: str) -> None:

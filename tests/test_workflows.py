@@ -257,3 +257,19 @@ def test_a_workflow_is_one_transaction(database_url: str, conn: Any) -> None:
         assert [status(conn, i) for i in ids] == ["completed", "completed"]
     finally:
         app.close()
+
+
+def test_cli_enqueue_with_parents_and_keys(database_url: str, app: pgq.App, conn: Any) -> None:
+    from tests.test_bad_input import run_cli
+
+    parent = app.enqueue("t", delay=3600)
+    result = run_cli(
+        "enqueue", "t", "--depends-on", f"{parent}", "--on-parent-failure", "run", "--database-url", database_url
+    )
+    assert result.returncode == 0, result.stderr
+    child = int(result.stdout)
+    row = conn.execute("select status, depends_on, on_parent_failure from pgq.jobs where id = %s", [child]).fetchone()
+    assert row == {"status": "blocked", "depends_on": [parent], "on_parent_failure": "run"}
+    first = run_cli("enqueue", "t", "--key", "k", "--unique-for", "60", "--database-url", database_url)
+    again = run_cli("enqueue", "t", "--key", "k", "--unique-for", "60", "--database-url", database_url)
+    assert first.returncode == again.returncode == 0 and first.stdout == again.stdout

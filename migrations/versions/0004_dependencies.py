@@ -10,13 +10,16 @@ Create Date: 2026-11-28
   ``on_parent_failure`` says what a parent that fails for good does to it:
   ``cancel`` (null means the same) or ``run``.
 - ``settle_blocked(ids)`` decides for blocked jobs: release, cancel, or keep
-  waiting. A statement trigger on ``job_history`` calls it for the children of
-  every job that finishes, whichever path finished it (a worker's finish, a
-  cancel, the sweeper, a drop), so no path can forget them.
-- ``lock_parents(ids)``: an enqueue with parents takes a key-share lock on the
-  parents that are still live, so a parent cannot finish between the child's
-  check and the child's commit (its finish waits for the child's transaction,
-  then finds the child). Unknown parent ids raise SQLSTATE PGQ02.
+  waiting. A row trigger on ``jobs`` calls it for the children of a job with
+  ``has_children`` when that job leaves ``jobs``, whichever path moved it to
+  history (a worker's finish, a cancel, the sweeper, a drop), so no path can
+  forget them. Jobs without children pay one test of a boolean in the
+  trigger's WHEN clause, evaluated without calling any function.
+- ``lock_parents(ids)``: an enqueue with parents marks its live parents
+  ``has_children``, which also locks their rows until the enqueuing
+  transaction ends, so a parent cannot finish between the child's check and
+  the child's commit (its finish waits for the child's transaction, then finds
+  the child). Unknown parent ids raise SQLSTATE PGQ02.
 - ``job_keys``: one row per (queue, key) enqueued with ``unique_for`` or
   ``debounce``. Its primary key is what serialises enqueuers of one key (they
   take the row's lock), and ``expires_at`` keeps a key taken by ``unique_for``
@@ -38,6 +41,8 @@ UPGRADE = r"""
 alter table {schema}.jobs
     add column depends_on        bigint[],
     add column on_parent_failure text,
+    -- Set when a job is named in another's depends_on; null means no children.
+    add column has_children      boolean,
     add constraint jobs_on_parent_failure_check check (on_parent_failure in ('cancel', 'run'));
 alter table {schema}.job_history
     add column depends_on        bigint[],
@@ -70,16 +75,20 @@ create table {schema}.job_keys (
     primary key (queue, key)
 );
 
--- Lock the live parents of a job being enqueued (see the header), and refuse
--- ids that are no job at all. Two statements: the second takes a new snapshot
--- after the locks, so a parent that finished while we waited for its lock is
--- found in job_history.
+-- Mark and lock the live parents of a job being enqueued (see the header), and
+-- refuse ids that are no job at all. The check is a later statement than the
+-- locks, so its snapshot finds a parent that finished while we waited for its
+-- lock in job_history.
 create function {schema}.lock_parents(parents bigint[]) returns void
 language plpgsql volatile as $$
 declare
     missing bigint[];
 begin
-    perform 1 from {schema}.jobs j where j.id = any(parents) order by j.id for key share;
+    -- Rows locked in id order, so that two enqueues naming the same parents
+    -- cannot deadlock.
+    perform 1 from {schema}.jobs j where j.id = any(parents) order by j.id for no key update;
+    update {schema}.jobs set has_children = true
+     where id = any(parents) and has_children is not true;
     select array_agg(p.id order by p.id) into missing
       from unnest(parents) as p(id)
      where not exists (select from {schema}.jobs j where j.id = p.id)
@@ -161,9 +170,9 @@ begin
 end
 $$;
 
--- Every finished job may have children waiting: settle them, in the statement
--- that finished it. Statements that finish no parent of a blocked job pay one
--- probe of an index that holds only blocked jobs.
+-- A parent leaving jobs (finished, moved to job_history in the same statement):
+-- settle its blocked children. An AFTER row trigger runs at the end of that
+-- statement, so it sees the parent's history row.
 create function {schema}.settle_children() returns trigger
 language plpgsql as $$
 declare
@@ -171,8 +180,7 @@ declare
 begin
     select array_agg(j.id) into children
       from {schema}.jobs j
-     where j.status = 'blocked'
-       and j.depends_on && (select array_agg(f.id) from finished f);
+     where j.status = 'blocked' and j.depends_on @> array[old.id];
     if children is not null then
         perform {schema}.settle_blocked(children);
     end if;
@@ -180,13 +188,12 @@ begin
 end
 $$;
 
-create trigger job_history_settle_children after insert on {schema}.job_history
-    referencing new table as finished
-    for each statement execute function {schema}.settle_children();
+create trigger jobs_settle_children after delete on {schema}.jobs
+    for each row when (old.has_children) execute function {schema}.settle_children();
 """
 
 DOWNGRADE = r"""
-drop trigger if exists job_history_settle_children on {schema}.job_history;
+drop trigger if exists jobs_settle_children on {schema}.jobs;
 drop function if exists {schema}.settle_children();
 drop function if exists {schema}.settle_blocked(bigint[]);
 drop function if exists {schema}.lock_parents(bigint[]);
@@ -206,6 +213,7 @@ create view {schema}.all_jobs as
 drop index if exists {schema}.jobs_blocked_parents_idx;
 alter table {schema}.jobs
     drop constraint jobs_on_parent_failure_check,
+    drop column has_children,
     drop column depends_on,
     drop column on_parent_failure;
 alter table {schema}.job_history

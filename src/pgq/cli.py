@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--key", help="idempotency key")
     enqueue.add_argument("--group", help="flow-control group, e.g. tenant:42 (see pgq queues set)")
     enqueue.add_argument("--max-attempts", type=int)
+    enqueue.add_argument("--depends-on", metavar="IDS", help="comma-separated ids of jobs to wait for, e.g. 12,13")
+    enqueue.add_argument(
+        "--on-parent-failure", choices=["cancel", "run"], help="what a failed parent does to it (default cancel)"
+    )
+    enqueue.add_argument("--unique-for", type=float, metavar="SECONDS", help="with --key: keep the key this long")
+    enqueue.add_argument("--debounce", type=float, metavar="SECONDS", help="with --key: push the pending job back")
     enqueue.set_defaults(handler=cmd_enqueue)
 
     jobs = commands.add_parser("jobs", help="list, inspect, retry, cancel, promote and delete jobs")
@@ -357,9 +363,22 @@ def cmd_enqueue(options: argparse.Namespace) -> int:
             key=options.key,
             max_attempts=options.max_attempts,
             group=options.group,
+            depends_on=_job_ids(options.depends_on, "--depends-on"),
+            on_parent_failure=options.on_parent_failure,
+            unique_for=options.unique_for,
+            debounce=options.debounce,
         )
     print(job_id)
     return 0
+
+
+def _job_ids(text: str | None, flag: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigurationError(f"{flag} takes comma-separated job ids, e.g. 12,13; got {text!r}") from None
 
 
 def cmd_jobs_list(options: argparse.Namespace) -> int:

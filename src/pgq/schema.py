@@ -78,7 +78,7 @@ def _job_columns() -> list[Column[object]]:
 def tables(schema: str = "pgq") -> Tables:
     """pgq's tables in ``schema``."""
     metadata = MetaData(schema=schema)
-    jobs = Table("jobs", metadata, *_job_columns(), *_dependency_columns())
+    jobs = Table("jobs", metadata, *_job_columns(), *_dependency_columns(), Column("has_children", Boolean))
     job_history = Table(
         "job_history",
         metadata,
