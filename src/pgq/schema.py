@@ -154,6 +154,8 @@ def tables(schema: str = "pgq") -> Tables:
         Column("rate_tat", TZ),
         # Enqueues rejected (or pending jobs dropped) by max_pending.
         Column("rejected", BigInteger, nullable=False),
+        # The last group a grouped claim served; the next starts after it (revision 0004).
+        Column("group_cursor", Text),
     )
     queue_groups = Table(
         "queue_groups",
