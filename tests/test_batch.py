@@ -384,3 +384,44 @@ def test_batches_in_a_worker_process_and_sigterm_returns_a_waiting_batch(
     assert "Traceback" not in worker.output()
     assert all(app.get_job(i).status == "completed" for i in ids)  # type: ignore[union-attr]
     app.close()
+
+
+@pytest.mark.parametrize("plan_mode", ["force_generic_plan", "force_custom_plan"])
+def test_the_top_up_reads_the_claim_index_of_its_queue(conn: Any, plan_mode: str) -> None:
+    """The top-up runs at each notification while a batch waits: in a queue of its own
+    it must read about the rows it takes, not the backlog (in either plan the
+    worker's prepared statement may end up with)."""
+    import uuid
+
+    import psycopg
+
+    from pgq.db.queries import query
+    from tests.test_plans import positional, total_buffers
+
+    worker_id = uuid.uuid4()
+    conn.execute(
+        query("worker_register", "pgq"),
+        {"id": worker_id, "name": "t", "host": "h", "pid": 1, "queues": ["bulk"], "concurrency": 1, "version": "t"},
+    )
+    conn.execute("insert into pgq.jobs (task, queue) select 'send', 'bulk' from generate_series(1, 20000)")
+    conn.execute("insert into pgq.jobs (task, queue) select 'other', 'default' from generate_series(1, 20000)")
+    conn.execute("analyze pgq.jobs")
+    conn.execute(f"set plan_cache_mode = {plan_mode}")
+    sql, names = positional(query("job_claim_batch", "pgq"))
+    conn.execute(f"prepare top_up as {sql}")
+    params = {"worker_id": worker_id, "queue": "bulk", "task": "send", "limit": 100}
+    plan = [
+        row["QUERY PLAN"]
+        for row in psycopg.ClientCursor(conn)
+        .execute(
+            f"explain (analyze, buffers, costs off) execute top_up({', '.join(['%s'] * len(names))})",
+            [params[n] for n in names],
+        )
+        .fetchall()
+    ]
+    text = "\n".join(plan)
+    assert "Seq Scan on jobs" not in text, text
+    assert total_buffers(plan) <= 2000, text
+    assert (
+        count(conn, "select count(*) as n from pgq.jobs where status = 'running' and worker_id = %s", worker_id) == 100
+    )
