@@ -208,6 +208,23 @@ async def test_graceful_shutdown_returns_a_waiting_batch_without_consuming_attem
         assert returned.status == "pending" and returned.attempts == 0 and returned.worker_id is None
 
 
+async def test_shutdown_past_the_timeout_returns_a_running_batch(app: pgq.App) -> None:
+    started = asyncio.Event()
+
+    @app.task(batch_size=2, batch_wait=60)
+    async def endless(jobs: list[pgq.Job]) -> list[None]:
+        started.set()
+        await asyncio.sleep(600)
+        return [None for _ in jobs]
+
+    ids = [endless.enqueue(n=i) for i in range(2)]
+    async with app.worker(poll_interval=0.2, shutdown_timeout=0.5):
+        await asyncio.wait_for(started.wait(), 30)
+    for job_id in ids:
+        returned = job(app, job_id)
+        assert returned.status == "pending" and returned.attempts == 0 and returned.errors == []
+
+
 async def test_batch_jobs_are_held_like_running_jobs_and_cancellable(app: pgq.App, conn: Any) -> None:
     release = asyncio.Event()
     seen: list[list[int]] = []
