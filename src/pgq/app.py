@@ -106,6 +106,8 @@ class App(ScheduleControls, OperationControls):
         backoff: Backoff | None = None,
         timeout: float | timedelta | None = None,
         pass_context: bool = False,
+        batch_size: int | None = None,
+        batch_wait: float | timedelta | None = None,
     ) -> Callable[[F], Task[Any, Any]]: ...
 
     def task(
@@ -120,6 +122,8 @@ class App(ScheduleControls, OperationControls):
         backoff: Backoff | None = None,
         timeout: float | timedelta | None = None,
         pass_context: bool = False,
+        batch_size: int | None = None,
+        batch_wait: float | timedelta | None = None,
     ) -> Task[Any, Any] | Callable[[F], Task[Any, Any]]:
         """Register a handler as a task: ``@app.task`` or ``@app.task(queue=..., ...)``.
 
@@ -132,6 +136,21 @@ class App(ScheduleControls, OperationControls):
         - ``timeout``: seconds (or timedelta) an attempt may run; default none.
         - ``pass_context``: call the handler as ``fn(ctx, **args)`` with a
           :class:`pgq.JobContext`; default False.
+        - ``batch_size``: make it a batch task (2 to 10000): the handler is
+          called as ``fn(jobs)`` with a list of up to that many :class:`pgq.Job`
+          of one queue, in claim order, and returns a list of the same length:
+          for each job a result (or None), meaning it completed, or an exception
+          instance, meaning its attempt failed (retried, or failed for good with
+          ``pgq.PermanentError``). An exception raised by the handler, or a
+          return that is not such a list, fails every job's attempt. A batch
+          holds one of the worker's slots however many jobs it has. Jobs are
+          enqueued one by one as usual, each with its own args (not checked
+          against the handler, which takes the list). Default: none.
+        - ``batch_wait``: seconds (or timedelta) a batch waits for more jobs
+          after its first one arrives, unless it fills up first; 0 runs what is
+          ready at once. Only with ``batch_size``; default 1.0. Must be shorter
+          than ``timeout``, which counts from the first job's claim.
+          ``pass_context`` is refused for batch tasks. See docs/batches.md.
         """
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
@@ -162,6 +181,8 @@ class App(ScheduleControls, OperationControls):
                 backoff=backoff,
                 timeout=timeout,
                 pass_context=pass_context,
+                batch_size=batch_size,
+                batch_wait=batch_wait,
             )
             # Check the task's default queue and priority once, here, rather
             # than failing at every enqueue.

@@ -18,6 +18,11 @@ R = TypeVar("R")
 
 Backoff = float | Callable[[int], float]
 
+#: The largest ``batch_size``: a batch is held in memory and its outcomes written together.
+MAX_BATCH_SIZE = 10_000
+#: ``batch_wait`` when a task gives ``batch_size`` alone.
+DEFAULT_BATCH_WAIT = 1.0
+
 
 class Task(Generic[P, R]):
     """A registered handler and its defaults.
@@ -40,6 +45,8 @@ class Task(Generic[P, R]):
         backoff: Backoff | None,
         timeout: float | timedelta | None,
         pass_context: bool,
+        batch_size: int | None = None,
+        batch_wait: float | timedelta | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -59,6 +66,12 @@ class Task(Generic[P, R]):
             )
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
+        #: Jobs a batch handler gets at most per call; None for a task that takes one job a call.
+        self.batch_size: int | None = None
+        #: Seconds a batch waits for more jobs after its first one, before the handler is called.
+        self.batch_wait = 0.0
+        if batch_size is not None or batch_wait is not None:
+            self._init_batch(batch_size, batch_wait)
         parameters = list(self.signature.parameters.values())[1 if pass_context else 0 :]
         keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         self._accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
@@ -70,6 +83,50 @@ class Task(Generic[P, R]):
         if any(p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL) for p in parameters):
             self._required = frozenset({"\0never"})
 
+    def _init_batch(self, batch_size: int | None, batch_wait: float | timedelta | None) -> None:
+        name = self.name
+        if batch_size is None:
+            raise ConfigurationError(
+                f"task {name!r} has batch_wait but no batch_size; add batch_size=N (2 to {MAX_BATCH_SIZE}) "
+                "to make it a batch task, or drop batch_wait"
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 2 <= batch_size <= MAX_BATCH_SIZE:
+            raise ConfigurationError(
+                f"batch_size of task {name!r} must be an integer from 2 to {MAX_BATCH_SIZE}, got {batch_size!r}"
+                + ("; leave batch_size out for a task that takes one job a call" if batch_size in (0, 1) else "")
+            )
+        wait = DEFAULT_BATCH_WAIT if batch_wait is None else batch_wait
+        if isinstance(wait, timedelta):
+            seconds = wait.total_seconds()
+        elif isinstance(wait, int | float) and not isinstance(wait, bool):
+            seconds = float(wait)
+        else:
+            raise ConfigurationError(f"batch_wait of task {name!r} must be seconds or a timedelta, got {wait!r}")
+        if not 0 <= seconds < float("inf"):
+            raise ConfigurationError(
+                f"batch_wait of task {name!r} must be a finite number of seconds >= 0, got {wait!r} "
+                "(0 runs a batch with whatever is ready at once)"
+            )
+        if self.timeout is not None and seconds >= self.timeout:
+            raise ConfigurationError(
+                f"batch_wait of task {name!r} ({seconds:g} s) must be shorter than its timeout ({self.timeout:g} s): "
+                "a batch's timeout counts from its first job's claim, so the wait uses part of it"
+            )
+        if self.pass_context:
+            raise ConfigurationError(
+                f"task {name!r}: pass_context cannot be combined with batch_size; a batch handler is called "
+                "as fn(jobs) with a list of pgq.Job (each has id, attempts and args)"
+            )
+        try:
+            self.signature.bind([])
+        except TypeError:
+            raise ConfigurationError(
+                f"task {name!r} has batch_size, so it is called as fn(jobs) with one list of pgq.Job, "
+                f"but {self.__name__}{self.signature} cannot take that; write def {self.__name__}(jobs: list[pgq.Job])"
+            ) from None
+        self.batch_size = batch_size
+        self.batch_wait = seconds
+
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
 
@@ -77,7 +134,11 @@ class Task(Generic[P, R]):
         return f"<pgq.Task {self.name}>"
 
     def check_args(self, args: dict[str, Any]) -> None:
-        """Raise :class:`InvalidJob` if ``fn(**args)`` could not be called."""
+        """Raise :class:`InvalidJob` if ``fn(**args)`` could not be called.
+
+        A batch task's handler takes a list of jobs, not their args: any args pass."""
+        if self.batch_size is not None:
+            return
         # The common case, decided with two set operations instead of a full bind
         # (which costs ~5 us a job on the worker's hot path): the names given are
         # all accepted and the required ones are all there.

@@ -11,6 +11,7 @@ import asyncio
 import os
 import threading
 import time
+import uuid
 from typing import Any
 
 from psycopg_pool import ConnectionPool
@@ -119,3 +120,21 @@ def poison(ctx: pgq.JobContext, kind: str) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, resource.RLIM_INFINITY))
         hoard = [bytearray(256 * 1024**2) for _ in range(16)]
         del hoard
+
+
+@app.task(queue="bulk", batch_size=10, batch_wait=0.2)
+def record_batch(jobs: list[pgq.Job]) -> list[dict[str, str]]:
+    """A batch task: records each job's run, and returns the call's id as every job's result."""
+    call = uuid.uuid4().hex
+    with pool().connection() as conn:
+        for job in jobs:
+            conn.execute(
+                "insert into runs (job_id, attempt, pid) values (%s, %s, %s)", [job.id, job.attempts, os.getpid()]
+            )
+    return [{"call": call} for _ in jobs]
+
+
+@app.task(queue="bulk", batch_size=10, batch_wait=120)
+async def slow_batch(jobs: list[pgq.Job]) -> list[None]:
+    """A batch task whose batch waits two minutes for more jobs unless it fills up."""
+    return [None for _ in jobs]

@@ -26,6 +26,14 @@ async def claim(conn: AsyncConn, schema: str, worker_id: uuid.UUID, queues: Sequ
     return jobs
 
 
+async def claim_batch(
+    conn: AsyncConn, schema: str, worker_id: uuid.UUID, queue: str, task: str, limit: int
+) -> list[Job]:
+    """Claim up to ``limit`` more ready jobs of batch task ``task`` in ``queue`` (docs/batches.md)."""
+    params = {"worker_id": worker_id, "queue": queue, "task": task, "limit": limit}
+    return [Job.from_row(row) for row in await _rows(conn, "job_claim_batch", schema, params)]
+
+
 async def claim_limited(conn: AsyncConn, schema: str, worker_id: uuid.UUID, queue: str, limit: int) -> list[Job]:
     """Claim up to ``limit`` jobs of one queue with limits (docs/flow-control.md)."""
     rows = await _rows(conn, "job_claim_limited", schema, {"worker_id": worker_id, "queue": queue, "limit": limit})

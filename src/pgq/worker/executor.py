@@ -10,8 +10,9 @@ import json
 import logging
 import time
 import traceback
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgq.context import JobContext
 from pgq.errors import InvalidJob, PermanentError, Retry
@@ -19,6 +20,9 @@ from pgq.job import Job
 from pgq.task import Task
 from pgq.worker.backoff import MAX_DELAY, retry_delay
 from pgq.worker.outcome import Outcome
+
+if TYPE_CHECKING:
+    from pgq.worker.batch import Batch
 
 log = logging.getLogger("pgq.worker")
 
@@ -44,6 +48,8 @@ class RunningJob:
     written_progress: tuple[float | None, str | None] = (None, None)
     #: The handler's thread (sync) or task (async), which may outlive the job's outcome.
     thread: asyncio.Future[Any] | None = None
+    #: The batch this job belongs to (a batch task's job), which runs the handler for it.
+    batch: Batch | None = None
 
     @property
     def thread_running(self) -> bool:
@@ -91,6 +97,9 @@ class Executor:
                 f"unknown task {job.task!r}: this worker knows {known}; deploy code that registers it",
                 permanent=True,
             )
+        if task.batch_size is not None:
+            # Outside a worker (pgq.testing's drain and run_job), a batch task's job is a batch of one.
+            return (await self._run_batch([running], task))[0]
         if not isinstance(job.args, dict):
             return failure(
                 job, "InvalidArgs", f"args must be a JSON object, got {type(job.args).__name__}", permanent=True
@@ -109,9 +118,9 @@ class Executor:
         try:
             async with deadline:
                 if task.is_async:
-                    result = await self._run_async(running, task, call_args)
+                    result = await self._run_async([running], functools.partial(task.fn, *call_args, **job.args))
                 else:
-                    result = await self._run_sync(running, task, call_args)
+                    result = await self._run_sync([running], functools.partial(task.fn, *call_args, **job.args))
         except asyncio.CancelledError:
             if running.stop_reason is None:
                 current = asyncio.current_task()
@@ -130,55 +139,133 @@ class Executor:
                 ctx.cancelled = True
                 return self._failed_attempt(job, task, "Timeout", f"attempt timed out after {timeout:g} s", None)
             return self._failed_attempt(job, task, "TimeoutError", str(exc) or "TimeoutError", exc)
-        except PermanentError as exc:
+        except BaseException as exc:  # a handler's SystemExit is a failed attempt, not our exit
+            return self._raised(job, task, exc)
+        # A handler that returns before it notices a cancellation has run: it completed.
+        return Outcome(job, "completed", result_json=self._result_json(job, result))
+
+    def _raised(self, job: Job, task: Task[Any, Any], exc: BaseException) -> Outcome:
+        """The outcome of an attempt that ended in ``exc`` (raised, or returned for one job of a batch)."""
+        if isinstance(exc, PermanentError):
             return failure(job, type(exc).__qualname__, str(exc), permanent=True, exc=exc)
-        except Retry as exc:
+        if isinstance(exc, Retry):
             if job.attempts >= job.max_attempts:
                 return failure(job, "Retry", f"{exc} (out of attempts)", permanent=True, exc=exc)
             delay = min(exc.delay, MAX_DELAY)
             return Outcome(job, "retry", error=error_entry(job, "Retry", str(exc), exc), delay=delay)
-        except BaseException as exc:  # a handler's SystemExit is a failed attempt, not our exit
-            return self._failed_attempt(job, task, type(exc).__qualname__, str(exc), exc)
-        # A handler that returns before it notices a cancellation has run: it completed.
-        return Outcome(job, "completed", result_json=self._result_json(job, result))
+        return self._failed_attempt(job, task, type(exc).__qualname__, str(exc), exc)
+
+    async def run_batch(self, members: Sequence[RunningJob], task: Task[Any, Any]) -> list[Outcome | None]:
+        """Call a batch handler once for ``members`` (in that order); one outcome per
+        member, None where there is nothing this worker may write."""
+        start = time.perf_counter()
+        outcomes = await self._run_batch(members, task)
+        duration = time.perf_counter() - start
+        for outcome in outcomes:
+            if outcome is not None:
+                outcome.duration = duration
+        return outcomes
+
+    async def _run_batch(self, members: Sequence[RunningJob], task: Task[Any, Any]) -> list[Outcome | None]:
+        jobs = [running.job for running in members]
+        remaining, configured = _batch_deadline(members, task)
+        timed_out = f"attempt timed out after {configured:g} s (a batch's timeout counts from its first job's claim)"
+        if remaining is not None and remaining <= 0:
+            # Out of time before the call (the wait used it all): calling would only start work nobody waits for.
+            return [self._failed_attempt(j, task, "Timeout", timed_out, None) for j in jobs]
+        deadline = asyncio.timeout(remaining)
+        try:
+            async with deadline:
+                if task.is_async:
+                    returned = await self._run_async(members, functools.partial(task.fn, jobs))
+                else:
+                    returned = await self._run_sync(members, functools.partial(task.fn, jobs))
+        except asyncio.CancelledError:
+            if all(running.stop_reason is None for running in members):
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                return [
+                    self._failed_attempt(j, task, "CancelledError", "the handler raised CancelledError", None)
+                    for j in jobs
+                ]
+            for running in members:
+                running.ctx.cancelled = True
+            left_running = await self._left_running(members)
+            return [_stopped(running, left_running) for running in members]
+        except TimeoutError as exc:
+            if deadline.expired():
+                for running in members:
+                    running.ctx.cancelled = True
+                return [self._failed_attempt(j, task, "Timeout", timed_out, None) for j in jobs]
+            return [self._failed_attempt(j, task, "TimeoutError", str(exc) or "TimeoutError", exc) for j in jobs]
+        except BaseException as exc:  # the whole call failed: so did every job's attempt
+            return [self._raised(j, task, exc) for j in jobs]
+        return list(self._batch_outcomes(jobs, task, returned))
+
+    def _batch_outcomes(self, jobs: list[Job], task: Task[Any, Any], returned: Any) -> list[Outcome]:
+        wanted = (
+            "a batch handler returns a list with one item per job, in the order given "
+            "(a result or None: completed; an exception instance: that job's attempt failed)"
+        )
+        problem = None
+        if not isinstance(returned, list | tuple):
+            got = "None (no return statement?)" if returned is None else type(returned).__name__
+            problem = f"{task.name} got {len(jobs)} jobs and returned {got}; {wanted}"
+        elif len(returned) != len(jobs):
+            problem = f"{task.name} got {len(jobs)} jobs and returned a list of {len(returned)}; {wanted}"
+        if problem is not None:
+            log.error("batch of %d jobs (%s): %s", len(jobs), task.name, problem)
+            return [self._failed_attempt(j, task, "InvalidBatchResult", problem, None) for j in jobs]
+        return [
+            self._raised(job, task, value)
+            if isinstance(value, BaseException)
+            else Outcome(job, "completed", result_json=self._result_json(job, value))
+            for job, value in zip(jobs, returned, strict=True)
+        ]
 
     async def _returned(self, running: RunningJob) -> Outcome | None:
         """A job stopped by shutdown goes back to the queue, unless its sync handler
         keeps running: then another worker could run it at the same time, so it
         stays ``running`` under this (stopping) worker and the sweeper rescues it
         once the worker is gone."""
-        if running.thread_running:
-            assert running.thread is not None
-            await asyncio.wait([running.thread], timeout=STOP_WAIT)
-            if running.thread_running:
-                log.warning(
-                    "job %s (%s): its sync handler ignores ctx.cancelled; leaving it to the sweeper",
-                    running.job.id,
-                    running.job.task,
-                )
-                return None
+        if await self._left_running([running]):
+            return None
         return Outcome(running.job, "return")
+
+    async def _left_running(self, holders: Sequence[RunningJob]) -> bool:
+        """True if the handler these jobs share still runs after ``STOP_WAIT`` more seconds."""
+        thread = holders[0].thread
+        if thread is None or thread.done():
+            return False
+        await asyncio.wait([thread], timeout=STOP_WAIT)
+        if thread.done():
+            return False
+        log.warning("%s: its sync handler ignores ctx.cancelled; leaving it to the sweeper", _label(holders))
+        return True
 
     def stuck_threads(self) -> int:
         """Handlers (threads or tasks) still running after their job's outcome (timed out or stopped)."""
         self._abandoned = {future for future in self._abandoned if not future.done()}
         return len(self._abandoned)
 
-    async def _run_async(self, running: RunningJob, task: Task[Any, Any], call_args: tuple[Any, ...]) -> Any:
+    async def _run_async(self, holders: Sequence[RunningJob], call: Callable[[], Awaitable[Any]]) -> Any:
         """An async handler in a task of its own, so that one that swallows its
         cancellation cannot hold its slot forever: after ``STOP_WAIT`` it is left
-        to run detached, like a sync handler's thread."""
+        to run detached, like a sync handler's thread. ``holders`` are the jobs
+        the call runs for (one, or a batch)."""
 
         async def guarded() -> tuple[bool, Any]:
             try:
-                return False, await task.fn(*call_args, **running.job.args)
+                return False, await call()
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # raised in a task, SystemExit would stop the event loop
                 return True, exc
 
         inner = asyncio.ensure_future(guarded())
-        running.thread = inner
+        for running in holders:
+            running.thread = inner
         try:
             failed, value = await asyncio.shield(inner)
         except asyncio.CancelledError:
@@ -186,11 +273,7 @@ class Executor:
                 inner.cancel()
                 await asyncio.wait({inner}, timeout=STOP_WAIT)
                 if not inner.done():
-                    log.warning(
-                        "job %s (%s): its handler ignores cancellation; left running detached",
-                        running.job.id,
-                        running.job.task,
-                    )
+                    log.warning("%s: its handler ignores cancellation; left running detached", _label(holders))
                     self._abandoned.add(inner)
                     inner.add_done_callback(_consume)
             raise
@@ -198,19 +281,20 @@ class Executor:
             raise value
         return value
 
-    async def _run_sync(self, running: RunningJob, task: Task[Any, Any], call_args: tuple[Any, ...]) -> Any:
+    async def _run_sync(self, holders: Sequence[RunningJob], call: Callable[[], Any]) -> Any:
         """A plain handler in the thread pool. On timeout or cancellation the thread
         cannot be stopped: ctx.cancelled asks it to, and the thread is remembered
         in ``running.thread`` so that shutdown can tell whether it still runs."""
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        call = functools.partial(context.run, task.fn, *call_args, **running.job.args)
-        future = loop.run_in_executor(self._pool, call)
-        running.thread = future
+        future = loop.run_in_executor(self._pool, functools.partial(context.run, call))
+        for running in holders:
+            running.thread = future
         try:
             return await asyncio.shield(future)
         except (TimeoutError, asyncio.CancelledError):
-            running.ctx.cancelled = True  # a sync handler can poll this and stop
+            for running in holders:
+                running.ctx.cancelled = True  # a sync handler can poll this and stop
             if not future.done():
                 self.abandon_thread()
                 self._abandoned.add(future)
@@ -248,6 +332,38 @@ class Executor:
             log.warning("job %s (%s): result not stored, it contains a NUL character", job.id, job.task)
             return None
         return text
+
+
+def _label(holders: Sequence[RunningJob]) -> str:
+    first = holders[0].job
+    if len(holders) == 1 and first.task and holders[0].batch is None:
+        return f"job {first.id} ({first.task})"
+    return f"batch of {len(holders)} jobs ({first.task}, first job {first.id})"
+
+
+def _batch_deadline(members: Sequence[RunningJob], task: Task[Any, Any]) -> tuple[float | None, float]:
+    """Seconds left for a batch's handler, and the timeout that sets them: the tightest
+    of its jobs' timeouts, each counted from the job's claim, as the sweeper counts it."""
+    now = time.monotonic()
+    remaining: float | None = None
+    configured = 0.0
+    for running in members:
+        timeout = running.job.timeout.total_seconds() if running.job.timeout else task.timeout
+        if timeout is None:
+            continue
+        left = timeout - (now - running.started)
+        if remaining is None or left < remaining:
+            remaining, configured = left, timeout
+    return remaining, configured
+
+
+def _stopped(running: RunningJob, left_running: bool) -> Outcome | None:
+    """What to write for one job of a batch whose handler the worker stopped."""
+    if running.stop_reason == "dead":
+        return None
+    if running.stop_reason == "cancel":
+        return Outcome(running.job, "cancelled", error=error_entry(running.job, "Cancelled", "cancelled by request"))
+    return None if left_running else Outcome(running.job, "return")
 
 
 def error_entry(job: Job, kind: str, message: str, exc: BaseException | None = None) -> dict[str, Any]:

@@ -35,7 +35,9 @@ from pgq.job import Job
 from pgq.maintenance.scheduler import Scheduler
 from pgq.maintenance.service import TRANSIENT, client_deadline
 from pgq.maintenance.sweeper import Sweeper
+from pgq.task import Task
 from pgq.throttle import LogWindow
+from pgq.worker.batch import BATCH_POLL, TOP_UP_GAP, Batch
 from pgq.worker.completer import Completer
 from pgq.worker.executor import Executor, RunningJob, error_entry, failure
 from pgq.worker.listener import Listener
@@ -96,6 +98,10 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.id = uuid.uuid4()
         self.running: dict[int, RunningJob] = {}
+        # Batches held (each takes one slot for all its jobs, which are in
+        # self.running too), and of those the one still waiting per (task, queue).
+        self._batches: set[Batch] = set()
+        self._collecting: dict[tuple[str, str], Batch] = {}
         self.processed = 0
         # Which of self.queues have limits (claimed by claim_limited): loaded at
         # start, again on a notification on the queues channel and at each poll.
@@ -222,6 +228,8 @@ class Worker:
         self._stopping = True
         self._wake.set()
         self._slot_freed.set()
+        for batch in self._batches:
+            batch.wake.set()  # a waiting batch gives its jobs back at once
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
@@ -281,7 +289,7 @@ class Worker:
 
     async def _produce(self) -> None:
         while not self._stopping:
-            free = self.concurrency - len(self.running)
+            free = self.concurrency - self._slots_used()
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
@@ -342,6 +350,12 @@ class Worker:
             jobs.extend(claimed)
         return jobs
 
+    def _slots_used(self) -> int:
+        if not self._batches:
+            return len(self.running)
+        batched = sum(len(batch.members) for batch in self._batches)
+        return len(self.running) - batched + len(self._batches)
+
     async def _sleep(self, timeout: float) -> bool:
         """Until a notification, a stop, or ``timeout`` seconds; True if woken."""
         try:
@@ -352,6 +366,9 @@ class Worker:
 
     def _on_jobs(self, payload: str) -> None:
         self._wake.set()
+        for batch in self._batches:
+            if not batch.running:
+                batch.wake.set()
 
     def _on_queues(self, payload: str) -> None:
         """A queue's limits changed (``set_queue``): reload them before the next claim."""
@@ -367,12 +384,31 @@ class Worker:
             return
         running.stop_reason = "cancel"
         running.ctx.cancelled = True
-        if running.task is not None:
-            running.task.cancel()
+        self._interrupt(running)
+
+    def _interrupt(self, running: RunningJob) -> None:
+        """Stop a job whose ``stop_reason`` was just set."""
+        batch = running.batch
+        if batch is None:
+            if running.task is not None:
+                running.task.cancel()
+        elif not batch.running:
+            batch.wake.set()  # the waiting batch lets the job go at once
+        elif not batch.interrupted and all(r.stop_reason is not None for r in batch.members):
+            # One handler call serves the whole batch: it is stopped only when no job
+            # of the batch still wants it; until then a cancelled job ends as the
+            # handler says, except that a failure ends cancelled instead of retrying.
+            batch.interrupted = True
+            if batch.future is not None:
+                batch.future.cancel()
 
     # ------------------------------------------------------------- executor
 
     def _start(self, job: Job) -> None:
+        task = self.app.tasks.get(job.task)
+        if task is not None and task.batch_size is not None:
+            self._join_batch(job, task)
+            return
         ctx = JobContext(job, logging.getLogger(f"pgq.job.{job.task}"))
         running = RunningJob(job, ctx)
         self.running[job.id] = running
@@ -380,6 +416,142 @@ class Worker:
         running.task.add_done_callback(lambda _: self._settle(running))
         if self.app._hooks.get("job_started"):
             self._emit(Event("job_started", job))
+
+    # -------------------------------------------------------------- batches
+
+    def _join_batch(self, job: Job, task: Task[Any, Any]) -> None:
+        """Add a claimed job of a batch task to the waiting batch of its task and
+        queue, or open one (which takes the slot the claim counted on)."""
+        batch = self._collecting.get((task.name, job.queue))
+        if batch is None:
+            batch = Batch(task, job.queue)
+            self._batches.add(batch)
+            self._collecting[batch.key] = batch
+            batch.future = asyncio.create_task(self._run_batch(batch), name=f"pgq-batch-{task.name}-{job.id}")
+            batch.future.add_done_callback(lambda _: self._settle_batch(batch))
+        self._add_member(batch, job)
+
+    def _add_member(self, batch: Batch, job: Job) -> None:
+        running = RunningJob(job, JobContext(job, logging.getLogger(f"pgq.job.{job.task}")), batch=batch)
+        running.task = batch.future
+        batch.members.append(running)
+        self.running[job.id] = running
+        if batch.full:
+            self._close_batch(batch)
+            batch.wake.set()
+        if self.app._hooks.get("job_started"):
+            self._emit(Event("job_started", job))
+
+    def _close_batch(self, batch: Batch) -> None:
+        """No more jobs join this batch: the next job of its task and queue opens another."""
+        if self._collecting.get(batch.key) is batch:
+            del self._collecting[batch.key]
+
+    async def _run_batch(self, batch: Batch) -> None:
+        members: list[RunningJob] = []
+        try:
+            await self._collect(batch)
+            self._close_batch(batch)
+            self._drop_stopped(batch)
+            if not batch.members:
+                return
+            batch.running = True
+            members = batch.claim_order()
+            outcomes = await self.executor.run_batch(members, batch.task)
+        except asyncio.CancelledError:
+            outcomes = [self._stopped_outcome(running) for running in members or list(batch.members)]
+        except BaseException as exc:  # the slot and the jobs must be given back whatever happened
+            log.exception("batch of %s: the worker failed around its handler", batch.task.name)
+            members = list(batch.members)
+            outcomes = [
+                failure(r.job, type(exc).__qualname__, f"worker error: {exc}", permanent=False, exc=exc)
+                for r in members
+            ]
+        finally:
+            self._close_batch(batch)
+            for running in list(batch.members):
+                self._release(running)
+            batch.members.clear()
+            self._batches.discard(batch)
+            self._slot_freed.set()
+        for outcome in outcomes:
+            if outcome is not None:
+                self.completer.add(outcome)
+                self.processed += 1
+                self._report(outcome)
+
+    async def _collect(self, batch: Batch) -> None:
+        """Top the batch up at once, then on each notification or short poll, until it
+        is full or ``batch_wait`` has passed since its first job arrived."""
+        deadline = batch.opened + batch.task.batch_wait
+        while True:
+            self._drop_stopped(batch)
+            if self._stopping or not batch.members or batch.full:
+                return
+            batch.wake.clear()  # before the claim: a notification during it wakes the next wait
+            await self._top_up(batch)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stopping or batch.full:
+                return
+            if await _wait(batch.wake, min(remaining, BATCH_POLL)):
+                await asyncio.sleep(min(TOP_UP_GAP, max(0.0, deadline - time.monotonic())))
+
+    async def _top_up(self, batch: Batch) -> None:
+        room = batch.size - len(batch.members)
+        try:
+            async with self._connection() as conn:
+                jobs = await repo.claim_batch(conn, self.schema, self.id, batch.queue, batch.task.name, room)
+                # Held before anything else awaits, as the producer's claims are.
+                for job in jobs:
+                    if not batch.full:
+                        self._add_member(batch, job)
+                    else:
+                        self._overflow(job, batch.task)
+        except TRANSIENT as exc:
+            self._claim_errors.warning("cannot top up a batch (database unavailable?): %s", _first_line(exc))
+        except Exception:
+            log.exception("topping up a batch of %s failed; it runs with the jobs it has", batch.task.name)
+
+    def _overflow(self, job: Job, task: Task[Any, Any]) -> None:
+        """A top-up job that no longer fits: the producer's claims filled the batch
+        while the top-up was in flight. It joins another batch if one waits or a slot
+        is free, else it goes straight back to the queue (its attempt given back)."""
+        if (task.name, job.queue) in self._collecting or self._slots_used() < self.concurrency:
+            self._join_batch(job, task)
+        else:
+            self.completer.add(Outcome(job, "return"))
+
+    def _drop_stopped(self, batch: Batch) -> None:
+        """Let go of a waiting batch's jobs that must stop (all of them when the worker
+        stops: a batch whose handler has not started gives its jobs back, attempts
+        uncounted), writing what became of each."""
+        for running in list(batch.members):
+            if self._stopping and running.stop_reason is None:
+                running.stop_reason = "shutdown"
+            if running.stop_reason is None:
+                continue
+            batch.members.remove(running)
+            self._release(running)
+            outcome = self._stopped_outcome(running)
+            if outcome is not None:
+                self.completer.add(outcome)
+                self._report(outcome)
+
+    def _settle_batch(self, batch: Batch) -> None:
+        """A batch task cancelled before its first step never ran _run_batch: give its jobs
+        and its slot back here."""
+        if batch not in self._batches:
+            return
+        self._close_batch(batch)
+        for running in list(batch.members):
+            self._release(running)
+            outcome = self._stopped_outcome(running)
+            if outcome is not None:
+                self.completer.add(outcome)
+                self._report(outcome)
+        batch.members.clear()
+        self._batches.discard(batch)
+        self._slot_freed.set()
 
     async def _execute(self, running: RunningJob) -> Outcome | None:
         outcome: Outcome | None
@@ -572,8 +744,7 @@ class Worker:
         for running in list(self.running.values()):
             running.stop_reason = "dead"
             running.ctx.cancelled = True
-            if running.task is not None:
-                running.task.cancel()
+            self._interrupt(running)
         self.id = uuid.uuid4()
         await self._register()
 
@@ -612,9 +783,8 @@ class Worker:
                 if running.stop_reason is None:  # a pending cancellation stays a cancellation
                     running.stop_reason = "shutdown"
                 running.ctx.cancelled = True
-                assert running.task is not None
-                running.task.cancel()
-            await asyncio.gather(*(r.task for r in left if r.task is not None), return_exceptions=True)
+                self._interrupt(running)
+            await asyncio.gather(*{r.task for r in left if r.task is not None}, return_exceptions=True)
         self.completer.stop()
         if not await self.completer.drain(timeout=2.0 if self._forced else 10.0):
             log.error(
@@ -640,6 +810,15 @@ class Worker:
             if remaining <= 0:
                 return
             _, pending = await asyncio.wait(pending, timeout=min(remaining, 0.2))
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    """Until ``event`` is set (True) or ``timeout`` seconds pass (False)."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True
 
 
 async def _guarded(awaitable: Any, event: Event) -> None:

@@ -213,6 +213,43 @@ update {schema}.jobs j
  where j.id = chosen.id and j.queue = chosen.queue
 returning j.*;
 
+-- name: job_claim_batch
+-- Top up a worker's batch: claim up to %(limit)s more ready jobs of one batch
+-- task in one queue, best first, fenced as job_claim is (a paused queue, or
+-- one with limits, gives nothing; a worker declared dead claims nothing). It
+-- walks the claim index of the queue and skips rows of other tasks, so a
+-- batch task sharing its queue with a deep backlog of others pays for reading
+-- past them: batch tasks are best in a queue of their own (docs/batches.md).
+-- The update finds the chosen rows by primary key through an array: in a
+-- generic plan the planner takes a parameter LIMIT for 10 % of the table, and
+-- a join with the chosen rows became a hash join over a seq scan of pgq.jobs.
+with chosen as (
+    select j.id
+      from {schema}.jobs j
+     where j.queue = %(queue)s
+       and j.status = 'pending'
+       and j.run_at <= now()
+       and j.task = %(task)s
+       and not exists (select from {schema}.queues p
+                        where p.name = %(queue)s
+                          and (p.paused or p.concurrency is not null or p.rate_count is not null
+                               or p.group_concurrency is not null or p.group_rate_count is not null))
+       and exists (select from {schema}.workers w
+                    where w.id = %(worker_id)s and w.status in ('running', 'stopping'))
+     order by j.priority desc, j.run_at, j.id
+     limit %(limit)s
+       for update of j skip locked
+)
+update {schema}.jobs j
+   set status = 'running',
+       attempts = j.attempts + 1,
+       worker_id = %(worker_id)s,
+       started_at = now(),
+       progress = null,
+       progress_message = null
+ where j.id = any(array(select id from chosen)) and j.queue = %(queue)s
+returning j.*;
+
 -- name: job_claim_limited
 -- Claim up to %(limit)s jobs of one queue with limits (migration 0003's
 -- claim_limited: serialised per queue by a lock on its queues row).
