@@ -182,7 +182,8 @@ def insert_many(schema: str, batch: Sequence[dict[str, Any]]) -> Flow[list[int]]
     return [job_id for job_id in ids if job_id is not None]
 
 
-#: SQLSTATE of pgq.admit()'s refusal (max_pending reached, on_full "reject").
+#: SQLSTATE of the refusals of pgq.admit() and pgq.admit_group() (max_pending or
+#: group_max_pending reached, on_full "reject").
 QUEUE_FULL_STATE = "PGQ01"
 
 
@@ -194,8 +195,10 @@ def queue_full(exc: BaseException) -> QueueFull | None:
     diag = getattr(error, "diag", None)
     message = (getattr(diag, "message_primary", None) or str(error)).strip()
     hint = getattr(diag, "message_hint", None)
-    match = re.match(r"queue (\S+) is full", message)
-    return QueueFull(f"{message} ({hint})" if hint else message, match.group(1) if match else None)
+    match = re.match(r"queue (\S+) is full( for group)?", message)
+    # admit_group() puts the group in DETAIL: a group name may hold any character.
+    group = getattr(diag, "message_detail", None) if match and match.group(2) else None
+    return QueueFull(f"{message} ({hint})" if hint else message, match.group(1) if match else None, group)
 
 
 def drive(flow: Flow[T], execute: Callable[[str, dict[str, Any]], list[Row]]) -> T:
