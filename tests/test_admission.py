@@ -6,6 +6,7 @@ The queue-wide max_pending and the other explain clauses are in tests/test_flow.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import pytest
 import pgq
 from pgq.maintenance.sweeper import Sweeper
 from tests.processes import WorkerProcess, wait_for
+from tests.test_operations import assert_error, pgq_cli
 
 
 def live_ids(conn: Any, queue: str, group: str | None = None) -> list[int]:
@@ -262,3 +264,30 @@ async def test_the_sweeper_prunes_idle_queue_groups(app: pgq.App, conn: Any) -> 
         await sweeper.close()
     left = conn.execute("select group_key from pgq.queue_groups order by group_key").fetchall()
     assert [r["group_key"] for r in left] == ["rated", "recent", "running", "waiting"]
+
+
+# ----------------------------------------------------------------------- CLI
+
+
+@pytest.mark.slow
+def test_cli_group_max_pending_and_stats(database_url: str, app: pgq.App) -> None:
+    result = pgq_cli(database_url, "queues", "set", "mail", "--group-max-pending", "1")
+    assert result.returncode == 0 and result.stdout.strip() == "queue mail: group max pending 1, on full reject", result
+    assert_error(
+        pgq_cli(database_url, "queues", "set", "mail", "--group-max-pending", "-1"),
+        "--group-max-pending must be a whole number >= 0 or none, got '-1'",
+    )
+    assert pgq_cli(database_url, "enqueue", "t", "--queue", "mail", "--group", "g").returncode == 0
+    assert_error(
+        pgq_cli(database_url, "enqueue", "t", "--queue", "mail", "--group", "g"),
+        "queue mail is full for group g: 1 pending jobs of the group, group_max_pending 1",
+    )
+    table = pgq_cli(database_url, "queues", "list").stdout
+    assert "group max pending 1 (reject, 1 rejected)" in table, table
+    listing = json.loads(pgq_cli(database_url, "queues", "list", "--json").stdout)
+    assert (listing[0]["group_max_pending"], listing[0]["rejected"]) == (1, 1)
+    stats = pgq_cli(database_url, "stats").stdout
+    assert "REJECTED WIN/ALL" in stats and "1/1" in stats, stats  # the queue's row is new: all in the window
+    assert json.loads(pgq_cli(database_url, "stats", "--json").stdout)[0]["rejected_in_window"] == 1
+    result = pgq_cli(database_url, "queues", "set", "mail", "--group-max-pending", "none")
+    assert result.stdout.strip() == "queue mail: no limits"

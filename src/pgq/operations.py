@@ -104,6 +104,8 @@ class WorkerInfo:
     version: str | None
     #: Ids of the jobs this worker holds as ``running`` in ``jobs``, now.
     running: list[int] = field(default_factory=list)
+    #: Task names the worker registered; None for a worker from before revision 0005.
+    tasks: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -432,6 +434,7 @@ class OperationControls:
             row["seconds_since_heartbeat"] = float(row["seconds_since_heartbeat"])
             row["queues"] = list(row["queues"] or [])
             row["running"] = [int(i) for i in row["running"] or []]
+            row["tasks"] = None if row["tasks"] is None else list(row["tasks"])
             workers.append(_from_row(WorkerInfo, row))
         return workers
 

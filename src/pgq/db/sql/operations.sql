@@ -379,7 +379,7 @@ select n.queue,
 -- Every worker row (stopped and dead ones are kept a day), live ones first.
 -- `running` is read from jobs, so it is exact now, not as of the last heartbeat.
 select w.id, w.name, w.host, w.pid, w.status, w.queues, w.concurrency, w.started_at,
-       w.last_heartbeat, w.stopped_at, w.version,
+       w.last_heartbeat, w.stopped_at, w.version, w.tasks,
        extract(epoch from now() - w.last_heartbeat) as seconds_since_heartbeat,
        array(select j.id from {schema}.jobs j
               where j.worker_id = w.id and j.status = 'running'
