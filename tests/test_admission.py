@@ -211,7 +211,8 @@ async def test_rejections_appear_in_the_metrics_rows(database_url: str, conn: An
 def test_explain_names_a_task_no_live_worker_knows(
     app: pgq.App, conn: Any, start_worker: Callable[..., WorkerProcess]
 ) -> None:
-    unknown = app.enqueue("no_such_task", queue="q", delay=3600)
+    app.pause_queue("q")  # the worker must leave the jobs pending
+    unknown = app.enqueue("no_such_task", queue="q")
     assert "no live worker serves its queue q" in app.explain(unknown)
     worker = start_worker("--queues", "q")  # tests.apps.recording: record, sleepy, ...
     row = wait_for(
@@ -221,13 +222,13 @@ def test_explain_names_a_task_no_live_worker_knows(
     )
     assert "record" in row["tasks"] and "no_such_task" not in row["tasks"]
     text = app.explain(unknown)
-    assert "its run_at is in the future" in text
+    assert "its queue q is paused" in text
     assert (
         "no live worker knows its task no_such_task: the 1 live worker(s) serving queue q have not registered it"
     ) in text
     assert "no live worker serves" not in text
     assert conn.execute("select pgq.explain(%s) as t", [unknown]).fetchone()["t"] == text
-    known = app.enqueue("record", queue="q", delay=3600)
+    known = app.enqueue("record", queue="q")
     assert "knows its task" not in app.explain(known)
     # A worker from before revision 0005 (no task list) is taken to know every task.
     conn.execute(
