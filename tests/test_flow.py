@@ -25,7 +25,16 @@ def register(conn: psycopg.Connection[Any], queues: list[str]) -> uuid.UUID:
     worker_id = uuid.uuid4()
     conn.execute(
         query("worker_register", "pgq"),
-        {"id": worker_id, "name": "t", "host": "h", "pid": 1, "queues": queues, "concurrency": 10, "version": "t"},
+        {
+            "id": worker_id,
+            "name": "t",
+            "host": "h",
+            "pid": 1,
+            "queues": queues,
+            "concurrency": 10,
+            "version": "t",
+            "tasks": None,
+        },
     )
     return worker_id
 

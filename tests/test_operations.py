@@ -478,6 +478,7 @@ def test_cli_queues_workers_and_stats(database_url: str, app: pgq.App, conn: Any
             "max_pending": None,
             "on_full": "reject",
             "rejected": 0,
+            "group_max_pending": None,
         }
     ]
     table = pgq_cli(database_url, "queues", "list").stdout

@@ -81,7 +81,16 @@ def worker_with_history(app: pgq.App, conn: psycopg.Connection[Any]) -> tuple[uu
     worker_id = uuid.uuid4()
     conn.execute(
         query("worker_register", "pgq"),
-        {"id": worker_id, "name": "t", "host": "h", "pid": 1, "queues": ["default"], "concurrency": 1, "version": "t"},
+        {
+            "id": worker_id,
+            "name": "t",
+            "host": "h",
+            "pid": 1,
+            "queues": ["default"],
+            "concurrency": 1,
+            "version": "t",
+            "tasks": None,
+        },
     )
 
     @app.task(name="noop")

@@ -253,6 +253,35 @@ def test_schedules_api(api: TestClient, app: pgq.App) -> None:
     assert api.post(url, content="{", headers={"content-type": "application/json"}).status_code == 422
 
 
+def test_explain_endpoint_and_the_job_pages_panel(api: TestClient, app: pgq.App, database_url: str) -> None:
+    task = "<b>bold</b> & co"
+    job_id = app.enqueue(task, queue="mail")
+    app.pause_queue("mail")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "insert into pgq.workers (id, name, host, pid, queues, concurrency, tasks)"
+            " values (gen_random_uuid(), 'w', 'h', 1, '{mail}', 1, '{other}')"
+        )
+    body = api.get(f"/api/jobs/{job_id}/explain").json()
+    assert body["id"] == job_id and body["text"] == app.explain(job_id)
+    assert body["reasons"] == [
+        "its queue mail is paused (pgq queues resume mail)",
+        f"no live worker knows its task {task}: the 1 live worker(s) serving queue mail have not registered it "
+        "(deploy the code that defines it, or check the task name)",
+    ]
+    page = api.get(f"/jobs/{job_id}").text
+    assert "Why isn't it running?" in page and f'data-job-explain="{job_id}"' in page
+    assert "<li>its queue mail is paused (pgq queues resume mail)</li>" in page
+    assert "no live worker knows its task &lt;b&gt;bold&lt;/b&gt; &amp; co:" in page and "<b>bold</b>" not in page
+    # Nothing to explain once it finished: no panel, and the API says so in one line.
+    app.cancel(job_id)
+    assert "Why isn't it running?" not in api.get(f"/jobs/{job_id}").text
+    assert api.get(f"/api/jobs/{job_id}/explain").json()["reasons"] == []
+    missing = api.get("/api/jobs/999999/explain")
+    assert missing.status_code == 404 and "no job with id 999999" in missing.json()["error"]
+    assert api.get("/api/jobs/abc/explain").status_code == 404
+
+
 def test_openapi_describes_every_endpoint(api: TestClient) -> None:
     doc = api.get("/api/openapi.json").json()
     assert doc["openapi"].startswith("3.")
@@ -264,6 +293,7 @@ def test_openapi_describes_every_endpoint(api: TestClient) -> None:
         "/api/jobs/stats",
         "/api/jobs/{job_id}",
         "/api/jobs/{job_id}/action",
+        "/api/jobs/{job_id}/explain",
         "/api/schedules",
         "/api/schedules/{name}/action",
     }
@@ -476,11 +506,12 @@ def test_metrics(api: TestClient, app: pgq.App, database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "insert into pgq.metrics"
-            " (queue, at, interval_seconds, completed, failed, retried, run_ms_mean, wait_ms_p95) values"
-            " ('emails', now() - interval '20 s', 10, 5, 1, 2, 250, 40),"
-            " ('emails', now() - interval '10 s', 10, 3, 0, 0, 500, 80),"
-            " ('emails', now() - interval '25 hours', 10, 100, 100, 100, null, null)"
+            " (queue, at, interval_seconds, completed, failed, retried, run_ms_mean, wait_ms_p95, rejected) values"
+            " ('emails', now() - interval '20 s', 10, 5, 1, 2, 250, 40, 4),"
+            " ('emails', now() - interval '10 s', 10, 3, 0, 0, 500, 80, 3),"
+            " ('emails', now() - interval '25 hours', 10, 100, 100, 100, null, null, 100)"
         )
+        conn.execute("insert into pgq.queues (name, rejected) values ('emails', 107)")
         conn.execute(
             "insert into pgq.workers (id, name, host, pid, queues, concurrency, running)"
             " values (gen_random_uuid(), 'w', 'h', 1, '{emails}', 10, '{1,2,3}')"
@@ -491,6 +522,8 @@ def test_metrics(api: TestClient, app: pgq.App, database_url: str) -> None:
     assert 'pgq_jobs_completed_24h{queue="emails"} 8.0' in text  # rows older than 24 h are not counted
     assert 'pgq_jobs_failed_24h{queue="emails"} 1.0' in text
     assert 'pgq_jobs_retried_24h{queue="emails"} 2.0' in text
+    assert 'pgq_jobs_rejected_24h{queue="emails"} 7.0' in text
+    assert 'pgq_jobs_rejected_total{queue="emails"} 107.0' in text
     assert 'pgq_job_run_seconds{queue="emails",stat="mean"} 0.5' in text
     assert 'pgq_job_wait_seconds{queue="emails",stat="p95"} 0.08' in text
     assert "pgq_worker_slots 10.0" in text and "pgq_worker_slots_in_use 3.0" in text and "pgq_workers 1.0" in text

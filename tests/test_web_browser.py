@@ -267,3 +267,24 @@ def test_phone_and_dark_mode_screens(app: pgq.App, serve: Callable[..., Served],
         assert tab.evaluate("getComputedStyle(document.body).backgroundColor") != "rgb(247, 248, 250)"
     finally:
         context.close()
+
+
+def test_explain_panel_follows_the_queue_live(
+    app: pgq.App, serve: Callable[..., Served], page: Any, tmp_path: Path
+) -> None:
+    job_id = app.enqueue("<i>import</i>", queue="imports")
+    app.pause_queue("imports")
+    served = serve()
+    page.goto(f"{served.url}/jobs/{job_id}")
+    panel = page.locator("[data-job-explain]")
+    sync_api.expect(panel).to_contain_text("its queue imports is paused")
+    sync_api.expect(panel).to_contain_text("no live worker serves its queue imports")
+    mark_page(page)
+    shot(page, tmp_path, "job-explain")
+    # Resuming changes no job's state: the panel is read again when the live counts change.
+    app.resume_queue("imports")
+    app.enqueue("t", queue="elsewhere")
+    sync_api.expect(panel).not_to_contain_text("paused", timeout=20_000)
+    sync_api.expect(panel).to_contain_text("no live worker serves its queue imports")
+    assert same_page(page)
+    assert page.locator("i").count() == 0  # the task name is text, not markup

@@ -273,3 +273,31 @@ def test_cli_enqueue_with_parents_and_keys(database_url: str, app: pgq.App, conn
     first = run_cli("enqueue", "t", "--key", "k", "--unique-for", "60", "--database-url", database_url)
     again = run_cli("enqueue", "t", "--key", "k", "--unique-for", "60", "--database-url", database_url)
     assert first.returncode == again.returncode == 0 and first.stdout == again.stdout
+
+
+def test_explain_names_the_parents_a_blocked_job_waits_for(app: pgq.App, conn: Any) -> None:
+    first = app.enqueue("t", delay=3600)
+    second = app.enqueue("t")
+    child = app.enqueue("t", depends_on=[first, second])
+    text = app.explain(child)
+    assert text == (
+        f"job {child} is blocked; held back by:\n"
+        f"- its parents are not done: job {first} is pending, job {second} is pending"
+    )
+    assert conn.execute("select pgq.explain(%s) as t", [child]).fetchone()["t"] == text
+
+
+def test_sql_enqueue_with_parents(app: pgq.App, conn: Any) -> None:
+    app.task(name="t")(lambda: None)
+    parent = app.enqueue("t")
+    child = conn.execute(
+        "select pgq.enqueue('t', depends_on => array[%s]::bigint[], on_parent_failure => 'run') as id", [parent]
+    ).fetchone()["id"]
+    row = conn.execute("select status, depends_on, on_parent_failure from pgq.jobs where id = %s", [child]).fetchone()
+    assert row == {"status": "blocked", "depends_on": [parent], "on_parent_failure": "run"}
+    with pytest.raises(psycopg.Error, match="do not exist: 424242"):
+        conn.execute("select pgq.enqueue('t', depends_on => array[424242]::bigint[])")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="on_parent_failure must be 'cancel' or 'run'"):
+        conn.execute("select pgq.enqueue('t', depends_on => array[%s]::bigint[], on_parent_failure => 'x')", [parent])
+    drain(app)
+    assert status(conn, parent) == status(conn, child) == "completed"

@@ -615,7 +615,10 @@ class App(ScheduleControls, OperationControls):
         caller's transaction still holds the queue's lock, so a count beside it would wait on it."""
         if connection is not None or full.queue is None:
             return None
-        return {"name": full.queue, "n": sum(1 for params in batch if params["queue"] == full.queue)}
+        refused = [
+            p for p in batch if p["queue"] == full.queue and (full.group is None or p["group_key"] == full.group)
+        ]
+        return {"name": full.queue, "n": len(refused)}
 
     def _count_rejected(self, full: QueueFull, batch: list[dict[str, Any]], connection: Any) -> None:
         params = self._rejected_params(full, batch, connection)

@@ -103,7 +103,14 @@ def add_commands(
     setting.add_argument("--group-concurrency", metavar="N|none", help="at most N jobs of one group run at once")
     setting.add_argument("--group-rate", metavar="RATE|none", help="the rate limit of each group: 5/min")
     setting.add_argument("--max-pending", metavar="N|none", help="reject enqueues beyond N pending jobs")
-    setting.add_argument("--on-full", metavar="reject|drop_oldest", help="what an enqueue beyond --max-pending does")
+    setting.add_argument(
+        "--group-max-pending", metavar="N|none", help="reject enqueues beyond N pending jobs in one group"
+    )
+    setting.add_argument(
+        "--on-full",
+        metavar="reject|drop_oldest",
+        help="what an enqueue beyond --max-pending or --group-max-pending does",
+    )
     setting.add_argument("--json", action="store_true", help="print the queue as JSON")
     setting.set_defaults(handler=cmd_queues_set)
     for action, help_text in (
@@ -119,8 +126,8 @@ def add_commands(
         parents=[common],
         help="why isn't this job running?",
         description="Name what holds a pending job back: its run time, a paused queue, a full concurrency "
-        "limit (and the jobs filling it), a rate limit's next start, no live worker for its queue, no "
-        "attempts left. Same text as app.explain(id) and the SQL function pgq.explain(id).",
+        "limit (and the jobs filling it), a rate limit's next start, no live worker for its queue or its "
+        "task, no attempts left. Same text as app.explain(id) and the SQL function pgq.explain(id).",
     )
     explain.add_argument("job_id", metavar="JOB_ID")
     explain.set_defaults(handler=cmd_explain)
@@ -258,6 +265,7 @@ def cmd_queues_set(options: argparse.Namespace) -> int:
         ("group_concurrency", lambda v: parse_count(v, "--group-concurrency")),
         ("group_rate", lambda v: parse_rate(v, "--group-rate")),
         ("max_pending", lambda v: parse_count(v, "--max-pending", minimum=0)),
+        ("group_max_pending", lambda v: parse_count(v, "--group-max-pending", minimum=0)),
         ("on_full", lambda v: parse_on_full(v)),
     ):
         value = getattr(options, option)
@@ -266,7 +274,7 @@ def cmd_queues_set(options: argparse.Namespace) -> int:
     if not changes:
         raise ConfigurationError(
             "nothing to set: give at least one of --concurrency, --rate, --group-concurrency, --group-rate, "
-            "--max-pending, --on-full (e.g. pgq queues set emails --rate 10/s)"
+            "--max-pending, --group-max-pending, --on-full (e.g. pgq queues set emails --rate 10/s)"
         )
     with _app(options) as app:
         info = app.set_queue(options.queue, **changes)
@@ -281,10 +289,11 @@ def cmd_queues_set(options: argparse.Namespace) -> int:
             ("group concurrency", info.group_concurrency),
             ("group rate", info.group_rate),
             ("max pending", info.max_pending),
+            ("group max pending", info.group_max_pending),
         )
         if value is not None
     ]
-    if info.max_pending is not None:
+    if info.max_pending is not None or info.group_max_pending is not None:
         limits.append(f"on full {info.on_full}")
     print(f"queue {info.name}: " + (", ".join(limits) if limits else "no limits"))
     return 0

@@ -331,7 +331,8 @@ def _array_literal(ids: list[int] | None) -> str | None:
     return None if ids is None else "{" + ",".join(str(i) for i in ids) + "}"
 
 
-#: SQLSTATE of pgq.admit()'s refusal (max_pending reached, on_full "reject").
+#: SQLSTATE of the refusals of pgq.admit() and pgq.admit_group() (max_pending or
+#: group_max_pending reached, on_full "reject").
 QUEUE_FULL_STATE = "PGQ01"
 #: SQLSTATE of pgq.lock_parents()'s refusal (depends_on names no job).
 NO_PARENT_STATE = "PGQ02"
@@ -343,8 +344,11 @@ def queue_full(exc: BaseException) -> QueueFull | None:
     if getattr(error, "sqlstate", None) != QUEUE_FULL_STATE:
         return None
     message = _message(error)
-    match = re.match(r"queue (\S+) is full", message)
-    return QueueFull(message, match.group(1) if match else None)
+    match = re.match(r"queue (\S+) is full( for group)?", message)
+    # admit_group() puts the group in DETAIL: a group name may hold any character.
+    diag = getattr(error, "diag", None)
+    group = getattr(diag, "message_detail", None) if match and match.group(2) else None
+    return QueueFull(message, match.group(1) if match else None, group)
 
 
 def translated(exc: BaseException) -> PgqError | None:

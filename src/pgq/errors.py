@@ -66,10 +66,13 @@ class InvalidState(PgqError):
 
 
 class QueueFull(PgqError):
-    """An enqueue went past its queue's ``max_pending`` (``on_full="reject"``); nothing was written.
+    """An enqueue went past its queue's ``max_pending``, or its group's ``group_max_pending``
+    (``on_full="reject"``); nothing was written.
 
-    ``queue`` names the queue; the message says the limit and what to do."""
+    ``queue`` names the queue and ``group`` the group (None when the queue-wide limit
+    refused it); the message says the limit and what to do."""
 
-    def __init__(self, message: str, queue: str | None = None) -> None:
+    def __init__(self, message: str, queue: str | None = None, group: str | None = None) -> None:
         super().__init__(message)
         self.queue = queue
+        self.group = group

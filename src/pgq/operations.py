@@ -78,8 +78,10 @@ class QueueInfo:
     group_rate: str | None = None
     max_pending: int | None = None
     on_full: str = "reject"
-    #: Enqueues rejected (or pending jobs dropped) because of ``max_pending``.
+    #: Enqueues rejected (or pending jobs dropped) because of ``max_pending`` or ``group_max_pending``.
     rejected: int = 0
+    #: ``max_pending`` of each group of the queue (``on_full`` applies to it too).
+    group_max_pending: int | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class WorkerInfo:
     version: str | None
     #: Ids of the jobs this worker holds as ``running`` in ``jobs``, now.
     running: list[int] = field(default_factory=list)
+    #: Task names the worker registered; None for a worker from before revision 0005.
+    tasks: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,9 +140,13 @@ class QueueStats:
     window_seconds: float
     #: Database time of the figures.
     at: datetime
-    #: Enqueues refused and pending jobs dropped because of ``max_pending``, in total since the
-    #: queue's row was made (not windowed; see docs/flow-control.md).
+    #: Enqueues refused and pending jobs dropped because of ``max_pending`` or ``group_max_pending``,
+    #: in total since the queue's row was made (see docs/flow-control.md).
     rejected: int = 0
+    #: The same over the last ``window_seconds``, from the sweeper's metrics rows (plus what the total
+    #: gained since the queue's latest row); None when no row tells (no sweeper has run since the
+    #: queue's row was made before the window).
+    rejected_in_window: int | None = None
 
 
 def _from_row(cls: type[Any], row: dict[str, Any]) -> Any:
@@ -338,6 +346,7 @@ class OperationControls:
                 max_pending=row["max_pending"],
                 on_full=row["on_full"],
                 rejected=int(row["rejected"]),
+                group_max_pending=row["group_max_pending"],
             )
             for row in rows
         ]
@@ -361,6 +370,7 @@ class OperationControls:
         group_rate: str | tuple[int, float | timedelta] | None = UNSET,
         max_pending: int | None = UNSET,
         on_full: str = UNSET,
+        group_max_pending: int | None = UNSET,
     ) -> QueueInfo:
         """Set a queue's limits, enforced inside the claim across every worker (see
         docs/flow-control.md). Only the options given change; ``None`` removes a limit.
@@ -372,8 +382,9 @@ class OperationControls:
           ``"5/h"``, ``"2/30s"`` or ``(count, seconds)``).
         - ``group_concurrency`` / ``group_rate``: the same per group (``enqueue(group=...)``);
           groups with ready jobs are served round-robin.
-        - ``max_pending`` and ``on_full`` (``"reject"`` or ``"drop_oldest"``): admission at
-          enqueue (see docs/flow-control.md for what is enforced today).
+        - ``max_pending``: at most N pending jobs in the queue; ``group_max_pending``: at
+          most N in each group of it. ``on_full`` (``"reject"`` or ``"drop_oldest"``) says
+          what an enqueue beyond either does (see docs/flow-control.md).
 
         Returns the queue as :meth:`get_queue` shows it. Bad values raise
         :class:`ConfigurationError` and change nothing."""
@@ -392,6 +403,10 @@ class OperationControls:
             params[f"{label}_seconds"] = parsed[1] if parsed else None
         params["set_max_pending"] = max_pending is not UNSET
         params["max_pending"] = None if max_pending is UNSET else parse_count(max_pending, "max_pending", minimum=0)
+        params["set_group_max_pending"] = group_max_pending is not UNSET
+        params["group_max_pending"] = (
+            None if group_max_pending is UNSET else parse_count(group_max_pending, "group_max_pending", minimum=0)
+        )
         params["set_on_full"] = on_full is not UNSET
         params["on_full"] = None if on_full is UNSET else parse_on_full(on_full)
         self._run(query("ops_set_queue", self.schema), params)
@@ -402,7 +417,8 @@ class OperationControls:
     def explain(self: _AppLike, job_id: int) -> str:
         """Why isn't this job running? What holds a pending job back, one line each: its
         ``run_at``, a paused queue, a full queue or group concurrency (and the jobs filling
-        it), a rate limit's next start, no live worker serving its queue, no attempts left.
+        it), a rate limit's next start, no live worker serving its queue or knowing its task,
+        no attempts left.
         The same text as ``pgq explain ID`` and the SQL function ``pgq.explain(id)``."""
         job_id = job_id_of(job_id)
         return str(self._run(query("ops_explain", self.schema), {"id": job_id})[0]["text"])
@@ -418,6 +434,7 @@ class OperationControls:
             row["seconds_since_heartbeat"] = float(row["seconds_since_heartbeat"])
             row["queues"] = list(row["queues"] or [])
             row["running"] = [int(i) for i in row["running"] or []]
+            row["tasks"] = None if row["tasks"] is None else list(row["tasks"])
             workers.append(_from_row(WorkerInfo, row))
         return workers
 
@@ -467,6 +484,7 @@ class OperationControls:
                 window_seconds=window_seconds,
                 at=row["at"],
                 rejected=int(row["rejected"]),
+                rejected_in_window=None if row["rejected_in_window"] is None else int(row["rejected_in_window"]),
             )
             for row in rows
         ]

@@ -169,8 +169,13 @@ def limits_text(q: Any) -> str:
     ):
         if value is not None:
             parts.append(f"{label} {value}")
+    group_cap = getattr(q, "group_max_pending", None)
     if getattr(q, "max_pending", None) is not None:
-        parts.append(f"max pending {q.max_pending} ({q.on_full}, {q.rejected} rejected)")
+        parts.append(f"max pending {q.max_pending}")
+    if group_cap is not None:
+        parts.append(f"group max pending {group_cap}")
+    if getattr(q, "max_pending", None) is not None or group_cap is not None:
+        parts[-1] += f" ({q.on_full}, {q.rejected} rejected)"
     return ", ".join(parts) or "-"
 
 
@@ -204,6 +209,7 @@ def stats_table(stats: Sequence[Any]) -> str:
         "COMPLETED",
         "FAILED",
         "CANCELLED",
+        "REJECTED WIN/ALL",
         "WORKERS",
         "DONE/MIN",
         "FAIL/MIN",
@@ -221,6 +227,7 @@ def stats_table(stats: Sequence[Any]) -> str:
             str(s.completed),
             str(s.failed),
             str(s.cancelled),
+            f"{'-' if getattr(s, 'rejected_in_window', None) is None else s.rejected_in_window}/{s.rejected}",
             str(s.workers),
             f"{s.completed_per_minute:.1f}",
             f"{s.failed_per_minute:.1f}",

@@ -102,6 +102,8 @@ def tables(schema: str = "pgq") -> Tables:
         Column("stopped_at", TZ),
         Column("running", ARRAY(BigInteger), nullable=False),
         Column("version", Text),
+        # Task names the worker registered (revision 0005); NULL: an older worker, taken to know every task.
+        Column("tasks", ARRAY(Text)),
     )
     metrics = Table(
         "metrics",
@@ -113,6 +115,10 @@ def tables(schema: str = "pgq") -> Tables:
         Column("workers", Integer, nullable=False),
         *[Column(name, BigInteger, nullable=False) for name in ("completed", "failed", "retried", "cancelled")],
         *[Column(name, Double) for name in ("run_ms_mean", "run_ms_p95", "wait_ms_mean", "wait_ms_p95")],
+        # Enqueues refused and pending jobs dropped in the interval (revision 0005), and
+        # queues.rejected when the row was written (where the next row's count starts).
+        Column("rejected", BigInteger, nullable=False),
+        Column("rejected_total", BigInteger),
     )
     schedules = Table(
         "schedules",
@@ -156,6 +162,8 @@ def tables(schema: str = "pgq") -> Tables:
         Column("rejected", BigInteger, nullable=False),
         # The last group a grouped claim served; the next starts after it (revision 0004).
         Column("group_cursor", Text),
+        # max_pending of each group of the queue (revision 0005).
+        Column("group_max_pending", Integer),
     )
     queue_groups = Table(
         "queue_groups",

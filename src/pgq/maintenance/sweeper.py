@@ -37,6 +37,9 @@ PRUNE_BATCH = 1000
 PRUNE_BATCHES_PER_PASS = 10
 #: Stuck jobs handled per pass at most.
 RESCUE_BATCH = 500
+#: Seconds a group goes unserved (with its rate token due and no live job) before its
+#: ``queue_groups`` row is deleted: long past any rate period that matters in practice.
+GROUP_IDLE = 3600.0
 
 
 @dataclass
@@ -48,6 +51,8 @@ class SweepResult:
     cancelled: int = 0
     pruned_jobs: int = 0
     pruned_workers: int = 0
+    #: ``queue_groups`` rows of long-idle groups deleted.
+    pruned_groups: int = 0
     metrics_rows: int = 0
     #: Dead rows of ``jobs`` when the sweeper vacuumed it (0: no vacuum this pass).
     vacuumed_dead_rows: int = 0
@@ -197,6 +202,10 @@ class Sweeper(Service):
         result.pruned_jobs = await prune_history(conn, self.app, max_batches=PRUNE_BATCHES_PER_PASS)
         cur = await conn.execute(query("sweep_prune_workers", self.schema))
         result.pruned_workers = cur.rowcount
+        cur = await conn.execute(
+            query("sweep_prune_queue_groups", self.schema), {"idle": GROUP_IDLE, "batch": PRUNE_BATCH}
+        )
+        result.pruned_groups = cur.rowcount
         await conn.execute(query("sweep_prune_metrics", self.schema), {"keep": self.app.settings.metrics_retention})
         await conn.execute(query("sweep_prune_keys", self.schema))
 

@@ -173,6 +173,7 @@ async def drain_async(
             queues=wanted or ["*"],
             concurrency=1,
             version=__version__,
+            tasks=sorted(app.tasks),
         )
         while True:
             queues = _queues_to_drain(app, wanted, with_scheduled)

@@ -110,6 +110,7 @@ class Api:
             ("/api/jobs/stats", "GET", self.stats),
             ("/api/jobs/{job_id}", "GET", self.get_job),
             ("/api/jobs/{job_id}/action", "POST", self.job_action),
+            ("/api/jobs/{job_id}/explain", "GET", self.explain),
             ("/api/queues", "GET", self.list_queues),
             ("/api/queues/{name}/{action}", "POST", self.queue_action),
             ("/api/workers", "GET", self.list_workers),
@@ -179,6 +180,14 @@ class Api:
         if job is None:
             raise WebError(404, f"no job with id {job_id} (live or in the retained history)")
         return JSONResponse(data.job_json(job, self.d.redact))
+
+    async def explain(self, request: Request) -> Response:
+        """What ``pgq explain ID`` prints, as text and as its lines (the reasons of a pending job)."""
+        job_id = job_id_param(request)
+        text = await call(self.d.app.explain, job_id)
+        if text.endswith(": no such job"):
+            raise WebError(404, f"no job with id {job_id} (live or in the retained history)")
+        return JSONResponse({"id": job_id, "text": text, "reasons": data.explain_reasons(text)})
 
     async def enqueue(self, request: Request) -> Response:
         body = await json_body(request, ENQUEUE_FIELDS)
@@ -363,6 +372,17 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                 "responses": {"200": _ok("the job", _ref("Job")), "404": _err("no such job"), **common_errors},
             }
         },
+        "/api/jobs/{job_id}/explain": {
+            "get": {
+                "summary": "Why isn't this job running? (as pgq explain ID and the SQL function pgq.explain(id))",
+                "parameters": [job_id],
+                "responses": {
+                    "200": _ok("the explanation", _ref("Explanation")),
+                    "404": _err("no such job"),
+                    **common_errors,
+                },
+            }
+        },
         "/api/jobs/{job_id}/action": {
             "post": {
                 "summary": "Retry, cancel, promote (run a delayed job now) or remove (delete a finished job)",
@@ -504,6 +524,18 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                 "run_at": {"type": "string", "format": "date-time", "description": "with a time zone"},
                 "key": {"type": "string", "description": "idempotency key, unique among live jobs of the queue"},
                 "max_attempts": {"type": "integer", "minimum": 1},
+            },
+        },
+        "Explanation": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "text": {"type": "string", "description": "the whole text, one line per reason after the first"},
+                "reasons": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "what holds a pending job back, one entry each; empty when nothing does",
+                },
             },
         },
         "ActionResult": {

@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("pgq.web")
 
 PAGE_SIZE = 50
+#: Jobs whose page shows "Why isn't it running?" (pgq.explain).
+WAITING_STATUSES = ("pending", "blocked")
 #: Largest form body read, in bytes.
 FORM_LIMIT = 64 * 1024
 
@@ -208,13 +210,19 @@ class Dashboard:
         if found is None:
             return self.error_html(request, 404, f"{text!r} is not a job id")
         job_id = found
+
+        def read() -> tuple[Job | None, Any, str | None]:
+            job = self.app.get_job(job_id)
+            waiting = job is not None and job.status in WAITING_STATUSES
+            return job, data.db_now(self.app), self.app.explain(job_id) if waiting else None
+
         try:
-            job, now = await call(lambda: (self.app.get_job(job_id), data.db_now(self.app)))
+            job, now, explain = await call(read)
         except WebError as exc:
             return self.error_html(request, exc.status, exc.message)
         if job is None:
             return self.error_html(request, 404, f"No job with id {job_id}: it never existed or retention removed it.")
-        return self.html(request, views.job_detail(self.page(request), job, now, self.redact))
+        return self.html(request, views.job_detail(self.page(request), job, now, self.redact, explain))
 
     async def schedules(self, request: Request) -> Response:
         try:

@@ -105,6 +105,11 @@ def db_now(app: App) -> datetime:
     return value
 
 
+def explain_reasons(text: str) -> list[str]:
+    """The reasons of :meth:`App.explain`'s text (its ``- `` lines), without the first line."""
+    return [line[2:] for line in text.splitlines()[1:] if line.startswith("- ")]
+
+
 def job_id(text: str) -> int | None:
     """The job id that ``text`` spells in ASCII digits (what a bigint holds), else None.
     ``str.isdigit`` also accepts "²" and ``int`` accepts "1_0": neither is an id."""

@@ -7,6 +7,8 @@
 | ``pgq_jobs_failed_24h`` | gauge | queue | same |
 | ``pgq_jobs_retried_24h`` | gauge | queue | same |
 | ``pgq_jobs_cancelled_24h`` | gauge | queue | same |
+| ``pgq_jobs_rejected_24h`` | gauge | queue | same: enqueues refused and pending jobs dropped (max_pending) |
+| ``pgq_jobs_rejected_total`` | counter | queue | ``queues.rejected``, the same since the queue's row was made |
 
 Those four are gauges over a window, not counters: a sum over rows that retention
 deletes goes down, which Prometheus would read as a counter reset. The workers'
@@ -24,7 +26,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from pgq.db.queries import query
 from pgq.web import data
@@ -52,7 +54,7 @@ class PgqCollector:
         yield jobs
 
         totals = app._run(query("dashboard_metric_totals", app.schema), {})
-        for name in ("completed", "failed", "retried", "cancelled"):
+        for name in ("completed", "failed", "retried", "cancelled", "rejected"):
             window = GaugeMetricFamily(
                 f"pgq_jobs_{name}_24h",
                 f"Jobs {name} over the last 24 hours (the sweeper's metrics rows)",
@@ -61,6 +63,14 @@ class PgqCollector:
             for row in totals:
                 window.add_metric([row["queue"]], float(row[name] or 0))
             yield window
+        rejected = CounterMetricFamily(
+            "pgq_jobs_rejected",
+            "Enqueues refused and pending jobs dropped by max_pending or group_max_pending (queues.rejected)",
+            labels=["queue"],
+        )
+        for row in app._run(query("dashboard_rejected_totals", app.schema), {}):
+            rejected.add_metric([row["queue"]], float(row["rejected"]))
+        yield rejected
         for kind in ("run", "wait"):
             gauge = GaugeMetricFamily(
                 f"pgq_job_{kind}_seconds", f"Job {kind} time in the latest metrics interval", labels=["queue", "stat"]

@@ -419,7 +419,22 @@ def _job_row(page: Page, job: Job, now: datetime, redact: Redactor) -> Html:
     )
 
 
-def job_detail(page: Page, job: Job, now: datetime, redact: Redactor) -> Html:
+def explain_panel(job: Job, text: str | None) -> Html:
+    """ "Why isn't it running?": pgq.explain's lines, for a job that waits. live.js refreshes it."""
+    if text is None:
+        return Html("")
+    lines = text.splitlines()
+    reasons = [line[2:] for line in lines[1:] if line.startswith("- ")]
+    return h(
+        '<section class="explain" data-job-explain="{id}"><h2>Why isn\'t it running?</h2>'
+        '<p class="explain-head">{head}</p><ul class="explain-reasons">{items}</ul></section>',
+        id=job.id,
+        head=lines[0] if lines else "",
+        items=join(h("<li>{}</li>", reason) for reason in reasons),
+    )
+
+
+def job_detail(page: Page, job: Job, now: datetime, redact: Redactor, explain: str | None = None) -> Html:
     state = display_state(job, now)
     facts = [
         ("queue", h('<a href="{}">{}</a>', page.url("/jobs", queue=job.queue), job.queue)),
@@ -451,7 +466,7 @@ def job_detail(page: Page, job: Job, now: datetime, redact: Redactor) -> Html:
         f"Job {job.id}",
         h(
             '<h1>Job #{id} <small>{task}</small></h1><div class="actions">{actions}</div>'
-            '<section class="grid"><dl class="facts">{dl}</dl><div>{progress}</div></section>'
+            '<section class="grid"><dl class="facts">{dl}</dl><div>{progress}</div></section>{explain}'
             "<section><h2>Arguments</h2><pre>{args}</pre></section>{result}"
             "<section><h2>Attempts</h2>{timeline}</section>",
             id=job.id,
@@ -459,6 +474,7 @@ def job_detail(page: Page, job: Job, now: datetime, redact: Redactor) -> Html:
             actions=job_actions(page, job, state),
             dl=dl,
             progress=progress,
+            explain=explain_panel(job, explain),
             args=pretty_json(redact(job.args)),
             result=result,
             timeline=timeline(job, state),

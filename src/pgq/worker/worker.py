@@ -277,6 +277,7 @@ class Worker:
                         queues=self.queues,
                         concurrency=self.concurrency,
                         version=__version__,
+                        tasks=sorted(self.app.tasks),
                     )
                 return
             except TRANSIENT as exc:

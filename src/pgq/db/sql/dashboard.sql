@@ -64,6 +64,7 @@ select m.queue,
        sum(m.failed) as failed,
        sum(m.retried) as retried,
        sum(m.cancelled) as cancelled,
+       sum(m.rejected) as rejected,
        (array_agg(m.run_ms_mean order by m.at desc) filter (where m.run_ms_mean is not null))[1] as run_ms_mean,
        (array_agg(m.run_ms_p95 order by m.at desc) filter (where m.run_ms_p95 is not null))[1] as run_ms_p95,
        (array_agg(m.wait_ms_mean order by m.at desc) filter (where m.wait_ms_mean is not null))[1] as wait_ms_mean,
@@ -71,6 +72,11 @@ select m.queue,
   from {schema}.metrics m
  where m.at > now() - interval '24 hours'
  group by m.queue;
+
+-- name: dashboard_rejected_totals
+-- For /metrics: enqueues refused and pending jobs dropped per queue, in total
+-- (queues.rejected only grows: a counter).
+select name as queue, rejected from {schema}.queues where rejected > 0 order by name;
 
 -- name: dashboard_worker_slots
 -- For /metrics: live workers, their slots and the slots in use.

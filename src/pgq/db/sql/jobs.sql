@@ -10,11 +10,19 @@
 -- nothing and the second branch returns the holder's id. A holder committed
 -- after this statement's snapshot returns no row at all; the caller retries.
 -- A queue with max_pending is admitted first (admit() locks its row, counts,
--- and raises SQLSTATE PGQ01 when full); other queues pay one probe of queues.
+-- and raises SQLSTATE PGQ01 when full), then the job's group if the queue has
+-- group_max_pending (admit_group(), migration 0005); other queues pay one
+-- probe of queues.
 with admitted as (
-    select {schema}.admit(q.name, 1) as ok
+    select a.ok
       from {schema}.queues q
-     where q.name = %(queue)s and q.max_pending is not null
+     cross join lateral (
+            select {schema}.admit(q.name, 1) as ok where q.max_pending is not null
+            union all
+            select {schema}.admit_group(q.name, cast(%(group_key)s as text), 1)
+             where q.group_max_pending is not null and cast(%(group_key)s as text) is not null
+         ) a
+     where q.name = %(queue)s and (q.max_pending is not null or q.group_max_pending is not null)
 ),
 inserted as (
     insert into {schema}.jobs
@@ -45,7 +53,8 @@ select id, false as created
 -- returned ids, sorted, follow the input; rows whose key is already held
 -- return nothing and are looked up with job_ids_by_key.
 -- Queues with max_pending are admitted first, as in job_insert_one, in name
--- order, so that two batches locking the same queues take them in one order.
+-- order, so that two batches locking the same queues take them in one order;
+-- then the groups of queues with group_max_pending, in (queue, group) order.
 -- depends_on comes as one array literal per job ('{1,2}'): PostgreSQL arrays
 -- cannot be ragged, so an array of arrays would not hold them.
 with admitted as (
@@ -55,6 +64,18 @@ with admitted as (
                      group by queue) g
               join {schema}.queues q on q.name = g.queue and q.max_pending is not null
              order by q.name) c
+),
+group_admitted as (
+    -- After admitted (it reads it), so every batch takes the queue locks first.
+    select bool_and({schema}.admit_group(c.queue, c.group_key, c.n)) as ok
+      from (select g.queue, g.group_key, cast(g.n as integer) as n
+              from (select b.queue, b.group_key, count(*) as n
+                      from unnest(cast(%(queue)b as text[]), cast(%(group_key)b as text[])) as b(queue, group_key)
+                     where b.group_key is not null
+                     group by b.queue, b.group_key) g
+              join {schema}.queues q on q.name = g.queue and q.group_max_pending is not null
+             order by g.queue, g.group_key) c
+     where coalesce((select ok from admitted), true)
 )
 insert into {schema}.jobs
     (task, args, queue, priority, run_at, key, max_attempts, timeout, backoff, group_key,
@@ -73,7 +94,7 @@ select t.task, t.args, t.queue, t.priority,
        ) with ordinality
        as t(task, args, queue, priority, run_at, delay, key, max_attempts, timeout, backoff, group_key,
             depends_on, on_parent_failure, ord)
- where coalesce((select ok from admitted), true)
+ where coalesce((select ok from admitted), true) and coalesce((select ok from group_admitted), true)
  order by t.ord
     on conflict (queue, key) where key is not null do nothing
 returning id, queue, key;

@@ -116,10 +116,10 @@ select name, pg_notify(%(channel)s, '') from resumed;
 with upserted as (
     insert into {schema}.queues as q
         (name, concurrency, rate_count, rate_period, group_concurrency, group_rate_count,
-         group_rate_period, max_pending, on_full)
+         group_rate_period, max_pending, on_full, group_max_pending)
     values (%(name)s, %(concurrency)s, %(rate_count)s, make_interval(secs => cast(%(rate_seconds)s as float8)),
             %(group_concurrency)s, %(group_rate_count)s, make_interval(secs => cast(%(group_rate_seconds)s as float8)),
-            %(max_pending)s, coalesce(cast(%(on_full)s as text), 'reject'))
+            %(max_pending)s, coalesce(cast(%(on_full)s as text), 'reject'), %(group_max_pending)s)
     on conflict (name) do update
        set concurrency = case when %(set_concurrency)s then excluded.concurrency else q.concurrency end,
            rate_count = case when %(set_rate)s then excluded.rate_count else q.rate_count end,
@@ -135,6 +135,8 @@ with upserted as (
                                     else q.group_rate_period end,
            max_pending = case when %(set_max_pending)s then excluded.max_pending else q.max_pending end,
            on_full = case when %(set_on_full)s then excluded.on_full else q.on_full end,
+           group_max_pending = case when %(set_group_max_pending)s then excluded.group_max_pending
+                                    else q.group_max_pending end,
            updated_at = now()
     returning name
 )
@@ -148,7 +150,8 @@ update {schema}.queue_groups g
  where q.name = %(name)s and g.queue = q.name and q.group_rate_count is not null and g.rate_tat is not null;
 
 -- name: ops_count_rejected
--- Enqueues refused by max_pending (counted after the refusal, on pgq's own connection).
+-- Enqueues refused by max_pending or group_max_pending (counted after the
+-- refusal, on pgq's own connection).
 update {schema}.queues set rejected = rejected + %(n)s where name = %(name)s;
 
 -- name: ops_explain
@@ -194,7 +197,7 @@ select n.queue as name,
        p.updated_at,
        p.concurrency, p.rate_count, p.rate_period, p.group_concurrency, p.group_rate_count,
        p.group_rate_period, p.max_pending, coalesce(p.on_full, 'reject') as on_full,
-       coalesce(p.rejected, 0) as rejected,
+       coalesce(p.rejected, 0) as rejected, p.group_max_pending,
        coalesce(l.waiting, 0) as waiting,
        coalesce(l.delayed, 0) as delayed,
        coalesce(l.active, 0) as active,
@@ -310,6 +313,18 @@ counted as (
             select kind, queue, completed, failed, cancelled from uncovered) x
      group by x.queue
 ),
+rejections as (
+    -- Rejections over the window: the metrics rows in it (by their primary key), plus what
+    -- queues.rejected gained since the queue's latest row (a smaller total: the row was
+    -- made anew). No row with a total: only a queue row made within the window says.
+    select n.queue,
+           (select coalesce(sum(m.rejected), 0) from {schema}.metrics m
+             where m.queue = n.queue and m.at > now() - make_interval(secs => %(window)s)) as in_rows,
+           (select m.rejected_total from {schema}.metrics m
+             where m.queue = n.queue and m.rejected_total is not null
+             order by m.at desc limit 1) as last_total
+      from names n
+),
 timed as (
     select n.queue,
            percentile_cont(0.5) within group (order by t.run_ms) as run_ms_p50,
@@ -344,20 +359,27 @@ select n.queue,
        l.oldest_waiting_seconds,
        t.run_ms_p50, t.run_ms_p95, t.wait_ms_p50, t.wait_ms_p95,
        now() as at,
-       coalesce(p.rejected, 0) as rejected
+       coalesce(p.rejected, 0) as rejected,
+       case when p.name is null then 0
+            when rj.last_total is not null
+                then rj.in_rows + case when p.rejected >= rj.last_total then p.rejected - rj.last_total
+                                       else p.rejected end
+            when p.created_at > now() - make_interval(secs => %(window)s) then p.rejected
+       end as rejected_in_window
   from names n
   left join counted c on c.queue = n.queue
   left join {schema}.queues p on p.name = n.queue
   left join live l on l.queue = n.queue
   left join staff s on s.queue = n.queue
   left join timed t on t.queue = n.queue
+  left join rejections rj on rj.queue = n.queue
  order by n.queue;
 
 -- name: ops_list_workers
 -- Every worker row (stopped and dead ones are kept a day), live ones first.
 -- `running` is read from jobs, so it is exact now, not as of the last heartbeat.
 select w.id, w.name, w.host, w.pid, w.status, w.queues, w.concurrency, w.started_at,
-       w.last_heartbeat, w.stopped_at, w.version,
+       w.last_heartbeat, w.stopped_at, w.version, w.tasks,
        extract(epoch from now() - w.last_heartbeat) as seconds_since_heartbeat,
        array(select j.id from {schema}.jobs j
               where j.worker_id = w.id and j.status = 'running'

@@ -121,12 +121,39 @@ delete from {schema}.job_keys k
  using doomed d
  where k.queue = d.queue and k.key = d.key;
 
+-- name: sweep_prune_queue_groups
+-- Rows of queue_groups whose state no longer matters: the group's rate token is
+-- due (a past rate_tat limits nothing), it was not served for %(idle)s seconds,
+-- and it has no pending or running job (by jobs_group_idx and jobs_running_idx).
+-- Nothing of the round-robin is lost (its cursor is on the queue's row, not
+-- here), only when the group was last served. The row of jobs without a group ('') has
+-- no rate state and is kept only while recently served. Rows a claim holds are
+-- skipped, never waited for.
+with doomed as (
+    select g.queue, g.group_key
+      from {schema}.queue_groups g
+     where (g.rate_tat is null or g.rate_tat < now())
+       and (g.last_served_at is null or g.last_served_at < now() - make_interval(secs => %(idle)s))
+       and (g.group_key = ''
+            or (not exists (select from {schema}.jobs j
+                             where j.queue = g.queue and j.group_key = g.group_key and j.status = 'pending')
+                and not exists (select from {schema}.jobs j
+                                 where j.queue = g.queue and j.group_key = g.group_key
+                                   and j.status = 'running' and j.attempts > 0)))
+     limit %(batch)s
+       for update skip locked
+)
+delete from {schema}.queue_groups g
+ using doomed d
+ where g.queue = d.queue and g.group_key = d.group_key;
+
 -- name: sweep_prune_metrics
 delete from {schema}.metrics where at < now() - make_interval(secs => %(keep)s);
 
 -- name: sweep_write_metrics
--- One row per queue: live counts now, and what finished since the queue's
--- last row (at most one interval back for a queue without rows).
+-- One row per queue: live counts now, and what finished (or was refused at
+-- enqueue) since the queue's last row (at most one interval back for a queue
+-- without rows).
 with clock as (
     select now() as at
 ),
@@ -193,19 +220,38 @@ staff as (
       from {schema}.workers, unnest(queues) q
      where status in ('running', 'stopping')
      group by q
+),
+rejections as (
+    -- Refusals and drops since the queue's previous row: the growth of queues.rejected
+    -- since the total that row saw (a smaller total: the queue's row was made anew). With
+    -- no total to start from (no row yet, or rows from before revision 0005), only a queue
+    -- row made within the window is known to have gathered its whole count in it.
+    select w.queue, p.rejected as total,
+           case when p.name is null then 0
+                when m.rejected_total is not null
+                    then case when p.rejected >= m.rejected_total then p.rejected - m.rejected_total
+                              else p.rejected end
+                when p.created_at > w.since then p.rejected
+                else 0 end as rejected
+      from windows w
+      join {schema}.queues p on p.name = w.queue
+      left join last_rows l on l.queue = w.queue
+      left join {schema}.metrics m on m.queue = l.queue and m.at = l.at
 )
 insert into {schema}.metrics
     (queue, at, interval_seconds, pending, scheduled, running, blocked, workers, completed, failed, retried,
-     cancelled, run_ms_mean, run_ms_p95, wait_ms_mean, wait_ms_p95)
+     cancelled, run_ms_mean, run_ms_p95, wait_ms_mean, wait_ms_p95, rejected, rejected_total)
 select w.queue, (select at from clock), extract(epoch from (select at from clock) - w.since),
        coalesce(l.pending, 0), coalesce(l.scheduled, 0), coalesce(l.running, 0), coalesce(l.blocked, 0),
        coalesce(s.workers, 0), coalesce(d.completed, 0), coalesce(d.failed, 0), coalesce(r.retried, 0),
-       coalesce(d.cancelled, 0), d.run_ms_mean, d.run_ms_p95, d.wait_ms_mean, d.wait_ms_p95
+       coalesce(d.cancelled, 0), d.run_ms_mean, d.run_ms_p95, d.wait_ms_mean, d.wait_ms_p95,
+       coalesce(rj.rejected, 0), rj.total
   from windows w
   left join live l on l.queue = w.queue
   left join done d on d.queue = w.queue
   left join retries r on r.queue = w.queue
   left join staff s on s.queue = w.queue
+  left join rejections rj on rj.queue = w.queue
 returning queue;
 
 -- name: sweep_dead_rows

@@ -1,8 +1,10 @@
 -- Named queries on pgq.workers.
 
 -- name: worker_register
-insert into {schema}.workers (id, name, host, pid, queues, concurrency, version)
-values (%(id)s, %(name)s, %(host)s, %(pid)s, cast(%(queues)s as text[]), %(concurrency)s, %(version)s);
+-- tasks: the names this worker can run, for explain's "no live worker knows its task".
+insert into {schema}.workers (id, name, host, pid, queues, concurrency, version, tasks)
+values (%(id)s, %(name)s, %(host)s, %(pid)s, cast(%(queues)s as text[]), %(concurrency)s, %(version)s,
+        cast(%(tasks)s as text[]));
 
 -- name: worker_heartbeat
 -- Returns the worker's status (no row: the sweeper declared it dead and

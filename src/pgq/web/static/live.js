@@ -93,6 +93,43 @@
     if (empty) empty.hidden = running.length > 0;
   }
 
+  // "Why isn't it running?" (a waiting job's page): read again through the API when the
+  // live counts change (a job started, finished or arrived), at most every 3 s.
+  var explainPanel = document.querySelector("[data-job-explain]");
+  var explainSeen = null, explainAt = 0, explainTimer = null;
+
+  function showExplain(result) {
+    var head = explainPanel.querySelector(".explain-head");
+    if (head) head.textContent = (result.text || "").split("\n")[0];
+    var list = explainPanel.querySelector(".explain-reasons");
+    if (!list) return;
+    var items = document.createDocumentFragment();
+    (result.reasons || []).forEach(function (reason) {
+      var li = document.createElement("li");
+      li.textContent = reason;
+      items.appendChild(li);
+    });
+    list.replaceChildren(items);
+  }
+
+  function refreshExplain(data) {
+    if (!explainPanel || !window.fetch) return;
+    var key = JSON.stringify([data.counts, data.paused]);
+    if (key === explainSeen) return;
+    var wait = explainAt + 3000 - Date.now();
+    if (wait > 0) {
+      if (!explainTimer) explainTimer = setTimeout(function () { explainTimer = null; refreshExplain(data); }, wait);
+      return;
+    }
+    explainSeen = key;
+    explainAt = Date.now();
+    fetch(base + "/api/jobs/" + encodeURIComponent(explainPanel.dataset.jobExplain) + "/explain",
+          { credentials: "same-origin", headers: { accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (result) { if (result) showExplain(result); })
+      .catch(function () { explainSeen = null; });
+  }
+
   function apply(data) {
     if (data.error) { setLive("off", data.error); return; }
     setLive("on", "live: updated " + new Date().toLocaleTimeString());
@@ -132,6 +169,7 @@
         reloadSoon();  // the detail page shows the new state's result and attempts
       }
     });
+    refreshExplain(data);
     var banner = document.getElementById("new-jobs");
     if (banner && banner.dataset.newest !== undefined && data.newest_live_id) {
       var newest = parseInt(banner.dataset.newest || "0", 10);
