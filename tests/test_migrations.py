@@ -53,6 +53,32 @@ def test_up_down_up(empty_database_url: str) -> None:
     assert schema_tables(url) == PGQ_TABLES
 
 
+def test_each_downgrade_step_leaves_the_earlier_revision_working(empty_database_url: str) -> None:
+    """A downgrade restores the functions a later revision replaced (0004's claim_limited,
+    0005's explain and enqueue), so the schema at each step is the one that revision made."""
+    url = empty_database_url
+    pgq.migrate(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("insert into pgq.queues (name, group_concurrency) values ('q', 1)")
+    for revision in ("0004", "0003"):
+        downgrade(url, revision=revision)
+        assert current_revision(url) == revision
+        with psycopg.connect(url, autocommit=True) as conn:
+            job = conn.execute("select pgq.enqueue('t', queue => 'q')").fetchone()[0]
+            conn.execute(
+                "insert into pgq.workers (id, name, host, pid, queues, concurrency)"
+                " values (gen_random_uuid(), 'w', 'h', 1, '{q}', 1) returning id"
+            )
+            worker = conn.execute("select id from pgq.workers limit 1").fetchone()[0]
+            conn.execute("update pgq.jobs set group_key = 'g' where id = %s", [job])
+            claimed = conn.execute("select id from pgq.claim_limited(%s, 'q', 5)", [worker]).fetchall()
+            assert [row[0] for row in claimed] == [job]
+            assert "is running" in conn.execute("select pgq.explain(%s)", [job]).fetchone()[0]
+            conn.execute("delete from pgq.jobs; delete from pgq.workers")
+    pgq.migrate(url)
+    assert current_revision(url) == head_revision()
+
+
 def test_custom_schema_is_independent(empty_database_url: str) -> None:
     url = empty_database_url
     pgq.migrate(url, schema="jobs_a")

@@ -33,12 +33,11 @@ Create Date: 2026-11-28
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from alembic import op
 
-from pgq.migrate_support import render
+from pgq.migrate_support import earlier_sql, render
 
 revision = "0004"
 down_revision = "0003"
@@ -477,15 +476,7 @@ def downgrade() -> None:
 
 
 def _claim_limited_of_0003() -> str:
-    """0003's claim_limited, read from that migration itself (which never changes),
-    rather than a third copy of the function here."""
-    spec = importlib.util.spec_from_file_location(
-        "pgq_migration_0003", Path(__file__).with_name("0003_flow_control.py")
+    """0003's claim_limited, read from that migration itself rather than copied here."""
+    return earlier_sql(
+        Path(__file__).with_name("0003_flow_control.py"), "create function {schema}.claim_limited(", "$$;"
     )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    text: str = module.UPGRADE
-    start = text.index("create function {schema}.claim_limited(")
-    end = text.index("$$;", start) + 3
-    return text[start:end].replace("create function", "create or replace function", 1)

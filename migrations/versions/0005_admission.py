@@ -21,9 +21,11 @@ Create Date: 2026-11-29
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic import op
 
-from pgq.migrate_support import render
+from pgq.migrate_support import earlier_sql, render
 
 revision = "0005"
 down_revision = "0004"
@@ -404,16 +406,7 @@ def upgrade() -> None:
 
 def _explain_0003() -> str:
     """Revision 0003's explain(id), read from its own file rather than copied here."""
-    from importlib import util
-    from pathlib import Path
-
-    spec = util.spec_from_file_location("pgq_migration_0003", Path(__file__).with_name("0003_flow_control.py"))
-    assert spec is not None and spec.loader is not None
-    module = util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    text: str = module.UPGRADE
-    start = text.index("-- Why isn't my job running?")
-    return text[start:].replace("create function", "create or replace function", 1)
+    return earlier_sql(Path(__file__).with_name("0003_flow_control.py"), "-- Why isn't my job running?")
 
 
 def downgrade() -> None:

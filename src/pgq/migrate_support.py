@@ -3,6 +3,9 @@ meaning when pgq's other modules do)."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 from alembic import context
 
 
@@ -15,3 +18,19 @@ def render(sql: str) -> str:
     """``sql`` with ``{schema}`` (quoted identifier) and ``{channel}`` (string literal) filled in."""
     schema = schema_name()
     return sql.replace("{schema}", f'"{schema}"').replace("{channel}", f"'{schema}_jobs'")
+
+
+def earlier_sql(path: Path, start: str, end: str | None = None) -> str:
+    """The part of an earlier migration's ``UPGRADE`` text (the script at ``path``)
+    from ``start`` up to and including ``end`` (to its end when None), with its
+    first ``create function`` made ``create or replace function``: how a downgrade
+    restores a function that a later revision replaced, without a copy of it.
+    Migrations never change once shipped, so the text read is the text that ran."""
+    spec = importlib.util.spec_from_file_location(f"pgq_migration_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text: str = module.UPGRADE
+    first = text.index(start)
+    last = len(text) if end is None else text.index(end, first) + len(end)
+    return text[first:last].replace("create function", "create or replace function", 1)
