@@ -103,6 +103,13 @@ def test_enqueue_list_get_and_paginate(api: TestClient) -> None:
         ({"task": "t", "delay": 5, "run_at": "2030-01-01T00:00:00+00:00"}, "not both"),
         ({"task": "t", "max_attempts": 0}, "max_attempts"),
         ({"task": "t", "queue": "bad queue!"}, "queue"),
+        ({"task": "t", "depends_on": 5}, "'depends_on' must be a JSON array"),
+        ({"task": "t", "depends_on": ["a"]}, "positive integers"),
+        ({"task": "t", "depends_on": [424242]}, "do not exist: 424242"),
+        ({"task": "t", "on_parent_failure": "run"}, "on_parent_failure needs depends_on"),
+        ({"task": "t", "unique_for": 60}, "unique_for needs a key"),
+        ({"task": "t", "key": "k", "debounce": -1}, "debounce must be more than 0 s"),
+        ({"task": "t", "group": ""}, "group must be a non-empty string"),
     ],
 )
 def test_enqueue_rejects_bad_bodies_with_422(api: TestClient, body: Any, message: str) -> None:
@@ -111,6 +118,20 @@ def test_enqueue_rejects_bad_bodies_with_422(api: TestClient, body: Any, message
     assert response.status_code == 422, response.text
     assert message in response.json()["error"]
     assert api.get("/api/jobs").json()["jobs"] == [], "nothing was written"
+
+
+def test_enqueue_with_parents_group_and_keys(api: TestClient, app: pgq.App) -> None:
+    parent = api.post("/api/jobs", json={"task": "t", "delay": 3600}).json()["id"]
+    child = api.post(
+        "/api/jobs", json={"task": "t", "depends_on": [parent], "on_parent_failure": "run", "group": "tenant:1"}
+    ).json()["job"]
+    assert child["status"] == "blocked" and child["depends_on"] == [parent]
+    assert child["on_parent_failure"] == "run" and child["group_key"] == "tenant:1"
+    page = api.get(f"/jobs/{child['id']}").text
+    assert f'<dt>waits for</dt><dd><a href="/jobs/{parent}">#{parent}</a></dd>' in page
+    assert "its parents are not done: job " in page
+    first = api.post("/api/jobs", json={"task": "t", "key": "k", "unique_for": 60}).json()["id"]
+    assert api.post("/api/jobs", json={"task": "t", "key": "k", "unique_for": 60}).json()["id"] == first
 
 
 def test_strict_dashboard_refuses_unknown_tasks(app: pgq.App) -> None:

@@ -44,8 +44,13 @@ ENQUEUE_FIELDS: dict[str, tuple[type, ...]] = {
     "run_at": (str,),
     "key": (str,),
     "max_attempts": (int,),
+    "group": (str,),
+    "depends_on": (list,),
+    "on_parent_failure": (str,),
+    "unique_for": (int, float),
+    "debounce": (int, float),
 }
-TYPE_NAMES = {str: "a string", dict: "a JSON object", int: "an integer", float: "a number"}
+TYPE_NAMES = {str: "a string", dict: "a JSON object", int: "an integer", float: "a number", list: "a JSON array"}
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -216,6 +221,11 @@ class Api:
             delay=body.get("delay"),
             key=body.get("key"),
             max_attempts=body.get("max_attempts"),
+            group=body.get("group"),
+            depends_on=body.get("depends_on"),
+            on_parent_failure=body.get("on_parent_failure"),
+            unique_for=body.get("unique_for"),
+            debounce=body.get("debounce"),
             strict=self.d.strict,
         )
         job = await call(self.d.app.get_job, job_id)
@@ -504,6 +514,9 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                 "finished_at": {"type": ["string", "null"], "format": "date-time"},
                 "worker_id": {"type": ["string", "null"]},
                 "key": {"type": ["string", "null"]},
+                "group_key": {"type": ["string", "null"]},
+                "depends_on": {"type": ["array", "null"], "items": {"type": "integer"}},
+                "on_parent_failure": {"type": ["string", "null"], "enum": ["cancel", "run", None]},
                 "progress": {"type": ["number", "null"]},
                 "progress_message": {"type": ["string", "null"]},
                 "errors": {"type": "array", "items": {"type": "object"}},
@@ -524,6 +537,15 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                 "run_at": {"type": "string", "format": "date-time", "description": "with a time zone"},
                 "key": {"type": "string", "description": "idempotency key, unique among live jobs of the queue"},
                 "max_attempts": {"type": "integer", "minimum": 1},
+                "group": {"type": "string", "description": "flow-control group, e.g. tenant:42"},
+                "depends_on": {
+                    "type": "array",
+                    "items": {"type": "integer"},
+                    "description": "ids of jobs to wait for (blocked until they completed)",
+                },
+                "on_parent_failure": {"type": "string", "enum": ["cancel", "run"]},
+                "unique_for": {"type": "number", "description": "with key: seconds the key stays taken"},
+                "debounce": {"type": "number", "description": "with key: seconds; pushes the pending job back"},
             },
         },
         "Explanation": {

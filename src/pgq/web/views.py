@@ -443,6 +443,11 @@ def job_detail(page: Page, job: Job, now: datetime, redact: Redactor, explain: s
         ("attempts", h('<span data-job-attempts="{}">{}/{}</span>', job.id, job.attempts, job.max_attempts)),
         ("priority", esc(job.priority)),
         ("key", esc(job.key or "")),
+        ("group", esc(job.group_key or "")),
+        (
+            "waits for" if job.status == "blocked" else "parents",
+            join((h('<a href="{}">#{}</a>', page.url(f"/jobs/{p}"), p) for p in job.depends_on or ()), ", "),
+        ),
         ("created", when(job.created_at)),
         ("run at", when(job.run_at)),
         ("started", when(job.started_at)),
