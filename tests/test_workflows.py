@@ -270,6 +270,8 @@ def test_cli_enqueue_with_parents_and_keys(database_url: str, app: pgq.App, conn
     child = int(result.stdout)
     row = conn.execute("select status, depends_on, on_parent_failure from pgq.jobs where id = %s", [child]).fetchone()
     assert row == {"status": "blocked", "depends_on": [parent], "on_parent_failure": "run"}
+    shown = run_cli("jobs", "show", str(child), "--database-url", database_url).stdout
+    assert f"  waits for   {parent}  (runs even if one fails)" in shown, shown
     first = run_cli("enqueue", "t", "--key", "k", "--unique-for", "60", "--database-url", database_url)
     again = run_cli("enqueue", "t", "--key", "k", "--unique-for", "60", "--database-url", database_url)
     assert first.returncode == again.returncode == 0 and first.stdout == again.stdout

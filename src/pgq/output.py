@@ -81,6 +81,12 @@ def job_detail(job: Job) -> str:
         lines.append(f"  finished    {when(job.finished_at)}")
     if job.key:
         lines.append(f"  key         {job.key}")
+    if job.group_key:
+        lines.append(f"  group       {job.group_key}")
+    if job.depends_on:
+        label = "waits for" if job.status == "blocked" else "parents  "
+        policy = "  (runs even if one fails)" if job.on_parent_failure == "run" else ""
+        lines.append(f"  {label}   {', '.join(str(p) for p in job.depends_on)}{policy}")
     if job.worker_id:
         lines.append(f"  worker      {job.worker_id}")
     if job.progress is not None:
