@@ -65,8 +65,12 @@ def test_media_batch_callback_runs_once(database_url: str) -> None:
     with use_database(tasks.app, database_url) as app:
         with tasks.connect() as conn, conn.transaction():
             conn.execute(tasks.TABLES)
-            batch = tasks.submit_batch(conn, ["a.png", "b.png", "c.gif"], "http://127.0.0.1:9/hook")
-        outcomes = drain(app, "images")  # the failed gif's hook runs too
+            batch = tasks.submit_batch(conn, ["a.png", "b.png", "c.png", "d.gif"], "http://127.0.0.1:9/hook")
+        images = [job.id for job in app.list_jobs(task="process_image", limit=10)]
+        callback = app.list_jobs(task="batch_finished")[0]
+        assert callback.status == "blocked" and sorted(callback.depends_on or []) == sorted(images)
+        assert app.cancel(min(images)) == "cancelled"  # a cancelled image counts as not done, like the gif
+        outcomes = drain(app, "images")
         statuses = sorted((o.job.task, o.status) for o in outcomes)
         assert statuses == [
             ("batch_finished", "completed"),
@@ -74,8 +78,9 @@ def test_media_batch_callback_runs_once(database_url: str) -> None:
             ("process_image", "completed"),
             ("process_image", "failed"),
         ]
+        assert outcomes[-1].job.task == "batch_finished"
         webhook = assert_enqueued(app, "deliver_webhook", queue="webhooks", count=1)[0]
-        assert webhook.args["data"] == {"batch_id": batch, "done": 2, "failed": 1}
+        assert webhook.args["data"] == {"batch_id": batch, "done": 2, "failed": 2, "failed_images": [1, 4]}
 
 
 def test_course_video_reports_progress(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -63,15 +63,21 @@ def test_media_pipeline_end_to_end(
     worker = start_worker("--queues", "emails,images,webhooks", app="examples.media_pipeline.tasks:app")
     assert "batch 1: 5 images" in run(database_url, tmp_path, "-m", "examples.media_pipeline.submit", url)
 
-    # Four images done, the gif failed for good; the last of them enqueued the callback, which sent the webhook.
+    # Four images done, the gif failed for good; once all five finished, the workflow ran the callback
+    # (on_parent_failure="run": the gif's failure did not cancel it), which sent the webhook.
     wait_for(lambda: received, 30, "the batch webhook")
-    assert received == [{"event": "batch.finished", "data": {"batch_id": 1, "done": 4, "failed": 1}}]
-    callbacks = jobs(database_url, "select * from pgq.all_jobs where task = 'batch_finished'")
-    assert [(c["key"], c["status"]) for c in callbacks] == [("batch-finished:1", "completed")]
-    images = jobs(
-        database_url, "select status, count(*) as n from pgq.all_jobs where task = 'process_image' group by 1"
-    )
-    assert {row["status"]: row["n"] for row in images} == {"completed": 4, "failed": 1}
+    summary = {"batch_id": 1, "done": 4, "failed": 1, "failed_images": [5]}
+    assert received == [{"event": "batch.finished", "data": summary}]
+    history = jobs(database_url, "select * from pgq.job_history where task in ('process_image', 'batch_finished')")
+    images = [row for row in history if row["task"] == "process_image"]
+    callbacks = [row for row in history if row["task"] == "batch_finished"]
+    assert sorted(row["status"] for row in images) == ["completed"] * 4 + ["failed"]
+    # Exactly once, one attempt, waiting for the five image jobs, and started after the last of them finished.
+    [callback] = callbacks
+    assert (callback["status"], callback["attempts"], callback["result"]) == ("completed", 1, summary)
+    assert sorted(callback["depends_on"]) == sorted(row["id"] for row in images)
+    assert callback["on_parent_failure"] == "run"
+    assert callback["started_at"] >= max(row["finished_at"] for row in images)
 
     # Cancel, retry and stats from code.
     out = run(database_url, tmp_path, "-m", "examples.media_pipeline.ops")

@@ -5,7 +5,6 @@ Worker: ``pgq worker examples.media_pipeline.tasks:app --queues emails,images,we
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -27,16 +26,13 @@ log = logging.getLogger("media")
 TABLES = """
 create table if not exists image_batches (
     id bigint generated always as identity primary key,
-    callback_url text not null,
-    total int not null,
-    callback_job_id bigint              -- set once, by whichever image job finishes the batch
+    callback_url text not null
 );
 create table if not exists images (
     id bigint generated always as identity primary key,
     batch_id bigint references image_batches,
     url text not null,
-    status text not null default 'pending',   -- pending, done, failed
-    thumbnail text
+    thumbnail text                      -- set by the image's job when it is done
 );
 """
 
@@ -57,15 +53,23 @@ def send_email(user_id: int, template: str) -> None:
 
 
 def submit_batch(conn: psycopg.Connection[Any], urls: list[str], callback_url: str) -> int:
-    """Store a batch of images and enqueue one job per image, in the caller's transaction."""
-    batch_id = conn.execute(
-        "insert into image_batches (callback_url, total) values (%s, %s) returning id", [callback_url, len(urls)]
-    ).fetchone()[0]
+    """Store a batch of images and enqueue it as one workflow, in the caller's transaction:
+    one job per image, and the callback, which waits for all of them whatever their outcome."""
+    (batch_id,) = conn.execute(
+        "insert into image_batches (callback_url) values (%s) returning id", [callback_url]
+    ).fetchone()
     image_ids = [
         conn.execute("insert into images (batch_id, url) values (%s, %s) returning id", [batch_id, url]).fetchone()[0]
         for url in urls
     ]
-    app.enqueue_many([process_image.spec(image_id=image_id) for image_id in image_ids], connection=conn)
+    # on_parent_failure="run": an image that fails for good (or is cancelled) does not cancel the
+    # callback; it runs once every image finished. (task.spec() takes the task's args only, so the
+    # option goes on a JobSpec.)
+    callback = pgq.JobSpec(batch_finished.name, {"batch_id": batch_id}, on_parent_failure="run")
+    app.enqueue_workflow(
+        pgq.group([process_image.spec(image_id=image_id) for image_id in image_ids]).then(callback),
+        connection=conn,
+    )
     return int(batch_id)
 
 
@@ -76,59 +80,32 @@ def process_image(ctx: pgq.JobContext, image_id: int) -> dict[str, str]:
         if url is None:
             raise pgq.PermanentError(f"image {image_id} was deleted")
         if not url.endswith((".png", ".jpg")):
-            raise pgq.PermanentError(f"unsupported format: {url}")  # the job_failed hook below counts it
+            raise pgq.PermanentError(f"unsupported format: {url}")  # fails for good; the callback still runs
         for step in range(3):
             ctx.set_progress(step / 3, f"resizing {url}")
             time.sleep(0.1)  # stands for the real work
         thumbnail = url.rsplit(".", 1)[0] + "-thumb.jpg"
-        finish_image(conn, image_id, "done", thumbnail)
+        conn.execute("update images set thumbnail = %s where id = %s", [thumbnail, image_id])
     return {"thumbnail": thumbnail}
 
 
-@app.on("job_failed")
-@app.on("job_cancelled")
-async def image_given_up(event: pgq.Event) -> None:
-    """An image that failed for good (or was cancelled) still counts towards its batch.
+@app.task(queue="images", pass_context=True)
+def batch_finished(ctx: pgq.JobContext, batch_id: int) -> dict[str, Any]:
+    """The callback: it runs once every image of the batch finished, done or not.
 
-    Hooks run on the worker's event loop: blocking work goes to a thread."""
-    if event.job.task == process_image.name:
-        await asyncio.to_thread(finish_image_alone, event.job.args["image_id"], "failed")
-
-
-def finish_image_alone(image_id: int, status: str) -> None:
-    with connect() as conn:
-        finish_image(conn, image_id, status, None)
-
-
-def finish_image(conn: psycopg.Connection[Any], image_id: int, status: str, thumbnail: str | None) -> None:
-    """Record one image's outcome; the image that completes its batch enqueues the callback, once."""
-    with conn.transaction():
-        (batch_id,) = conn.execute("select batch_id from images where id = %s", [image_id]).fetchone()
-        # Lock the batch: two last images finishing together take turns, so the second one
-        # sees the first one's outcome and exactly one of them enqueues the callback.
-        total, callback_job = conn.execute(
-            "select total, callback_job_id from image_batches where id = %s for update", [batch_id]
-        ).fetchone()
-        conn.execute("update images set status = %s, thumbnail = %s where id = %s", [status, thumbnail, image_id])
-        (finished,) = conn.execute(
-            "select count(*) from images where batch_id = %s and status <> 'pending'", [batch_id]
-        ).fetchone()
-        if finished == total and callback_job is None:
-            job_id = batch_finished.options(connection=conn, key=f"batch-finished:{batch_id}").enqueue(
-                batch_id=batch_id
-            )
-            conn.execute("update image_batches set callback_job_id = %s where id = %s", [job_id, batch_id])
-
-
-@app.task(queue="images")
-def batch_finished(batch_id: int) -> dict[str, int]:
-    """The callback: every image of the batch is done or failed."""
+    Its parents are the batch's image jobs (``ctx.job.depends_on``); ``ctx.parent_results`` holds the
+    results of those that completed, so the others are the ones that failed for good or were cancelled."""
+    parents = ctx.job.depends_on or []
+    failed = [job_id for job_id in parents if job_id not in ctx.parent_results]
+    failed_images = sorted(job.args["image_id"] for job_id in failed if (job := app.get_job(job_id)) is not None)
     with connect() as conn:
         (url,) = conn.execute("select callback_url from image_batches where id = %s", [batch_id]).fetchone()
-        counts = dict(
-            conn.execute("select status, count(*) from images where batch_id = %s group by status", [batch_id])
-        )
-    summary = {"batch_id": batch_id, "done": counts.get("done", 0), "failed": counts.get("failed", 0)}
+    summary = {
+        "batch_id": batch_id,
+        "done": len(ctx.parent_results),
+        "failed": len(failed),
+        "failed_images": failed_images,
+    }
     deliver_webhook.options(key=f"batch-webhook:{batch_id}").enqueue(url=url, event="batch.finished", data=summary)
     return summary
 
