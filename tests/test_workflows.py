@@ -34,7 +34,11 @@ def make_app(database_url: str) -> pgq.App:
     def step(ctx: pgq.JobContext, name: str, fail: bool = False) -> dict[str, Any]:
         if fail:
             raise pgq.PermanentError(f"{name} failed")
-        return {"name": name, "parents": {str(k): v for k, v in sorted(ctx.parent_results.items())}}
+        return {
+            "name": name,
+            "parents": {str(k): v for k, v in sorted(ctx.parent_results.items())},
+            "statuses": {str(k): v for k, v in sorted(ctx.parent_statuses.items())},
+        }
 
     return app
 
@@ -54,7 +58,8 @@ def test_a_child_waits_blocked_until_its_parents_complete(database_url: str, con
         assert all(row["status"] == "completed" for row in rows.values())
         assert rows[child]["depends_on"] == [a, b]
         assert rows[child]["started_at"] >= max(rows[a]["finished_at"], rows[b]["finished_at"])
-        assert rows[child]["result"]["parents"] == {str(a): {"name": "a", "parents": {}}, str(b): rows[b]["result"]}
+        assert rows[child]["result"]["parents"] == {str(a): rows[a]["result"], str(b): rows[b]["result"]}
+        assert rows[child]["result"]["statuses"] == {str(a): "completed", str(b): "completed"}
         # A parent that completed before the child was enqueued: the child is due at once.
         late = app.enqueue("step", {"name": "late"}, depends_on=[a])
         assert status(conn, late) == "pending"
@@ -77,8 +82,9 @@ def test_a_failed_parent_cancels_its_children_and_theirs(database_url: str, conn
         assert error["type"] == "ParentFailed" and error["parent"] == parent
         assert f"parent job {parent} ended failed" in error["message"]
         assert rows[grandchild]["errors"][-1]["parent"] == child
-        # on_parent_failure="run": it ran, with no result from the failed parent.
+        # on_parent_failure="run": it ran, with no result from the failed parent, and knows it failed.
         assert rows[runner]["status"] == "completed" and rows[runner]["result"]["parents"] == {}
+        assert rows[runner]["result"]["statuses"] == {str(parent): "failed"}
         # A parent that failed before the child is enqueued cancels it at once.
         orphan = app.enqueue("step", {"name": "o"}, depends_on=[parent])
         assert status(conn, orphan) == "cancelled"
@@ -178,6 +184,16 @@ def test_a_parent_finishing_while_a_child_is_enqueued_never_strands_it(database_
 
 
 # ---------------------------------------------------------------- workflows
+
+
+def test_task_options_build_a_spec(app: pgq.App) -> None:
+    @app.task(pass_context=True)
+    def callback(ctx: pgq.JobContext, batch: int) -> None: ...
+
+    spec = callback.options(on_parent_failure="run", queue="slow", depends_on=[4]).spec(batch=7)
+    assert spec == pgq.JobSpec("callback", {"batch": 7}, queue="slow", depends_on=[4], on_parent_failure="run")
+    with pytest.raises(pgq.InvalidJob, match="connection cannot go on a JobSpec"):
+        callback.options(connection=None).spec(batch=1)
 
 
 def test_workflow_shapes_and_bad_steps() -> None:

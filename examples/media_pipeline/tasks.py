@@ -63,9 +63,8 @@ def submit_batch(conn: psycopg.Connection[Any], urls: list[str], callback_url: s
         for url in urls
     ]
     # on_parent_failure="run": an image that fails for good (or is cancelled) does not cancel the
-    # callback; it runs once every image finished. (task.spec() takes the task's args only, so the
-    # option goes on a JobSpec.)
-    callback = pgq.JobSpec(batch_finished.name, {"batch_id": batch_id}, on_parent_failure="run")
+    # callback; it runs once every image finished.
+    callback = batch_finished.options(on_parent_failure="run").spec(batch_id=batch_id)
     app.enqueue_workflow(
         pgq.group([process_image.spec(image_id=image_id) for image_id in image_ids]).then(callback),
         connection=conn,
@@ -93,10 +92,9 @@ def process_image(ctx: pgq.JobContext, image_id: int) -> dict[str, str]:
 def batch_finished(ctx: pgq.JobContext, batch_id: int) -> dict[str, Any]:
     """The callback: it runs once every image of the batch finished, done or not.
 
-    Its parents are the batch's image jobs (``ctx.job.depends_on``); ``ctx.parent_results`` holds the
-    results of those that completed, so the others are the ones that failed for good or were cancelled."""
-    parents = ctx.job.depends_on or []
-    failed = [job_id for job_id in parents if job_id not in ctx.parent_results]
+    Its parents are the batch's image jobs (``ctx.job.depends_on``): ``ctx.parent_statuses`` says how
+    each ended, and ``ctx.parent_results`` holds the results of those that completed."""
+    failed = [job_id for job_id, status in ctx.parent_statuses.items() if status != "completed"]
     failed_images = sorted(job.args["image_id"] for job_id in failed if (job := app.get_job(job_id)) is not None)
     with connect() as conn:
         (url,) = conn.execute("select callback_url from image_batches where id = %s", [batch_id]).fetchone()

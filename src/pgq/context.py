@@ -15,6 +15,7 @@ class JobContext:
     ``attempt`` counts from 1; ``cancelled`` turns true when the job is
     cancelled or the worker shuts down, so a sync handler can poll it;
     ``log`` is a logger whose records carry the job id;
+    ``parent_statuses`` says how each parent (``job.depends_on``) ended and
     ``parent_results`` maps each completed parent's id to its result.
     """
 
@@ -25,8 +26,11 @@ class JobContext:
         self.progress_message: str | None = job.progress_message
         base = logger or logging.getLogger("pgq.job")
         self.log = logging.LoggerAdapter(base, {"job_id": job.id, "task": job.task})
-        #: The results of the job's parents (``depends_on``) that completed, by
-        #: parent id; empty for a job without parents.
+        #: How each of the job's parents (``job.depends_on``) ended, by parent id:
+        #: ``"completed"``, ``"failed"``, ``"cancelled"``, or ``"missing"`` once pruned
+        #: from history; empty for a job without parents.
+        self.parent_statuses: dict[int, str] = {}
+        #: The results of the parents that completed, by parent id.
         self.parent_results: dict[int, Any] = {}
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from datetime import timedelta
@@ -189,6 +190,18 @@ class BoundTask:
 
     async def enqueue_async(self, **args: Any) -> int:
         return await self.task.app.enqueue_async(self.task, args, **self.opts)
+
+    def spec(self, **args: Any) -> JobSpec:
+        """A :class:`JobSpec` of this task with ``args`` and these options, for
+        ``enqueue_many`` and workflows: ``callback.options(on_parent_failure="run").spec(batch=7)``."""
+        spec_fields = {f.name for f in dataclasses.fields(JobSpec)} - {"task", "args"}
+        unknown = sorted(set(self.opts) - spec_fields)
+        if unknown:
+            raise InvalidJob(
+                f"{', '.join(unknown)} cannot go on a JobSpec (they apply to a whole enqueue call: "
+                f"pass them to enqueue_many or enqueue_workflow); a JobSpec takes {', '.join(sorted(spec_fields))}"
+            )
+        return JobSpec(task=self.task.name, args=args, **self.opts)
 
 
 def _seconds(value: float | timedelta, name: str) -> float:

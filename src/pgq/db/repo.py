@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 
+from pgq.context import JobContext
 from pgq.db.connection import Row, run_async
 from pgq.db.queries import query
 from pgq.job import Job
@@ -42,10 +43,12 @@ async def claim_limited(conn: AsyncConn, schema: str, worker_id: uuid.UUID, queu
     return jobs
 
 
-async def parent_results(conn: AsyncConn, schema: str, parents: Sequence[int]) -> dict[int, Any]:
-    """The results of these parents that completed, by id (``ctx.parent_results``)."""
+async def read_parents(conn: AsyncConn, schema: str, ctx: JobContext, parents: Sequence[int]) -> None:
+    """Fill ``ctx.parent_statuses`` (each parent's final status, ``"missing"`` once
+    pruned) and ``ctx.parent_results`` (the results of those that completed)."""
     rows = await _rows(conn, "job_parent_results", schema, {"ids": list(parents)})
-    return {int(row["id"]): row["result"] for row in rows}
+    ctx.parent_statuses = {int(row["id"]): row["status"] or "missing" for row in rows}
+    ctx.parent_results = {int(row["id"]): row["result"] for row in rows if row["status"] == "completed"}
 
 
 async def limited_queues(conn: AsyncConn, schema: str, queues: Sequence[str]) -> set[str]:

@@ -191,7 +191,7 @@ async def drain_async(
             job = jobs[0]
             ctx = JobContext(job, logging.getLogger(f"pgq.job.{job.task}"))
             if job.depends_on:
-                ctx.parent_results = await repo.parent_results(conn, app.schema, job.depends_on)
+                await repo.read_parents(conn, app.schema, ctx, job.depends_on)
             await _emit(app, Event("job_started", job))
             outcome = await executor.run(RunningJob(job, ctx))
             if outcome is None:  # only a stopping worker gets none; drain never stops mid-job

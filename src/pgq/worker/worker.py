@@ -558,7 +558,8 @@ class Worker:
         outcome: Outcome | None
         try:
             if running.job.depends_on:
-                running.ctx.parent_results = await self._parent_results(running.job.depends_on)
+                async with self._connection() as conn:
+                    await repo.read_parents(conn, self.schema, running.ctx, running.job.depends_on)
             outcome = await self.executor.run(running)
         except asyncio.CancelledError:
             outcome = self._stopped_outcome(running)
@@ -573,10 +574,6 @@ class Worker:
         self.processed += 1
         self._report(outcome)
         return outcome
-
-    async def _parent_results(self, parents: list[int]) -> dict[int, Any]:
-        async with self._connection() as conn:
-            return await repo.parent_results(conn, self.schema, parents)
 
     def _stopped_outcome(self, running: RunningJob) -> Outcome | None:
         """What to write for a job this worker stopped from outside its handler."""

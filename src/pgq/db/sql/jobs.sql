@@ -110,10 +110,12 @@ select {schema}.lock_parents(cast(%(parents)s as bigint[]));
 select {schema}.settle_blocked(cast(%(ids)s as bigint[]));
 
 -- name: job_parent_results
--- The results of a job's completed parents (ctx.parent_results).
-select id, result
-  from {schema}.job_history
- where id = any(cast(%(ids)s as bigint[])) and status = 'completed';
+-- How each of a job's parents ended, and the results of those that completed
+-- (ctx.parent_statuses, ctx.parent_results). A parent no longer in history
+-- (pruned by retention) has a null status.
+select p.id, h.status, h.result
+  from unnest(cast(%(ids)s as bigint[])) as p(id)
+  left join lateral (select status, result from {schema}.job_history where id = p.id limit 1) h on true;
 
 -- name: job_key_take
 -- unique_for and debounce: take the lock of the key's row in job_keys (made
