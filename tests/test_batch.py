@@ -418,7 +418,16 @@ def test_the_top_up_reads_the_claim_index_of_its_queue(conn: Any, plan_mode: str
     worker_id = uuid.uuid4()
     conn.execute(
         query("worker_register", "pgq"),
-        {"id": worker_id, "name": "t", "host": "h", "pid": 1, "queues": ["bulk"], "concurrency": 1, "version": "t"},
+        {
+            "id": worker_id,
+            "name": "t",
+            "host": "h",
+            "pid": 1,
+            "queues": ["bulk"],
+            "concurrency": 1,
+            "version": "t",
+            "tasks": ["send"],
+        },
     )
     conn.execute("insert into pgq.jobs (task, queue) select 'send', 'bulk' from generate_series(1, 20000)")
     conn.execute("insert into pgq.jobs (task, queue) select 'other', 'default' from generate_series(1, 20000)")
