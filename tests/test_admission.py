@@ -253,9 +253,10 @@ async def test_the_sweeper_prunes_idle_queue_groups(app: pgq.App, conn: Any) -> 
         " ('q', 'running', null, now() - interval '2 hours')"
     )
     app.enqueue("t", queue="q", group="waiting", delay=7200)
+    # Running as claim_limited leaves a job: holding a slot of the queue's limits.
     conn.execute(
-        "insert into pgq.jobs (task, queue, group_key, status, attempts, worker_id, started_at)"
-        " values ('t', 'q', 'running', 'running', 1, %s, now())",
+        "insert into pgq.jobs (task, queue, group_key, status, attempts, worker_id, started_at, limit_slot)"
+        " values ('t', 'q', 'running', 'running', 1, %s, now(), true)",
         [uuid.uuid4()],
     )
     sweeper = Sweeper(app)

@@ -149,6 +149,27 @@ def test_concurrency_limit_counts_running_jobs(app: pgq.App, conn: Any) -> None:
     assert len(claim_limited(conn, worker, "q", 10)) == 2
 
 
+def test_jobs_running_before_a_limit_is_set_count_against_it(app: pgq.App, conn: Any) -> None:
+    """Unlimited claims write no entry of jobs_running_idx (limit_slot stays null): set_queue
+    marks the jobs already running when it sets a concurrency limit, so they count."""
+    app.enqueue_many([pgq.JobSpec("t", queue="q") for _ in range(5)])
+    worker = register(conn, ["q"])
+    early = claim(conn, worker, ["q"], 2)
+    assert len(early) == 2
+    assert conn.execute("select count(*) as n from pgq.jobs where limit_slot").fetchone()["n"] == 0
+    app.set_queue("q", concurrency=2)
+    assert claim_limited(conn, worker, "q", 10) == []  # the two early jobs fill it
+    finish(conn, worker, early[:1])
+    assert len(claim_limited(conn, worker, "q", 10)) == 1
+    # A worker that hears of the limit marks its own running jobs too (a claim in flight
+    # while set_queue marked them): the query it runs.
+    other = register(conn, ["r"])
+    app.enqueue("t", queue="r")
+    [late] = claim(conn, other, ["r"], 1)
+    conn.execute(query("job_mark_limit_slots", "pgq"), {"worker_id": other, "queues": ["r"]})
+    assert conn.execute("select limit_slot from pgq.jobs where id = %s", [late["id"]]).fetchone()["limit_slot"]
+
+
 def test_a_dead_or_paused_worker_claims_nothing(app: pgq.App, conn: Any) -> None:
     app.set_queue("q", concurrency=5)
     app.enqueue("t", queue="q")

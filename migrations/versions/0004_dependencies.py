@@ -29,6 +29,11 @@ Create Date: 2026-11-28
   every group with pending jobs at each claim: a claim reads about as many
   groups as it takes jobs, not all of them (a claim of 10 jobs among 1,000
   groups read 2,000 index entries before).
+- ``jobs_running_idx`` holds only the running jobs that hold a slot of a
+  limit (``limit_slot``, set by ``claim_limited`` and by ``set_queue`` for the
+  jobs already running when a limit is set), not every running job: a claim of
+  a queue without limits no longer writes an entry of it (75 bytes of WAL per
+  job, 9 % of a claim and finish).
 """
 
 from __future__ import annotations
@@ -198,6 +203,15 @@ $$;
 create trigger jobs_settle_children after delete on {schema}.jobs
     for each row when (old.has_children) execute function {schema}.settle_children();
 
+-- Running jobs that hold a slot of their queue's (or group's) limits. Set by
+-- claim_limited, and by set_queue on the jobs already running when it sets a
+-- concurrency limit; never by the claim of a queue without limits, so those
+-- claims write no entry of the index below.
+alter table {schema}.jobs add column limit_slot boolean;
+drop index {schema}.jobs_running_idx;
+create index jobs_running_idx on {schema}.jobs (queue, group_key)
+    where status = 'running' and limit_slot;
+
 -- The last group a claim served; the next claim starts after it.
 alter table {schema}.queues add column group_cursor text;
 
@@ -244,7 +258,7 @@ begin
     end if;
     if lim.group_concurrency is not null then
         select count(*) into running from {schema}.jobs j
-         where j.queue = queue_name and j.group_key = g and j.status = 'running' and j.attempts > 0;
+         where j.queue = queue_name and j.group_key = g and j.status = 'running' and j.limit_slot;
         if running + taken >= lim.group_concurrency then
             return null;
         end if;
@@ -352,7 +366,7 @@ begin
     with clock as materialized (select clock_timestamp() as at)
     update {schema}.jobs j
        set status = 'running', attempts = j.attempts + 1, worker_id = worker, started_at = (select at from clock),
-           progress = null, progress_message = null
+           progress = null, progress_message = null, limit_slot = true
      where j.id = any(picked) and j.queue = queue_name
     returning j.*;
 end
@@ -385,7 +399,7 @@ begin
     ts := clock_timestamp();
     if lim.concurrency is not null then
         select count(*) into busy from {schema}.jobs j
-         where j.queue = queue_name and j.status = 'running' and j.attempts > 0;
+         where j.queue = queue_name and j.status = 'running' and j.limit_slot;
         n := least(n, lim.concurrency - busy);
     end if;
     if lim.rate_count is not null then
@@ -413,7 +427,7 @@ begin
         )
         update {schema}.jobs j
            set status = 'running', attempts = j.attempts + 1, worker_id = worker, started_at = (select at from clock),
-               progress = null, progress_message = null
+               progress = null, progress_message = null, limit_slot = true
           from chosen c
          where j.id = c.id and j.queue = queue_name
         returning j.*;
@@ -437,6 +451,10 @@ DOWNGRADE = r"""
 drop function if exists {schema}.claim_grouped(uuid, text, {schema}.queues, integer) cascade;
 drop function if exists {schema}.claim_group_job(text, text, {schema}.queues, timestamptz, bigint[], integer);
 alter table {schema}.queues drop column if exists group_cursor;
+drop index if exists {schema}.jobs_running_idx;
+create index jobs_running_idx on {schema}.jobs (queue, group_key)
+    where status = 'running' and attempts > 0;
+alter table {schema}.jobs drop column if exists limit_slot;
 drop trigger if exists jobs_settle_children on {schema}.jobs;
 drop function if exists {schema}.settle_children();
 drop function if exists {schema}.settle_blocked(bigint[]);

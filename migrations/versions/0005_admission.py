@@ -275,7 +275,7 @@ begin
     if q.concurrency is not null then
         select count(*), string_agg(x.id::text, ', ' order by x.id) into busy, holders
           from (select r.id from {schema}.jobs r
-                 where r.queue = j.queue and r.status = 'running' and r.attempts > 0
+                 where r.queue = j.queue and r.status = 'running' and r.limit_slot
                  order by r.id) x;
         if busy >= q.concurrency then
             lines := lines || format('queue %s concurrency is full: %s of %s running (jobs %s)',
@@ -294,7 +294,7 @@ begin
         select count(*), string_agg(x.id::text, ', ' order by x.id) into busy, holders
           from (select r.id from {schema}.jobs r
                  where r.queue = j.queue and r.group_key = j.group_key
-                   and r.status = 'running' and r.attempts > 0
+                   and r.status = 'running' and r.limit_slot
                  order by r.id) x;
         if busy >= q.group_concurrency then
             lines := lines || format('group %s concurrency is full: %s of %s running (jobs %s)',

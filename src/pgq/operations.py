@@ -410,6 +410,8 @@ class OperationControls:
         params["set_on_full"] = on_full is not UNSET
         params["on_full"] = None if on_full is UNSET else parse_on_full(on_full)
         self._run(query("ops_set_queue", self.schema), params)
+        if params["set_concurrency"] or params["set_group_concurrency"]:
+            self._run(query("ops_mark_limit_slots", self.schema), {"name": name})
         if params["set_group_rate"]:
             self._run(query("ops_group_rates_reset", self.schema), {"name": name})
         return OperationControls.get_queue(self, name)

@@ -78,7 +78,15 @@ def _job_columns() -> list[Column[object]]:
 def tables(schema: str = "pgq") -> Tables:
     """pgq's tables in ``schema``."""
     metadata = MetaData(schema=schema)
-    jobs = Table("jobs", metadata, *_job_columns(), *_dependency_columns(), Column("has_children", Boolean))
+    jobs = Table(
+        "jobs",
+        metadata,
+        *_job_columns(),
+        *_dependency_columns(),
+        Column("has_children", Boolean),
+        # Revision 0004: this running job holds a slot of its queue's limits (counted by jobs_running_idx).
+        Column("limit_slot", Boolean),
+    )
     job_history = Table(
         "job_history",
         metadata,

@@ -56,6 +56,10 @@ async def limited_queues(conn: AsyncConn, schema: str, queues: Sequence[str]) ->
     return {str(row["name"]) for row in rows}
 
 
+async def mark_limit_slots(conn: AsyncConn, schema: str, worker_id: uuid.UUID, queues: Sequence[str]) -> None:
+    await conn.execute(query("job_mark_limit_slots", schema), {"worker_id": worker_id, "queues": list(queues)})
+
+
 async def seconds_to_next_token(conn: AsyncConn, schema: str, queues: Sequence[str]) -> float | None:
     rows = await _rows(conn, "job_next_token", schema, {"queues": list(queues)})
     wait = rows[0]["wait"] if rows else None

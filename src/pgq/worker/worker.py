@@ -300,7 +300,11 @@ class Worker:
             try:
                 async with self._connection() as conn:
                     if self._limits_stale:
-                        self._limited = await repo.limited_queues(conn, self.schema, self.queues)
+                        limited = await repo.limited_queues(conn, self.schema, self.queues)
+                        if limited - self._limited:
+                            # Jobs this worker claimed before it heard of the limit hold slots of it.
+                            await repo.mark_limit_slots(conn, self.schema, self.id, sorted(limited - self._limited))
+                        self._limited = limited
                         self._limits_stale = False
                     jobs = await self._claim(conn, free)
                     if len(jobs) < free:

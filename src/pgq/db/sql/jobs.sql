@@ -286,6 +286,14 @@ select name
    and (concurrency is not null or rate_count is not null
         or group_concurrency is not null or group_rate_count is not null);
 
+-- name: job_mark_limit_slots
+-- This worker's running jobs in queues it just learnt have limits hold slots of
+-- them (see ops_mark_limit_slots): found through jobs_worker_idx.
+update {schema}.jobs
+   set limit_slot = true
+ where worker_id = %(worker_id)s and status = 'running'
+   and queue = any(cast(%(queues)s as text[])) and limit_slot is not true;
+
 -- name: job_next_token
 -- Seconds until the next rate token of these limited queues (the queue's own,
 -- or a group's), by the database clock: a rate-limited worker sleeps until then.

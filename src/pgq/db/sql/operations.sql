@@ -142,6 +142,17 @@ with upserted as (
 )
 select name, pg_notify(%(channel)s, '') from upserted;
 
+-- name: ops_mark_limit_slots
+-- Jobs already running in a queue that now has a concurrency limit hold slots
+-- of it: mark them, so that claim_limited counts them (jobs_running_idx only
+-- holds marked jobs). Workers mark their own when they hear of the limit too,
+-- which covers a claim that was in flight while this ran.
+update {schema}.jobs j
+   set limit_slot = true
+  from {schema}.queues q
+ where q.name = %(name)s and (q.concurrency is not null or q.group_concurrency is not null)
+   and j.queue = q.name and j.status = 'running' and j.limit_slot is not true;
+
 -- name: ops_group_rates_reset
 -- A changed group rate applies at once to every group of the queue.
 update {schema}.queue_groups g

@@ -139,7 +139,7 @@ with doomed as (
                              where j.queue = g.queue and j.group_key = g.group_key and j.status = 'pending')
                 and not exists (select from {schema}.jobs j
                                  where j.queue = g.queue and j.group_key = g.group_key
-                                   and j.status = 'running' and j.attempts > 0)))
+                                   and j.status = 'running' and j.limit_slot)))
      limit %(batch)s
        for update skip locked
 )
