@@ -337,60 +337,6 @@ $$;
 DOWNGRADE = r"""
 drop function {schema}.enqueue(text, jsonb, text, integer, timestamptz, text, integer, text, bigint[], text);
 
-create function {schema}.enqueue(
-    task         text,
-    args         jsonb default '{}'::jsonb,
-    queue        text default 'default',
-    priority     integer default 0,
-    run_at       timestamptz default null,
-    key          text default null,
-    max_attempts integer default 3
-) returns bigint
-language plpgsql volatile as $$
-#variable_conflict use_column
-declare
-    new_id bigint;
-    limit_bytes bigint := coalesce(nullif(current_setting('pgq.max_payload_bytes', true), '')::bigint, 1048576);
-begin
-    if task is null or length(task) = 0 then
-        raise exception 'pgq.enqueue: task must be a non-empty name'
-            using errcode = '22023';
-    end if;
-    if args is null or jsonb_typeof(args) <> 'object' then
-        raise exception 'pgq.enqueue: args must be a JSON object of keyword arguments, got %',
-            coalesce(jsonb_typeof(args), 'null')
-            using errcode = '22023', hint = 'pass args like ''{"user_id": 7}''::jsonb';
-    end if;
-    if octet_length(args::text) > limit_bytes then
-        raise exception 'pgq.enqueue: args are % bytes, over the limit of % bytes',
-            octet_length(args::text), limit_bytes
-            using errcode = '54000', hint = 'store the payload elsewhere and pass its id';
-    end if;
-    if max_attempts is null or max_attempts < 1 then
-        raise exception 'pgq.enqueue: max_attempts must be at least 1, got %', max_attempts
-            using errcode = '22023';
-    end if;
-    for i in 1..10 loop
-        insert into {schema}.jobs as j (task, args, queue, priority, run_at, key, max_attempts)
-        values (enqueue.task, enqueue.args, coalesce(enqueue.queue, 'default'),
-                coalesce(enqueue.priority, 0), coalesce(enqueue.run_at, now()),
-                enqueue.key, enqueue.max_attempts)
-        on conflict (queue, key) where key is not null do nothing
-        returning j.id into new_id;
-        if new_id is not null then
-            return new_id;
-        end if;
-        select j.id into new_id from {schema}.jobs j
-         where j.queue = coalesce(enqueue.queue, 'default') and j.key = enqueue.key;
-        if new_id is not null then
-            return new_id;
-        end if;
-    end loop;
-    raise exception 'pgq.enqueue: could not settle key % in queue % after 10 tries', key, queue
-        using errcode = '40001';
-end
-$$;
-
 drop function {schema}.admit_group(text, text, integer);
 alter table {schema}.workers drop column tasks;
 alter table {schema}.metrics drop column rejected, drop column rejected_total;
@@ -409,6 +355,12 @@ def _explain_0003() -> str:
     return earlier_sql(Path(__file__).with_name("0003_flow_control.py"), "-- Why isn't my job running?")
 
 
+def _enqueue_0001() -> str:
+    """Revision 0001's enqueue(...), read from its own file rather than copied here."""
+    return earlier_sql(Path(__file__).with_name("0001_initial.py"), "create function {schema}.enqueue(", "\n$$;")
+
+
 def downgrade() -> None:
     op.execute(render(DOWNGRADE))
+    op.execute(render(_enqueue_0001()))
     op.execute(render(_explain_0003()))
