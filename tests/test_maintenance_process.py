@@ -98,10 +98,12 @@ def test_sigstop_until_declared_dead_then_sigcont_late_finish_is_refused(
     # drops the job and writes nothing), or its handler finishes first and the fenced finish is
     # refused; then it re-registers under a new id.
     wait_for(lambda: "declared dead" in frozen.output(), 30, "the frozen worker to learn it was declared dead")
-    final = app.get_job(job_id)
-    assert final is not None and final == done  # unchanged by the late finish
-    assert final.worker_id is not None and final.attempts == 2 and final.errors[0]["type"] == "WorkerDied"
-    assert count(db, "select count(*) as n from runs where job_id = %s and finished_at is not null", job_id) == 2
+    # Its handler thread runs on to the end of its sleep either way (the log line can come first).
+    wait_for(
+        lambda: count(db, "select count(*) as n from runs where job_id = %s and finished_at is not null", job_id) == 2,
+        30,
+        "the frozen worker's handler to finish its run",
+    )
 
     # The log line comes before the re-registration commits, so wait for the fresh identity's row.
     def statuses() -> list[str]:
@@ -113,6 +115,10 @@ def test_sigstop_until_declared_dead_then_sigcont_late_finish_is_refused(
     for worker in (frozen, other):
         worker.signal(signal.SIGTERM)
         assert worker.wait(30) == 0
+    # Checked once both workers have exited, so after any write the late finish could have made.
+    final = app.get_job(job_id)
+    assert final is not None and final == done  # unchanged by the late finish
+    assert final.worker_id is not None and final.attempts == 2 and final.errors[0]["type"] == "WorkerDied"
     app.close()
 
 
