@@ -137,3 +137,43 @@ def test_storms_of_terminated_sessions(
     assert counts.lost == 0 and counts.overlapping == 0 and counts.completed == len(ids)
     assert terminated > 20
     app.close()
+
+
+def test_kill_9_in_the_middle_of_workflows(
+    db: Any, database_url: str, start_worker: Callable[..., WorkerProcess], settle: Callable[..., Counts]
+) -> None:
+    """Diamonds of real jobs, one worker killed while they run: every node still completes,
+    and no child starts (in any of its runs) before each of its parents finished for good."""
+    app = pgq.App(database_url)
+    step = pgq.JobSpec("async_sleepy", {"seconds": 0.3})
+    ids: list[int] = []
+    for _ in range(20):
+        ids += app.enqueue_workflow(pgq.chain(step, pgq.group([step, step, step]), step))
+    workers = [start_worker("--concurrency", "10", env=FAST_MAINTENANCE) for _ in range(2)]
+    wait_for(lambda: finished(db, ids) >= 30, 60, "the first layers to finish")
+    victim = workers[0]
+    held = wait_for(
+        lambda: count(db, "select count(*) as n from runs where pid = %s and finished_at is null", victim.process.pid),
+        60,
+        "the victim to be running jobs",
+    )
+    victim.process.kill()
+    victim.wait(10)
+    replacement = start_worker("--concurrency", "10", env=FAST_MAINTENANCE)
+    wait_for(lambda: finished(db, ids) == len(ids), 180, "every workflow to finish")
+    stop_all([workers[1], replacement])
+
+    assert count(db, "select count(*) as n from pgq.jobs where status = 'blocked'") == 0
+    early = db.execute(
+        """select child.id as child, parent.id as parent
+             from pgq.job_history child
+             cross join lateral unnest(child.depends_on) as p(id)
+             join pgq.job_history parent on parent.id = p.id
+             join runs r on r.job_id = child.id
+            where child.id = any(%s) and r.started_at < parent.finished_at""",
+        [ids],
+    ).fetchall()
+    assert early == [], f"children started before a parent finished: {early}"
+    counts = settle(ids, killed_workers=1, jobs_running_on_killed=held, workflows=20)
+    assert counts.lost == 0 and counts.overlapping == 0 and counts.completed == len(ids)
+    app.close()
