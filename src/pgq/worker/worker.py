@@ -25,11 +25,12 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pgq.context import JobContext
 from pgq.db import repo
-from pgq.db.connection import Pools, Row
+from pgq.db.connection import Pools, Row, connection_kwargs
 from pgq.events import Event
 from pgq.job import Job
 from pgq.maintenance.scheduler import Scheduler
@@ -235,13 +236,13 @@ class Worker:
         await self._stopped.wait()
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
+    async def _connection(self, wait: float | None = None) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
         """A pooled connection for one piece of work, bounded in time on this side:
         behind a half-open socket the server's statement_timeout never reaches
         us, and TCP may still be acknowledged by a middlebox. A connection whose
         work runs out of time is returned mid-query, so the pool discards it."""
         assert self._pool is not None
-        async with asyncio.timeout(self._db_deadline), self._pool.connection() as conn:
+        async with asyncio.timeout(self._db_deadline), self._pool.connection(timeout=wait) as conn:
             yield conn
 
     async def _check_schema(self) -> None:
@@ -718,19 +719,38 @@ class Worker:
                 self._beat_errors.reset("heartbeats resume")
 
     async def _beat(self) -> None:
-        status = "stopping" if self._stopping else "running"
-        async with self._connection() as conn:
-            found, cancel_ids = await repo.heartbeat(conn, self.schema, self.id, status, sorted(self.running))
-            if found is not None:
-                for job_id in cancel_ids:
-                    self._cancel_local(job_id)
-                owned = set(self.running) | self.completer.unflushed_ids()
-                orphans = await repo.return_orphans(conn, self.schema, self.id, sorted(owned), self._orphan_grace)
-                if orphans:
-                    log.warning("returned %d jobs whose claim answer was lost: %s", len(orphans), orphans)
-                    self._wake.set()
+        try:
+            async with self._connection(wait=self.heartbeat_interval) as conn:
+                found = await self._beat_on(conn)
+        except (PoolTimeout, TimeoutError):
+            # After an outage the pool reconnects on its own backoff, which can run seconds
+            # past the database's return, while the sweeper's grace after an outage is one
+            # heartbeat timeout: a heartbeat does not wait for the pool, it connects itself.
+            async with asyncio.timeout(self._db_deadline):
+                conn = await psycopg.AsyncConnection.connect(
+                    self.app.url,
+                    autocommit=True,
+                    row_factory=dict_row,
+                    **connection_kwargs(self.app.settings, "worker heartbeat"),
+                )
+                async with conn:
+                    found = await self._beat_on(conn)
         if found is None:
             await self._declared_dead()  # after giving the connection back: it registers on another
+
+    async def _beat_on(self, conn: psycopg.AsyncConnection[Row]) -> str | None:
+        """One heartbeat on ``conn``; the worker's status, None when it was declared dead."""
+        status = "stopping" if self._stopping else "running"
+        found, cancel_ids = await repo.heartbeat(conn, self.schema, self.id, status, sorted(self.running))
+        if found is not None:
+            for job_id in cancel_ids:
+                self._cancel_local(job_id)
+            owned = set(self.running) | self.completer.unflushed_ids()
+            orphans = await repo.return_orphans(conn, self.schema, self.id, sorted(owned), self._orphan_grace)
+            if orphans:
+                log.warning("returned %d jobs whose claim answer was lost: %s", len(orphans), orphans)
+                self._wake.set()
+        return found
 
     async def _declared_dead(self) -> None:
         """The sweeper presumed this worker dead and gave its jobs away: stop working
