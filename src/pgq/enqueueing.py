@@ -187,11 +187,16 @@ def needs_transaction(batch: Sequence[dict[str, Any]]) -> bool:
     """Whether these jobs' statements hold locks from one statement to the next (the
     parents of a job, the row of a unique_for or debounce key), so that on pgq's own
     pool (autocommit) they must share one transaction."""
-    return any(p["depends_on"] or p["unique_for"] is not None or p["debounce"] is not None for p in batch)
+    return any(p["depends_on"] or _keyed(p) for p in batch)
+
+
+def _keyed(params: dict[str, Any]) -> bool:
+    """Whether the job's key is decided on its row in job_keys (unique_for, debounce)."""
+    return params["unique_for"] is not None or params["debounce"] is not None
 
 
 def insert_one(schema: str, params: dict[str, Any]) -> Flow[int]:
-    if params["unique_for"] is not None or params["debounce"] is not None:
+    if _keyed(params):
         return (yield from _insert_keyed(schema, params))
     parents = params["depends_on"]
     if parents:
@@ -242,10 +247,10 @@ def insert_many(schema: str, batch: Sequence[dict[str, Any]]) -> Flow[list[int]]
         return []
     # Jobs with unique_for or debounce decide one by one on their key's row;
     # the others go in one statement.
-    keyed = [i for i, params in enumerate(batch) if params["unique_for"] is not None or params["debounce"] is not None]
+    keyed = [i for i, params in enumerate(batch) if _keyed(params)]
+    plain = [i for i, params in enumerate(batch) if not _keyed(params)]
     ids: list[int | None] = [None] * len(batch)
-    if len(keyed) < len(batch):
-        plain = [i for i in range(len(batch)) if i not in set(keyed)]
+    if plain:
         plain_ids = yield from _insert_batch(schema, [batch[i] for i in plain])
         for i, job_id in zip(plain, plain_ids, strict=True):
             ids[i] = job_id
