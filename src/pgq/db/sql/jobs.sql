@@ -234,7 +234,12 @@ update {schema}.jobs j
        progress_message = null
   from chosen
  where j.id = chosen.id and j.queue = chosen.queue
-returning j.*;
+-- The columns of repo.CLAIM_COLUMNS, in that order: a claimed job's other fields
+-- are known (running, this worker, no progress), and an empty errors array comes
+-- back as null, which costs no JSON parse.
+returning j.id, j.queue, j.task, j.args, j.priority, j.attempts, j.max_attempts, j.run_at, j.created_at,
+          j.started_at, j.key, j.group_key, j.timeout, j.backoff, j.depends_on, j.on_parent_failure,
+          nullif(j.errors, cast('[]' as jsonb)) as errors;
 
 -- name: job_claim_batch
 -- Top up a worker's batch: claim up to %(limit)s more ready jobs of one batch
@@ -276,7 +281,10 @@ returning j.*;
 -- name: job_claim_limited
 -- Claim up to %(limit)s jobs of one queue with limits (migration 0003's
 -- claim_limited: serialised per queue by a lock on its queues row).
-select * from {schema}.claim_limited(%(worker_id)s, %(queue)s, %(limit)s);
+-- The columns of repo.CLAIM_COLUMNS, as job_claim returns them.
+select id, queue, task, args, priority, attempts, max_attempts, run_at, created_at, started_at, key, group_key,
+       timeout, backoff, depends_on, on_parent_failure, nullif(errors, cast('[]' as jsonb)) as errors
+  from {schema}.claim_limited(%(worker_id)s, %(queue)s, %(limit)s);
 
 -- name: job_limited_queues
 -- Which of these queues have limits (and so are claimed by claim_limited).
@@ -342,67 +350,14 @@ select extract(epoch from min(n.run_at) - now()) as wait
  where p.priority is not null;
 
 -- name: job_finish_many
--- Write many outcomes in one statement. Every branch is fenced by worker id,
--- attempt and status in its own WHERE clause, so that a row changed by the
--- sweeper meanwhile is re-checked (EvalPlanQual) and refused, not overwritten.
+-- Write many outcomes in one call of finish_jobs() (migration 0006), whose
+-- planner settings pin the plan to the primary key whatever the statistics.
 -- kind: completed | failed | cancelled (moved to history), retry | return
--- (back to pending; "return" gives back the attempt, for a graceful shutdown).
--- Rows are found by the whole primary key (id, queue), so the planner knows
--- each outcome matches at most one row whatever its statistics say. The worker
--- fence is written "is not distinct from" (the same test, as the id is never
--- null) because that form cannot use jobs_worker_idx: that index keeps an entry
--- for every job this worker claimed since the last vacuum, and a plan that
--- scanned it made each finish cost O(jobs run).
-with outcome as (
-    select o.id, o.queue, o.attempt, o.kind, o.result,
-           case when o.error is null then null
-                else o.error || jsonb_build_object('at', now()) end as error,
-           o.delay
-      from unnest(cast(%(id)b as bigint[]), cast(%(queue)b as text[]), cast(%(attempt)b as integer[]),
-                  cast(%(kind)b as text[]), cast(%(result)b as jsonb[]), cast(%(error)b as jsonb[]),
-                  cast(%(delay)b as float8[]))
-           as o(id, queue, attempt, kind, result, error, delay)
-),
-finished as (
-    -- A job whose cancellation was asked for ends cancelled instead of retrying.
-    delete from {schema}.jobs j
-     using outcome o
-     where j.id = o.id and j.queue = o.queue
-       and j.worker_id is not distinct from %(worker_id)b and j.attempts = o.attempt and j.status = 'running'
-       and (o.kind in ('completed', 'failed', 'cancelled') or j.cancel_requested_at is not null)
-    returning j.*,
-              case when o.kind in ('retry', 'return') then 'cancelled' else o.kind end as kind,
-              o.result, o.error
-),
-archived as (
-    insert into {schema}.job_history
-        (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
-         started_at, worker_id, key, group_key, progress, progress_message, errors, timeout, backoff,
-         cancel_requested_at, finished_at, result, depends_on, on_parent_failure)
-    select id, queue, task, args, priority, kind, attempts, max_attempts, run_at, created_at,
-           started_at, worker_id, key, group_key,
-           case when kind = 'completed' then 1 else progress end, progress_message,
-           case when error is null then errors else errors || jsonb_build_array(error) end,
-           timeout, backoff, cancel_requested_at, now(), result, depends_on, on_parent_failure
-      from finished
-    returning id
-),
-requeued as (
-    update {schema}.jobs j
-       set status = 'pending',
-           worker_id = null,
-           run_at = now() + make_interval(secs => coalesce(o.delay, 0)),
-           attempts = case when o.kind = 'return' then j.attempts - 1 else j.attempts end,
-           errors = case when o.error is null then j.errors else j.errors || jsonb_build_array(o.error) end
-      from outcome o
-     where j.id = o.id and j.queue = o.queue
-       and j.worker_id is not distinct from %(worker_id)b and j.attempts = o.attempt and j.status = 'running'
-       and o.kind in ('retry', 'return') and j.cancel_requested_at is null
-    returning j.id
-)
-select id from archived
-union all
-select id from requeued;
+-- (back to pending; "return" gives back the attempt). Returns the ids written.
+select {schema}.finish_jobs(
+    cast(%(worker_id)b as uuid), cast(%(id)b as bigint[]), cast(%(queue)b as text[]),
+    cast(%(attempt)b as integer[]), cast(%(kind)b as text[]), cast(%(result)b as jsonb[]),
+    cast(%(error)b as jsonb[]), cast(%(delay)b as float8[])) as id;
 
 -- name: job_progress_many
 update {schema}.jobs j

@@ -1,0 +1,124 @@
+"""finish_jobs(): the worker's batched, fenced finish as one function with a fixed plan.
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-04
+
+The finish was a statement the worker sent (``job_finish_many``). On a freshly
+filled ``jobs`` table, before autovacuum had analysed it, the planner estimated
+one row for the join of the outcomes with ``jobs`` and chose a sequential scan
+of the whole backlog inside a nested loop: 132 ms for 500 outcomes, so a drain
+cost O(backlog x batches) and fell to a few hundred jobs/s in some runs. A
+function can carry planner settings of its own (``SET`` clauses apply while it
+runs and work through a transaction pooler, unlike session settings): with
+sequential scans, hash joins and merge joins switched off inside it, the only
+plan left is a nested loop from the outcomes into the primary key, whatever the
+table's statistics say. ``tests/test_plans.py`` checks that plan on a table
+that was never analysed.
+
+Same outcomes, same fences and same columns as the statement it replaces.
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+from pgq.migrate_support import render
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+UPGRADE = r"""
+-- Write many outcomes of one worker. kind: completed | failed | cancelled (moved
+-- to job_history), retry | return (back to pending; "return" gives back the
+-- attempt, for a graceful shutdown). Every branch is fenced by worker id,
+-- attempt and status in its own WHERE clause, so that a row changed by the
+-- sweeper meanwhile is re-checked (EvalPlanQual) and refused, not overwritten.
+-- Returns the ids written; an id missing from the answer was refused. The
+-- worker fence is written "is not distinct from" (the same test, as owner is
+-- never null) because that form cannot use jobs_worker_idx, whose dead entries
+-- grow with every job a worker claimed until vacuum (see migration 0002).
+create function {schema}.finish_jobs(
+    owner            uuid,
+    job_ids          bigint[],
+    job_queues       text[],
+    job_attempts     integer[],
+    outcome_kinds    text[],
+    outcome_results  jsonb[],
+    outcome_errors   jsonb[],
+    outcome_delays   float8[]
+) returns setof bigint
+language plpgsql volatile
+set enable_seqscan = off
+set enable_hashjoin = off
+set enable_mergejoin = off
+as $$
+begin
+    return query
+    with outcome as (
+        select o.id, o.queue, o.attempt, o.kind, o.result,
+               case when o.error is null then null
+                    else o.error || jsonb_build_object('at', now()) end as error,
+               o.delay
+          from unnest(job_ids, job_queues, job_attempts, outcome_kinds, outcome_results, outcome_errors,
+                      outcome_delays)
+               as o(id, queue, attempt, kind, result, error, delay)
+    ),
+    finished as (
+        -- A job whose cancellation was asked for ends cancelled instead of retrying.
+        delete from {schema}.jobs j
+         using outcome o
+         where j.id = o.id and j.queue = o.queue
+           and j.worker_id is not distinct from owner and j.attempts = o.attempt and j.status = 'running'
+           and (o.kind in ('completed', 'failed', 'cancelled') or j.cancel_requested_at is not null)
+        returning j.*,
+                  case when o.kind in ('retry', 'return') then 'cancelled' else o.kind end as final,
+                  o.result as outcome_result, o.error as outcome_error
+    ),
+    archived as (
+        insert into {schema}.job_history
+            (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
+             started_at, worker_id, key, group_key, progress, progress_message, errors, timeout, backoff,
+             cancel_requested_at, finished_at, result, depends_on, on_parent_failure)
+        select f.id, f.queue, f.task, f.args, f.priority, f.final, f.attempts, f.max_attempts, f.run_at,
+               f.created_at, f.started_at, f.worker_id, f.key, f.group_key,
+               case when f.final = 'completed' then 1 else f.progress end, f.progress_message,
+               case when f.outcome_error is null then f.errors else f.errors || jsonb_build_array(f.outcome_error) end,
+               f.timeout, f.backoff, f.cancel_requested_at, now(), f.outcome_result, f.depends_on,
+               f.on_parent_failure
+          from finished f
+        returning {schema}.job_history.id
+    ),
+    requeued as (
+        update {schema}.jobs j
+           set status = 'pending',
+               worker_id = null,
+               run_at = now() + make_interval(secs => coalesce(o.delay, 0)),
+               attempts = case when o.kind = 'return' then j.attempts - 1 else j.attempts end,
+               errors = case when o.error is null then j.errors else j.errors || jsonb_build_array(o.error) end
+          from outcome o
+         where j.id = o.id and j.queue = o.queue
+           and j.worker_id is not distinct from owner and j.attempts = o.attempt and j.status = 'running'
+           and o.kind in ('retry', 'return') and j.cancel_requested_at is null
+        returning j.id
+    )
+    select a.id from archived a
+    union all
+    select r.id from requeued r;
+end
+$$;
+"""
+
+DOWNGRADE = r"""
+drop function {schema}.finish_jobs(uuid, bigint[], text[], integer[], text[], jsonb[], jsonb[], float8[]);
+"""
+
+
+def upgrade() -> None:
+    op.execute(render(UPGRADE))
+
+
+def downgrade() -> None:
+    op.execute(render(DOWNGRADE))
