@@ -122,27 +122,35 @@ def test_sigstop_until_declared_dead_then_sigcont_late_finish_is_refused(
     app.close()
 
 
-def test_shutdown_leaves_a_job_whose_sync_handler_ignores_cancellation_to_the_sweeper(
+def test_shutdown_returns_a_job_whose_sync_handler_ignores_cancellation(
     db: Any, database_url: str, start_worker: Callable[..., WorkerProcess]
 ) -> None:
+    """The thread cannot be stopped, so the process exits without it (and so the
+    thread with it): its job goes back to pending with the attempt given back."""
     app = pgq.App(database_url)
     first = start_worker("--shutdown-timeout", "0.3", env=FAST_MAINTENANCE)
     job_id = app.enqueue("stubborn", {"seconds": 4})
     wait_for(lambda: count(db, "select count(*) as n from runs where job_id = %s", job_id), 30, "the job to start")
     first.signal(signal.SIGTERM)
     assert first.wait(15) == 0  # exits although the thread still runs
-    held = app.get_job(job_id)
-    # Not returned to the queue while its handler might still be running: no second copy at the same time.
-    assert held is not None and held.status == "running"
+    returned = app.get_job(job_id)
+    assert returned is not None and returned.status == "pending"
+    assert returned.attempts == 0 and returned.worker_id is None and returned.errors == []
+    assert "returned to the queue" in first.output()
     second = start_worker(env=FAST_MAINTENANCE)
     done = wait_for(
         lambda: (j := app.get_job(job_id)) is not None and j.status == "completed" and j,
         60,
-        "the sweeper to rescue the job",
+        "another worker to run the job",
     )
-    assert done.attempts == 2 and done.errors[0]["type"] == "WorkerDied"
+    assert done.attempts == 1 and done.errors == []
     second.signal(signal.SIGTERM)
     assert second.wait(30) == 0
+    # The first run never finished: its thread ended with its process.
+    runs = db.execute(
+        "select pid, finished_at is not null as finished from runs where job_id = %s order by started_at", [job_id]
+    ).fetchall()
+    assert [r["finished"] for r in runs] == [False, True] and runs[0]["pid"] == first.process.pid
     app.close()
 
 

@@ -468,8 +468,8 @@ async def test_a_job_cancelled_before_it_starts_frees_its_slot(app: pgq.App) -> 
     job_id = quick.enqueue()
     worker = Worker(app, concurrency=1)
     claimed = job(app, job_id)
-    worker._start(claimed)
-    worker._cancel_local(job_id)  # in the same loop turn: the task never takes its first step
+    worker.start(claimed)
+    worker.cancel_local(job_id)  # in the same loop turn: the task never takes its first step
     await asyncio.sleep(0.05)
     assert worker.running == {}
     assert [o.kind for o in worker.completer._queue] == ["cancelled"]

@@ -27,7 +27,7 @@ def test_drains_then_sigterm_lets_the_running_job_finish(
 ) -> None:
     app = pgq.App(database_url)
     ids = app.enqueue_many([pgq.JobSpec("record", {"n": i}) for i in range(50)])
-    worker = start_worker("--concurrency", "5", "--log-format", "json")
+    worker = start_worker("--concurrency", "5", "--log-format", "json", "--log-level", "DEBUG")
     wait_for(
         lambda: count(db, "select count(*) as n from pgq.job_history where status = 'completed'") == 50,
         60,
@@ -50,6 +50,10 @@ def test_drains_then_sigterm_lets_the_running_job_finish(
     assert len(completed) == 51
     assert {"job_id", "task", "queue", "attempt", "duration_ms", "time", "level"} <= set(completed[0])
     assert {entry["job_id"] for entry in completed} == {*ids, slow}
+    # At INFO a worker logs no line per completed job, but counts them when it stops.
+    assert all(entry["level"] == "debug" for entry in completed)
+    summaries = [entry for entry in lines if entry.get("event") == "worker_summary"]
+    assert sum(entry["jobs_completed"] for entry in summaries) == 51 and summaries[-1]["level"] == "info"
     app.close()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -91,3 +91,35 @@ class Job:
 
 
 _JOB_FIELDS = frozenset(f.name for f in fields(Job))
+
+
+def claimed_job_maker(columns: Sequence[str], worker_id: uuid.UUID) -> Callable[[Sequence[Any]], Job]:
+    """A function that turns claimed rows of ``columns`` into Jobs held by ``worker_id``.
+
+    The worker makes a Job of every row it claims. The dataclass's own
+    ``__init__`` sets 24 frozen fields one ``object.__setattr__`` at a time
+    (about 5 us a job); this fills the instance's ``__dict__`` in two updates
+    (about 1 us). What every claimed job has in common (running, this worker)
+    is not sent by the server; fields the claim leaves out keep their class
+    defaults (no progress, not finished), and an errors array the claim sent
+    as null (none yet: no JSON to parse) becomes an empty list.
+    """
+    names = tuple(columns)
+    unknown = set(names) - _JOB_FIELDS
+    if unknown:
+        raise ValueError(f"not fields of Job: {sorted(unknown)}")
+    held = {"status": "running", "worker_id": worker_id}
+
+    def make(values: Sequence[Any]) -> Job:
+        job = _new(Job)
+        fields = job.__dict__
+        fields.update(held)
+        fields.update(zip(names, values, strict=True))
+        if fields.get("errors") is None:
+            fields["errors"] = []
+        return job
+
+    return make
+
+
+_new = object.__new__

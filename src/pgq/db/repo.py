@@ -1,17 +1,25 @@
-"""Typed calls of the worker's named queries, on an async connection."""
+"""Typed calls of the worker's named queries.
+
+The hot ones (claims, finishes, and what a claim round asks besides) run on
+a :class:`~pgq.db.session.Session` the worker keeps for them; the others on a
+pooled async connection.
+"""
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from pgq.context import JobContext
 from pgq.db.connection import Row, run_async
 from pgq.db.queries import query
-from pgq.job import Job
+from pgq.db.session import Session
+from pgq.job import Job, claimed_job_maker
 
 AsyncConn = psycopg.AsyncConnection[Row]
 
@@ -20,11 +28,74 @@ async def _rows(conn: AsyncConn, name: str, schema: str, params: dict[str, Any])
     return await run_async(conn, query(name, schema), params)
 
 
-async def claim(conn: AsyncConn, schema: str, worker_id: uuid.UUID, queues: Sequence[str], limit: int) -> list[Job]:
-    rows = await _rows(conn, "job_claim", schema, {"worker_id": worker_id, "queues": list(queues), "limit": limit})
-    jobs = [Job.from_row(row) for row in rows]
-    jobs.sort(key=lambda job: (-job.priority, job.run_at, job.id))
+#: What the claim statements return, in this order (job_claim's RETURNING list).
+CLAIM_COLUMNS = (
+    "id",
+    "queue",
+    "task",
+    "args",
+    "priority",
+    "attempts",
+    "max_attempts",
+    "run_at",
+    "created_at",
+    "started_at",
+    "key",
+    "group_key",
+    "timeout",
+    "backoff",
+    "depends_on",
+    "on_parent_failure",
+    "errors",
+)
+
+
+def claimed_rows(worker_id: uuid.UUID) -> Callable[[Any], Callable[[Sequence[Any]], Job]]:
+    """A psycopg row factory that makes a :class:`Job` held by ``worker_id`` of each claimed row."""
+    make = _claimed_maker(worker_id)
+
+    def factory(cursor: Any) -> Callable[[Sequence[Any]], Job]:
+        result = cursor.pgresult
+        if result is not None and result.nfields != len(CLAIM_COLUMNS):
+            names = [column.name for column in cursor.description or ()]
+            raise RuntimeError(f"a claim returned columns {names}, expected {list(CLAIM_COLUMNS)}")
+        return make
+
+    return factory
+
+
+@functools.lru_cache(maxsize=8)
+def _claimed_maker(worker_id: uuid.UUID) -> Callable[[Sequence[Any]], Job]:
+    return claimed_job_maker(CLAIM_COLUMNS, worker_id)
+
+
+def _claim_order(jobs: list[Job]) -> list[Job]:
+    # RETURNING gives rows in no particular order: start them best first.
+    if len(jobs) > 1:
+        jobs.sort(key=lambda job: (-job.priority, job.run_at, job.id))
     return jobs
+
+
+async def _claimed(target: Session | AsyncConn, sql: str, params: dict[str, Any]) -> list[Job]:
+    rows = claimed_rows(params["worker_id"])
+    if isinstance(target, Session):
+        return _claim_order(await target.fetch(sql, params, rows))
+    async with target.cursor(row_factory=rows) as cursor:
+        await cursor.execute(sql, params)
+        return _claim_order(await cursor.fetchall())
+
+
+async def claim(
+    target: Session | AsyncConn, schema: str, worker_id: uuid.UUID, queues: Sequence[str], limit: int
+) -> list[Job]:
+    params = {"worker_id": worker_id, "queues": list(queues), "limit": limit}
+    return await _claimed(target, query("job_claim", schema), params)
+
+
+async def claim_limited(session: Session, schema: str, worker_id: uuid.UUID, queue: str, limit: int) -> list[Job]:
+    """Claim up to ``limit`` jobs of one queue with limits (docs/flow-control.md)."""
+    params = {"worker_id": worker_id, "queue": queue, "limit": limit}
+    return await _claimed(session, query("job_claim_limited", schema), params)
 
 
 async def claim_batch(
@@ -35,14 +106,6 @@ async def claim_batch(
     return [Job.from_row(row) for row in await _rows(conn, "job_claim_batch", schema, params)]
 
 
-async def claim_limited(conn: AsyncConn, schema: str, worker_id: uuid.UUID, queue: str, limit: int) -> list[Job]:
-    """Claim up to ``limit`` jobs of one queue with limits (docs/flow-control.md)."""
-    rows = await _rows(conn, "job_claim_limited", schema, {"worker_id": worker_id, "queue": queue, "limit": limit})
-    jobs = [Job.from_row(row) for row in rows]
-    jobs.sort(key=lambda job: (-job.priority, job.run_at, job.id))
-    return jobs
-
-
 async def read_parents(conn: AsyncConn, schema: str, ctx: JobContext, parents: Sequence[int]) -> None:
     """Fill ``ctx.parent_statuses`` (each parent's final status, ``"missing"`` once
     pruned) and ``ctx.parent_results`` (the results of those that completed)."""
@@ -51,38 +114,61 @@ async def read_parents(conn: AsyncConn, schema: str, ctx: JobContext, parents: S
     ctx.parent_results = {int(row["id"]): row["result"] for row in rows if row["status"] == "completed"}
 
 
-async def limited_queues(conn: AsyncConn, schema: str, queues: Sequence[str]) -> set[str]:
-    rows = await _rows(conn, "job_limited_queues", schema, {"queues": list(queues)})
+async def limited_queues(session: Session, schema: str, queues: Sequence[str]) -> set[str]:
+    rows = await session.fetch(query("job_limited_queues", schema), {"queues": list(queues)}, dict_row)
     return {str(row["name"]) for row in rows}
 
 
-async def mark_limit_slots(conn: AsyncConn, schema: str, worker_id: uuid.UUID, queues: Sequence[str]) -> None:
-    await conn.execute(query("job_mark_limit_slots", schema), {"worker_id": worker_id, "queues": list(queues)})
+async def mark_limit_slots(session: Session, schema: str, worker_id: uuid.UUID, queues: Sequence[str]) -> None:
+    params = {"worker_id": worker_id, "queues": list(queues)}
+    await session.fetch(query("job_mark_limit_slots", schema), params, dict_row)
 
 
-async def seconds_to_next_token(conn: AsyncConn, schema: str, queues: Sequence[str]) -> float | None:
-    rows = await _rows(conn, "job_next_token", schema, {"queues": list(queues)})
+async def seconds_to_next_token(session: Session, schema: str, queues: Sequence[str]) -> float | None:
+    rows = await session.fetch(query("job_next_token", schema), {"queues": list(queues)}, dict_row)
     wait = rows[0]["wait"] if rows else None
     return None if wait is None else max(0.0, float(wait))
 
 
-async def seconds_to_next_job(conn: AsyncConn, schema: str, queues: Sequence[str]) -> float | None:
-    rows = await _rows(conn, "job_next_run_at", schema, {"queues": list(queues)})
+async def seconds_to_next_job(session: Session, schema: str, queues: Sequence[str]) -> float | None:
+    rows = await session.fetch(query("job_next_run_at", schema), {"queues": list(queues)}, dict_row)
     wait = rows[0]["wait"] if rows else None
     return None if wait is None else max(0.0, float(wait))
+
+
+#: The outcome columns of job_finish_many, in the order :func:`finish_params` takes them.
+FINISH_COLUMNS = ("id", "queue", "attempt", "kind", "result", "error", "delay")
+
+
+def finish_params(worker_id: uuid.UUID, columns: Sequence[list[Any]]) -> dict[str, Any]:
+    params: dict[str, Any] = dict(zip(FINISH_COLUMNS, columns, strict=True))
+    params["worker_id"] = worker_id
+    return params
+
+
+async def finish(session: Session, schema: str, worker_id: uuid.UUID, columns: Sequence[list[Any]]) -> set[int]:
+    """Write outcomes given as columns (ids, queues, attempts, kinds, results, errors,
+    delays); returns the ids accepted (the others were refused by the fence)."""
+    rows = await session.fetch(query("job_finish_many", schema), finish_params(worker_id, columns), _first_column)
+    return set(rows)
 
 
 async def finish_many(
     conn: AsyncConn, schema: str, worker_id: uuid.UUID, outcomes: Sequence[dict[str, Any]]
 ) -> set[int]:
-    """Write outcomes (dicts with id, queue, attempt, kind, result, error, delay); returns the ids accepted."""
-    params: dict[str, Any] = {
-        column: [outcome[column] for outcome in outcomes]
-        for column in ("id", "queue", "attempt", "kind", "result", "error", "delay")
-    }
-    params["worker_id"] = worker_id
-    rows = await _rows(conn, "job_finish_many", schema, params)
+    """Write outcomes (dicts with id, queue, attempt, kind, result, error, delay) on a
+    pooled connection; returns the ids accepted."""
+    columns = [[outcome[column] for outcome in outcomes] for column in FINISH_COLUMNS]
+    rows = await _rows(conn, "job_finish_many", schema, finish_params(worker_id, columns))
     return {int(row["id"]) for row in rows}
+
+
+def _first_column(cursor: Any) -> Callable[[Sequence[Any]], Any]:
+    return _first
+
+
+def _first(values: Sequence[Any]) -> Any:
+    return values[0]
 
 
 async def write_progress(

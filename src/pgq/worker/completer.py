@@ -1,10 +1,15 @@
 """Writing outcomes in batches: one statement for many finished jobs.
 
-An outcome waits here at most ``flush_delay`` seconds (or until ``batch_size``
-are queued). A crash before a flush loses nothing but the flush: the job is
-still ``running`` under this worker, and the sweeper gives it another attempt.
-While the database is away, outcomes stay queued and are written when it is
-back; a retried write is harmless because every write is fenced.
+An outcome is written as soon as no other write is in flight; outcomes that
+arrive while one is join the next, so a busy worker writes hundreds per
+statement and an idle one loses no time waiting for company. A crash before
+a write loses nothing but that write: the job is still ``running`` under this
+worker, and the sweeper gives it another attempt. While the database is away,
+outcomes stay queued and are written when it is back; a retried write is
+harmless because every write is fenced.
+
+What follows a write (events, log lines, waking other workers) is the
+``on_written`` callback's, called only with what the database accepted.
 """
 
 from __future__ import annotations
@@ -12,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
-from pgq.db import repo
 from pgq.throttle import LogWindow
 from pgq.worker.outcome import Outcome
 
@@ -26,26 +31,23 @@ log = logging.getLogger("pgq.worker")
 #: Errors that mean "this row", not "this connection": retried one by one, then written as failures.
 BAD_ROW = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
 
+#: Writes a batch of one worker id's outcomes, given as columns; returns the ids accepted.
+Write = Callable[[uuid.UUID, Sequence[list[Any]]], Awaitable[set[int]]]
+
 
 class Completer:
     def __init__(
         self,
-        schema: str,
-        connection: Callable[[], Any],
+        write: Write,
         *,
-        batch_size: int = 500,
-        flush_delay: float = 0.002,
+        batch_size: int = 1000,
         on_written: Callable[[list[Outcome], set[int]], Awaitable[None]] | None = None,
     ) -> None:
-        self.schema = schema
-        self.connection = connection
+        self.write = write
         self.batch_size = batch_size
-        self.flush_delay = flush_delay
         self.on_written = on_written
         self._queue: list[Outcome] = []
         self._ready = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._errors = LogWindow(log, 10.0)
         self._stopping = False
         # run() and drain() may both flush at shutdown: one batch at a time.
@@ -53,18 +55,21 @@ class Completer:
 
     def add(self, outcome: Outcome) -> None:
         self._queue.append(outcome)
-        self._idle.clear()
-        self._ready.set()
+        if not self._ready.is_set():
+            self._ready.set()
 
     def unflushed_ids(self) -> set[int]:
         return {outcome.job.id for outcome in self._queue}
+
+    def pending(self) -> int:
+        return len(self._queue)
 
     async def run(self) -> None:
         """Flush until stopped; call :meth:`drain` to write what is left."""
         while not self._stopping:
             await self._ready.wait()
-            if len(self._queue) < self.batch_size and self.flush_delay > 0:
-                await asyncio.sleep(self.flush_delay)
+            # One turn of the loop first: the jobs finishing in this one join the batch.
+            await asyncio.sleep(0)
             try:
                 await self._flush_once()
             except Exception:  # this loop must outlive any bug: its outcomes are the jobs' fate
@@ -74,14 +79,12 @@ class Completer:
     async def drain(self, timeout: float) -> bool:
         """Write everything queued; False if the database would not take it in time."""
         try:
-            await asyncio.wait_for(self._drain(), timeout)
+            async with asyncio.timeout(timeout):
+                while self._queue:
+                    await self._flush_once()
             return True
         except TimeoutError:
             return False
-
-    async def _drain(self) -> None:
-        while self._queue:
-            await self._flush_once()
 
     def stop(self) -> None:
         self._stopping = True
@@ -95,7 +98,6 @@ class Completer:
         batch = self._queue[: self.batch_size]
         if not batch:
             self._ready.clear()
-            self._idle.set()
             return
         try:
             accepted = await self._write(batch)
@@ -103,12 +105,8 @@ class Completer:
             # A row the server refuses (say, a value out of range) must not block the rest.
             log.error("writing %d outcomes failed, writing them one by one: %s", len(batch), exc)
             accepted = await self._write_singly(batch)
-        except psycopg.Error as exc:
+        except (psycopg.Error, OSError, TimeoutError) as exc:
             # Connection lost, server shutting down, read-only primary, ...: keep them and retry.
-            self._errors.warning("cannot write %d job outcomes yet (will retry): %s", len(batch), exc)
-            await asyncio.sleep(min(1.0, 0.1 + 0.1 * self._errors.count))
-            return
-        except OSError as exc:
             self._errors.warning("cannot write %d job outcomes yet (will retry): %s", len(batch), exc)
             await asyncio.sleep(min(1.0, 0.1 + 0.1 * self._errors.count))
             return
@@ -116,7 +114,6 @@ class Completer:
         del self._queue[: len(batch)]
         if not self._queue:
             self._ready.clear()
-            self._idle.set()
         if self.on_written is not None:
             try:
                 await self.on_written(batch, accepted)
@@ -124,14 +121,18 @@ class Completer:
                 log.exception("after writing outcomes: ignored")
 
     async def _write(self, batch: list[Outcome]) -> set[int]:
+        owner = batch[0].job.worker_id
+        if all(outcome.job.worker_id == owner for outcome in batch):
+            assert owner is not None
+            return await self.write(owner, columns(batch))
+        # Claimed under an id this worker had before it was declared dead: each id apart.
         accepted: set[int] = set()
-        by_worker: dict[uuid.UUID, list[dict[str, Any]]] = {}
+        by_worker: dict[uuid.UUID, list[Outcome]] = {}
         for outcome in batch:
             assert outcome.job.worker_id is not None
-            by_worker.setdefault(outcome.job.worker_id, []).append(as_row(outcome))
-        async with self.connection() as conn:
-            for worker_id, rows in by_worker.items():
-                accepted |= await repo.finish_many(conn, self.schema, worker_id, rows)
+            by_worker.setdefault(outcome.job.worker_id, []).append(outcome)
+        for worker_id, outcomes in by_worker.items():
+            accepted |= await self.write(worker_id, columns(outcomes))
         return accepted
 
     async def _write_singly(self, batch: list[Outcome]) -> set[int]:
@@ -155,9 +156,23 @@ class Completer:
         return accepted
 
 
-def as_row(outcome: Outcome) -> dict[str, Any]:
-    from psycopg.types.json import Jsonb
+def columns(outcomes: Sequence[Outcome]) -> list[list[Any]]:
+    """The outcomes as the finish statement's columns: ids, queues, attempts, kinds,
+    results, errors, delays."""
+    jobs = [outcome.job for outcome in outcomes]
+    return [
+        [job.id for job in jobs],
+        [job.queue for job in jobs],
+        [job.attempts for job in jobs],
+        [outcome.kind for outcome in outcomes],
+        [outcome.result_json for outcome in outcomes],
+        [None if outcome.error is None else Jsonb(outcome.error) for outcome in outcomes],
+        [outcome.delay for outcome in outcomes],
+    ]
 
+
+def as_row(outcome: Outcome) -> dict[str, Any]:
+    """One outcome as the named parameters of one row (``repo.finish_many``)."""
     return {
         "id": outcome.job.id,
         "queue": outcome.job.queue,

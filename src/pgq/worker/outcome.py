@@ -10,8 +10,17 @@ from pgq.job import Job
 #: Kinds the finish statement knows: the first three move the job to history.
 KINDS = ("completed", "failed", "cancelled", "retry", "return")
 
+#: The hook and log event of each kind.
+EVENTS = {
+    "completed": "job_completed",
+    "failed": "job_failed",
+    "cancelled": "job_cancelled",
+    "retry": "job_retrying",
+    "return": "job_returned",
+}
 
-@dataclass
+
+@dataclass(slots=True)
 class Outcome:
     job: Job
     kind: str
@@ -23,10 +32,4 @@ class Outcome:
     @property
     def event(self) -> str:
         """The hook/log event name of this outcome."""
-        return {
-            "completed": "job_completed",
-            "failed": "job_failed",
-            "cancelled": "job_cancelled",
-            "retry": "job_retrying",
-            "return": "job_returned",
-        }[self.kind]
+        return EVENTS[self.kind]

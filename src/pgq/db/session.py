@@ -1,0 +1,84 @@
+"""A connection the worker keeps for one role: claiming, or writing outcomes.
+
+Claims and finishes are the worker's hot statements. Taking a pooled connection
+for each cost a checkout, a return and a reset check per statement, and put the
+claim behind whatever else held the pool. Each role keeps its own session
+instead, as a tight loop would: one connection, opened on first use, bounded in
+time on this side (behind a half-open socket the server's statement_timeout
+never reaches us), and thrown away after any error that may have left it in an
+unknown state. The next use opens a fresh one, so an outage costs the same
+retries as the pool gave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg.rows import RowFactory
+from psycopg.types.json import set_json_loads
+
+from pgq.db.connection import connection_kwargs
+from pgq.settings import Settings
+
+
+class Session:
+    def __init__(self, url: str, settings: Settings, purpose: str, deadline: float) -> None:
+        self.url = url
+        self.settings = settings
+        self.purpose = purpose
+        self.deadline = deadline
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = self._conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, **connection_kwargs(self.settings, self.purpose)
+            )
+            set_json_loads(_json_loads(conn.info.encoding), conn)
+        return conn
+
+    async def fetch(self, sql: str, params: Any, row_factory: RowFactory[Any]) -> list[Any]:
+        """The rows of one statement, made by ``row_factory``."""
+        try:
+            async with asyncio.timeout(self.deadline):
+                conn = await self._connection()
+                cursor = conn.cursor(row_factory=row_factory)
+                await cursor.execute(sql, params)
+                return await cursor.fetchall() if cursor.description is not None else []
+        except BaseException as exc:
+            # A statement the server refused leaves an autocommit session as it was;
+            # anything else (lost, timed out, cancelled mid-statement) may not have.
+            if not isinstance(exc, psycopg.Error) or isinstance(exc, psycopg.OperationalError) or self._broken():
+                await self.close()
+            raise
+
+    def _broken(self) -> bool:
+        return self._conn is not None and (self._conn.broken or self._conn.closed)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            try:
+                async with asyncio.timeout(2.0):
+                    await conn.close()
+            except (psycopg.Error, OSError, TimeoutError):
+                pass
+
+
+@functools.cache
+def _json_loads(encoding: str) -> Callable[[str | bytes], Any]:
+    """psycopg's default hands JSON to ``json.loads`` as bytes, which first guesses
+    their encoding (UTF-8, -16 or -32): 3.4 us for ``{}`` against 1.3 us for the
+    decoded text. The connection knows its encoding; every claimed job's args pass
+    here. One function per encoding: psycopg makes a loader class per function."""
+    return functools.partial(_decode_and_load, encoding)
+
+
+def _decode_and_load(encoding: str, data: str | bytes) -> Any:
+    return json.loads(data if isinstance(data, str) else bytes(data).decode(encoding))

@@ -1,0 +1,105 @@
+"""The worker's two periodic writes, as services of the maintenance shape.
+
+:class:`Heartbeat` says the worker lives (and what it runs), learns which of
+its jobs were cancelled, returns jobs whose claim answer was lost, and finds
+out when the sweeper declared the worker dead. :class:`ProgressWriter` writes
+the progress its handlers reported, all of it in one statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import PoolTimeout
+
+from pgq.db import repo
+from pgq.db.connection import Row, connection_kwargs
+from pgq.maintenance.service import Service
+
+if TYPE_CHECKING:
+    from pgq.worker.worker import Worker
+
+log = logging.getLogger("pgq.worker")
+
+#: Seconds between progress writes of one worker (all its jobs in one statement).
+PROGRESS_INTERVAL = 0.5
+
+
+class Heartbeat(Service):
+    name = "heartbeat"
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__(worker.heartbeat_interval)
+        self.worker = worker
+        self.log = log
+
+    async def run_once(self) -> str | None:
+        """One beat; the worker's status, None when it had been declared dead."""
+        worker = self.worker
+        try:
+            async with worker.connection(wait=self.interval) as conn:
+                found = await self._beat_on(conn)
+        except (PoolTimeout, TimeoutError):
+            # After an outage the pool reconnects on its own backoff, which can run seconds
+            # past the database's return, while the sweeper's grace after an outage is one
+            # heartbeat timeout: a heartbeat does not wait for the pool, it connects itself.
+            async with asyncio.timeout(worker.db_deadline):
+                conn = await psycopg.AsyncConnection.connect(
+                    worker.app.url,
+                    autocommit=True,
+                    row_factory=dict_row,
+                    **connection_kwargs(worker.app.settings, "worker heartbeat"),
+                )
+                async with conn:
+                    found = await self._beat_on(conn)
+        if found is None:
+            await worker.declared_dead()  # after giving the connection back: it registers on another
+        return found
+
+    async def _beat_on(self, conn: psycopg.AsyncConnection[Row]) -> str | None:
+        worker = self.worker
+        status = "stopping" if worker.stopping else "running"
+        held = worker.slots.jobs
+        found, cancel_ids = await repo.heartbeat(conn, worker.schema, worker.id, status, sorted(held))
+        if found is not None:
+            for job_id in cancel_ids:
+                worker.cancel_local(job_id)
+            owned = set(held) | worker.completer.unflushed_ids()
+            orphans = await repo.return_orphans(conn, worker.schema, worker.id, sorted(owned), worker.orphan_grace)
+            if orphans:
+                log.warning("returned %d jobs whose claim answer was lost: %s", len(orphans), orphans)
+                worker.producer.wake.set()
+        return found
+
+    def next_interval(self) -> float:
+        return self.interval  # the sweeper's staleness counts in intervals: no jitter
+
+
+class ProgressWriter(Service):
+    name = "progress"
+
+    def __init__(self, worker: Worker, interval: float = PROGRESS_INTERVAL) -> None:
+        super().__init__(interval)
+        self.worker = worker
+        self.log = log
+
+    async def run_once(self) -> int:
+        """Write the progress that changed since the last pass; the number of jobs written."""
+        worker = self.worker
+        updates = []
+        for running in list(worker.slots.jobs.values()):
+            ctx = running.ctx
+            if ctx is None:
+                continue
+            current = (ctx.progress, ctx.progress_message)
+            if current != running.written_progress and running.job.worker_id == worker.id:
+                updates.append((running.job.id, running.job.queue, running.job.attempts, *current))
+                running.written_progress = current
+        if updates:
+            async with worker.connection() as conn:
+                await repo.write_progress(conn, worker.schema, worker.id, updates)
+        return len(updates)

@@ -1,0 +1,135 @@
+"""Claiming: as many jobs as there are free slots, in one statement, started at once.
+
+The producer claims when a slot is free and it has reason to think a job is
+ready: a notification, a claim that filled every slot (more may wait), the
+poll (``PGQ_POLL_INTERVAL`` with jitter, the safety net under LISTEN), or the
+moment the next delayed job or rate token is due. Queues with limits are
+claimed one by one through ``claim_limited``, taking turns at going first.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import TYPE_CHECKING
+
+from pgq.db import repo
+from pgq.db.session import Session
+from pgq.job import Job
+from pgq.maintenance.service import TRANSIENT
+from pgq.throttle import LogWindow
+from pgq.worker.wakeup import Wakeup
+
+if TYPE_CHECKING:
+    from pgq.worker.worker import Worker
+
+log = logging.getLogger("pgq.worker")
+
+
+class Producer:
+    def __init__(self, worker: Worker, session: Session) -> None:
+        self.worker = worker
+        self.session = session
+        self.schema = worker.schema
+        self.queues = worker.queues
+        #: Set by a notification, a stop, or a job put back to pending by this worker.
+        self.wake = Wakeup()
+        # Which of the queues have limits (claimed by claim_limited): loaded at
+        # start, again on a notification on the queues channel and at each poll.
+        self.limited: set[str] = set()
+        self.limits_stale = True
+        self._turn = 0
+        self._errors = LogWindow(log, 30.0)
+
+    async def run(self) -> None:
+        worker, slots, wake = self.worker, self.worker.slots, self.wake
+        while not worker.stopping:
+            free = slots.free()
+            if free <= 0:
+                slots.freed.clear()
+                await slots.freed.wait()
+                continue
+            wake.clear()
+            try:
+                claimed, wait = await self._round(free)
+            except TRANSIENT as exc:
+                self._errors.warning("cannot claim jobs (database unavailable?): %s", first_line(exc))
+                await wake.wait(min(worker.poll_interval, 0.5 + 0.5 * self._errors.count))
+                continue
+            except Exception:
+                log.exception("claiming jobs failed; retrying")
+                await wake.wait(worker.poll_interval)
+                continue
+            if self._errors.count:
+                self._errors.reset("claiming jobs again")
+            if claimed == free:
+                continue  # every slot filled: more may be ready
+            poll = worker.poll_interval * random.uniform(0.9, 1.1)
+            timeout = poll if wait is None else min(poll, wait)
+            if not await wake.wait(timeout) and timeout == poll:
+                # A poll: see whether limits changed (a lost notification costs one poll).
+                self.limits_stale = True
+
+    async def _round(self, free: int) -> tuple[int, float | None]:
+        """One claim round: how many jobs it started, and when it is worth looking
+        again if it found fewer than ``free`` (seconds, None for "at the next poll")."""
+        session, schema, worker = self.session, self.schema, self.worker
+        if self.limits_stale:
+            limited = await repo.limited_queues(session, schema, self.queues)
+            if limited - self.limited:
+                # Jobs this worker claimed before it heard of the limit hold slots of it.
+                await repo.mark_limit_slots(session, schema, worker.id, sorted(limited - self.limited))
+            self.limited = limited
+            self.limits_stale = False
+        claimed = await self._claim(free)
+        if claimed >= free:
+            return claimed, None
+        wait = await repo.seconds_to_next_job(session, schema, self.queues)
+        if self.limited:
+            token = await repo.seconds_to_next_token(session, schema, sorted(self.limited))
+            if token is not None:
+                wait = token if wait is None else min(wait, token)
+        return claimed, wait
+
+    async def _claim(self, free: int) -> int:
+        """Claim up to ``free`` jobs: one statement for the queues without limits, then
+        one per queue with limits (taking turns at going first), and start each at once."""
+        worker, session, schema = self.worker, self.session, self.schema
+        limited = self.limited
+        claimed = 0
+        unlimited = [q for q in self.queues if q not in limited] if limited else self.queues
+        if unlimited:
+            jobs = await repo.claim(session, schema, worker.id, unlimited, free)
+            # Start them before anything else awaits: until then they are
+            # claimed in the database but held nowhere in this process.
+            self._start(jobs)
+            claimed = len(jobs)
+        if limited:
+            ordered = [q for q in self.queues if q in limited]
+            self._turn = (self._turn + 1) % len(ordered)
+            for queue in ordered[self._turn :] + ordered[: self._turn]:
+                room = free - claimed
+                if room <= 0:
+                    break
+                jobs = await repo.claim_limited(session, schema, worker.id, queue, room)
+                self._start(jobs)
+                claimed += len(jobs)
+        return claimed
+
+    def _start(self, jobs: list[Job]) -> None:
+        start = self.worker.start
+        for job in jobs:
+            start(job)
+
+    def on_jobs(self, payload: str) -> None:
+        self.wake.set()
+
+    def on_queues(self, payload: str) -> None:
+        """A queue's limits changed (``set_queue``): reload them before the next claim."""
+        self.limits_stale = True
+        self.wake.set()
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
