@@ -181,3 +181,65 @@ def test_an_idle_workers_next_wake_up_reads_one_entry_per_priority(conn: psycopg
     text = "\n".join(plan)
     assert "Seq Scan on jobs" not in text, text
     assert total_buffers(plan) <= 200, text
+
+
+@pytest.mark.parametrize("statistics", ["never analysed", "analysed while every job was pending", "analysed empty"])
+def test_the_finish_is_driven_by_its_outcomes_whatever_the_statistics(
+    app: pgq.App, conn: psycopg.Connection[Any], statistics: str
+) -> None:
+    """finish_jobs() pins its plan (migration 0006). Each way the statistics can
+    mislead is set up on a backlog that a scan would make expensive; the plan of
+    the statement inside the function (auto_explain, sent back as notices) must
+    reach jobs by primary key only, and touch a few buffers per outcome."""
+    conn.execute("alter table pgq.jobs set (autovacuum_enabled = false)")
+    if statistics == "analysed empty":
+        conn.execute("analyze pgq.jobs")
+    worker_id = uuid.uuid4()
+    conn.execute(
+        query("worker_register", "pgq"),
+        {
+            "id": worker_id,
+            "name": "t",
+            "host": "h",
+            "pid": 1,
+            "queues": ["default"],
+            "concurrency": 1,
+            "version": "t",
+            "tasks": None,
+        },
+    )
+
+    @app.task(name="noop")
+    def noop() -> None: ...
+
+    app.enqueue_many([pgq.JobSpec("noop") for _ in range(BACKLOG + 5 * BATCH)])
+    if statistics == "analysed while every job was pending":
+        conn.execute("analyze pgq.jobs")
+    running = claim(conn, worker_id, 5 * BATCH)
+    assert len(running) == 5 * BATCH
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diagnostic: notices.append(diagnostic.message_primary or ""))
+    conn.execute("load 'auto_explain'")
+    for setting, value in (
+        ("log_min_duration", "0"),
+        ("log_nested_statements", "on"),
+        ("log_analyze", "on"),
+        ("log_buffers", "on"),
+        ("log_level", "notice"),
+    ):
+        conn.execute(f"set auto_explain.{setting} = {value}")
+    conn.execute("set client_min_messages = notice")
+    finished = conn.execute(query("job_finish_many", "pgq"), outcomes(running, worker_id)).fetchall()
+    conn.execute("set auto_explain.log_min_duration = -1")
+    assert len(finished) == 5 * BATCH
+    inner = next(n for n in notices if "Delete on jobs" in n)
+    scans = [line.strip() for line in inner.splitlines() if " on jobs " in line and "Scan" in line]
+    assert scans and all("jobs_pkey" in scan for scan in scans), inner
+    # Every probe of jobs has an index condition: no scan of the whole index either.
+    lines = inner.splitlines()
+    for index, line in enumerate(lines):
+        if "Index Scan using jobs_pkey" in line:
+            assert "Index Cond" in "\n".join(lines[index + 1 : index + 4]), inner
+    top = next(n for n in notices if "finish_jobs" in n and "ProjectSet" in n)
+    assert total_buffers(top.splitlines()) <= 20 * 5 * BATCH, top
+    assert conn.execute("select count(*) as n from pgq.jobs").fetchone() == {"n": BACKLOG}
