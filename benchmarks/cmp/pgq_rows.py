@@ -43,7 +43,7 @@ class WorkerProcess:
     (a worker at its defaults logs every job at INFO, as in production)."""
 
     def __init__(self, url: str, *flags: str) -> None:
-        self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self.log: IO[bytes] = tempfile.TemporaryFile()
         command = [sys.executable, "-m", "pgq", "worker", "cmp.pgq_tasks:app", *flags]
         self.process = subprocess.Popen(
             command, env=python_env(PGQ_DATABASE_URL=url), stdout=self.log, stderr=subprocess.STDOUT
@@ -161,7 +161,9 @@ def pgq_latency_under_load(url: str, rate: float, seconds: float) -> Result:
     tick = max(1.0 / rate, 0.005)
     per_tick = max(1, round(rate * tick))
     count = max(50, int(rate * seconds))
-    note = f"{rate:,.0f} jobs/s for {seconds:g} s ({per_tick} per {tick * 1000:.1f} ms tick); pgq worker at its defaults"
+    note = (
+        f"{rate:,.0f} jobs/s for {seconds:g} s ({per_tick} per {tick * 1000:.1f} ms tick); pgq worker at its defaults"
+    )
     return _latency(url, count, tick, batch=per_tick, note=note)
 
 
@@ -277,4 +279,3 @@ def _churn(url: str, total: int, progress: Any, round_size: int = 50_000) -> Res
     first_mb, last_mb = readings[0], readings[-1]
     note = f"RSS {first_mb:.0f} MB after {round_size:,} jobs, {last_mb:.0f} MB after {total:,}"
     return Result(note=note, extra={"rss_first_mb": first_mb, "rss_last_mb": last_mb})
-

@@ -33,6 +33,10 @@ def _redis() -> Any:
     return redis
 
 
+#: Durable: an acknowledged job survives a crash of the server, less its last second of writes.
+DURABLE = ("--appendonly", "yes", "--appendfsync", "everysec", "--save", "")
+
+
 class RedisServer:
     """A throwaway ``redis-server`` with AOF everysec, in a temporary folder, on a free port."""
 
@@ -45,11 +49,7 @@ class RedisServer:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process = subprocess.Popen(
-            [
-                binary,
-                "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
-                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-            ],  # fmt: skip
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder), *DURABLE],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -229,10 +229,7 @@ def rq_drain(jobs: int, workers: int = RQ_WORKERS) -> Result:
 
         for offset in range(0, jobs, 1000):
             queue.enqueue_many(
-                [
-                    Queue.prepare_data("rq_tasks.noop", kwargs={"i": i})
-                    for i in range(offset, min(offset + 1000, jobs))
-                ]
+                [Queue.prepare_data("rq_tasks.noop", kwargs={"i": i}) for i in range(offset, min(offset + 1000, jobs))]
             )
         finished = FinishedJobRegistry(queue=queue)
         processes = [_rq_worker(server, burst=True) for _ in range(workers)]
