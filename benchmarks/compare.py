@@ -248,6 +248,9 @@ def main() -> None:
         )
 
     if "latency" not in skip:
+        run.measure(
+            "tight_latency", "tight loop idle latency, LISTEN/NOTIFY (200 jobs, 20 ms apart)", tight_loop.tight_latency
+        )
         run.measure("pgq_latency", "pgq idle latency (200 jobs, 20 ms apart)", pgq_rows.pgq_latency)
         drained = Rows(run.results).rate("pgq_10")
         load_rate = drained / 2 if drained else 1000.0

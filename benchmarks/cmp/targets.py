@@ -129,6 +129,7 @@ def context(rows: Rows) -> list[str]:
         if a and b:
             lines.append(f"  {label}: {a / b:.2f} ({a:,.0f} / {b:,.0f} jobs/s)")
     for key, who in (
+        ("tight_latency", "the tight loop (LISTEN/NOTIFY)"),
         ("pgq_latency", "pgq"),
         ("pgqueuer_latency", "PgQueuer"),
         ("celery_latency", "Celery"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import subprocess
 import sys
 import threading
@@ -81,8 +82,10 @@ async def noop(i: int = 0) -> None:
     return None
 
 
-async def work(url: str, slots: int) -> int:
-    """Drain ``jobs`` with ``slots`` slots until it is empty; returns the jobs this process ran."""
+async def work(url: str, slots: int, listen: int = 0) -> dict[int, float]:
+    """Drain ``jobs`` with ``slots`` slots until it is empty. With ``listen``, wait for NOTIFY on
+    ``tight_jobs`` instead (polling every second besides, as pgq does) until that many jobs ran.
+    Returns when each job's handler started, by CLOCK_MONOTONIC (one clock for every process)."""
     worker_id = uuid.uuid4()
     claim = await psycopg.AsyncConnection.connect(url, autocommit=True, application_name="tight loop claim")
     finish = await psycopg.AsyncConnection.connect(url, autocommit=True, application_name="tight loop finish")
@@ -93,6 +96,12 @@ async def work(url: str, slots: int) -> int:
     flushing = asyncio.Lock()
     flush_asked = False
     tasks: set[asyncio.Task[None]] = set()
+    starts: dict[int, float] = {}
+    woken = asyncio.Event()
+
+    async def wake_on_notify(conn: psycopg.AsyncConnection[Any]) -> None:
+        async for _ in conn.notifies():
+            woken.set()
 
     async def flush() -> None:
         nonlocal flush_asked
@@ -105,6 +114,7 @@ async def work(url: str, slots: int) -> int:
 
     async def run(job_id: int, args: dict[str, Any]) -> None:
         nonlocal free, flush_asked
+        starts[job_id] = time.monotonic()
         try:
             await noop(**args)
         finally:
@@ -126,13 +136,27 @@ async def work(url: str, slots: int) -> int:
             await flush()
 
     ticker = asyncio.create_task(flusher())
+    if listen:
+        listener = await psycopg.AsyncConnection.connect(url, autocommit=True, application_name="tight loop listen")
+        await listener.execute("listen tight_jobs")
+        spawn(wake_on_notify(listener))
+        print("ready", flush=True)
     empty_claims = 0
     try:
         while True:
             while free == 0:
                 slot_freed.clear()
                 await slot_freed.wait()
+            woken.clear()  # before the claim: a NOTIFY during it means claim again
             rows = await (await claim.execute(CLAIM, {"w": worker_id, "n": free})).fetchall()
+            if not rows and listen:
+                if ran >= listen:
+                    break
+                try:
+                    await asyncio.wait_for(woken.wait(), 1.0)
+                except TimeoutError:
+                    pass
+                continue
             if not rows:
                 if free == slots and not done:
                     empty_claims += 1
@@ -147,11 +171,13 @@ async def work(url: str, slots: int) -> int:
                 spawn(run(job_id, args))
     finally:
         ticker.cancel()
+        if listen:
+            await listener.close()
         await asyncio.gather(*tasks, return_exceptions=True)
         await flush()
         await claim.close()
         await finish.close()
-    return ran
+    return starts
 
 
 def create_schema(url: str) -> None:
@@ -219,6 +245,36 @@ def insert_commit(url: str, jobs: int) -> Result:
     return Result(jobs / elapsed, note="insert … returning id, autocommit")
 
 
+def tight_latency(url: str, count: int = 200) -> Result:
+    """Idle latency at the database's pace: the tight loop, LISTENing on ``tight_jobs``, gets one
+    job every 20 ms from ``insert … ; pg_notify`` in one autocommit statement (as pgq's insert
+    trigger notifies); from that statement's return to the handler's start."""
+    from cmp.pgq_rows import latency_result
+
+    create_schema(url)
+    command = [sys.executable, "-m", "cmp.tight_loop", "--url", url, "--slots", "10", "--listen", str(count)]
+    worker = subprocess.Popen(command, env=python_env(), stdout=subprocess.PIPE, text=True)
+    committed: dict[int, float] = {}
+    try:
+        assert worker.stdout is not None
+        if worker.stdout.readline().strip() != "ready":
+            raise RuntimeError("the tight loop did not start listening")
+        time.sleep(0.5)
+        with psycopg.connect(url, autocommit=True) as conn:
+            for _ in range(count):
+                (job_id,) = conn.execute(
+                    "with j as (insert into jobs (task) values ('ping') returning id) "
+                    "select id from j, pg_notify('tight_jobs', '')"
+                ).fetchone()  # type: ignore[misc]
+                committed[job_id] = time.monotonic()
+                time.sleep(0.02)
+        out, _ = worker.communicate(timeout=60)
+        started = {int(k): v for k, v in json.loads(out.strip().splitlines()[-1]).items()}
+    finally:
+        stop_processes([worker])
+    return latency_result(started, committed, "LISTEN/NOTIFY, claim on wake-up, 10 slots")
+
+
 # --------------------------------------------------------- the plain-SQL job life
 
 PLAIN_SCHEMA = """
@@ -272,8 +328,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="The tight loop worker: drains `jobs` and exits.")
     parser.add_argument("--url", required=True)
     parser.add_argument("--slots", type=int, default=100)
+    parser.add_argument("--listen", type=int, default=0, metavar="JOBS", help="wait for NOTIFY until JOBS ran")
     options = parser.parse_args()
-    asyncio.run(work(options.url, options.slots))
+    starts = asyncio.run(work(options.url, options.slots, options.listen))
+    if options.listen:
+        print(json.dumps(starts), flush=True)
 
 
 if __name__ == "__main__":
