@@ -134,12 +134,14 @@ def test_compare_pgq_row_drains_through_pgq_worker(compare_rows: Any, database_u
         ).fetchone() == (300, 300)
 
 
-def test_compare_skips_a_redis_peer_without_redis_server(
+def test_compare_skips_a_peer_that_cannot_run(
     compare_rows: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(compare_rows.common.Skipped, match="no redis-server on PATH"):
         compare_rows.redis_peers.celery_drain(10)
+    with pytest.raises(compare_rows.common.Skipped, match="no node/npm on PATH"):
+        compare_rows.redis_peers.bullmq_drain(10)
 
 
 def test_compare_targets_say_met_not_met_and_not_measured(compare_rows: Any) -> None:

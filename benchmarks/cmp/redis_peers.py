@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -44,30 +45,41 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise Skipped("no redis-server on PATH (Debian: apt-get install redis-server)")
-        redis = _redis()
         self.folder = Path(tempfile.mkdtemp(prefix="pgqcmp-redis-"))
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._client: Any = None
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder), *DURABLE],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.__exit__()
-                    raise Skipped("redis-server did not start") from None
-                time.sleep(0.02)
+        while not self._pong():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.__exit__()
+                raise Skipped("redis-server did not start")
+            time.sleep(0.02)
         return self
 
+    def _pong(self) -> bool:
+        """PING without a client library: BullMQ's rows need none on the Python side."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = _redis().Redis.from_url(self.url)
+        return self._client
+
     def __exit__(self, *exc: object) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
         stop_processes([self.process], grace=10)
         shutil.rmtree(self.folder, ignore_errors=True)
 
