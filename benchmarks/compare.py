@@ -260,6 +260,11 @@ def main() -> None:
             "pgq latency under load at half its default drain rate",
             lambda u: pgq_rows.pgq_latency_under_load(u, load_rate, seconds),
         )
+        run.measure(
+            "tight_latency_load",
+            "tight loop latency under the same load",
+            lambda u: tight_loop.tight_latency_under_load(u, load_rate, seconds),
+        )
         run.measure("pgqueuer_latency", "PgQueuer idle latency (200 jobs, 20 ms apart)", pg_peers.pgqueuer_latency)
 
     if "redis" not in skip:

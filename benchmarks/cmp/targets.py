@@ -139,4 +139,8 @@ def context(rows: Rows) -> list[str]:
         lags = rows.lags(key)
         if lags:
             lines.append(f"  idle latency p50 / p99, {who}: {p50(lags):.2f} / {pct(lags, 0.99):.2f} ms")
+    for key, who in (("tight_latency_load", "the tight loop"), ("pgq_latency_load", "pgq")):
+        lags = rows.lags(key)
+        if lags:
+            lines.append(f"  latency under load p50 / p99, {who}: {p50(lags):.2f} / {pct(lags, 0.99):.2f} ms")
     return lines

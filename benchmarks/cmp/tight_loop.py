@@ -245,34 +245,48 @@ def insert_commit(url: str, jobs: int) -> Result:
     return Result(jobs / elapsed, note="insert … returning id, autocommit")
 
 
-def tight_latency(url: str, count: int = 200) -> Result:
-    """Idle latency at the database's pace: the tight loop, LISTENing on ``tight_jobs``, gets one
-    job every 20 ms from ``insert … ; pg_notify`` in one autocommit statement (as pgq's insert
-    trigger notifies); from that statement's return to the handler's start."""
+def tight_latency(url: str, count: int = 200, interval: float = 0.02, batch: int = 1, note: str = "") -> Result:
+    """Idle latency at the database's pace: the tight loop, LISTENing on ``tight_jobs``, gets
+    ``batch`` jobs every ``interval`` s from ``insert … ; pg_notify`` in one autocommit statement
+    (as pgq's insert trigger notifies); from that statement's return to the handler's start."""
     from cmp.pgq_rows import latency_result
 
     create_schema(url)
     command = [sys.executable, "-m", "cmp.tight_loop", "--url", url, "--slots", "10", "--listen", str(count)]
     worker = subprocess.Popen(command, env=python_env(), stdout=subprocess.PIPE, text=True)
     committed: dict[int, float] = {}
+    insert = (
+        "with j as (insert into jobs (task) select 'ping' from generate_series(1, %s) returning id) "
+        "select id from j, pg_notify('tight_jobs', '')"
+    )
     try:
         assert worker.stdout is not None
         if worker.stdout.readline().strip() != "ready":
             raise RuntimeError("the tight loop did not start listening")
         time.sleep(0.5)
         with psycopg.connect(url, autocommit=True) as conn:
-            for _ in range(count):
-                (job_id,) = conn.execute(
-                    "with j as (insert into jobs (task) values ('ping') returning id) "
-                    "select id from j, pg_notify('tight_jobs', '')"
-                ).fetchone()  # type: ignore[misc]
-                committed[job_id] = time.monotonic()
-                time.sleep(0.02)
+            next_at = time.monotonic()
+            while len(committed) < count:
+                rows = conn.execute(insert, [min(batch, count - len(committed))]).fetchall()
+                now = time.monotonic()
+                for (job_id,) in rows:
+                    committed[job_id] = now
+                next_at += interval
+                if (delay := next_at - time.monotonic()) > 0:
+                    time.sleep(delay)
         out, _ = worker.communicate(timeout=60)
         started = {int(k): v for k, v in json.loads(out.strip().splitlines()[-1]).items()}
     finally:
         stop_processes([worker])
-    return latency_result(started, committed, "LISTEN/NOTIFY, claim on wake-up, 10 slots")
+    return latency_result(started, committed, note or "LISTEN/NOTIFY, claim on wake-up, 10 slots")
+
+
+def tight_latency_under_load(url: str, rate: float, seconds: float) -> Result:
+    """The same while jobs arrive at ``rate`` per second, in the ticks pgq's row uses."""
+    tick = max(1.0 / rate, 0.005)
+    per_tick = max(1, round(rate * tick))
+    note = f"{rate:,.0f} jobs/s for {seconds:g} s ({per_tick} per {tick * 1000:.1f} ms tick); 10 slots"
+    return tight_latency(url, max(50, int(rate * seconds)), tick, per_tick, note)
 
 
 # --------------------------------------------------------- the plain-SQL job life
