@@ -20,7 +20,8 @@ Rows (benchmarks/README.md explains each):
 
 Drains are timed by the database's own timestamps (first ``started_at`` to last ``finished_at``)
 where the contender writes them, else from the broker (see the README). ``--rounds N`` runs the
-drains N times, alternating the order of the contenders, and reports each one's median and spread.
+drains and the enqueue rows N times, alternating the order of the contenders, and reports each
+one's median and spread.
 """
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", help="a server to use (a fresh database per contender); default: embedded")
     parser.add_argument("--quick", action="store_true", help="fewer jobs: a rough figure in a few minutes")
-    parser.add_argument("--rounds", type=int, help="run the drains this many times, alternating (default 1 quick, 2)")
+    parser.add_argument(
+        "--rounds", type=int, help="run the drains and enqueues this many times, alternating (default 1 quick, 2)"
+    )
     parser.add_argument(
         "--ageing", action="store_true", help="also the ageing targets (1,000,000 jobs, 10,000,000 history rows: slow)"
     )
@@ -226,26 +229,41 @@ def main() -> None:
         )
 
     if "enqueue" not in skip:
-        run.measure("copy", "raw binary COPY into the jobs' shape", lambda u: tight_loop.copy_enqueue(u, n))
-        run.measure("pgq_many", "pgq enqueue_many, 1,000 per call", lambda u: pgq_rows.pgq_enqueue_many(u, n))
-        run.measure(
-            "pgqueuer_many", "PgQueuer batch enqueue, 1,000 per call", lambda u: pg_peers.pgqueuer_enqueue_many(u, n)
-        )
+        # Short rows, so each group of ratios runs in every round too, alternating like the drains.
+        groups: list[list[tuple[str, str, Callable[[str], Result]]]] = [
+            [
+                ("copy", "raw binary COPY into the jobs' shape", lambda u: tight_loop.copy_enqueue(u, n)),
+                ("pgq_many", "pgq enqueue_many, 1,000 per call", lambda u: pgq_rows.pgq_enqueue_many(u, n)),
+                (
+                    "pgqueuer_many",
+                    "PgQueuer batch enqueue, 1,000 per call",
+                    lambda u: pg_peers.pgqueuer_enqueue_many(u, n),
+                ),
+            ],
+            [
+                ("insert", "plain insert + commit, one connection", lambda u: tight_loop.insert_commit(u, singles)),
+                (
+                    "pgq_one",
+                    "pgq app.enqueue, one job per call, 1 thread",
+                    lambda u: pgq_rows.pgq_enqueue_one(u, singles),
+                ),
+                (
+                    "pgq_8",
+                    "pgq app.enqueue, one job per call, 8 threads",
+                    lambda u: pgq_rows.pgq_enqueue_one(u, singles * 2, 8),
+                ),
+            ],
+        ]
+        for number in range(rounds):
+            for group in groups:
+                for key, name, fn in group if number % 2 == 0 else reversed(group):
+                    run.measure(key, name, fn)
         if "procrastinate" not in skip:
             run.measure(
                 "procrastinate_many",
                 "Procrastinate batch defer, 1,000 per call",
                 lambda u: pg_peers.procrastinate_enqueue_many(u, n),
             )
-        run.measure("insert", "plain insert + commit, one connection", lambda u: tight_loop.insert_commit(u, singles))
-        run.measure(
-            "pgq_one", "pgq app.enqueue, one job per call, 1 thread", lambda u: pgq_rows.pgq_enqueue_one(u, singles)
-        )
-        run.measure(
-            "pgq_8",
-            "pgq app.enqueue, one job per call, 8 threads",
-            lambda u: pgq_rows.pgq_enqueue_one(u, singles * 2, 8),
-        )
 
     if "latency" not in skip:
         run.measure(
