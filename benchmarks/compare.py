@@ -1,512 +1,117 @@
-"""pgq side by side with the physical limit and its peers, on one PostgreSQL server, in one run.
+"""pgq side by side with its ceilings and its peers, in one run, with issue 14's targets met or not.
 
     python3.11 -m venv .venv-bench && .venv-bench/bin/pip install -e '.[bench]'
-    .venv-bench/bin/python benchmarks/compare.py [--database-url URL] [--quick]
+    .venv-bench/bin/python benchmarks/compare.py [--database-url URL] [--quick] [--rounds N] [--ageing]
 
-(a venv of its own: PgQueuer installs a command also named ``pgq``).
+(a venv of its own: PgQueuer installs a command also named ``pgq``; compare.py runs pgq's worker
+as ``python -m pgq worker``, so it never picks that one up).
 
-Without a URL it starts the embedded PostgreSQL (durable defaults: fsync on)
-in a temporary folder. Each contender gets a fresh database on that server.
-Rates are job lives per second: enqueue excluded for the drains (the queue is
-pre-filled), included for the plain-SQL limit (insert, claim, finish).
-CPU per job is measured over the same window as the rate (see the README for
-the two-process drain): the client's with
-``time.process_time()`` (every thread of this process), the server's from
-/proc for the backends serving the contender's database (local server only).
+Without a URL it starts the embedded PostgreSQL (durable defaults: fsync on) in a temporary folder.
+Each contender gets a fresh database on that server, dropped afterwards. The Redis peers (Celery,
+RQ, BullMQ) each get a redis-server of their own with AOF everysec; a peer that cannot run here
+(no package, no redis-server, no Node) is skipped with the reason, never a crash.
+
+Rows (benchmarks/README.md explains each):
+
+- the ceilings: a tight asyncio + psycopg loop with pgq's job life and no pgq code (10 and 100
+  slots, 2 processes), a raw binary COPY, a plain insert + commit, the plain-SQL job life;
+- pgq through its public API and the ``pgq worker`` command;
+- PgQueuer and Procrastinate on the same server; Celery, RQ and BullMQ on Redis.
+
+Drains are timed by the database's own timestamps (first ``started_at`` to last ``finished_at``)
+where the contender writes them, else from the broker (see the README). ``--rounds N`` runs the
+drains and the enqueue rows N times, alternating the order of the contenders, and reports each
+one's median and spread.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import os
-import statistics
+import json
 import sys
 import tempfile
-import threading
-import time
-import uuid
+import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import psycopg
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent / "src"), str(HERE), str(HERE / "peers")]
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+from cmp import pg_peers, pgq_rows, redis_peers, tight_loop  # noqa: E402
+from cmp.common import Result, Skipped, fresh_database, p50, pct  # noqa: E402
+from cmp.targets import Rows, checks, context  # noqa: E402
 
-import pgq
+import pgq  # noqa: E402
 
-
-def fresh_database(server_url: str) -> tuple[str, Callable[[], None]]:
-    name = f"cmp_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f"create database {name}")
-    params = psycopg.conninfo.conninfo_to_dict(server_url)
-    params["dbname"] = name
-    url = psycopg.conninfo.make_conninfo(**params)
-
-    def drop() -> None:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f"drop database if exists {name} with (force)")
-
-    return url, drop
+GROUPS = ("plain", "drains", "flow", "procrastinate", "enqueue", "latency", "redis")
 
 
-@dataclass
-class Result:
-    """One row of the table: a rate and/or latencies, and what it cost per job."""
+class Run:
+    """Measures rows one after the other; keeps every result by key, in order of first measure."""
 
-    jobs_per_s: float | None = None
-    client_cpu_ms: float | None = None
-    server_cpu_ms: float | None = None
-    lags_ms: list[float] = field(default_factory=list)
-    note: str = ""
+    def __init__(self, server: str) -> None:
+        self.server = server
+        self.names: dict[str, str] = {}
+        self.results: dict[str, list[Result]] = {}
+        self.skipped: dict[str, str] = {}
 
-
-# ------------------------------------------------------------------------ CPU
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_cpu(pid: int) -> float | None:
-    """utime + stime of a process in seconds, from /proc/<pid>/stat; None once it has gone."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14 and 15 of proc(5)
-
-
-class CpuMeter:
-    """Client and server CPU over one measured window, as milliseconds per job.
-
-    Client: ``time.process_time()`` of this process (all its threads, this sampler
-    included). Server: utime + stime of the postmaster's children whose process
-    title names the contender's database (its client backends, and an autovacuum
-    worker if one happens to run there), read from /proc every ``interval``
-    seconds by a thread. Backends that exist when the window opens count from
-    their reading then (or not at all with ``only_new``); backends born inside
-    the window count from zero. A backend that exits loses at most its last
-    interval. Shared processes (WAL writer, checkpointer, background writer)
-    cannot be attributed to one database and are left out. Server CPU is None
-    when the server is not on this machine (or /proc is not readable).
-    """
-
-    def __init__(self, url: str, jobs: int, only_new: bool = False, interval: float = 0.1) -> None:
-        self.jobs = jobs
-        self.only_new = only_new
-        self.interval = interval
-        self.postmaster, self.title = self._find_server(url)
-        self.baseline: dict[int, float] = {}
-        self.last: dict[int, float] = {}
-        self.others: set[int] = set()
-        self.stopping = threading.Event()
-        self.thread: threading.Thread | None = None
-        self.client_start = 0.0
-
-    @staticmethod
-    def _find_server(url: str) -> tuple[int | None, str]:
-        with psycopg.connect(url) as conn:
-            pid, dbname = conn.execute("select pg_backend_pid(), current_database()").fetchone()  # type: ignore[misc]
-        title = f" {dbname} "
+    def measure(self, key: str, name: str, fn: Callable[[str], Result] | Callable[[], Result], db: bool = True) -> None:
+        self.names.setdefault(key, name)
+        drop: Callable[[], None] | None = None
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                if title not in cmdline.read().decode(errors="replace"):
-                    return None, title  # that pid is not this server's backend: a remote server
-            with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-                return int(stat.read().rsplit(")", 1)[1].split()[1]), title
-        except (OSError, IndexError, ValueError):
-            return None, title
+            if db:
+                url, drop = fresh_database(self.server)
+                result = fn(url)  # type: ignore[call-arg]
+            else:
+                result = fn()  # type: ignore[call-arg]
+        except Skipped as exc:
+            self.skipped[key] = str(exc)
+            print(f"  {name}: skipped: {exc}", file=sys.stderr, flush=True)
+            return
+        except Exception as exc:  # one failing row must not lose the run's other figures
+            traceback.print_exc()
+            result = Result(note=f"failed: {type(exc).__name__}: {exc}"[:300])
+        finally:
+            if drop is not None:
+                drop()
+        self.results.setdefault(key, []).append(result)
+        shown = [f"{result.jobs_per_s:,.0f} jobs/s" if result.jobs_per_s else ""]
+        if result.lags_ms:
+            shown.append(f"p50 {p50(result.lags_ms):.2f} ms, p99 {pct(result.lags_ms, 0.99):.2f} ms")
+        print(f"  {name}: {', '.join(x for x in [*shown, result.note] if x)}", file=sys.stderr, flush=True)
 
-    def _backends(self) -> list[int]:
-        try:
-            with open(f"/proc/{self.postmaster}/task/{self.postmaster}/children", encoding="ascii") as children:
-                pids = [int(pid) for pid in children.read().split()]
-        except OSError:
-            return []
-        mine = []
-        for pid in pids:
-            if pid in self.others:
+    def table(self) -> str:
+        lines = [
+            "| row | jobs/s | client CPU ms/job | server CPU ms/job | p50 ms | p95 ms | p99 ms | note |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        rows = Rows(self.results)
+        for key, name in self.names.items():
+            if key in self.skipped:
+                lines.append(f"| {name} | | | | | | | skipped: {self.skipped[key]} |")
                 continue
-            if pid not in self.last and pid not in self.baseline:
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                        title = cmdline.read().decode(errors="replace")
-                except OSError:
-                    continue
-                if self.title not in title:
-                    self.others.add(pid)
-                    continue
-            mine.append(pid)
-        return mine
-
-    def _sample(self) -> None:
-        for pid in self._backends():
-            cpu = _proc_cpu(pid)
-            if cpu is not None:
-                self.last[pid] = cpu
-
-    def _run(self) -> None:
-        while not self.stopping.wait(self.interval):
-            self._sample()
-
-    def start(self) -> CpuMeter:
-        if self.postmaster is not None:
-            for pid in self._backends():
-                cpu = _proc_cpu(pid)
-                if cpu is None:
-                    continue
-                if self.only_new:
-                    self.others.add(pid)
-                else:
-                    self.baseline[pid] = cpu
-            self.thread = threading.Thread(target=self._run, daemon=True)
-            self.thread.start()
-        self.client_start = time.process_time()
-        return self
-
-    def stop(self) -> tuple[float, float | None]:
-        """(client, server) CPU in ms per job since :meth:`start`."""
-        client = (time.process_time() - self.client_start) * 1000 / self.jobs
-        if self.thread is None:
-            return client, None
-        self.stopping.set()
-        self.thread.join()
-        self._sample()
-        server = sum(cpu - self.baseline.get(pid, 0.0) for pid, cpu in self.last.items())
-        return client, server * 1000 / self.jobs
-
-
-# ------------------------------------------------------------------ the limit
-
-PLAIN_SCHEMA = """
-create table jobs (id bigint generated always as identity primary key, status text not null default 'ready',
-                   args jsonb not null default '{}', run_at timestamptz not null default now());
-create index jobs_ready on jobs (run_at, id) where status = 'ready';
-create table history (id bigint primary key, args jsonb, finished_at timestamptz default now());
-"""
-CLAIM = """update jobs set status = 'running' where id in (
-             select id from jobs where status = 'ready' order by run_at, id limit %s for update skip locked)
-           returning id"""
-FINISH = """with d as (delete from jobs where id = any(%s) returning id, args)
-            insert into history (id, args) select id, args from d"""
-
-
-def plain_sql(url: str, jobs: int, batch: int, connections: int) -> Result:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(PLAIN_SCHEMA)
-    per = jobs // connections
-
-    def life(conn: psycopg.Connection[Any]) -> None:
-        done = 0
-        while done < per:
-            n = min(batch, per - done)
-            with conn.transaction():
-                conn.execute("insert into jobs (args) select '{}' from generate_series(1, %s)", [n])
-            with conn.transaction():
-                ids = [row[0] for row in conn.execute(CLAIM, [n])]
-            with conn.transaction():
-                conn.execute(FINISH, [ids])
-            done += n
-
-    conns = [psycopg.connect(url, autocommit=True) for _ in range(connections)]
-    threads = [threading.Thread(target=life, args=(c,)) for c in conns]
-    meter = CpuMeter(url, per * connections).start()
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - start
-    client, server = meter.stop()
-    for conn in conns:
-        conn.close()
-    return Result(per * connections / elapsed, client, server, note="insert + claim + finish")
-
-
-# ------------------------------------------------------------------------ pgq
-
-
-def _pgq_app(url: str) -> pgq.App:
-    app = pgq.App(url, auto_migrate=True)
-    app.migrate()
-
-    @app.task(name="noop")
-    async def noop(i: int = 0) -> None:
-        return None
-
-    return app
-
-
-def _pgq_fill(app: pgq.App, jobs: int) -> None:
-    for offset in range(0, jobs, 1000):
-        app.enqueue_many([pgq.JobSpec("noop", {"i": i}) for i in range(offset, min(offset + 1000, jobs))])
-
-
-def pgq_drain(url: str, jobs: int, concurrency: int) -> Result:
-    app = _pgq_app(url)
-    _pgq_fill(app, jobs)
-
-    async def work() -> Result:
-        # Wall clock from the worker's start to the last outcome written, as for the peers.
-        meter = CpuMeter(url, jobs).start()
-        start = time.perf_counter()
-        async with app.worker(concurrency=concurrency, scheduler=False, sweeper=False) as worker:
-            while worker.processed < jobs or worker.completer.unflushed_ids():
-                await asyncio.sleep(0.005)
-            elapsed = time.perf_counter() - start
-            client, server = meter.stop()  # before the worker's connections close
-        return Result(jobs / elapsed, client, server)
-
-    result = asyncio.run(work())
-    app.close()
-    return result
-
-
-def pgq_processes(url: str, jobs: int, processes: int = 2, concurrency: int = 100) -> Result:
-    """The drain ``pgq bench`` runs with ``--processes``: its own code, in the contender's database.
-
-    ``pgq worker`` processes at ``concurrency`` each, on a pre-filled queue, in
-    the bench schema. The rate is ``pgq bench``'s: first ``started_at`` to last
-    ``finished_at`` from the database, so the processes' start-up is left out
-    (the other drains count from the worker's start).
-    """
-    from pgq.bench.runner import SCHEMA, BenchOptions, _Bench
-
-    app = pgq.App(url, schema=SCHEMA, auto_migrate=True)
-    app.migrate()
-    options = BenchOptions(url, jobs=jobs, concurrency=concurrency, processes=processes, progress=lambda _: None)
-    bench = _Bench(app, url, options, [])
-    app.get_job(0)  # opens the app's connection now: the meter counts only the backends the drain opens
-    meter = CpuMeter(url, jobs, only_new=True).start()
-    row = bench._drain_processes(jobs, processes)
-    _, server = meter.stop()
-    app.close()
-    note = "rate from the database's timestamps (process start-up excluded); client CPU: in other processes"
-    return Result(row.jobs_per_s, None, server, note=f"{row.note}; {note}" if row.note else note)
-
-
-def pgq_enqueue_many(url: str, jobs: int) -> Result:
-    app = _pgq_app(url)
-    meter = CpuMeter(url, jobs).start()
-    start = time.perf_counter()
-    _pgq_fill(app, jobs)
-    rate = jobs / (time.perf_counter() - start)
-    client, server = meter.stop()
-    app.close()
-    return Result(rate, client, server)
-
-
-def pgq_latency(url: str, count: int = 200) -> Result:
-    app = pgq.App(url, auto_migrate=True)
-    app.migrate()
-    started: dict[int, float] = {}
-    committed: dict[int, float] = {}
-
-    @app.task(name="ping", pass_context=True)
-    async def ping(ctx: pgq.JobContext) -> None:
-        started[ctx.job.id] = time.perf_counter()
-
-    async def run() -> None:
-        async with app.worker(concurrency=10, scheduler=False, sweeper=False):
-            await asyncio.sleep(0.5)
-            for _ in range(count):
-                job_id = await app.enqueue_async("ping", {})
-                committed[job_id] = time.perf_counter()
-                await asyncio.sleep(0.02)
-            deadline = time.monotonic() + 30
-            while len(started) < count and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-
-    asyncio.run(run())
-    app.close()
-    return _latency_result(started, committed, "worker at concurrency 10")
-
-
-def _latency_result(started: dict[int, float], committed: dict[int, float], note: str) -> Result:
-    lags = sorted((started[i] - committed[i]) * 1000 for i in committed if i in started)
-    missing = len(committed) - len(lags)
-    return Result(lags_ms=lags, note=f"{note}; {missing} jobs not started" if missing else note)
-
-
-# ------------------------------------------------------------------- PgQueuer
-
-
-def _dsn(url: str) -> str:
-    """asyncpg takes URLs only: turn a key=value conninfo into one."""
-    params = psycopg.conninfo.conninfo_to_dict(url)
-    host = str(params.get("host") or "127.0.0.1")
-    user, dbname, port = params.get("user", "postgres"), params.get("dbname", "postgres"), params.get("port", 5432)
-    if host.startswith("/"):
-        return f"postgresql://{user}@/{dbname}?host={host}&port={port}"
-    return f"postgresql://{user}@{host}:{port}/{dbname}"
-
-
-def pgqueuer_drain(url: str, jobs: int, batch_size: int) -> Result:
-    import asyncpg
-    from pgqueuer import AsyncpgDriver, Queries, QueueManager
-    from pgqueuer.domain.types import QueueExecutionMode
-
-    async def run() -> Result:
-        conn = await asyncpg.connect(_dsn(url))
-        driver = AsyncpgDriver(conn)
-        queries = Queries(driver)
-        await queries.install()
-        for offset in range(0, jobs, 1000):
-            n = min(1000, jobs - offset)
-            await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
-        manager = QueueManager(queries)
-
-        @manager.entrypoint("noop")
-        async def noop(job: Any) -> None:
-            return None
-
-        meter = CpuMeter(url, jobs).start()
-        start = time.perf_counter()
-        await manager.run(batch_size=batch_size, mode=QueueExecutionMode.drain)
-        elapsed = time.perf_counter() - start
-        client, server = meter.stop()
-        left = await conn.fetchval("select count(*) from pgqueuer")
-        await conn.close()
-        return Result(jobs / elapsed, client, server, note=f"{left} jobs left in the queue" if left else "")
-
-    return asyncio.run(run())
-
-
-def pgqueuer_enqueue_many(url: str, jobs: int) -> Result:
-    import asyncpg
-    from pgqueuer import AsyncpgDriver, Queries
-
-    async def run() -> Result:
-        conn = await asyncpg.connect(_dsn(url))
-        queries = Queries(AsyncpgDriver(conn))
-        await queries.install()
-        meter = CpuMeter(url, jobs).start()
-        start = time.perf_counter()
-        for offset in range(0, jobs, 1000):
-            n = min(1000, jobs - offset)
-            await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
-        rate = jobs / (time.perf_counter() - start)
-        client, server = meter.stop()
-        await conn.close()
-        return Result(rate, client, server)
-
-    return asyncio.run(run())
-
-
-def pgqueuer_latency(url: str, count: int = 200) -> Result:
-    """As pgq's: one job every 20 ms onto an idle QueueManager (its defaults), from the
-    enqueue's return (an autocommit statement: committed) to the handler's start."""
-    import asyncpg
-    from pgqueuer import AsyncpgDriver, Queries, QueueManager
-
-    started: dict[int, float] = {}
-    committed: dict[int, float] = {}
-
-    async def run() -> None:
-        consumer = await asyncpg.connect(_dsn(url))
-        producer = await asyncpg.connect(_dsn(url))
-        queries = Queries(AsyncpgDriver(consumer))
-        await queries.install()
-        manager = QueueManager(queries)
-
-        @manager.entrypoint("ping")
-        async def ping(job: Any) -> None:
-            started[int(job.id)] = time.perf_counter()
-
-        worker = asyncio.create_task(manager.run())
-        await asyncio.sleep(0.5)
-        enqueue = Queries(AsyncpgDriver(producer)).enqueue
-        for _ in range(count):
-            (job_id,) = await enqueue(["ping"], [None], [0])
-            committed[int(job_id)] = time.perf_counter()
-            await asyncio.sleep(0.02)
-        deadline = time.monotonic() + 30
-        while len(started) < count and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        manager.shutdown.set()
-        await worker
-        await producer.close()
-        await consumer.close()
-
-    asyncio.run(run())
-    return _latency_result(started, committed, "QueueManager defaults")
-
-
-# -------------------------------------------------------------- Procrastinate
-
-
-def _procrastinate_app(url: str, pool_size: int | None) -> Any:
-    import procrastinate
-
-    # It warns that an App built in __main__ cannot be found by its CLI workers: ours runs in this
-    # process, with the task registered by name, so the warning does not apply.
-    logging.getLogger("procrastinate.blueprints").setLevel(logging.ERROR)
-    pool = {"min_size": pool_size, "max_size": pool_size} if pool_size else {}
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url, **pool))
-
-    @app.task(name="noop")
-    async def noop(i: int = 0) -> None:
-        return None
-
-    return app
-
-
-async def _procrastinate_fill(app: Any, jobs: int) -> None:
-    task = app.tasks["noop"]
-    for offset in range(0, jobs, 1000):
-        await task.batch_defer_async(*({"i": i} for i in range(offset, min(offset + 1000, jobs))))
-
-
-def procrastinate_drain(url: str, jobs: int, concurrency: int, pool_size: int | None = None) -> Result:
-    """A worker with ``wait=False`` (it stops once the queue is empty, after its running
-    jobs have finished and their status is written), from its start to its return."""
-    app = _procrastinate_app(url, pool_size)
-
-    async def run() -> Result:
-        async with app.open_async():
-            await app.schema_manager.apply_schema_async()
-            await _procrastinate_fill(app, jobs)
-            meter = CpuMeter(url, jobs).start()
-            start = time.perf_counter()
-            await app.run_worker_async(concurrency=concurrency, wait=False)
-            elapsed = time.perf_counter() - start
-            client, server = meter.stop()
-            async with app.connector.pool.connection() as conn:
-                cursor = await conn.execute("select count(*) from procrastinate_jobs where status = 'succeeded'")
-                (done,) = await cursor.fetchone()
-        note = "jobs stay in procrastinate_jobs (its default: no delete)"
-        if done != jobs:
-            note += f"; only {done} of {jobs} jobs succeeded"
-        return Result(done / elapsed, client, server, note=note)
-
-    return asyncio.run(run())
-
-
-def procrastinate_enqueue_many(url: str, jobs: int) -> Result:
-    app = _procrastinate_app(url, None)
-
-    async def run() -> Result:
-        async with app.open_async():
-            await app.schema_manager.apply_schema_async()
-            meter = CpuMeter(url, jobs).start()
-            start = time.perf_counter()
-            await _procrastinate_fill(app, jobs)
-            rate = jobs / (time.perf_counter() - start)
-            client, server = meter.stop()
-        return Result(rate, client, server, note="batch_defer_async")
-
-    return asyncio.run(run())
-
-
-# ------------------------------------------------------------------------ run
-
-
-def _pct(values: list[float], fraction: float) -> float:
-    return values[min(len(values) - 1, int(len(values) * fraction))]
+            results = self.results.get(key, [])
+            if not results:
+                continue
+            rates = rows.rates(key)
+            lags = rows.lags(key)
+            client = [r.client_cpu_ms for r in results if r.client_cpu_ms is not None]
+            server = [r.server_cpu_ms for r in results if r.server_cpu_ms is not None]
+            notes = list(dict.fromkeys(r.note for r in results if r.note))
+            if len(results) > 1 and rates:
+                spread = rows.spread(key)
+                shown = ", ".join(f"{x:,.0f}" for x in rates)
+                notes.insert(0, f"median of {len(rates)} rounds ({shown}; spread {spread:.0%})")
+            cells = [
+                _number(rows.rate(key)),
+                _number(p50(client) if client else None, 3),
+                _number(p50(server) if server else None, 3),
+                _number(p50(lags) if lags else None, 2),
+                _number(pct(lags, 0.95) if lags else None, 2),
+                _number(pct(lags, 0.99) if lags else None, 2),
+            ]
+            lines.append(f"| {name} | {' | '.join(cells)} | {'; '.join(notes)} |")
+        return "\n".join(lines)
 
 
 def _number(value: float | None, digits: int = 0) -> str:
@@ -516,105 +121,233 @@ def _number(value: float | None, digits: int = 0) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", help="a server to use (a fresh database per contender); default: embedded")
-    parser.add_argument("--quick", action="store_true", help="fewer jobs: a rough figure in a couple of minutes")
+    parser.add_argument("--quick", action="store_true", help="fewer jobs: a rough figure in a few minutes")
+    parser.add_argument(
+        "--rounds", type=int, help="run the drains and enqueues this many times, alternating (default 1 quick, 2)"
+    )
+    parser.add_argument(
+        "--ageing", action="store_true", help="also the ageing targets (1,000,000 jobs, 10,000,000 history rows: slow)"
+    )
+    parser.add_argument("--skip", default="", help=f"comma-separated groups to leave out: {', '.join(GROUPS)}")
+    parser.add_argument("--json", metavar="FILE", help="write every result and check to FILE")
     options = parser.parse_args()
+    skip = {g.strip() for g in options.skip.split(",") if g.strip()}
+    if unknown := skip - set(GROUPS):
+        parser.error(f"unknown group(s) {', '.join(sorted(unknown))}; known: {', '.join(GROUPS)}")
 
     if options.database_url:
         server = options.database_url
     else:
         folder = Path(tempfile.mkdtemp(prefix="pgqcmp-", dir="/tmp"))
         server = pgq.App(data_dir=folder).url
-    drain_jobs = 10_000 if options.quick else 50_000
-    single_jobs = 1_000 if options.quick else 3_000
-    # Procrastinate drains at a few hundred jobs/s here: a rate needs no 50,000 of them.
-    slow_jobs = min(drain_jobs, 5_000)
+    quick = options.quick
+    rounds = options.rounds or (1 if quick else 2)
+    n = 10_000 if quick else 30_000  # the issue's drains: 30,000 jobs
+    singles = 1_000 if quick else 3_000
+    # Procrastinate, Celery and RQ drain at hundreds to a few thousand jobs/s: a rate needs fewer jobs.
+    slow = 2_000 if quick else 5_000
+    run = Run(server)
+    print(f"server: {server.split('@')[-1]}; {n:,} jobs per drain, {rounds} round(s)", file=sys.stderr)
 
-    results: list[tuple[str, Result]] = []
+    if "plain" not in skip:
+        run.measure(
+            "plain_1_1", "plain SQL, 1 job/transaction, 1 connection", lambda u: tight_loop.plain_sql(u, singles, 1, 1)
+        )
+        run.measure(
+            "plain_1_16",
+            "plain SQL, 1 job/transaction, 16 connections",
+            lambda u: tight_loop.plain_sql(u, singles * 4, 1, 16),
+        )
+        run.measure(
+            "plain_100_1", "plain SQL, 100 jobs/transaction, 1 connection", lambda u: tight_loop.plain_sql(u, n, 100, 1)
+        )
+        run.measure(
+            "plain_100_16",
+            "plain SQL, 100 jobs/transaction, 16 connections",
+            lambda u: tight_loop.plain_sql(u, n, 100, 16),
+        )
 
-    def measure(name: str, fn: Callable[[str], Result]) -> float | None:
-        url, drop = fresh_database(server)
-        try:
-            result = fn(url)
-        except ImportError as exc:
-            print(f"  {name}: skipped ({exc}); pip install -e '.[bench]'", file=sys.stderr)
-            return None
-        finally:
-            drop()
-        results.append((name, result))
-        shown = [f"{result.jobs_per_s:,.0f} jobs/s" if result.jobs_per_s else ""]
-        if result.lags_ms:
-            shown.append(f"p50 {statistics.median(result.lags_ms):.2f} ms, p99 {_pct(result.lags_ms, 0.99):.2f} ms")
-        print(f"  {name}: {', '.join(x for x in [*shown, result.note] if x)}", file=sys.stderr)
-        return result.jobs_per_s
+    if "drains" not in skip:
+        # Pairs at equal slots, then PgQueuer; every other round runs each pair the other way round.
+        pairs: list[list[tuple[str, str, Callable[[str], Result]]]] = [
+            [
+                ("tight_10", "tight loop, 10 slots", lambda u: tight_loop.tight_drain(u, n, 10)),
+                ("pgq_10", "pgq worker at its defaults (concurrency 10)", lambda u: pgq_rows.pgq_drain(u, n)),
+            ],
+            [
+                ("tight_100", "tight loop, 100 slots", lambda u: tight_loop.tight_drain(u, n, 100)),
+                ("pgq_100", "pgq worker --concurrency 100", lambda u: pgq_rows.pgq_drain(u, n, 100)),
+            ],
+            [
+                ("tight_2p", "tight loop, 2 processes of 100 slots", lambda u: tight_loop.tight_drain(u, n, 100, 2)),
+                ("pgq_2p", "pgq worker --processes 2 --concurrency 100", lambda u: pgq_rows.pgq_drain(u, n, 100, 2)),
+            ],
+            [
+                ("pgqueuer_100", "PgQueuer, batch_size 100", lambda u: pg_peers.pgqueuer_drain(u, n, 100)),
+                (
+                    "pgqueuer_10",
+                    "PgQueuer at its defaults (batch_size 10)",
+                    lambda u: pg_peers.pgqueuer_drain(u, n, 10),
+                ),
+            ],
+        ]
+        for number in range(rounds):
+            if rounds > 1:
+                print(f"round {number + 1} of {rounds}", file=sys.stderr)
+            for pair in pairs:
+                for key, name, fn in pair if number % 2 == 0 else reversed(pair):
+                    run.measure(key, name, fn)
 
-    print(f"server: {server.split('@')[-1]}", file=sys.stderr)
-    limit_1 = measure("plain SQL, 1 job/transaction, 1 connection", lambda u: plain_sql(u, single_jobs, 1, 1))
-    measure("plain SQL, 1 job/transaction, 16 connections", lambda u: plain_sql(u, single_jobs * 4, 1, 16))
-    limit_100 = measure("plain SQL, 100 jobs/transaction, 1 connection", lambda u: plain_sql(u, drain_jobs, 100, 1))
-    limit_100_16 = measure(
-        "plain SQL, 100 jobs/transaction, 16 connections", lambda u: plain_sql(u, drain_jobs, 100, 16)
-    )
-    pgq_default = measure("pgq drain, defaults (concurrency 10)", lambda u: pgq_drain(u, drain_jobs, 10))
-    pgq_100 = measure("pgq drain, concurrency 100", lambda u: pgq_drain(u, drain_jobs, 100))
-    pgq_2 = measure("pgq drain, 2 processes, concurrency 100 each", lambda u: pgq_processes(u, drain_jobs))
-    pgqueuer_default = measure("PgQueuer drain, default batch_size (10)", lambda u: pgqueuer_drain(u, drain_jobs, 10))
-    pgqueuer_100 = measure("PgQueuer drain, batch_size=100", lambda u: pgqueuer_drain(u, drain_jobs, 100))
-    procrastinate_default = measure(
-        "Procrastinate drain, defaults (concurrency 1)", lambda u: procrastinate_drain(u, slow_jobs, 1)
-    )
-    procrastinate_10 = measure(
+    if "flow" not in skip:
+        flow_jobs = min(n, 10_000)
+        run.measure(
+            "pgq_5", "pgq worker --concurrency 5, queue without limits", lambda u: pgq_rows.pgq_drain(u, flow_jobs, 5)
+        )
+        run.measure(
+            "pgq_limit5",
+            "pgq worker at its defaults, queue limited to 5 at once",
+            lambda u: pgq_rows.pgq_drain(u, flow_jobs, limit=5),
+        )
+        run.measure(
+            "pgq_groups",
+            "pgq worker at its defaults, 1,000 groups at group concurrency 1",
+            lambda u: pgq_rows.pgq_drain(u, flow_jobs, groups=1000),
+        )
+
+    if "procrastinate" not in skip:
+        run.measure(
+            "procrastinate_1",
+            "Procrastinate at its defaults (concurrency 1)",
+            lambda u: pg_peers.procrastinate_drain(u, slow, 1),
+        )
         # Its best of those tried: at concurrency 10 its default pool (4 connections) halves the rate,
         # concurrency 100 with a pool of 20 is slower than 10 with 10.
-        "Procrastinate drain, concurrency 10, pool 10",
-        lambda u: procrastinate_drain(u, slow_jobs, 10, 10),
-    )
-    pgq_many = measure("pgq enqueue_many, 1,000 per call", lambda u: pgq_enqueue_many(u, drain_jobs))
-    pgqueuer_many = measure("PgQueuer enqueue, 1,000 per call", lambda u: pgqueuer_enqueue_many(u, drain_jobs))
-    procrastinate_many = measure(
-        "Procrastinate batch defer, 1,000 per call", lambda u: procrastinate_enqueue_many(u, drain_jobs)
-    )
-    measure("pgq idle latency (200 jobs, 20 ms apart)", pgq_latency)
-    measure("PgQueuer idle latency (200 jobs, 20 ms apart)", pgqueuer_latency)
-    latencies = {name.split(" idle")[0]: r.lags_ms for name, r in results if r.lags_ms}
+        run.measure(
+            "procrastinate_10",
+            "Procrastinate, concurrency 10, pool 10",
+            lambda u: pg_peers.procrastinate_drain(u, slow, 10, 10),
+        )
 
-    print(
-        "\n| contender | jobs/s | client CPU ms/job | server CPU ms/job | p50 ms | p95 ms | p99 ms | note |"
-        "\n| --- | --- | --- | --- | --- | --- | --- | --- |"
-    )
-    for name, r in results:
-        lags = r.lags_ms
-        p50, p95, p99 = (statistics.median(lags), _pct(lags, 0.95), _pct(lags, 0.99)) if lags else (None,) * 3
-        cells = [
-            _number(r.jobs_per_s),
-            _number(r.client_cpu_ms, 3),
-            _number(r.server_cpu_ms, 3),
-            _number(p50, 2),
-            _number(p95, 2),
-            _number(p99, 2),
+    if "enqueue" not in skip:
+        # Short rows, so each group of ratios runs in every round too, alternating like the drains.
+        groups: list[list[tuple[str, str, Callable[[str], Result]]]] = [
+            [
+                ("copy", "raw binary COPY into the jobs' shape", lambda u: tight_loop.copy_enqueue(u, n)),
+                ("pgq_many", "pgq enqueue_many, 1,000 per call", lambda u: pgq_rows.pgq_enqueue_many(u, n)),
+                (
+                    "pgqueuer_many",
+                    "PgQueuer batch enqueue, 1,000 per call",
+                    lambda u: pg_peers.pgqueuer_enqueue_many(u, n),
+                ),
+            ],
+            [
+                ("insert", "plain insert + commit, one connection", lambda u: tight_loop.insert_commit(u, singles)),
+                (
+                    "pgq_one",
+                    "pgq app.enqueue, one job per call, 1 thread",
+                    lambda u: pgq_rows.pgq_enqueue_one(u, singles),
+                ),
+                (
+                    "pgq_8",
+                    "pgq app.enqueue, one job per call, 8 threads",
+                    lambda u: pgq_rows.pgq_enqueue_one(u, singles * 2, 8),
+                ),
+            ],
         ]
-        print(f"| {name} | {' | '.join(cells)} | {r.note} |")
+        for number in range(rounds):
+            for group in groups:
+                for key, name, fn in group if number % 2 == 0 else reversed(group):
+                    run.measure(key, name, fn)
+        if "procrastinate" not in skip:
+            run.measure(
+                "procrastinate_many",
+                "Procrastinate batch defer, 1,000 per call",
+                lambda u: pg_peers.procrastinate_enqueue_many(u, n),
+            )
 
-    pgq_best = max((x for x in (pgq_default, pgq_100) if x), default=None)
-    procrastinate_best = max((x for x in (procrastinate_default, procrastinate_10) if x), default=None)
-    print("\nratios (targets from the benchmarks issue):")
-    for label, mine, theirs, target in (
-        ("pgq defaults / PgQueuer defaults", pgq_default, pgqueuer_default, "≥ 2"),
-        ("pgq defaults / PgQueuer batch 100", pgq_default, pgqueuer_100, "≥ 1.5"),
-        ("pgq defaults / Procrastinate defaults", pgq_default, procrastinate_default, ""),
-        ("pgq best, 1 process / Procrastinate best", pgq_best, procrastinate_best, ""),
-        ("pgq best, 1 process / plain SQL batched, 1 connection", pgq_best, limit_100, ""),
-        ("pgq best, 1 process / plain SQL batched, 16 connections", pgq_best, limit_100_16, ""),
-        ("pgq 2 processes / plain SQL batched, 16 connections", pgq_2, limit_100_16, "≥ 0.6"),
-        ("pgq enqueue_many / PgQueuer batch enqueue", pgq_many, pgqueuer_many, "≥ 1.5"),
-        ("pgq enqueue_many / Procrastinate batch defer", pgq_many, procrastinate_many, ""),
-        ("pgq defaults / plain SQL one job per transaction", pgq_default, limit_1, ""),
-    ):
-        if mine and theirs:
-            print(f"  {label}: {mine / theirs:.2f}{f' (target {target})' if target else ''}")
-    for who, lags in latencies.items():
-        target = " (target ≤ 1.5 / ≤ 3 ms)" if who == "pgq" else ""
-        print(f"  {who} idle latency p50 / p99: {statistics.median(lags):.2f} / {_pct(lags, 0.99):.2f} ms{target}")
-    os.environ.pop("PGQ_DATABASE_URL", None)
+    if "latency" not in skip:
+        run.measure(
+            "tight_latency", "tight loop idle latency, LISTEN/NOTIFY (200 jobs, 20 ms apart)", tight_loop.tight_latency
+        )
+        run.measure("pgq_latency", "pgq idle latency (200 jobs, 20 ms apart)", pgq_rows.pgq_latency)
+        drained = Rows(run.results).rate("pgq_10")
+        load_rate = drained / 2 if drained else 1000.0
+        seconds = 3.0 if quick else 10.0
+        run.measure(
+            "pgq_latency_load",
+            "pgq latency under load at half its default drain rate",
+            lambda u: pgq_rows.pgq_latency_under_load(u, load_rate, seconds),
+        )
+        run.measure(
+            "tight_latency_load",
+            "tight loop latency under the same load",
+            lambda u: tight_loop.tight_latency_under_load(u, load_rate, seconds),
+        )
+        run.measure("pgqueuer_latency", "PgQueuer idle latency (200 jobs, 20 ms apart)", pg_peers.pgqueuer_latency)
+
+    if "redis" not in skip:
+        run.measure("celery", "Celery on Redis (AOF everysec)", lambda: redis_peers.celery_drain(slow), db=False)
+        run.measure("rq", "RQ on Redis (AOF everysec)", lambda: redis_peers.rq_drain(slow // 2), db=False)
+        run.measure("bullmq", "BullMQ on Redis (AOF everysec)", lambda: redis_peers.bullmq_drain(n), db=False)
+        run.measure(
+            "celery_latency", "Celery idle latency (200 jobs, 20 ms apart)", redis_peers.celery_latency, db=False
+        )
+        run.measure("rq_latency", "RQ idle latency (200 jobs, 20 ms apart)", redis_peers.rq_latency, db=False)
+        run.measure(
+            "bullmq_latency", "BullMQ idle latency (200 jobs, 20 ms apart)", redis_peers.bullmq_latency, db=False
+        )
+
+    if options.ageing:
+        ageing(run, n, quick)
+
+    rows = Rows(run.results)
+    found = checks(rows)
+    print("\n" + run.table())
+    print("\nIssue 14's targets (ratios of this run's rows):\n")
+    print("| target | value | target | verdict | detail |\n| --- | --- | --- | --- | --- |")
+    for check in found:
+        print(check.line())
+    print("\nWhere pgq stands (no target):")
+    print("\n".join(context(rows)))
+    if options.json:
+        report = {
+            "server": server.split("@")[-1],
+            "options": {"quick": quick, "rounds": rounds, "jobs": n, "ageing": options.ageing},
+            "rows": {
+                key: {"name": run.names[key], "results": [r.__dict__ for r in run.results.get(key, [])]}
+                for key in run.names
+            },
+            "skipped": run.skipped,
+            "checks": [check.__dict__ for check in found],
+        }
+        Path(options.json).write_text(json.dumps(report, indent=2, default=str))
+
+
+def ageing(run: Run, n: int, quick: bool) -> None:
+    """One database through the ageing sequence (pgq_rows.pgq_ageing); its four rows."""
+    churn, history = (100_000, 1_000_000) if quick else (1_000_000, 10_000_000)
+    if quick:
+        print(
+            f"ageing at a tenth of the issue's scale under --quick ({churn:,} jobs, {history:,} rows)", file=sys.stderr
+        )
+    url, drop = fresh_database(run.server)
+    names = {
+        "fresh": ("ageing_fresh", "ageing: fresh drain, pgq worker at its defaults"),
+        "rss": ("ageing_rss", f"ageing: worker RSS over {churn:,} jobs"),
+        "churned": ("ageing_churned", f"ageing: drain after {churn:,} jobs passed through jobs"),
+        "history": ("ageing_history", f"ageing: drain with {history:,} more rows in job_history"),
+    }
+    try:
+        results = pgq_rows.pgq_ageing(url, n, churn, history, lambda line: print(line, file=sys.stderr, flush=True))
+    except Exception as exc:
+        traceback.print_exc()
+        results = {"fresh": Result(note=f"failed: {type(exc).__name__}: {exc}"[:300])}
+    finally:
+        drop()
+    for step, (key, name) in names.items():
+        if step in results:
+            run.names[key] = name
+            run.results.setdefault(key, []).append(results[step])
 
 
 if __name__ == "__main__":

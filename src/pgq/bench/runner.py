@@ -181,13 +181,54 @@ class _Bench:
         n = self.options.jobs
         for concurrency in sorted({1, self.options.concurrency, 100}):
             count = min(n, 20_000) if concurrency == 1 else n
-            self.add(
-                self._drain_in_process(count, concurrency, "bench_async", f"drain, async, concurrency {concurrency}")
-            )
+            row = self._drain_in_process(count, concurrency, "bench_async", f"drain, async, concurrency {concurrency}")
+            self.add_against_plain(row, concurrency)
         self.add(self._drain_in_process(n, 10, "bench_sync", "drain, sync handler, concurrency 10"))
         if self.options.processes > 1:
             self.add(self._drain_processes(n, self.options.processes))
         self.limited_drains()
+
+    def add_against_plain(self, row: Row, batch: int) -> None:
+        """Add a drain, and before it the plain-SQL drain at the same batch, with the ratio between
+        them in the drain's note: the ceiling this database puts on a drain of that many slots."""
+        # One job per round trip runs near 1,000 jobs/s: a rate needs no more than a few thousand.
+        plain = self._plain_drain(min(row.jobs, 2_000 if batch == 1 else row.jobs), batch)
+        self.add(plain)
+        if row.jobs_per_s and plain.jobs_per_s:
+            ratio = f"{row.jobs_per_s / plain.jobs_per_s:.2f} x plain SQL ({plain.jobs_per_s:,.0f} jobs/s)"
+            row.note = f"{ratio}; {row.note}" if row.note else ratio
+        self.add(row)
+
+    def _plain_drain(self, count: int, batch: int) -> Row:
+        """No queue library: ``count`` rows pre-filled in a table of the jobs' shape, then, on one
+        connection, claim ``batch`` with ``FOR UPDATE SKIP LOCKED`` (one statement) and move them to
+        a history table (a second), until none is left. What the database does per job at its
+        own pace, with no handler and no worker around it."""
+        jobs, history = f'"{SCHEMA}".plain_jobs', f'"{SCHEMA}".plain_history'
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'create table {jobs} (like "{SCHEMA}".jobs including defaults including identity)')
+            conn.execute(f"create index on {jobs} (queue, priority desc, run_at, id) where status = 'pending'")
+            conn.execute(f'create table {history} (like "{SCHEMA}".job_history including defaults)')
+            conn.execute(
+                f"insert into {jobs} (task, args) select 'bench_async', jsonb_build_object('i', g) "
+                "from generate_series(1, %s) g",
+                [count],
+            )
+            claim = f"""update {jobs} j set status = 'running', attempts = j.attempts + 1, started_at = now()
+                         where j.id in (select id from {jobs} where queue = 'default' and status = 'pending'
+                                         order by priority desc, run_at, id limit %s for update skip locked)
+                        returning j.id"""
+            finish = f"""with d as (delete from {jobs} where id = any(%s) returning *)
+                         insert into {history} (id, queue, task, args, priority, status, attempts, max_attempts,
+                                                run_at, created_at, started_at)
+                         select id, queue, task, args, priority, 'completed', attempts, max_attempts,
+                                run_at, created_at, started_at from d"""
+            start = time.perf_counter()
+            while ids := [r[0] for r in conn.execute(claim, [batch])]:
+                conn.execute(finish, [ids])
+            rate = count / (time.perf_counter() - start)
+            conn.execute(f"drop table {jobs}, {history}")
+        return Row(f"drain, plain SQL, {batch} per claim", count, rate, note="no worker: claim, then finish")
 
     def limited_drains(self) -> None:
         """Queues with limits go through claim_limited, serialised per queue by its row
@@ -234,19 +275,34 @@ class _Bench:
         self, concurrency: int, count: int, track_memory: bool
     ) -> tuple[bool, dict[int, float] | None]:
         """Drain; returns whether it finished and the server's CPU seconds read at the
-        end, while the worker's backends still live (an exited backend's CPU is lost)."""
+        end, while the worker's backends still live (an exited backend's CPU is lost).
+
+        The end is read from the database (no live job left), never from the worker's
+        insides: a cheap ``exists`` on a side connection every 5 ms."""
         deadline = time.monotonic() + max(120.0, count / 200)
         early = self._memory_mark(count)
-        # The sweeper runs as in `pgq worker`: its vacuum of the live table is part of the drain rate.
-        async with self.app.worker(concurrency=concurrency, poll_interval=0.5, scheduler=False, sweeper=True) as w:
-            while time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-                if track_memory and w.processed >= early and "early" not in self.memory:
-                    self.memory["early"] = _rss_mb()
-                if w.processed >= count and not w.completer.unflushed_ids():
-                    if track_memory:
-                        self.memory["after_all"] = _rss_mb()
-                    return True, _server_cpu()
+        jobs, history = f'"{SCHEMA}".jobs', f'"{SCHEMA}".job_history'
+        watch = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        try:
+            # The sweeper runs as in `pgq worker`: its vacuum of the live table is part of the drain rate.
+            async with self.app.worker(concurrency=concurrency, poll_interval=0.5, scheduler=False, sweeper=True):
+                checks = 0
+                while time.monotonic() < deadline:
+                    await asyncio.sleep(0.005)
+                    checks += 1
+                    if track_memory and "early" not in self.memory and checks % 10 == 0:
+                        cursor = await watch.execute(
+                            f"select count(*) from (select from {history} limit %s) h", [early]
+                        )
+                        if (await cursor.fetchone() or [0])[0] >= early:
+                            self.memory["early"] = _rss_mb()
+                    cursor = await watch.execute(f"select exists(select from {jobs})")
+                    if not (await cursor.fetchone() or [True])[0]:
+                        if track_memory:
+                            self.memory["after_all"] = _rss_mb()
+                        return True, _server_cpu()
+        finally:
+            await watch.close()
         return False, _server_cpu()
 
     @staticmethod
