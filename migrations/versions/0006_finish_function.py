@@ -11,7 +11,8 @@ of the whole backlog inside a nested loop: 132 ms for 500 outcomes, so a drain
 cost O(backlog x batches) and fell to a few hundred jobs/s in some runs. A
 function can carry planner settings of its own (``SET`` clauses apply while it
 runs and work through a transaction pooler, unlike session settings), and its
-statement is shaped so that the outcomes drive: see the comment above it.
+statement is shaped so that those settings leave one plan: see the comment
+above it.
 ``tests/test_plans.py`` checks the plan on tables whose statistics mislead.
 
 Same outcomes, same fences and same columns as the statement it replaces.
@@ -34,17 +35,19 @@ UPGRADE = r"""
 -- attempt, for a graceful shutdown). Returns the ids written; an id missing
 -- from the answer was refused by the fence.
 --
--- The shape is what keeps the plan fixed. The fence (worker, attempt, running)
--- is checked in a LATERAL subquery per outcome, which the planner cannot turn
--- around: the outcomes drive, one primary-key probe each. Its FOR UPDATE locks
--- each row it accepts (a row the sweeper changed meanwhile is re-checked on its
--- new version and refused), so the delete and the update that follow need no
--- fence of their own and match rows by primary key alone. Filters on jobs in a
--- join were the trap: with statistics taken while every row was pending, the
--- planner believed one row was running and scanned the whole table once per
--- outcome. The worker fence is written "is not distinct from" (the same test,
--- as owner is never null) because that form cannot use jobs_worker_idx, whose
--- dead entries grow with every job a worker claimed until vacuum (see 0002).
+-- The plan is pinned by construction, not by statistics. Rows of jobs are found
+-- by "id = any(job_ids)", an index condition on the primary key, and matched to
+-- their outcomes by a hash join: with nested loops, merge joins and sequential
+-- scans switched off inside this function, no other plan is left, and it costs
+-- O(outcomes) whatever the planner believes about the table. The belief that
+-- did harm: with statistics taken while every row was pending, the filter on
+-- running rows was estimated at one row, and the planner scanned the whole
+-- table once per outcome in a nested loop. Every branch keeps the fence (worker,
+-- attempt, running) in its own WHERE clause, so that a row the sweeper changed
+-- meanwhile is re-checked on its new version and refused, not overwritten. The
+-- worker fence is written "is not distinct from" (the same test, as owner is
+-- never null) because that form cannot use jobs_worker_idx, whose dead entries
+-- grow with every job a worker claimed until vacuum (see migration 0002).
 create function {schema}.finish_jobs(
     owner            uuid,
     job_ids          bigint[],
@@ -57,6 +60,7 @@ create function {schema}.finish_jobs(
 ) returns setof bigint
 language plpgsql volatile
 set enable_seqscan = off
+set enable_nestloop = off
 set enable_mergejoin = off
 as $$
 begin
@@ -70,26 +74,16 @@ begin
                       outcome_delays)
                as o(id, queue, attempt, kind, result, error, delay)
     ),
-    mine as materialized (
-        -- A job whose cancellation was asked for ends cancelled instead of retrying.
-        select o.id, o.queue, o.kind, o.result, o.error, o.delay,
-               case when o.kind in ('completed', 'failed', 'cancelled') then o.kind
-                    when l.cancel_requested_at is not null then 'cancelled' end as final
-          from outcome o
-         cross join lateral (
-                select j.cancel_requested_at
-                  from {schema}.jobs j
-                 where j.id = o.id and j.queue = o.queue
-                   and j.worker_id is not distinct from owner and j.attempts = o.attempt
-                   and j.status = 'running'
-                   for update
-             ) l
-    ),
     finished as (
+        -- A job whose cancellation was asked for ends cancelled instead of retrying.
         delete from {schema}.jobs j
-         using mine m
-         where j.id = m.id and j.queue = m.queue and m.final is not null
-        returning j.*, m.final, m.result as outcome_result, m.error as outcome_error
+         using outcome o
+         where j.id = any(job_ids) and j.id = o.id and j.queue = o.queue
+           and j.worker_id is not distinct from owner and j.attempts = o.attempt and j.status = 'running'
+           and (o.kind in ('completed', 'failed', 'cancelled') or j.cancel_requested_at is not null)
+        returning j.*,
+                  case when o.kind in ('retry', 'return') then 'cancelled' else o.kind end as final,
+                  o.result as outcome_result, o.error as outcome_error
     ),
     archived as (
         insert into {schema}.job_history
@@ -109,11 +103,13 @@ begin
         update {schema}.jobs j
            set status = 'pending',
                worker_id = null,
-               run_at = now() + make_interval(secs => coalesce(m.delay, 0)),
-               attempts = case when m.kind = 'return' then j.attempts - 1 else j.attempts end,
-               errors = case when m.error is null then j.errors else j.errors || jsonb_build_array(m.error) end
-          from mine m
-         where j.id = m.id and j.queue = m.queue and m.final is null
+               run_at = now() + make_interval(secs => coalesce(o.delay, 0)),
+               attempts = case when o.kind = 'return' then j.attempts - 1 else j.attempts end,
+               errors = case when o.error is null then j.errors else j.errors || jsonb_build_array(o.error) end
+          from outcome o
+         where j.id = any(job_ids) and j.id = o.id and j.queue = o.queue
+           and j.worker_id is not distinct from owner and j.attempts = o.attempt and j.status = 'running'
+           and o.kind in ('retry', 'return') and j.cancel_requested_at is null
         returning j.id
     )
     select a.id from archived a
