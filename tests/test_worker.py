@@ -289,6 +289,28 @@ async def test_bad_jobs_fail_once_and_the_worker_carries_on(app: pgq.App, conn: 
     assert good.result == "hello ada"
 
 
+async def test_args_python_cannot_read_fail_that_job_only(app: pgq.App, conn: Any) -> None:
+    """Args nested deeper than Python's recursion limit, written by SQL: reading them
+    must not break the claim (which would fail again at every retry, for every job of
+    the queue); that job fails once, clearly, and the others run."""
+
+    @app.task
+    async def nested(value: object) -> None: ...
+
+    @app.task
+    async def fine() -> str:
+        return "ran"
+
+    deep = '{"value": ' + "[" * 5000 + "]" * 5000 + "}"
+    bad = conn.execute("select pgq.enqueue('nested', %s::jsonb) as id", [deep]).fetchone()["id"]
+    good = fine.enqueue()
+    await run_until(app, finished(app, [bad, good]))
+    failed = conn.execute("select status, attempts, errors from pgq.job_history where id = %s", [bad]).fetchone()
+    assert failed["status"] == "failed" and failed["attempts"] == 1
+    assert failed["errors"][0]["type"] == "InvalidArgs" and "cannot be read as JSON" in failed["errors"][0]["message"]
+    assert job(app, good).result == "ran"
+
+
 async def test_hooks_progress_and_retry_from_dead_letters(app: pgq.App) -> None:
     events: list[tuple[str, int]] = []
     seen_progress: list[float | None] = []
@@ -360,7 +382,7 @@ async def test_worker_row_and_fenced_finish(app: pgq.App, conn: Any) -> None:
             await asyncio.sleep(0.05)
         assert row["worker_id"] == worker.id
         workers = conn.execute("select status, queues, concurrency from pgq.workers").fetchall()
-        assert workers == [{"status": "running", "queues": ["default"], "concurrency": 10}]
+        assert workers == [{"status": "running", "queues": ["default"], "concurrency": 100}]  # every task async
         # What the sweeper will do for a dead worker: give the job back and let another take it.
         conn.execute(
             "update pgq.jobs set status = 'running', worker_id = gen_random_uuid(), attempts = attempts + 1 "
@@ -386,6 +408,25 @@ async def test_paused_queue_is_skipped(app: pgq.App, conn: Any) -> None:
     assert job(app, held).status == "pending"
     conn.execute("update pgq.queues set paused = false where name = 'held'")
     await run_until(app, finished(app, [held]), queues=["held", "default"])
+
+
+def test_concurrency_defaults_to_the_kind_of_handlers(app: pgq.App) -> None:
+    """Without a setting, async slots are cheap (100) and plain handlers each take a thread (10)."""
+    from pgq.worker import Worker
+
+    @app.task
+    async def fast() -> None: ...
+
+    assert Worker(app).concurrency == 100
+
+    @app.task
+    def blocking() -> None: ...
+
+    assert Worker(app).concurrency == 10
+    assert Worker(app, concurrency=7).concurrency == 7
+    configured = pgq.App(app.url, concurrency=3)  # as PGQ_CONCURRENCY=3 does
+    configured.task(blocking.fn)
+    assert Worker(configured).concurrency == 3
 
 
 def test_bad_worker_options(app: pgq.App) -> None:

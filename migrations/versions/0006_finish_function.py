@@ -32,8 +32,10 @@ depends_on = None
 UPGRADE = r"""
 -- Write many outcomes of one worker. kind: completed | failed | cancelled (moved
 -- to job_history), retry | return (back to pending; "return" gives back the
--- attempt, for a graceful shutdown). Returns the ids written; an id missing
--- from the answer was refused by the fence.
+-- attempt, for a graceful shutdown). The outcome arrays may be shorter than the
+-- job arrays, or null: a missing kind is 'completed', a missing result, error
+-- or delay is null (so a batch of plain completions sends three arrays).
+-- Returns the ids refused by the fence: usually none, so nothing comes back.
 --
 -- The plan is pinned by construction, not by statistics. Rows of jobs are found
 -- by "id = any(job_ids)", an index condition on the primary key, and matched to
@@ -66,7 +68,7 @@ as $$
 begin
     return query
     with outcome as (
-        select o.id, o.queue, o.attempt, o.kind, o.result,
+        select o.id, o.queue, o.attempt, coalesce(o.kind, 'completed') as kind, o.result,
                case when o.error is null then null
                     else o.error || jsonb_build_object('at', now()) end as error,
                o.delay
@@ -112,9 +114,9 @@ begin
            and o.kind in ('retry', 'return') and j.cancel_requested_at is null
         returning j.id
     )
-    select a.id from archived a
-    union all
-    select r.id from requeued r;
+    select x.id from unnest(job_ids) as x(id)
+    except all
+    (select a.id from archived a union all select r.id from requeued r);
 end
 $$;
 """

@@ -738,7 +738,10 @@ class App(ScheduleControls, OperationControls):
         ``shutdown_timeout`` seconds; a second one returns them to the queue at once.
         Returns the stopped :class:`~pgq.worker.Worker`.
         """
-        return asyncio.run(self._run_worker_until_signal(**options))
+        from pgq.worker.loop import new_event_loop
+
+        with asyncio.Runner(loop_factory=new_event_loop(self.settings.event_loop)) as runner:
+            return runner.run(self._run_worker_until_signal(**options))
 
     async def _run_worker_until_signal(self, **options: Any) -> Worker:
         from pgq.worker import Worker

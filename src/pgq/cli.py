@@ -253,7 +253,10 @@ def _serve_worker_metrics(app: App, options: argparse.Namespace) -> None:
         from pgq.web.worker_metrics import serve_worker_metrics
     except ModuleNotFoundError as exc:
         raise ConfigurationError(f"--metrics-port needs {exc.name}: pip install 'pgq-jobs[web]'") from None
-    serve_worker_metrics(app, options.metrics_port, options.concurrency or app.settings.concurrency)
+    from pgq.worker.worker import default_concurrency
+
+    slots = options.concurrency or app.settings.concurrency or default_concurrency(app.tasks)
+    serve_worker_metrics(app, options.metrics_port, slots)
 
 
 def cmd_dashboard(options: argparse.Namespace) -> int:

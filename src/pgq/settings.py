@@ -70,7 +70,15 @@ class Settings(BaseSettings):
         default=["default"],
         description="Queues a worker serves, comma-separated. Default `default`.",
     )
-    concurrency: int = Field(default=10, ge=1, description="Jobs one worker runs at once. Default 10.")
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Jobs one worker process runs at once. Default: 100 when every task the worker "
+            "knows is async (a slot costs next to nothing), 10 when any is a plain function "
+            "(each running one takes a thread, and often a database connection)."
+        ),
+    )
     poll_interval: float = Field(
         default=2.0,
         gt=0,
@@ -86,6 +94,14 @@ class Settings(BaseSettings):
     )
     shutdown_timeout: float = Field(
         default=30.0, ge=0, description="Seconds running jobs get to finish on SIGTERM. Default 30."
+    )
+    event_loop: str = Field(
+        default="auto",
+        description=(
+            "The event loop `pgq worker` (and `app.run_worker`) runs on: `uvloop`, `asyncio`, or "
+            "`auto` for uvloop when it is installed (`pip install 'pgq-jobs[fast]'`), else asyncio. "
+            "Default `auto`."
+        ),
     )
     sweep_interval: float = Field(
         default=5.0, gt=0, description="Seconds between sweeps of the elected sweeper. Default 5."
@@ -186,6 +202,13 @@ class Settings(BaseSettings):
     def _known_pooler(cls, value: str) -> str:
         if value not in ("none", "transaction"):
             raise ValueError(f"must be 'none' or 'transaction' (PgBouncer's pool_mode), got {value!r}")
+        return value
+
+    @field_validator("event_loop")
+    @classmethod
+    def _known_event_loop(cls, value: str) -> str:
+        if value not in ("auto", "asyncio", "uvloop"):
+            raise ValueError(f"must be 'auto', 'asyncio' or 'uvloop', got {value!r}")
         return value
 
     @field_validator("log_format")

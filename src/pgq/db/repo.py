@@ -140,17 +140,19 @@ async def seconds_to_next_job(session: Session, schema: str, queues: Sequence[st
 FINISH_COLUMNS = ("id", "queue", "attempt", "kind", "result", "error", "delay")
 
 
-def finish_params(worker_id: uuid.UUID, columns: Sequence[list[Any]]) -> dict[str, Any]:
+def finish_params(worker_id: uuid.UUID, columns: Sequence[list[Any] | None]) -> dict[str, Any]:
     params: dict[str, Any] = dict(zip(FINISH_COLUMNS, columns, strict=True))
     params["worker_id"] = worker_id
     return params
 
 
-async def finish(session: Session, schema: str, worker_id: uuid.UUID, columns: Sequence[list[Any]]) -> set[int]:
+async def finish(session: Session, schema: str, worker_id: uuid.UUID, columns: Sequence[list[Any] | None]) -> set[int]:
     """Write outcomes given as columns (ids, queues, attempts, kinds, results, errors,
-    delays); returns the ids accepted (the others were refused by the fence)."""
-    rows = await session.fetch(query("job_finish_many", schema), finish_params(worker_id, columns), _first_column)
-    return set(rows)
+    delays; a column of kinds may be None for "all completed", the last three None
+    for "all null"); returns the ids accepted (the others were refused by the fence)."""
+    refused = await session.fetch(query("job_finish_many", schema), finish_params(worker_id, columns), _first_column)
+    ids: list[int] = columns[0]  # type: ignore[assignment]
+    return set(ids).difference(refused)
 
 
 async def finish_many(
@@ -160,7 +162,7 @@ async def finish_many(
     pooled connection; returns the ids accepted."""
     columns = [[outcome[column] for outcome in outcomes] for column in FINISH_COLUMNS]
     rows = await _rows(conn, "job_finish_many", schema, finish_params(worker_id, columns))
-    return {int(row["id"]) for row in rows}
+    return {outcome["id"] for outcome in outcomes} - {int(row["id"]) for row in rows}
 
 
 def _first_column(cursor: Any) -> Callable[[Sequence[Any]], Any]:

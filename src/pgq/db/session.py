@@ -37,9 +37,14 @@ class Session:
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         conn = self._conn
         if conn is None or conn.closed:
-            conn = self._conn = await psycopg.AsyncConnection.connect(
-                self.url, autocommit=True, **connection_kwargs(self.settings, self.purpose)
-            )
+            kwargs = connection_kwargs(self.settings, self.purpose)
+            if "options" in kwargs:
+                # A session time zone of exactly "UTC" lets psycopg build each datetime with
+                # the fixed datetime.timezone.utc instead of looking the zone up: three
+                # timestamps of a claimed row went from 2.1 to 0.6 us. (Not through a
+                # transaction pooler, where a session setting would leak to other clients.)
+                kwargs["options"] += " -c timezone=UTC"
+            conn = self._conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, **kwargs)
             set_json_loads(_json_loads(conn.info.encoding), conn)
         return conn
 
@@ -81,4 +86,22 @@ def _json_loads(encoding: str) -> Callable[[str | bytes], Any]:
 
 
 def _decode_and_load(encoding: str, data: str | bytes) -> Any:
-    return json.loads(data if isinstance(data, str) else bytes(data).decode(encoding))
+    try:
+        return json.loads(data if isinstance(data, str) else bytes(data).decode(encoding))
+    except (RecursionError, ValueError) as exc:
+        # A row written by SQL can hold JSON Python cannot read (nested past the
+        # recursion limit). Raising here would lose the whole claim's answer, and
+        # the claim would fail again on every retry: the job fails instead.
+        return Unreadable(f"{type(exc).__name__}: {exc}"[:200])
+
+
+class Unreadable:
+    """JSON from the database that Python could not read: the worker fails its job."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"<unreadable JSON: {self.reason}>"

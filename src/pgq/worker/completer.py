@@ -32,7 +32,7 @@ log = logging.getLogger("pgq.worker")
 BAD_ROW = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
 
 #: Writes a batch of one worker id's outcomes, given as columns; returns the ids accepted.
-Write = Callable[[uuid.UUID, Sequence[list[Any]]], Awaitable[set[int]]]
+Write = Callable[[uuid.UUID, Sequence[list[Any] | None]], Awaitable[set[int]]]
 
 
 class Completer:
@@ -156,18 +156,21 @@ class Completer:
         return accepted
 
 
-def columns(outcomes: Sequence[Outcome]) -> list[list[Any]]:
+def columns(outcomes: Sequence[Outcome]) -> list[list[Any] | None]:
     """The outcomes as the finish statement's columns: ids, queues, attempts, kinds,
-    results, errors, delays."""
+    results, errors, delays. A batch of plain completions (the common one) sends
+    None for the last four, which the statement reads as "completed, no result":
+    four arrays fewer to build, send and unpack."""
     jobs = [outcome.job for outcome in outcomes]
+    plain = all(o.kind == "completed" and o.result_json is None for o in outcomes)
     return [
         [job.id for job in jobs],
         [job.queue for job in jobs],
         [job.attempts for job in jobs],
-        [outcome.kind for outcome in outcomes],
-        [outcome.result_json for outcome in outcomes],
-        [None if outcome.error is None else Jsonb(outcome.error) for outcome in outcomes],
-        [outcome.delay for outcome in outcomes],
+        None if plain else [outcome.kind for outcome in outcomes],
+        None if plain else [outcome.result_json for outcome in outcomes],
+        None if plain else [None if outcome.error is None else Jsonb(outcome.error) for outcome in outcomes],
+        None if plain else [outcome.delay for outcome in outcomes],
     ]
 
 

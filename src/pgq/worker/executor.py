@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pgq.context import JobContext
+from pgq.db.session import Unreadable
 from pgq.errors import InvalidJob, PermanentError, Retry
 from pgq.job import Job
 from pgq.task import Task
@@ -244,6 +245,9 @@ class Executor:
         if task.batch_size is not None:
             # Outside a worker (pgq.testing's drain and run_job), a batch task's job is a batch of one.
             return (await self.run_batch([running], task))[0]
+        if isinstance(job.args, Unreadable):
+            reason = f"args cannot be read as JSON by Python ({job.args.reason})"
+            return failure(job, "InvalidArgs", reason, permanent=True)
         if type(job.args) is not dict:
             return failure(
                 job, "InvalidArgs", f"args must be a JSON object, got {type(job.args).__name__}", permanent=True

@@ -24,7 +24,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -38,6 +38,7 @@ from pgq.job import Job
 from pgq.maintenance.scheduler import Scheduler
 from pgq.maintenance.service import TRANSIENT, client_deadline
 from pgq.maintenance.sweeper import Sweeper
+from pgq.task import Task
 from pgq.throttle import LogWindow
 from pgq.worker.batch import Batches
 from pgq.worker.completer import Completer
@@ -53,6 +54,20 @@ if TYPE_CHECKING:
     from pgq.app import App
 
 log = logging.getLogger("pgq.worker")
+
+#: Slots of a worker whose tasks are all async, when no concurrency is set.
+ASYNC_CONCURRENCY = 100
+#: Slots of a worker with a plain (sync) task, when no concurrency is set.
+SYNC_CONCURRENCY = 10
+
+
+def default_concurrency(tasks: Mapping[str, Task[Any, Any]]) -> int:
+    """A worker's slots when neither ``concurrency=``, ``--concurrency`` nor
+    ``PGQ_CONCURRENCY`` says: async slots are cheap (River runs 100 by default),
+    while each plain handler holds a thread, and in most apps a database
+    connection of its own, so 100 of them would exhaust a typical pool."""
+    return ASYNC_CONCURRENCY if all(task.is_async for task in tasks.values()) else SYNC_CONCURRENCY
+
 
 #: Seconds a shutdown may take past its grace (``shutdown_timeout``) in all:
 #: stopping handlers, writing the last outcomes, saying the worker stopped,
@@ -94,7 +109,9 @@ class Worker:
         for queue in self.queues:
             if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
                 raise ConfigurationError(f"queue names are 1-128 letters, digits, '_', '.', ':' or '-'; got {queue!r}")
-        self.concurrency = concurrency if concurrency is not None else settings.concurrency
+        if concurrency is None:
+            concurrency = settings.concurrency if settings.concurrency is not None else default_concurrency(app.tasks)
+        self.concurrency = concurrency
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise ConfigurationError(f"concurrency must be an integer >= 1, got {self.concurrency!r}")
         self.poll_interval = poll_interval if poll_interval is not None else settings.poll_interval
@@ -362,7 +379,7 @@ class Worker:
             running.stop_reason = reason
             self.batches.interrupt(running)
 
-    async def _write(self, worker_id: uuid.UUID, columns: Sequence[list[Any]]) -> set[int]:
+    async def _write(self, worker_id: uuid.UUID, columns: Sequence[list[Any] | None]) -> set[int]:
         return await repo.finish(self._finishes, self.schema, worker_id, columns)
 
     async def _written(self, outcomes: list[Outcome], accepted: set[int]) -> None:

@@ -353,7 +353,9 @@ select extract(epoch from min(n.run_at) - now()) as wait
 -- Write many outcomes in one call of finish_jobs() (migration 0006), whose
 -- planner settings pin the plan to the primary key whatever the statistics.
 -- kind: completed | failed | cancelled (moved to history), retry | return
--- (back to pending; "return" gives back the attempt). Returns the ids written.
+-- (back to pending; "return" gives back the attempt); a null array of kinds
+-- means all completed, a null array of results, errors or delays all null.
+-- Returns the ids the fence refused.
 select {schema}.finish_jobs(
     cast(%(worker_id)b as uuid), cast(%(id)b as bigint[]), cast(%(queue)b as text[]),
     cast(%(attempt)b as integer[]), cast(%(kind)b as text[]), cast(%(result)b as jsonb[]),
