@@ -108,8 +108,8 @@ def test_enqueue_list_get_and_paginate(api: TestClient) -> None:
         ({"task": "t", "depends_on": [424242]}, "do not exist: 424242"),
         ({"task": "t", "on_parent_failure": "run"}, "on_parent_failure needs depends_on"),
         ({"task": "t", "unique_for": 60}, "unique_for needs a key"),
-        ({"task": "t", "key": "k", "debounce": -1}, "debounce must be more than 0 s"),
-        ({"task": "t", "group": ""}, "group must be a non-empty string"),
+        ({"task": "t", "key": "k", "debounce": -1}, "'debounce' must be more than 0 s"),
+        ({"task": "t", "group": ""}, "'group' must be a non-empty string"),
     ],
 )
 def test_enqueue_rejects_bad_bodies_with_422(api: TestClient, body: Any, message: str) -> None:
@@ -549,7 +549,7 @@ def test_metrics(api: TestClient, app: pgq.App, database_url: str) -> None:
     assert 'pgq_job_wait_seconds{queue="emails",stat="p95"} 0.08' in text
     assert "pgq_worker_slots 10.0" in text and "pgq_worker_slots_in_use 3.0" in text and "pgq_workers 1.0" in text
     overview = api.get("/").text
-    assert "8 completed, 1 failed in the last hour" in overview and "<svg" in overview
+    assert "8 completed, 1 failed in the last hour" in overview and 'data-chart-queue=\'"emails"\'' in overview
 
 
 # ----------------------------------------------------------------------- live
