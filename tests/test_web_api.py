@@ -549,7 +549,7 @@ def test_metrics(api: TestClient, app: pgq.App, database_url: str) -> None:
     assert 'pgq_job_wait_seconds{queue="emails",stat="p95"} 0.08' in text
     assert "pgq_worker_slots 10.0" in text and "pgq_worker_slots_in_use 3.0" in text and "pgq_workers 1.0" in text
     overview = api.get("/").text
-    assert "8 completed, 1 failed in the last hour" in overview and 'data-chart-queue=\'"emails"\'' in overview
+    assert "8 completed, 1 failed in the last hour" in overview and "data-chart-queue='\"emails\"'" in overview
 
 
 # ----------------------------------------------------------------------- live

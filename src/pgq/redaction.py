@@ -14,6 +14,7 @@ from pgq.display import clip
 
 if TYPE_CHECKING:
     from pgq.job import Job
+    from pgq.schedules import Schedule
 
 REDACTED = "[redacted]"
 
@@ -53,3 +54,8 @@ def redact_job(job: Job, redact: Redactor) -> Job:
     return dataclasses.replace(
         job, args=redact(clip(job.args)), result=redact(clip(job.result)), errors=clip(job.errors)
     )
+
+
+def redact_schedule(schedule: Schedule, redact: Redactor) -> Schedule:
+    """A schedule as every surface shows it: its job's args masked and bounded, as a job's."""
+    return dataclasses.replace(schedule, args=redact(clip(schedule.args)))

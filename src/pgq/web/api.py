@@ -10,7 +10,6 @@ unreachable.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -19,8 +18,8 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
-from pgq.display import clip
 from pgq.job import STATUSES
+from pgq.redaction import redact_schedule
 from pgq.schedules import Schedule
 from pgq.web import data
 from pgq.web.models import (
@@ -149,9 +148,7 @@ def openapi_document(routes: Sequence[Any], root_path: str) -> dict[str, Any]:
 
 
 def _schedule_out(schedule: Schedule | None, d: Dashboard) -> Schedule | None:
-    if schedule is None:
-        return None
-    return dataclasses.replace(schedule, args=d.redact(clip(schedule.args)))
+    return None if schedule is None else redact_schedule(schedule, d.redact)
 
 
 def router(d: Dashboard) -> APIRouter:

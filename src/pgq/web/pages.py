@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response, Streamin
 from pgq.db.queries import query
 from pgq.job import STATUSES, Job
 from pgq.output import limits_text
-from pgq.redaction import redact_job
+from pgq.redaction import redact_job, redact_schedule
 from pgq.web import data
 from pgq.web.metrics import render
 from pgq.web.operations import (
@@ -136,7 +136,7 @@ def router(d: Dashboard) -> APIRouter:
 
     @pages.get("/schedules")
     async def schedules(request: Request) -> Response:
-        listed = await read(d.app.list_schedules)
+        listed = [redact_schedule(s, d.redact) for s in await read(d.app.list_schedules)]
         return d.render(request, "schedules.html", "Schedules", schedules=listed)
 
     @pages.get("/jobs")

@@ -18,7 +18,12 @@
 
   function axes(unit) {
     var axis = { stroke: colors.axis, grid: { stroke: colors.grid, width: 1 }, ticks: { stroke: colors.grid } };
-    var y = Object.assign({}, axis, { size: 50, label: unit, labelSize: 14 });
+    var y = Object.assign({}, axis, {
+      size: 48, label: unit, labelSize: 14,
+      values: function (u, ticks) {
+        return ticks.map(function (v) { return v >= 1000 ? +(v / 1000).toFixed(1) + "k" : String(+v.toFixed(2)); });
+      }
+    });
     return [axis, y];
   }
 
@@ -43,7 +48,8 @@
       legend: { show: true, live: true },
       cursor: { points: { show: false } },
       series: [{}].concat(series.map(function (s) {
-        var entry = { label: s.label, stroke: s.color, width: 1.5, value: s.value, spanGaps: false };
+        var entry = { label: s.label, stroke: s.color, width: 1.5, value: s.value, spanGaps: !bars,
+                      points: { show: !bars, size: 4, fill: s.color } };
         if (bars) {
           entry.fill = s.color;
           entry.paths = uPlot.paths.bars({ size: [0.9, 12], align: 1 });
@@ -70,7 +76,7 @@
       root.replaceChildren(empty);
       return;
     }
-    var fragment = document.createDocumentFragment();
+    root.replaceChildren();  // rows go in at once: a chart sizes itself to its place on the page
     names.forEach(function (name) {
       var q = result.queues[name];
       var row = rows[name];
@@ -95,7 +101,12 @@
         result.step_seconds / 60 + " min") + ")";
       var holder = row.querySelector(".charts");
       holder.replaceChildren();
-      fragment.appendChild(row);
+      root.appendChild(row);
+      var latencies = q.wait_ms.concat(q.run_ms).some(function (v) { return v !== null; });
+      if (!sum(q.completed) && !sum(q.failed) && !sum(q.retried) && !latencies) {
+        figures.textContent = "Nothing finished over " + result.range + ".";
+        return;
+      }
       chart(holder, name + ": jobs finished per step", result.times, [
         { label: "completed", color: colors.completed, data: q.completed },
         { label: "failed", color: colors.failed, data: q.failed },
@@ -106,7 +117,6 @@
         { label: "run", color: colors.run, data: q.run_ms, value: function (u, v) { return ms(v); } }
       ], "ms", false);
     });
-    root.replaceChildren(fragment);
   }
 
   function load(range) {
