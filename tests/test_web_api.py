@@ -24,6 +24,7 @@ import pgq
 from pgq.errors import ConfigurationError
 from pgq.web import create_app
 from pgq.web.server import check_exposure
+from tests.openapi_check import CheckedClient, check_responses
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -33,10 +34,22 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 # https: the cookies are Secure, which httpx (unlike browsers on 127.0.0.1) sends over https only.
 BASE = "https://127.0.0.1"
+_CLIENTS: list[CheckedClient] = []
 
 
-def client(app: pgq.App, **options: Any) -> TestClient:
-    return TestClient(create_app(app, **options), base_url=BASE, follow_redirects=False)
+def client(app: pgq.App, **options: Any) -> CheckedClient:
+    made = CheckedClient(create_app(app, **options), base_url=BASE, follow_redirects=False)
+    _CLIENTS.append(made)
+    return made
+
+
+@pytest.fixture(autouse=True)
+def responses_match_the_openapi_document() -> Iterator[None]:
+    """Every API response a test saw is one the generated OpenAPI document describes."""
+    _CLIENTS.clear()
+    yield
+    for made in _CLIENTS:
+        check_responses(made.app.state.dashboard.openapi(""), made.seen)  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -70,6 +70,7 @@ QUERY_RULES = {
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     described = {
+        400: "a Host header this dashboard does not serve (allowed_hosts)",
         401: "no token, or a wrong one",
         403: "a read-only dashboard, or a request a browser sent for another site",
         404: "no such job, schedule or endpoint",
@@ -79,7 +80,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         429: "too many wrong tokens from this address (see Retry-After)",
         503: "the database is unreachable or not migrated",
     }
-    return {code: {"model": ErrorOut, "description": described[code]} for code in (401, 429, 503, *codes)}
+    return {code: {"model": ErrorOut, "description": described[code]} for code in (400, 401, 429, 503, *codes)}
 
 
 JobIdPath = Annotated[str, Path(description="the job's id", json_schema_extra={"type": "integer", "minimum": 1})]
