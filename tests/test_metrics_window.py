@@ -7,6 +7,7 @@ finishes that commit while a sweep reads must all add up to the history.
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -71,7 +72,7 @@ async def test_irregular_sweeps_count_every_job_once(database_url: str, conn: An
         "select at, min(interval_seconds) as lo, max(interval_seconds) as hi from pgq.metrics group by at order by at"
     ).fetchall()
     assert all(w["lo"] == w["hi"] for w in windows), "every queue's row of one sweep covers the same window"
-    for earlier, later in zip(windows, windows[1:], strict=False):
+    for earlier, later in itertools.pairwise(windows):
         # each window starts where the previous one ended: no gap, no overlap
         assert later["at"] - timedelta(seconds=later["lo"]) == earlier["at"]
 
