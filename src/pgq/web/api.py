@@ -80,7 +80,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         429: "too many wrong tokens from this address (see Retry-After)",
         503: "the database is unreachable or not migrated",
     }
-    return {code: {"model": ErrorOut, "description": described[code]} for code in (400, 401, 429, 503, *codes)}
+    return {code: {"model": ErrorOut, "description": described[code]} for code in (400, 401, 422, 429, 503, *codes)}
 
 
 JobIdPath = Annotated[str, Path(description="the job's id", json_schema_extra={"type": "integer", "minimum": 1})]

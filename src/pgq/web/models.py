@@ -13,15 +13,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from pgq.enqueueing import INT32, MAX_ATTEMPTS, MAX_PARENTS, QUEUE_NAME
 from pgq.operations import QueueInfo, QueueStats, WorkerInfo
 from pgq.schedules import Schedule
 
 JobStatus = Literal["pending", "running", "blocked", "completed", "failed", "cancelled"]
-Seconds = Annotated[StrictFloat | StrictInt, Field(ge=0)]
-Positive = Annotated[StrictFloat | StrictInt, Field(gt=0)]
+Seconds = Annotated[float, Field(ge=0, strict=True)]
+Positive = Annotated[float, Field(gt=0, strict=True)]
 QueueName = Annotated[StrictStr, Field(pattern=QUEUE_NAME.pattern, description="1-128 letters, digits, _ . : -")]
 Name255 = Annotated[StrictStr, Field(min_length=1, max_length=255)]
 

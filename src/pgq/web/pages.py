@@ -18,7 +18,7 @@ from pgq.db.queries import query
 from pgq.job import STATUSES, Job
 from pgq.output import limits_text
 from pgq.redaction import redact_job, redact_schedule
-from pgq.web import data
+from pgq.web import data, security
 from pgq.web.metrics import render
 from pgq.web.operations import (
     JOB_ACTIONS,
@@ -33,7 +33,6 @@ from pgq.web.operations import (
 )
 from pgq.web.security import (
     AUTH_COOKIE,
-    FAILURE_DELAY,
     base_path,
     client_of,
     cookie_secure,
@@ -290,7 +289,7 @@ def router(d: Dashboard) -> APIRouter:
             return too_many(wait)
         if not isinstance(given, str) or not token_matches(given, d.token):
             d.throttle.failed(client)
-            await asyncio.sleep(FAILURE_DELAY)
+            await asyncio.sleep(security.FAILURE_DELAY)
             return d.render(
                 request, "login.html", "Log in", next_path=next_path, error="Wrong token.", bare=True, status=401
             )
