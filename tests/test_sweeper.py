@@ -180,13 +180,20 @@ async def test_metrics_rows_match_the_jobs(database_url: str, conn: Any) -> None
     app = pgq.App(database_url, metrics_interval=60)
     finish(conn, 4, "completed", age_days=0, queue="emails")  # finished just now, ran 1 s, waited 1 s
     finish(conn, 1, "failed", age_days=0, queue="emails")
+    # ... a few seconds ago, in fact: a row's window ends METRICS_LAG before now.
+    conn.execute(
+        """update pgq.job_history set run_at = run_at - interval '5 s', created_at = created_at - interval '5 s',
+                  started_at = started_at - interval '5 s', finished_at = finished_at - interval '5 s'
+            where finished_at > now() - interval '1 day'"""
+    )
     finish(conn, 3, "completed", age_days=2, queue="emails")  # long ago: not in this interval
     app.enqueue("t", {}, queue="emails")
     app.enqueue("t", {}, queue="emails", delay=3600)
     app.enqueue("t", {}, queue="images")
     retried = app.enqueue("t", {}, queue="images")
     conn.execute(
-        "update pgq.jobs set errors = jsonb_build_array(jsonb_build_object('attempt', 1, 'at', now())) where id = %s",
+        "update pgq.jobs set errors = jsonb_build_array(jsonb_build_object('attempt', 1, 'at', now() - interval '5 s'))"
+        " where id = %s",
         [retried],
     )
     worker = add_worker(conn, heartbeat_age=0)

@@ -24,6 +24,7 @@ import pgq
 from pgq.errors import ConfigurationError
 from pgq.web import create_app
 from pgq.web.server import check_exposure
+from tests.openapi_check import CheckedClient, check_responses
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -33,10 +34,22 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 # https: the cookies are Secure, which httpx (unlike browsers on 127.0.0.1) sends over https only.
 BASE = "https://127.0.0.1"
+_CLIENTS: list[CheckedClient] = []
 
 
-def client(app: pgq.App, **options: Any) -> TestClient:
-    return TestClient(create_app(app, **options), base_url=BASE, follow_redirects=False)
+def client(app: pgq.App, **options: Any) -> CheckedClient:
+    made = CheckedClient(create_app(app, **options), base_url=BASE, follow_redirects=False)
+    _CLIENTS.append(made)
+    return made
+
+
+@pytest.fixture(autouse=True)
+def responses_match_the_openapi_document() -> Iterator[None]:
+    """Every API response a test saw is one the generated OpenAPI document describes."""
+    _CLIENTS.clear()
+    yield
+    for made in _CLIENTS:
+        check_responses(made.app.state.dashboard.openapi(""), made.seen)  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -108,8 +121,8 @@ def test_enqueue_list_get_and_paginate(api: TestClient) -> None:
         ({"task": "t", "depends_on": [424242]}, "do not exist: 424242"),
         ({"task": "t", "on_parent_failure": "run"}, "on_parent_failure needs depends_on"),
         ({"task": "t", "unique_for": 60}, "unique_for needs a key"),
-        ({"task": "t", "key": "k", "debounce": -1}, "debounce must be more than 0 s"),
-        ({"task": "t", "group": ""}, "group must be a non-empty string"),
+        ({"task": "t", "key": "k", "debounce": -1}, "'debounce' must be more than 0 s"),
+        ({"task": "t", "group": ""}, "'group' must be a non-empty string"),
     ],
 )
 def test_enqueue_rejects_bad_bodies_with_422(api: TestClient, body: Any, message: str) -> None:
@@ -479,7 +492,7 @@ def test_allowed_hosts_refuse_rebinding(app: pgq.App) -> None:
 def test_exposure_rules_of_pgq_dashboard() -> None:
     check_exposure("127.0.0.1", None, False, False)
     check_exposure("::1", None, False, False)
-    check_exposure("0.0.0.0", "token", False, False)
+    check_exposure("0.0.0.0", "a-token-of-24-characters", False, False)
     check_exposure("0.0.0.0", None, True, True)
     for read_only, insecure in ((False, False), (True, False), (False, True)):
         with pytest.raises(ConfigurationError, match="PGQ_DASHBOARD_TOKEN"):
@@ -549,7 +562,7 @@ def test_metrics(api: TestClient, app: pgq.App, database_url: str) -> None:
     assert 'pgq_job_wait_seconds{queue="emails",stat="p95"} 0.08' in text
     assert "pgq_worker_slots 10.0" in text and "pgq_worker_slots_in_use 3.0" in text and "pgq_workers 1.0" in text
     overview = api.get("/").text
-    assert "8 completed, 1 failed in the last hour" in overview and "<svg" in overview
+    assert "8 completed, 1 failed in the last hour" in overview and "data-chart-queue='\"emails\"'" in overview
 
 
 # ----------------------------------------------------------------------- live
@@ -634,3 +647,315 @@ def test_worker_metrics_port_refusals(capsys: pytest.CaptureFixture[str]) -> Non
     assert "one process" in capsys.readouterr().err
     assert main(["worker", "tests.apps.web:app", "--metrics-port", "nope"]) == 2
     assert "PORT or HOST:PORT" in capsys.readouterr().err
+
+
+# --------------------------------------------------- issue 16: rows, errors, limits
+
+
+def nested(depth: int, leaf: Any) -> str:
+    """JSON nested ``depth`` objects deep, as only SQL can store it."""
+    return '{"a": ' * depth + json.dumps(leaf) + "}" * depth
+
+
+@pytest.mark.parametrize("depth", [500, 10_000])
+def test_rows_nested_deeply_by_sql_render_on_every_surface(api: TestClient, conn: Any, depth: int) -> None:
+    from pgq.display import CUT
+
+    conn.execute(
+        "insert into pgq.jobs (queue, task, args) values ('emails', 'deep', %s::jsonb)",
+        [nested(depth, {"password": "hunter2"})],
+    )
+    conn.execute(
+        """insert into pgq.job_history (id, queue, task, args, priority, status, attempts, max_attempts, run_at,
+                                        created_at, finished_at, result, errors)
+           values (nextval(pg_get_serial_sequence('pgq.jobs', 'id')), 'emails', 'deep-done', '{}', 0, 'completed',
+                   1, 3, now(), now(), now(), %s::jsonb, %s::jsonb)""",
+        [nested(depth, "r"), "[" + nested(depth, 1) + "]"],
+    )
+    ids = [r["id"] for r in conn.execute("select id from pgq.all_jobs order by id")]
+    listed = api.get("/api/jobs")
+    assert listed.status_code == 200, listed.text
+    assert [j["id"] for j in listed.json()["jobs"]] == ids[::-1]
+    for job_id in ids:
+        one = api.get(f"/api/jobs/{job_id}")
+        assert one.status_code == 200, one.text
+        assert CUT in one.text and "hunter2" not in one.text
+        page = api.get(f"/jobs/{job_id}")
+        assert page.status_code == 200 and CUT in page.text and "hunter2" not in page.text
+    for path in ("/jobs", "/", "/queues", "/jobs?queue=emails"):
+        response = api.get(path)
+        assert response.status_code == 200 and "hunter2" not in response.text, path
+
+
+def test_the_api_validates_against_its_document(api: TestClient, app: pgq.App) -> None:
+    """The check of every response (the autouse fixture) is real: a wrong body fails it."""
+    from tests.openapi_check import Seen
+
+    job_id = app.enqueue("t", {"n": 1})
+    assert api.get(f"/api/jobs/{job_id}").status_code == 200
+    doc = api.get("/api/openapi.json").json()
+    assert check_responses(doc, api.seen) == 1  # type: ignore[attr-defined]
+    with pytest.raises(Exception, match=r"is not of type|is a required property"):
+        check_responses(doc, [Seen("get", f"/api/jobs/{job_id}", 200, {"id": "seven"})])
+    with pytest.raises(AssertionError, match="does not declare"):
+        check_responses(doc, [Seen("get", f"/api/jobs/{job_id}", 418, {"error": "teapot"})])
+
+
+def test_openapi_document_is_complete(api: TestClient) -> None:
+    doc = api.get("/api/openapi.json").json()
+    operations = [op for ops in doc["paths"].values() for op in ops.values()]
+    assert len(operations) >= 13
+    assert all(op.get("operationId") and op.get("tags") and op.get("summary") for op in operations)
+    assert len({op["operationId"] for op in operations}) == len(operations)
+    for op in operations:
+        assert {"401", "503"} <= set(op["responses"]), op["operationId"]
+        error = op["responses"]["503"]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/ErrorOut"}
+    schemas = doc["components"]["schemas"]
+    for name in ("JobOut", "QueueInfo", "WorkerInfo", "QueueStats", "Schedule", "Series"):
+        assert schemas[name]["properties"] and schemas[name]["required"], name
+    enqueue = schemas["EnqueueIn"]["properties"]
+    assert enqueue["max_attempts"]["anyOf"][0]["maximum"] == 1000
+    assert '"minimum": 0' in json.dumps(enqueue["delay"]) and '"minimum": 1' in json.dumps(enqueue["max_attempts"])
+    assert schemas["EnqueueIn"]["additionalProperties"] is False
+    assert "HTTPValidationError" not in schemas, "422 answers are {error}, as every other error"
+
+
+def test_database_lost_after_start_answers_503(
+    app: pgq.App, pg_server: Any, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """The server stops under a running dashboard, then comes back (a restart: AdminShutdown)."""
+    from tests import pgservers
+
+    if pg_server.name == "external":
+        pytest.skip("needs a server the tests can restart")
+    monkeypatch.setenv("PGQ_CONNECT_TIMEOUT", "2")
+    quick = pgq.App(database_url)
+    job_id = quick.enqueue("t", {})
+    try:
+        with client(quick) as c:
+            assert c.get("/api/jobs").status_code == 200
+            pgservers.pg_ctl(pg_server, "stop", "-m", "fast")
+            try:
+                for path in ("/api/jobs", f"/api/jobs/{job_id}", "/api/queues", "/api/jobs/stats", "/metrics"):
+                    response = c.get(path)
+                    assert response.status_code == 503, (path, response.text)
+                    assert "database is unreachable" in response.json()["error"]
+                page = c.get("/jobs", headers={"accept": "text/html"})
+                assert page.status_code == 503 and "Database unavailable" in page.text
+                assert 'href="/static/app.css"' in page.text, "a styled page, not a bare 500"
+                refused = c.post("/api/jobs", json={"task": "t"})
+                assert refused.status_code == 503 and "error" in refused.json()
+            finally:
+                pgservers.pg_ctl(pg_server, "start")
+            # Back: the pool still holds connections the restart closed (AdminShutdown on their next
+            # use) and reconnects on its own backoff. Until it has, 503 with a message; never a 500.
+            import time
+
+            deadline = time.monotonic() + 30
+            while (response := c.get("/api/jobs")).status_code != 200:
+                assert response.status_code == 503 and "error" in response.json(), response.text
+                assert time.monotonic() < deadline, "the dashboard did not recover"
+                time.sleep(0.2)
+            for path in ("/api/jobs", f"/api/jobs/{job_id}", "/api/queues", "/"):
+                assert c.get(path).status_code == 200, path
+    finally:
+        quick.close()
+
+
+def test_bodies_larger_than_the_limit_are_refused_unread(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGQ_MAX_PAYLOAD_BYTES", "10000")
+    small = pgq.App(database_url)
+    try:
+        with client(small) as c:
+            limit = 2 * 10000 + 64 * 1024
+            declared = c.post(
+                "/api/jobs",
+                content=b"{" + b" " * limit + b"}",
+                headers={"content-type": "application/json"},
+            )
+            assert declared.status_code == 413 and f"larger than {limit} bytes" in declared.json()["error"]
+            form = c.post("/actions/job", content=b"x" * (limit + 1), headers={"content-type": "text/plain"})
+            assert form.status_code == 413
+            ok = c.post("/api/jobs", json={"task": "t", "args": {"text": "x" * 9000}})
+            assert ok.status_code == 201, ok.text
+        # A real server, a body sent in chunks without a length: refused before the end of it.
+        import socket
+        import threading
+        import time
+
+        import uvicorn
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(create_app(small), host="127.0.0.1", port=port, log_level="error"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.02)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(
+                    b"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n"
+                )
+                sent, answer = 0, b""
+                sock.settimeout(0.05)
+                while sent < 1000 and not answer:
+                    try:
+                        sock.sendall(b"2710\r\n" + b" " * 10_000 + b"\r\n")  # 10,000 bytes a chunk
+                        sent += 1
+                        answer = sock.recv(4096)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        break
+                sock.settimeout(5)
+                answer = answer or sock.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+            assert sent < 20, f"{sent} chunks of 10,000 bytes went in before the refusal"
+        finally:
+            server.should_exit = True
+            thread.join(10)
+    finally:
+        small.close()
+
+
+def test_wrong_tokens_are_throttled_per_client(app: pgq.App, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgq.web import security
+
+    monkeypatch.setattr(security, "FAILURE_DELAY", 0.01)
+    token = "correct-horse-battery-staple"
+    with client(app, token=token) as c:
+        for _ in range(security.MAX_FAILURES):
+            assert c.get("/api/jobs", headers={"authorization": "Bearer guess"}).status_code == 401
+        refused = c.get("/api/jobs", headers={"authorization": f"Bearer {token}"})
+        assert refused.status_code == 429, "even the right token: a guesser must not learn it is right"
+        assert int(refused.headers["retry-after"]) >= 1 and "too many wrong tokens" in refused.json()["error"]
+        login = csrf_of(c, "/login")
+        assert c.post("/login", data={"token": token, "csrf": login}).status_code == 429
+    with client(app, token=token) as other:  # another dashboard process: its own count
+        assert other.get("/api/jobs", headers={"authorization": f"Bearer {token}"}).status_code == 200
+    throttle = security.Throttle(limit=3, window=0.2)
+    for _ in range(3):
+        throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") is not None and throttle.retry_after("10.0.0.2") is None
+    import time
+
+    time.sleep(0.25)
+    assert throttle.retry_after("10.0.0.1") is None, "failures age out"
+
+
+def test_short_tokens_are_refused_off_loopback() -> None:
+    with pytest.raises(ConfigurationError, match="at least 16"):
+        check_exposure("0.0.0.0", "x", False, False)
+    with pytest.raises(ConfigurationError, match="at least 16"):
+        check_exposure("192.0.2.7", "fifteen-chars!!", False, False)
+    check_exposure("0.0.0.0", "sixteen-chars!!!", False, False)
+    check_exposure("127.0.0.1", "x", False, False)  # loopback: the operator's own machine
+
+
+def test_responses_are_not_cached_and_errors_are_styled(api: TestClient, app: pgq.App) -> None:
+    for path in ("/api/jobs", "/metrics", "/", "/api/openapi.json", "/api/nothing"):
+        assert api.get(path).headers["cache-control"] == "no-store", path
+    assert "no-store" not in api.get("/static/app.css").headers.get("cache-control", "")
+    missing = api.get("/no/such/page")
+    assert (
+        missing.status_code == 404 and 'href="/static/app.css"' in missing.text and "<h1>Not found</h1>" in missing.text
+    )
+    assert missing.headers["content-security-policy"].startswith("default-src 'none'")
+    assert api.post("/").status_code == 405 and "Not allowed" in api.post("/").text
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app.list_workers = broken  # type: ignore[method-assign]
+    with CheckedClient(create_app(app), base_url=BASE, raise_server_exceptions=False) as c:
+        page = c.get("/workers")
+        assert page.status_code == 500 and "Dashboard error" in page.text and 'href="/static/app.css"' in page.text
+        assert page.headers["content-security-policy"].startswith("default-src 'none'")
+        assert "a bug" not in page.text, "no internals on the page: the log has them"
+        api_error = c.get("/api/workers")
+        assert api_error.status_code == 500 and "error" in api_error.json()
+
+
+def test_the_last_page_is_not_followed_by_an_empty_one(api: TestClient, app: pgq.App) -> None:
+    app.enqueue_many([pgq.JobSpec("t", {"n": i}) for i in range(100)])
+    first = api.get("/jobs")
+    assert "older →" in first.text
+    before = re.search(r'href="/jobs\?before_id=(\d+)">older', first.text)
+    assert before
+    second = api.get(f"/jobs?before_id={before.group(1)}")
+    assert second.text.count('data-job-attempts="') == 50 and "older →" not in second.text
+    assert 'id="new-jobs"' not in second.text, "an older page has no new-jobs banner"
+    page = api.get("/api/jobs", params={"limit": 50}).json()
+    assert page["next_before_id"] is not None
+    rest = api.get("/api/jobs", params={"limit": 50, "before_id": page["next_before_id"]}).json()
+    assert len(rest["jobs"]) == 50 and rest["next_before_id"] is None
+
+
+def test_a_queue_named_with_a_pipe_is_just_a_name(api: TestClient, conn: Any) -> None:
+    conn.execute("insert into pgq.jobs (queue, task, args) values ('a|b', 't', '{}')")
+    page = api.get("/").text
+    assert 'data-count=\'["a|b", "pending"]\'' in page
+    assert "data-queues='[\"a|b\"]'" in page
+    assert 'data-count="a|b' not in page
+
+
+def test_run_now_records_the_run_and_links_the_job(api: TestClient, app: pgq.App) -> None:
+    app.add_schedule("nightly", "0 3 * * *", "report")
+    token = csrf_of(api, "/schedules")
+    done = api.post(
+        "/actions/schedule", data={"name": "nightly", "action": "trigger", "csrf": token, "next": "/schedules"}
+    )
+    assert done.status_code == 303
+    schedule = app.get_schedule("nightly")
+    assert schedule is not None and schedule.last_job_id is not None and schedule.last_run_at is not None
+    page = api.get("/schedules").text
+    assert f'href="/jobs/{schedule.last_job_id}">show job #{schedule.last_job_id}</a>' in page  # the flash
+    assert f'href="/jobs/{schedule.last_job_id}">#{schedule.last_job_id}</a>' in page  # last run
+    triggered = api.post("/api/schedules/nightly/action", json={"action": "trigger"}).json()
+    assert triggered["job_id"] == triggered["schedule"]["last_job_id"] != schedule.last_job_id
+
+
+def test_queue_limits_are_shown_and_edited(api: TestClient, app: pgq.App) -> None:
+    app.enqueue("t", queue="reports")
+    app.set_queue("reports", concurrency=2, rate="10/min")
+    page = api.get("/queues").text
+    assert "concurrency 2, rate 10/min" in page and 'name="concurrency" value="2"' in page
+    token = csrf_of(api, "/queues")
+    fields = {"name": "reports", "action": "limits", "csrf": token, "next": "/queues", "concurrency": "5"}
+    done = api.post("/actions/queue", data={**fields, "rate": "", "max_pending": "100", "on_full": "drop_oldest"})
+    assert done.status_code == 303
+    info = {q.name: q for q in app.list_queues()}["reports"]
+    assert (info.concurrency, info.rate, info.max_pending, info.on_full) == (5, None, 100, "drop_oldest")
+    bad = api.post("/actions/queue", data={**fields, "concurrency": "lots"})
+    assert bad.status_code == 303 and "concurrency must be a whole number" in api.get("/queues").text
+    set_ = api.post("/api/queues/reports/limits", json={"rate": "5/s", "max_pending": None})
+    assert set_.status_code == 200 and "rate 5/s" in set_.json()["message"], set_.text
+    info = {q.name: q for q in app.list_queues()}["reports"]
+    assert (info.concurrency, info.rate, info.max_pending) == (5, "5/s", None)
+    assert api.post("/api/queues/reports/limits", json={"rate": "often"}).status_code == 422
+    assert api.post("/api/queues/reports/limits", json={}).status_code == 422
+    assert api.post("/api/queues/reports/limits", json={"concurrency": 0}).status_code == 422
+
+
+def test_job_page_shows_children_graph_and_worker_name(api: TestClient, app: pgq.App, conn: Any) -> None:
+    from pgq.workflow import chain, group
+
+    ids = app.enqueue_workflow(
+        chain(pgq.JobSpec("fetch"), group([pgq.JobSpec("resize"), pgq.JobSpec("scan")]), pgq.JobSpec("publish"))
+    )
+    page = api.get(f"/jobs/{ids[0]}").text
+    assert "<dt>children</dt>" in page
+    assert all(f'href="/jobs/{i}">#{i}</a>' in page for i in ids[1:3])
+    assert page.count('<g class="node') == 4 and page.count('<line class="edge"') == 4
+    conn.execute(
+        "insert into pgq.workers (id, name, host, pid, queues, concurrency)"
+        " values ('00000000-0000-0000-0000-0000000000aa', 'mailer-1', 'h', 1, '{default}', 1)"
+    )
+    conn.execute("update pgq.jobs set worker_id = '00000000-0000-0000-0000-0000000000aa' where id = %s", [ids[0]])
+    page = api.get(f"/jobs/{ids[0]}").text
+    assert 'href="/workers#w-00000000-0000-0000-0000-0000000000aa"' in page and ">mailer-1</a>" in page
+    assert 'id="w-00000000-0000-0000-0000-0000000000aa"' in api.get("/workers").text

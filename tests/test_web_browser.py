@@ -7,6 +7,7 @@ a screenshot of every page it visits under its tmp folder (``screens/``).
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import threading
@@ -122,8 +123,13 @@ def same_page(tab: Any) -> bool:
     return bool(tab.evaluate("window.__pgqMark === 'same page'"))
 
 
-def count(tab: Any, key: str) -> str:
-    return str(tab.locator(f'[data-count="{key}"]').first.inner_text())
+def counter(queue: str, state: str) -> str:
+    """The selector of the cell counting ``queue``'s jobs in ``state`` ("*": all queues)."""
+    return f"[data-count='{json.dumps([queue, state])}']"
+
+
+def count(tab: Any, queue: str, state: str) -> str:
+    return str(tab.locator(counter(queue, state)).first.inner_text())
 
 
 def wait_job(app: pgq.App, job_id: int, status: str, timeout: float = 20) -> pgq.Job:
@@ -147,11 +153,11 @@ def test_overview_counts_and_a_job_enqueued_elsewhere_shows_up_live(
     served = serve()
 
     page.goto(served.url + "/")
-    assert count(page, "emails|pending") == "1"
-    assert count(page, "emails|delayed") == "1"
-    assert count(page, "emails|cancelled") == "1"
-    assert count(page, "reports|pending") == "1"
-    assert count(page, "*|pending") == "2"
+    assert count(page, "emails", "pending") == "1"
+    assert count(page, "emails", "delayed") == "1"
+    assert count(page, "emails", "cancelled") == "1"
+    assert count(page, "reports", "pending") == "1"
+    assert count(page, "*", "pending") == "2"
     sync_api.expect(page.locator("#live")).to_have_class(re.compile("on"))
     shot(page, tmp_path, "overview")
     mark_page(page)
@@ -159,8 +165,8 @@ def test_overview_counts_and_a_job_enqueued_elsewhere_shows_up_live(
     with psycopg.connect(database_url, autocommit=True) as conn:  # another connection, another client
         conn.execute("select pgq.enqueue('send', '{\"to\": \"zoe\"}', 'emails')")
         conn.execute("select pgq.enqueue('send', '{}', 'emails')")
-    sync_api.expect(page.locator('[data-count="emails|pending"]')).to_have_text("3")
-    sync_api.expect(page.locator('[data-count="*|pending"]')).to_have_text("4")
+    sync_api.expect(page.locator(counter("emails", "pending"))).to_have_text("3")
+    sync_api.expect(page.locator(counter("*", "pending"))).to_have_text("4")
     assert same_page(page), "updated without a reload"
     shot(page, tmp_path, "overview-live")
 
@@ -288,3 +294,188 @@ def test_explain_panel_follows_the_queue_live(
     sync_api.expect(panel).to_contain_text("no live worker serves its queue imports")
     assert same_page(page)
     assert page.locator("i").count() == 0  # the task name is text, not markup
+
+
+# ----------------------------------------------------------------- issue 16
+
+
+def test_database_goes_away_and_comes_back(
+    app: pgq.App, serve: Callable[..., Served], page: Any, tmp_path: Path, pg_server: Any
+) -> None:
+    from tests import pgservers
+
+    if pg_server.name == "external":
+        pytest.skip("needs a server the tests can restart")
+    app.enqueue("echo", {}, queue="emails")
+    served = serve()
+    page.goto(served.url + "/")
+    sync_api.expect(page.locator("#live")).to_have_class(re.compile("on"))
+    assert page.locator("#stale").is_hidden()
+    pgservers.pg_ctl(pg_server, "stop", "-m", "fast")
+    try:
+        stale = page.locator("#stale")
+        sync_api.expect(stale).to_be_visible(timeout=20_000)
+        sync_api.expect(stale).to_contain_text(re.compile(r"Database unreachable, figures from \d\d:\d\d"))
+        shot(page, tmp_path, "overview-database-gone")
+        page.goto(served.url + "/queues")
+        sync_api.expect(page.locator("h1")).to_have_text("Database unavailable")
+        assert "database is unreachable" in page.locator(".flash.error").inner_text()
+        shot(page, tmp_path, "queues-database-gone")
+    finally:
+        pgservers.pg_ctl(pg_server, "start")
+    # The error page reloads itself once the database answers: the queues are back.
+    sync_api.expect(page.locator("h1")).to_have_text("Queues", timeout=40_000)
+    sync_api.expect(page.locator("#stale")).to_be_hidden(timeout=20_000)
+    shot(page, tmp_path, "queues-database-back")
+
+
+def test_a_deeply_nested_job_renders(
+    app: pgq.App, serve: Callable[..., Served], page: Any, tmp_path: Path, conn: Any
+) -> None:
+    from pgq.display import CUT
+
+    deep = '{"a": ' * 10_000 + '{"token": "t-secret"}' + "}" * 10_000
+    conn.execute("insert into pgq.jobs (queue, task, args) values ('emails', 'deep', %s::jsonb)", [deep])
+    job_id = conn.execute("select max(id) as id from pgq.jobs").fetchone()["id"]
+    served = serve()
+    for path in ("/", "/jobs", f"/jobs/{job_id}", "/queues"):
+        page.goto(served.url + path)
+        assert page.locator("h1").count() == 1, path
+        assert "t-secret" not in page.content()
+    assert CUT in page.locator("body").inner_text() or page.goto(f"{served.url}/jobs/{job_id}")
+    page.goto(f"{served.url}/jobs/{job_id}")
+    assert CUT in page.locator("pre").first.inner_text()
+    shot(page, tmp_path, "job-deep")
+
+
+def test_a_queue_named_a_pipe_b_does_not_reload_the_overview(
+    app: pgq.App, serve: Callable[..., Served], page: Any, tmp_path: Path, conn: Any
+) -> None:
+    conn.execute("insert into pgq.jobs (queue, task, args) values ('a|b', 't', '{}'), ('a|b', 't', '{}')")
+    served = serve()
+    loads: list[str] = []
+    page.on("load", lambda: loads.append("load"))
+    page.goto(served.url + "/")
+    mark_page(page)
+    assert count(page, "a|b", "pending") == "2"
+    conn.execute("insert into pgq.jobs (queue, task, args) values ('a|b', 't', '{}')")
+    sync_api.expect(page.locator(counter("a|b", "pending"))).to_have_text("3")
+    page.wait_for_timeout(4000)
+    assert same_page(page) and loads == ["load"], f"{len(loads)} loads"
+    shot(page, tmp_path, "overview-pipe-queue")
+
+
+def test_phone_actions_are_within_reach(
+    app: pgq.App, serve: Callable[..., Served], browser: Any, tmp_path: Path
+) -> None:
+    for queue in ("emails", "a-rather-long-queue-name-for-a-phone", "reports"):
+        app.enqueue("echo", {}, queue=queue)
+    app.set_queue("reports", concurrency=2, rate="10/min")
+    app.add_schedule("nightly report for every tenant", "0 3 * * *", "echo", {"x": "y" * 80})
+    served = serve()
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        tab = context.new_page()
+        for path, name in (("/queues", "phone-queues"), ("/schedules", "phone-schedules"), ("/", "phone-overview")):
+            tab.goto(served.url + path)
+            shot(tab, tmp_path, name)
+            assert tab.evaluate("document.documentElement.scrollWidth") <= 390, path
+            for box in tab.locator("main button").evaluate_all(
+                "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.left, r.right]; })"
+            ):
+                assert 0 <= box[0] and box[1] <= 390, f"{path}: a button at {box}"
+    finally:
+        context.close()
+
+
+def test_new_jobs_banner_only_for_jobs_the_list_would_show(
+    app: pgq.App, serve: Callable[..., Served], page: Any, tmp_path: Path
+) -> None:
+    for _ in range(3):
+        app.enqueue("echo", {}, queue="a")
+    served = serve()
+    page.goto(served.url + "/jobs?queue=a")
+    banner = page.locator("#new-jobs")
+    app.enqueue("echo", {}, queue="b")  # not on this list
+    page.wait_for_timeout(3000)
+    assert banner.is_hidden(), "a job of another queue is not new to this list"
+    app.enqueue("echo", {}, queue="a")
+    sync_api.expect(banner).to_be_visible(timeout=15_000)
+    shot(page, tmp_path, "jobs-new-banner")
+    first = page.locator("table.jobs tbody tr a").first.inner_text().lstrip("#")
+    page.goto(f"{served.url}/jobs?queue=a&before_id={first}")
+    assert page.locator("#new-jobs").count() == 0
+
+
+def test_pause_and_heartbeats_update_live(
+    app: pgq.App, serve: Callable[..., Served], page: Any, tmp_path: Path, conn: Any
+) -> None:
+    app.enqueue("echo", {}, queue="emails")
+    conn.execute(
+        "insert into pgq.workers (id, name, host, pid, queues, concurrency, last_heartbeat)"
+        " values ('00000000-0000-0000-0000-0000000000bb', 'w-1', 'h', 1, '{emails}', 2, now() - interval '40 s')"
+    )
+    served = serve()
+    page.goto(served.url + "/queues")
+    app.pause_queue("emails")
+    sync_api.expect(page.locator("[data-queue-state] .status")).to_have_text("paused", timeout=15_000)
+    sync_api.expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=15_000)
+    page.goto(served.url + "/workers")
+    beat = page.locator("[data-worker-beat] time")
+    sync_api.expect(beat).to_contain_text(re.compile(r"^4\d s ago$"))
+    conn.execute("update pgq.workers set last_heartbeat = now()")
+    sync_api.expect(beat).to_have_text(re.compile(r"^[0-3] s ago$"), timeout=15_000)
+    shot(page, tmp_path, "workers-live-heartbeat")
+
+
+def test_the_flash_message_survives_the_reload_after_an_action(
+    app: pgq.App, serve: Callable[..., Served], page: Any, tmp_path: Path, start_worker: Callable[..., Any]
+) -> None:
+    start_worker(app=WEB_APP)
+    job_id = app.enqueue("fails_first", {"note": "flash"})
+    wait_job(app, job_id, "failed")
+    served = serve()
+    page.goto(f"{served.url}/jobs/{job_id}")
+    page.get_by_role("button", name="Retry").click()
+    sync_api.expect(page.locator("#flash")).to_contain_text(f"job {job_id} is back in its queue")
+    # The worker runs it: the page reloads to show the result, and the message stays.
+    sync_api.expect(page.locator(f'[data-job-status="{job_id}"]')).to_have_text("completed", timeout=20_000)
+    sync_api.expect(page.locator("main")).to_contain_text('"attempt": 2')
+    sync_api.expect(page.locator("#flash")).to_contain_text(f"job {job_id} is back in its queue")
+    shot(page, tmp_path, "job-flash-kept")
+
+
+def test_times_are_local_and_relative(app: pgq.App, serve: Callable[..., Served], browser: Any, tmp_path: Path) -> None:
+    job_id = app.enqueue("echo", {})
+    served = serve()
+    context = browser.new_context(timezone_id="Pacific/Auckland")
+    try:
+        tab = context.new_page()
+        tab.goto(f"{served.url}/jobs/{job_id}")
+        created = tab.locator("dl.facts time").first
+        sync_api.expect(created).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+ s ago\)$"))
+        utc = tab.evaluate("document.querySelector('dl.facts time').getAttribute('datetime')")
+        local = tab.evaluate("new Date(document.querySelector('dl.facts time').getAttribute('datetime')).getHours()")
+        assert int(created.inner_text()[11:13]) == local and utc[11:13] != created.inner_text()[11:13]
+        assert "(UTC)" in str(created.get_attribute("title"))
+        shot(tab, tmp_path, "job-local-time")
+    finally:
+        context.close()
+
+
+def test_charts_draw_and_switch_ranges(
+    app: pgq.App, serve: Callable[..., Served], page: Any, tmp_path: Path, conn: Any
+) -> None:
+    conn.execute(
+        """insert into pgq.metrics (queue, at, interval_seconds, completed, failed, retried, run_ms_mean, wait_ms_mean)
+           select 'emails', now() - make_interval(mins => m), 60, 10, 1, 0, 200, 50
+             from generate_series(1, 600, 3) m"""
+    )
+    served = serve()
+    page.goto(served.url + "/")
+    row = page.locator("[data-chart-queue]").first
+    sync_api.expect(row.locator(".uplot canvas")).to_have_count(2)
+    sync_api.expect(row.locator(".figures")).to_contain_text("over 1h")
+    page.get_by_role("button", name="24h").click()
+    sync_api.expect(row.locator(".figures")).to_contain_text("2000 completed, 200 failed, 0 retried over 24h")
+    shot(page, tmp_path, "overview-charts-24h")

@@ -8,7 +8,6 @@ Every command reads the ``PGQ_*`` environment (``PGQ_DATABASE_URL``,
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -21,8 +20,8 @@ from pgq.app import App
 from pgq.db.urls import redact
 from pgq.errors import ConfigurationError, PgqError
 from pgq.job import STATUSES, Job
-from pgq.output import job_detail, jobs_table, schedules_table, to_json, when
-from pgq.redaction import Redactor
+from pgq.output import job_detail, jobs_table, progress, schedules_table, to_json, when
+from pgq.redaction import Redactor, redact_job, redact_schedule
 from pgq.settings import load_settings
 
 ENVIRONMENT_HELP = """\
@@ -72,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="enqueue one job",
         description="Enqueue one job of TASK with JSON keyword arguments.",
     )
-    enqueue.add_argument("task")
+    enqueue.add_argument("task", help="name of the task, e.g. send_email")
     enqueue.add_argument("--args", default="{}", help="JSON object, e.g. '{\"user_id\": 7}'")
     enqueue.add_argument("--queue")
     enqueue.add_argument("--priority", type=int)
@@ -101,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
     listing.set_defaults(handler=cmd_jobs_list)
     show = job_commands.add_parser("show", parents=[common], help="one job with its errors")
-    show.add_argument("id")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("id", metavar="ID", help="the job's id")
+    show.add_argument("--json", action="store_true", help="the job as JSON")
     show.set_defaults(handler=cmd_jobs_show)
     from pgq import cli_ops  # the operator's commands live there; it imports this module
 
@@ -151,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="create or replace a schedule",
         description="Create or replace a run-time schedule. CRON has five fields, or six with seconds first.",
     )
-    add.add_argument("name")
+    add.add_argument("name", help="the schedule's name, unique")
     add.add_argument("--cron", required=True, help="e.g. '*/5 * * * *' or '*/10 * * * * *'")
     add.add_argument("--task", required=True)
     add.add_argument("--args", default="{}", help="JSON object of keyword arguments")
@@ -177,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("trigger", "enqueue the schedule's job now"),
     ):
         one = schedule_commands.add_parser(action, parents=[common], help=help_text)
-        one.add_argument("name")
+        one.add_argument("name", help="the schedule's name (pgq schedules list)")
         one.set_defaults(handler=cmd_schedule_action, action=action)
 
     prune = commands.add_parser(
@@ -233,7 +232,7 @@ def _add_dashboard_command(commands: Any, common: argparse.ArgumentParser) -> No
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    dashboard.add_argument("--port", type=positive_int, default=8080, help="default 8080")
+    dashboard.add_argument("--port", type=port_number, default=8080, help="1-65535, default 8080")
     dashboard.add_argument("--read-only", action="store_true", help="hide and refuse every action")
     dashboard.add_argument(
         "--insecure-no-auth",
@@ -289,6 +288,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1-65535, got {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     value = non_negative_float(text)
     if value == 0:
@@ -337,10 +343,13 @@ def cmd_migrate(options: argparse.Namespace) -> int:
         return 0
     app = _app(options)
     if options.downgrade:
-        downgrade(app.url, schema=app.schema, revision=options.downgrade)
+        with progress(f"downgrading schema {app.schema} to {options.downgrade}"):
+            downgrade(app.url, schema=app.schema, revision=options.downgrade)
         print(f"pgq schema {app.schema!r} downgraded to {options.downgrade}")
     else:
-        migrate(app.url, schema=app.schema, revision=options.revision)
+        # A revision that rewrites a large jobs table takes a while: say that it runs.
+        with progress(f"migrating schema {app.schema} to {options.revision}"):
+            migrate(app.url, schema=app.schema, revision=options.revision)
         print(f"pgq schema {app.schema!r} is at {options.revision}")
     return 0
 
@@ -395,7 +404,7 @@ def cmd_jobs_list(options: argparse.Namespace) -> int:
             before_id=options.before_id,
         )
         redact = Redactor(app.settings.redact_keys)
-    _print_jobs([_redacted(job, redact) for job in jobs], options.json)
+    _print_jobs([redact_job(job, redact) for job in jobs], options.json)
     return 0
 
 
@@ -408,14 +417,9 @@ def cmd_jobs_show(options: argparse.Namespace) -> int:
         redact = Redactor(app.settings.redact_keys)
     if job is None:
         raise PgqError(f"no job with id {job_id} (live or in history)")
-    job = _redacted(job, redact)
+    job = redact_job(job, redact)  # the dashboard's and the API's redaction, for args and result
     print(to_json(job) if options.json else job_detail(job))
     return 0
-
-
-def _redacted(job: Job, redact: Redactor) -> Job:
-    """The job with the values of PGQ_REDACT_KEYS masked in its args, as the dashboard shows it."""
-    return dataclasses.replace(job, args=redact(job.args))
 
 
 def _print_jobs(jobs: Sequence[Job], as_json: bool) -> None:
@@ -512,7 +516,8 @@ def cmd_schedules_add(options: argparse.Namespace) -> int:
 
 def cmd_schedules_list(options: argparse.Namespace) -> int:
     with _app(options) as app:
-        schedules = app.list_schedules()
+        redact = Redactor(app.settings.redact_keys)
+        schedules = [redact_schedule(s, redact) for s in app.list_schedules()]
     if options.json:
         print(to_json(schedules))
     elif not schedules:
@@ -537,8 +542,21 @@ def cmd_schedule_action(options: argparse.Namespace) -> int:
 
 
 def cmd_prune(options: argparse.Namespace) -> int:
-    with _app(options) as app:
+    from pgq.enqueueing import drive
+    from pgq.maintenance.sweeper import prune_history_flow
+
+    with _app(options) as app, progress("deleting finished jobs past retention") as bar:
+
+        def run(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+            rows = app._run(sql, params)
+            bar.advance(bar.task_ids[0], float(rows[0]["deleted"]))
+            return rows
+
+        # The history first, batch by batch as the sweeper does, counted as it goes;
+        # then app.prune() finds no such job left and prunes worker rows and metrics.
+        jobs = drive(prune_history_flow(app), run)
         counts = app.prune()
+        counts["jobs"] += jobs
     print(", ".join(f"{name}: {count}" for name, count in counts.items()))
     return 0
 
@@ -567,7 +585,19 @@ def cmd_bench(options: argparse.Namespace) -> int:
         bench_options.jobs = min(options.jobs, 5_000)
         bench_options.load_seconds = 3.0
         bench_options.ageing_rows = 20_000
-    report = run_bench(bench_options)
+    steps = 6  # run_all's scenarios: enqueue, enqueue_many, drain, two latencies, ageing
+    with progress("pgq bench", total=steps) as bar:
+        task = bar.task_ids[0]
+
+        def report_line(line: str) -> None:
+            if line.endswith(" ..."):  # a scenario starts
+                bar.update(task, description=line[:-4])
+                bar.advance(task)
+            bar.console.print(line)
+
+        if sys.stderr.isatty():
+            bench_options.progress = report_line
+        report = run_bench(bench_options)
     print(format_table(report))
     return 0
 
@@ -590,6 +620,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader left (`pgq jobs list --json | head`): what it wanted it has. Python
+        # would report the pipe again while flushing stdout at exit: point stdout elsewhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

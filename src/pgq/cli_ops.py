@@ -26,7 +26,7 @@ from pgq.app import App
 from pgq.cli import _app, positive_float
 from pgq.errors import ConfigurationError, DatabaseUnavailable, InvalidState, JobNotFound
 from pgq.operations import STATS_WINDOW, QueueStats
-from pgq.output import queues_table, stats_table, to_json, workers_table
+from pgq.output import progress, queues_table, stats_table, to_json, workers_table
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -52,7 +52,7 @@ def add_job_actions(
         description="Retry jobs by id (failed or cancelled ones), or every failed job with --failed "
         "(of one queue or task with --queue/--task). Same ids; a job that used all its attempts gets one more.",
     )
-    retry.add_argument("ids", nargs="*", metavar="ID")
+    retry.add_argument("ids", nargs="*", metavar="ID", help="ids of failed or cancelled jobs")
     retry.add_argument("--failed", action="store_true", help="every failed job (the dead-letter set)")
     retry.add_argument("--queue", help="with --failed: only this queue's")
     retry.add_argument("--task", help="with --failed: only this task's")
@@ -75,7 +75,7 @@ def add_job_actions(
         ),
     ):
         one = job_commands.add_parser(action, parents=[common], help=help_text, description=description)
-        one.add_argument("ids", nargs="+", metavar="ID")
+        one.add_argument("ids", nargs="+", metavar="ID", help="job ids")
         one.set_defaults(handler=cmd_job_action, action=action)
 
 
@@ -95,7 +95,7 @@ def add_commands(
         description="Set limits of a queue, enforced inside the claim across every worker; only the options "
         "given change, 'none' removes a limit. Workers apply a change at once. See docs/flow-control.md.",
     )
-    setting.add_argument("queue")
+    setting.add_argument("queue", help="the queue's name")
     setting.add_argument("--concurrency", metavar="N|none", help="at most N jobs of the queue run at once")
     setting.add_argument(
         "--rate", metavar="RATE|none", help="at most N starts per period, evenly spaced: 10/s, 100/min"
@@ -118,7 +118,7 @@ def add_commands(
         ("resume", "let workers claim the queue's jobs again"),
     ):
         one = queue_commands.add_parser(action, parents=[common], help=help_text)
-        one.add_argument("queue")
+        one.add_argument("queue", help="the queue's name")
         one.set_defaults(handler=cmd_queue_action, action=action)
 
     explain = commands.add_parser(
@@ -129,7 +129,7 @@ def add_commands(
         "limit (and the jobs filling it), a rate limit's next start, no live worker for its queue or its "
         "task, no attempts left. Same text as app.explain(id) and the SQL function pgq.explain(id).",
     )
-    explain.add_argument("job_id", metavar="JOB_ID")
+    explain.add_argument("job_id", metavar="JOB_ID", help="the job's id")
     explain.set_defaults(handler=cmd_explain)
 
     workers = commands.add_parser("workers", help="list workers")
@@ -208,7 +208,8 @@ def cmd_jobs_retry(options: argparse.Namespace) -> int:
             raise ConfigurationError("--queue and --task go with --failed")
     with _app(options) as app:
         if options.failed:
-            count = app.retry_failed(queue=options.queue, task=options.task)
+            with progress("retrying failed jobs"):
+                count = app.retry_failed(queue=options.queue, task=options.task)
             print(f"{count} failed job{'' if count == 1 else 's'} retried")
             return 0
 
@@ -302,7 +303,10 @@ def cmd_queues_set(options: argparse.Namespace) -> int:
 def cmd_explain(options: argparse.Namespace) -> int:
     job_id = job_id_arg(options.job_id)
     with _app(options) as app:
-        print(app.explain(job_id))
+        text = app.explain(job_id)
+    if text.endswith(": no such job"):
+        raise JobNotFound(f"no job with id {job_id} (live or in the retained history)")
+    print(text)
     return 0
 
 

@@ -1,14 +1,95 @@
-"""How jobs look in a terminal: tables, a detail view, and JSON."""
+"""How jobs look in a terminal: tables (rich), a detail view, JSON, and progress on long commands.
+
+Colour follows the terminal: none when stdout is a pipe or a file, or when
+``NO_COLOR`` is set (https://no-color.org); ``FORCE_COLOR`` forces it. Piped
+tables are never wrapped or cut to a terminal's width.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
-from collections.abc import Sequence
+import os
+import shutil
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+from rich import box
+from rich.console import Console, RenderableType
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from pgq.display import clip
 from pgq.job import Job
+
+#: Colours of job and worker states.
+STATE_STYLES = {
+    "pending": "cyan",
+    "running": "blue",
+    "blocked": "yellow",
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "dim",
+    "dead": "red",
+    "stopped": "dim",
+    "stopping": "yellow",
+}
+
+
+def colour_wanted(stream: Any = None) -> bool:
+    stream = stream or sys.stdout
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def render(renderable: RenderableType) -> str:
+    """``renderable`` as text for stdout: coloured for a terminal, plain and unwrapped otherwise."""
+    colour = colour_wanted()
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else 10_000
+    out = io.StringIO()
+    console = Console(
+        file=out,
+        force_terminal=colour,
+        no_color=not colour,
+        color_system="standard" if colour else None,
+        width=width,
+        highlight=False,
+        emoji=False,
+    )
+    console.print(renderable, soft_wrap=not sys.stdout.isatty(), crop=False)
+    return "\n".join(line.rstrip() for line in out.getvalue().rstrip("\n").split("\n"))
+
+
+def state(value: str) -> Text:
+    return Text(value, style=STATE_STYLES.get(value, ""))
+
+
+@contextmanager
+def progress(description: str, total: float | None = None) -> Iterator[Progress]:
+    """A progress bar (or a spinner without ``total``) on stderr, shown only to a terminal and
+    cleared when done: stdout keeps only the command's result."""
+    shown = sys.stderr.isatty()
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn() if total is not None else TextColumn(""),
+        TaskProgressColumn() if total is not None else TextColumn("{task.completed:,.0f}"),
+        TimeElapsedColumn(),
+        console=Console(file=sys.stderr, no_color=not colour_wanted(sys.stderr)),
+        transient=True,
+        disable=not shown,
+    )
+    with bar:
+        bar.add_task(description, total=total)
+        yield bar
 
 
 def _plain(value: Any) -> Any:
@@ -17,7 +98,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, timedelta):
         return value.total_seconds()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -39,12 +120,14 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, right: Sequence[str] = ()) -> str:
+    """A table of ``rows`` (text or rich Text) under ``headers``, as text for stdout."""
+    grid = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold", expand=False)
+    for header in headers:
+        grid.add_column(header, justify="right" if header in right else "left", overflow="fold")
     for row in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return "\n".join(lines)
+        grid.add_row(*row)
+    return render(grid)
 
 
 def jobs_table(jobs: Sequence[Job]) -> str:
@@ -52,18 +135,18 @@ def jobs_table(jobs: Sequence[Job]) -> str:
     rows = [
         (
             str(job.id),
-            job.status,
+            state(job.status),
             job.queue,
             job.task,
             str(job.priority),
             f"{job.attempts}/{job.max_attempts}",
             when(job.run_at),
             job.key or "",
-            _clip(json.dumps(job.args, ensure_ascii=False), 40),
+            _clip(json.dumps(clip(job.args, 8), ensure_ascii=False), 40),
         )
         for job in jobs
     ]
-    return table(headers, rows)
+    return table(headers, rows, right=("ID", "PRI", "ATTEMPTS"))
 
 
 def job_detail(job: Job) -> str:
@@ -92,10 +175,12 @@ def job_detail(job: Job) -> str:
     if job.progress is not None:
         message = f"  {job.progress_message}" if job.progress_message else ""
         lines.append(f"  progress    {job.progress:.0%}{message}")
-    lines.append("  args        " + json.dumps(job.args, ensure_ascii=False, indent=2).replace("\n", "\n  "))
+    lines.append("  args        " + json.dumps(clip(job.args), ensure_ascii=False, indent=2).replace("\n", "\n  "))
     if job.result is not None:
-        lines.append("  result      " + json.dumps(job.result, ensure_ascii=False))
-    for error in job.errors:
+        lines.append("  result      " + json.dumps(clip(job.result), ensure_ascii=False))
+    for error in job.errors if isinstance(job.errors, list) else [job.errors]:
+        if not isinstance(error, dict):
+            error = {"message": str(error)}
         lines.append(
             f"  attempt {error.get('attempt', '?')} failed at {error.get('at', '?')}: "
             f"{error.get('type', 'Error')}: {error.get('message', '')}"
@@ -150,7 +235,7 @@ def queues_table(queues: Sequence[Any]) -> str:
     rows = [
         (
             q.name,
-            "yes" if q.paused else "no",
+            Text("yes", style="yellow") if q.paused else "no",
             str(q.waiting),
             str(q.delayed),
             str(q.active),
@@ -161,7 +246,7 @@ def queues_table(queues: Sequence[Any]) -> str:
         )
         for q in queues
     ]
-    return table(headers, rows)
+    return table(headers, rows, right=("WAITING", "DELAYED", "ACTIVE", "BLOCKED", "WORKERS", "OLDEST WAITING"))
 
 
 def limits_text(q: Any) -> str:
@@ -193,7 +278,7 @@ def workers_table(workers: Sequence[Any]) -> str:
             w.name,
             w.host,
             str(w.pid),
-            w.status,
+            state(w.status),
             _clip(",".join(w.queues), 30),
             f"{len(w.running)}/{w.concurrency}",
             when(w.started_at),

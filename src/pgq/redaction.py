@@ -6,8 +6,15 @@ another hides.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pgq.display import clip
+
+if TYPE_CHECKING:
+    from pgq.job import Job
+    from pgq.schedules import Schedule
 
 REDACTED = "[redacted]"
 
@@ -38,3 +45,17 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self(v) for v in value]
         return value
+
+
+def redact_job(job: Job, redact: Redactor) -> Job:
+    """The job as every surface shows it (pages, API, CLI): ``args`` and ``result`` with the
+    values of secret keys masked, and those and ``errors`` cut at
+    :data:`pgq.display.DISPLAY_DEPTH` levels. Error messages are free text: not redacted."""
+    return dataclasses.replace(
+        job, args=redact(clip(job.args)), result=redact(clip(job.result)), errors=clip(job.errors)
+    )
+
+
+def redact_schedule(schedule: Schedule, redact: Redactor) -> Schedule:
+    """A schedule as every surface shows it: its job's args masked and bounded, as a job's."""
+    return dataclasses.replace(schedule, args=redact(clip(schedule.args)))

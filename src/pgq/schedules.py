@@ -196,14 +196,17 @@ class ScheduleControls:
         return self.enable_schedule(name, enabled=False)
 
     def trigger_schedule(self: _AppLike, name: str) -> int:
-        """Enqueue the schedule's job now, outside its ticks; returns the job id."""
+        """Enqueue the schedule's job now, outside its ticks; returns the job id. The schedule's
+        last run and last job become this one (its next tick stays as it was)."""
         schedule = self.get_schedule(name)
         if schedule is None:
             raise ConfigurationError(f"no schedule named {name!r}")
-        return self.enqueue(
+        job_id = self.enqueue(
             schedule.task,
             schedule.args,
             queue=schedule.queue,
             priority=schedule.priority,
             max_attempts=schedule.max_attempts,
         )
+        self._run(query("schedule_triggered", self.schema), {"name": name, "job_id": job_id})
+        return job_id

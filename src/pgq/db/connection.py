@@ -16,8 +16,10 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from pgq import display
 from pgq.db.urls import describe, redact
 from pgq.errors import DatabaseUnavailable, NotMigrated
 from pgq.settings import Settings
@@ -90,12 +92,24 @@ def is_missing_schema(exc: BaseException) -> bool:
     return isinstance(orig, _MISSING_SCHEMA)
 
 
+def read_any_json(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    """Read json and jsonb with :func:`pgq.display.loads`: a row inserted by SQL, nested deeper
+    than Python's json reads, must not make every read that returns it fail."""
+    set_json_loads(display.loads, conn)
+
+
+async def _read_any_json_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    read_any_json(conn)
+
+
 def connect(url: str, settings: Settings, purpose: str, autocommit: bool = True) -> psycopg.Connection[Row]:
     """One pgq session (not pooled), with errors that say where it tried to connect."""
     try:
-        return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, **connection_kwargs(settings, purpose))
+        conn = psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, **connection_kwargs(settings, purpose))
     except psycopg.OperationalError as exc:
         raise unavailable(exc, url) from None
+    read_any_json(conn)
+    return conn
 
 
 class Pools:
@@ -149,7 +163,7 @@ class Pools:
                 psycopg.connect(self.url, **self._kwargs()).close()
             except psycopg.OperationalError as exc:
                 raise unavailable(exc, self.url) from None
-            self._sync = ConnectionPool(self.url, **self._pool_options(f"pgq-{self.purpose}"))
+            self._sync = ConnectionPool(self.url, configure=read_any_json, **self._pool_options(f"pgq-{self.purpose}"))
             self._sync.open()
         return self._sync
 
@@ -172,7 +186,9 @@ class Pools:
                 await conn.close()
             except psycopg.OperationalError as exc:
                 raise unavailable(exc, self.url) from None
-            pool = AsyncConnectionPool(self.url, **self._pool_options(f"pgq-{self.purpose}-async"))
+            pool = AsyncConnectionPool(
+                self.url, configure=_read_any_json_async, **self._pool_options(f"pgq-{self.purpose}-async")
+            )
             await pool.open()
             self._async[loop] = pool
         return pool

@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -37,6 +38,10 @@ PRUNE_BATCH = 1000
 PRUNE_BATCHES_PER_PASS = 10
 #: Stuck jobs handled per pass at most.
 RESCUE_BATCH = 500
+#: Seconds a metrics row's window ends before now, at least: a job's finished_at is the start
+#: of the transaction that finished it, which commits a moment later. Transactions that pgq's
+#: role can see are waited for however long they take (pg_stat_activity); this covers the rest.
+METRICS_LAG = 2.0
 #: Seconds a group goes unserved (with its rate token due and no live job) before its
 #: ``queue_groups`` row is deleted: long past any rate period that matters in practice.
 GROUP_IDLE = 3600.0
@@ -142,11 +147,14 @@ class Sweeper(Service):
         await self._prune(conn, result)
         await self._vacuum(conn, result)
         if time.monotonic() - self._last_metrics >= self.metrics_interval:
-            rows = await (
-                await conn.execute(query("sweep_write_metrics", self.schema), {"interval": self.metrics_interval})
-            ).fetchall()
-            result.metrics_rows = len(rows)
+            result.metrics_rows = await self.write_metrics(conn)
             self._last_metrics = time.monotonic()
+
+    async def write_metrics(self, conn: psycopg.AsyncConnection[dict[str, Any]], now: datetime | None = None) -> int:
+        """Write one ``metrics`` row per queue for what finished since the previous row of any
+        queue (see ``sweep_write_metrics``); returns how many. ``now``: tests place sweeps in time."""
+        cur = await conn.execute(query("sweep_write_metrics", self.schema), {"lag": METRICS_LAG, "now": now})
+        return len(await cur.fetchall())
 
     def on_error(self) -> None:
         self._outage = True

@@ -1,53 +1,37 @@
-"""The dashboard as one ASGI application: pages, form actions, live updates, API, metrics."""
+"""The dashboard as one ASGI application (FastAPI): pages, form actions, live updates, API, metrics."""
 
 from __future__ import annotations
 
-import asyncio
-import html
 import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote
 
-from starlette.applications import Starlette
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
-from pgq.db.queries import query
-from pgq.job import STATUSES, Job
-from pgq.redaction import Redactor
-from pgq.web import data, views
-from pgq.web.api import Api
+from pgq.job import STATUSES
+from pgq.web import api, data, pages
 from pgq.web.live import LiveHub
-from pgq.web.markup import Html
-from pgq.web.metrics import registry_for, render
-from pgq.web.operations import (
-    JOB_ACTIONS,
-    SCHEDULE_ACTIONS,
-    WebError,
-    call,
-    job_action,
-    queue_action,
-    schedule_action,
-)
+from pgq.web.metrics import registry_for
+from pgq.web.operations import DATABASE_GONE, WebError, unreachable
+from pgq.web.render import Page, environment
 from pgq.web.security import (
-    AUTH_COOKIE,
     FLASH_COOKIE,
     Guard,
+    Throttle,
     base_path,
-    cookie_secure,
-    csrf_ok,
     csrf_token,
     local_path,
-    session_value,
+    read_flash,
     set_cookies,
     set_flash,
-    token_matches,
 )
 
 if TYPE_CHECKING:
@@ -55,34 +39,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pgq.web")
 
-PAGE_SIZE = 50
-#: Jobs whose page shows "Why isn't it running?" (pgq.explain).
-WAITING_STATUSES = ("pending", "blocked")
-#: Largest form body read, in bytes.
-FORM_LIMIT = 64 * 1024
-
-
-async def form_fields(request: Request) -> dict[str, str]:
-    """The fields of an urlencoded form (the dashboard's forms are small; no multipart parser needed).
-    The body is read up to FORM_LIMIT and no further: the login form is open to anyone
-    who reaches the server, and a body read whole first could be gigabytes."""
-    if "multipart" in request.headers.get("content-type", ""):
-        return {}
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > FORM_LIMIT:
-        return {}
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > FORM_LIMIT:
-            return {}
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+TITLES = {
+    400: "Bad request",
+    403: "Refused",
+    404: "Not found",
+    405: "Not allowed",
+    409: "Not possible now",
+    413: "Too large",
+    422: "Bad request",
+    429: "Too many tries",
+    500: "Dashboard error",
+    503: "Database unavailable",
+}
 
 
 class Dashboard:
+    """What the pages and the API share: the App, the options, the live hub, the templates."""
+
     def __init__(
         self,
         app: App,
@@ -93,6 +66,8 @@ class Dashboard:
         strict: bool,
         tick: float,
     ) -> None:
+        from pgq.redaction import Redactor
+
         self.app = app
         self.read_only = read_only
         self.token = token
@@ -100,284 +75,121 @@ class Dashboard:
         self.strict = strict
         self.hub = LiveHub(app, self.redact, tick=tick)
         self.registry = registry_for(app)
+        self.templates = environment()
+        self.throttle = Throttle()
+        self.routes: list[Any] = []
+        self._openapi: dict[str, dict[str, Any]] = {}
 
-    # ------------------------------------------------------------- helpers
+    def openapi(self, root_path: str) -> dict[str, Any]:
+        if root_path not in self._openapi:
+            self._openapi[root_path] = api.openapi_document(self.routes, root_path)
+        return self._openapi[root_path]
 
-    def page(self, request: Request) -> views.Page:
+    # ---------------------------------------------------------------- pages
+
+    def page(self, request: Request) -> Page:
         flash = request.cookies.get(FLASH_COOKIE)
+        text, job_id = read_flash(flash) if flash else (None, None)
         if flash:
             request.scope["pgq.flash_shown"] = True
-        return views.Page(
+        return Page(
             base=base_path(request.scope),
             path=local_path(request.scope) + (f"?{request.url.query}" if request.url.query else ""),
             csrf=csrf_token(request),
             read_only=self.read_only,
             token_mode=self.token is not None,
-            flash=unquote(flash) if flash else None,
+            flash=text,
+            flash_job=job_id,
         )
 
-    def html(self, request: Request, body: Html, status: int = 200) -> Response:
-        response = HTMLResponse(body, status_code=status, headers={"cache-control": "no-store"})
+    def url(self, request: Request, path: str, **params: Any) -> str:
+        return Page(base_path(request.scope), "", "", False, False).url(path, **params)
+
+    def render(self, request: Request, template: str, title: str, *, status: int = 200, **context: Any) -> Response:
+        values: dict[str, Any] = {
+            "watch": [],
+            "reload_on_change": False,
+            "bare": False,
+            "error_status": "",
+            "loaded_at": datetime.now(UTC).isoformat(),
+            "STATES": data.STATES,
+            "FINISHED_STATES": data.FINISHED_STATES,
+            "STATUSES": list(STATUSES),
+            "RANGES": list(data.RANGES),
+        }
+        values.update(context)
+        body = self.templates.get_template(template).render(page=self.page(request), title=title, **values)
+        response = HTMLResponse(body, status_code=status)
         set_cookies(request, response)
         return response
 
-    def error_html(self, request: Request, status: int, message: str) -> Response:
-        titles = {
-            404: "Not found",
-            409: "Not possible now",
-            403: "Refused",
-            422: "Bad request",
-            503: "Database unavailable",
-        }
-        return self.html(request, views.error_page(self.page(request), titles.get(status, "Error"), message), status)
+    def error_page(self, request: Request, status: int, message: str) -> Response:
+        return self.render(
+            request, "error.html", TITLES.get(status, "Error"), status=status, message=message, error_status=status
+        )
 
-    def back(self, request: Request, target: Any, message: str) -> Response:
+    def back(self, request: Request, target: Any, message: str, job_id: int | None = None) -> Response:
         """Redirect to ``target`` (a path inside the dashboard) with a flash message."""
         path = target if isinstance(target, str) and target.startswith("/") and not target.startswith("//") else "/"
         if "\\" in path:
             path = "/"
         response = RedirectResponse(base_path(request.scope) + path, status_code=303)
-        set_flash(request, response, message)
+        set_flash(request, response, message, job_id)
         return response
 
-    # --------------------------------------------------------------- pages
+    # ---------------------------------------------------------------- errors
 
-    async def overview(self, request: Request) -> Response:
-        def read() -> tuple[Any, ...]:
-            stats = self.app.stats()
-            live = self.app._run(query("dashboard_live", self.app.schema), {"ids": []})[0]["live"]
-            table = data.merge_counts(live, data.finished_counts(stats))
-            now, series = data.series(self.app)
-            running = self.app.list_jobs(status="running", limit=50)
-            workers = self.app.list_workers()
-            return table, data.paused_queues(self.app), now, series, running, stats, workers
+    def error(self, request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        """``{"error": ...}`` under /api (and for /metrics, /events), a styled page elsewhere."""
+        path = local_path(request.scope)
+        if path.startswith("/api/") or path in ("/api", "/metrics", "/events"):
+            return JSONResponse({"error": message}, status_code=status, headers=headers)
+        return self.error_page(request, status, message)
 
+    async def render_error(self, scope: Scope, status: int, message: str) -> Response:
+        request = Request(scope)
         try:
-            table, paused, now, series, running, stats, workers = await call(read)
-        except WebError as exc:
-            return self.error_html(request, exc.status, exc.message)
-        body = views.overview(
-            self.page(request), table, data.totals(table), paused, running, now, series, stats, workers
-        )
-        return self.html(request, body)
-
-    async def queues(self, request: Request) -> Response:
-        def read() -> tuple[Any, ...]:
-            queues = self.app.list_queues()
-            return queues, data.failed_by_queue(self.app, [q.name for q in queues])
-
-        try:
-            queues, failed = await call(read)
-        except WebError as exc:
-            return self.error_html(request, exc.status, exc.message)
-        return self.html(request, views.queues_page(self.page(request), queues, failed))
-
-    async def workers(self, request: Request) -> Response:
-        try:
-            workers = await call(self.app.list_workers)
-        except WebError as exc:
-            return self.error_html(request, exc.status, exc.message)
-        return self.html(request, views.workers_page(self.page(request), workers))
-
-    async def jobs(self, request: Request) -> Response:
-        params = request.query_params
-        wanted = (params.get("id") or "").strip().lstrip("#")
-        if wanted:
-            if (found := data.job_id(wanted)) is not None:
-                return RedirectResponse(f"{base_path(request.scope)}/jobs/{found}", status_code=303)
-            return self.back(request, "/jobs", f"{wanted!r} is not a job id (a whole number)")
-        filters: dict[str, Any] = {k: (params.get(k) or "").strip() or None for k in ("status", "queue", "task", "key")}
-        problem = None
-        if filters["status"] not in (None, *STATUSES):
-            problem = f"unknown state {filters['status']!r}; pick one of {', '.join(STATUSES)}"
-            filters["status"] = None
-        before = params.get("before_id")
-        filters["before_id"] = data.job_id(before) if before else None
-        try:
-            jobs, now = await call(self._read_jobs, filters)
-        except WebError as exc:
-            return self.error_html(request, exc.status, exc.message)
-        next_before = jobs[-1].id if len(jobs) == PAGE_SIZE else None
-        body = views.jobs_list(self.page(request), jobs, now, filters, self.redact, next_before, problem)
-        return self.html(request, body)
-
-    def _read_jobs(self, filters: dict[str, Any]) -> tuple[list[Job], Any]:
-        return self.app.list_jobs(limit=PAGE_SIZE, **filters), data.db_now(self.app)
-
-    async def job(self, request: Request) -> Response:
-        text = request.path_params["job_id"]
-        found = data.job_id(text)
-        if found is None:
-            return self.error_html(request, 404, f"{text!r} is not a job id")
-        job_id = found
-
-        def read() -> tuple[Job | None, Any, str | None]:
-            job = self.app.get_job(job_id)
-            waiting = job is not None and job.status in WAITING_STATUSES
-            return job, data.db_now(self.app), self.app.explain(job_id) if waiting else None
-
-        try:
-            job, now, explain = await call(read)
-        except WebError as exc:
-            return self.error_html(request, exc.status, exc.message)
-        if job is None:
-            return self.error_html(request, 404, f"No job with id {job_id}: it never existed or retention removed it.")
-        return self.html(request, views.job_detail(self.page(request), job, now, self.redact, explain))
-
-    async def schedules(self, request: Request) -> Response:
-        try:
-            schedules = await call(self.app.list_schedules)
-        except WebError as exc:
-            return self.error_html(request, exc.status, exc.message)
-        return self.html(request, views.schedules_page(self.page(request), schedules, self.redact))
-
-    # ------------------------------------------------------------- actions
-
-    async def _form(self, request: Request) -> dict[str, Any] | Response:
-        fields = await form_fields(request)
-        if self.read_only:
-            return self.error_html(request, 403, "This dashboard is read-only (--read-only): actions are refused.")
-        if not csrf_ok(request, fields.get("csrf")):
-            return self.error_html(
-                request, 403, "The form's security token did not match (CSRF check). Reload the page and try again."
-            )
-        return fields
-
-    async def job_form(self, request: Request) -> Response:
-        fields = await self._form(request)
-        if isinstance(fields, Response):
-            return fields
-        action, text = fields.get("action", ""), fields.get("id", "")
-        job_id = data.job_id(text)
-        if action not in JOB_ACTIONS or job_id is None:
-            return self.error_html(request, 422, f"unknown action {action!r} or job id {text!r}")
-        try:
-            message = await job_action(self.app, job_id, action)
-        except WebError as exc:
-            return self.back(request, fields.get("next"), f"Job {text}: {exc.message}")
-        target = fields.get("next")
-        if action == "remove":
-            target = "/jobs"
-        return self.back(request, target, message)
-
-    async def schedule_form(self, request: Request) -> Response:
-        fields = await self._form(request)
-        if isinstance(fields, Response):
-            return fields
-        action, name = fields.get("action", ""), fields.get("name", "")
-        if action not in SCHEDULE_ACTIONS:
-            return self.error_html(request, 422, f"unknown action {action!r}")
-        try:
-            message = await schedule_action(self.app, name, action)
-        except WebError as exc:
-            message = exc.message
-        return self.back(request, fields.get("next"), message)
-
-    async def queue_form(self, request: Request) -> Response:
-        fields = await self._form(request)
-        if isinstance(fields, Response):
-            return fields
-        action, name = fields.get("action", ""), fields.get("name", "")
-        try:
-            message = await queue_action(self.app, name, action)
-        except WebError as exc:
-            message = exc.message
-        return self.back(request, fields.get("next"), message)
-
-    # --------------------------------------------------------------- login
-
-    async def login(self, request: Request) -> Response:
-        page = self.page(request)
-        next_path = request.query_params.get("next", "/")
-        if self.token is None:
-            return self.back(request, "/", "This dashboard has no token: no login needed.")
-        if request.method == "GET":
-            return self.html(request, views.login_page(page, next_path))
-        form = await form_fields(request)
-        next_path = str(form.get("next") or "/")
-        given = form.get("token")
-        if not csrf_ok(request, form.get("csrf")):
-            return self.html(request, views.login_page(page, next_path, "The form expired; try again."), 403)
-        if not isinstance(given, str) or not token_matches(given, self.token):
-            await asyncio.sleep(0.5)  # slows guessing down
-            return self.html(request, views.login_page(page, next_path, "Wrong token."), 401)
-        safe = (
-            next_path if next_path.startswith("/") and not next_path.startswith("//") and "\\" not in next_path else "/"
-        )
-        response = RedirectResponse(base_path(request.scope) + safe, status_code=303)
-        response.set_cookie(
-            AUTH_COOKIE,
-            session_value(self.token),
-            max_age=30 * 24 * 3600,
-            path=base_path(request.scope) or "/",
-            httponly=True,
-            samesite="strict",
-            secure=cookie_secure(request.scope),
-        )
-        return response
-
-    async def logout(self, request: Request) -> Response:
-        form = await form_fields(request)
-        if not csrf_ok(request, form.get("csrf")):
-            return self.error_html(request, 403, "The form's security token did not match; reload and try again.")
-        response = RedirectResponse(base_path(request.scope) + "/login", status_code=303)
-        response.delete_cookie(AUTH_COOKIE, path=base_path(request.scope) or "/")
-        return response
-
-    # ---------------------------------------------------------- live, metrics
-
-    async def events(self, request: Request) -> Response:
-        parts = request.query_params.get("jobs", "").split(",")
-        ids = frozenset(found for part in parts if (found := data.job_id(part)) is not None)
-        return StreamingResponse(
-            self.hub.stream(ids),
-            media_type="text/event-stream",
-            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
-        )
-
-    async def metrics(self, request: Request) -> Response:
-        try:
-            body = await call(render, self.registry)
-        except WebError as exc:
-            return JSONResponse({"error": exc.message}, status_code=exc.status)
-        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    # ---------------------------------------------------------------- wiring
-
-    def routes(self) -> list[Route | Mount]:
-        static = StaticFiles(directory=str(resources.files("pgq.web") / "static"))
-        return [
-            Route("/", self.overview, methods=["GET"]),
-            Route("/jobs", self.jobs, methods=["GET"]),
-            Route("/jobs/{job_id}", self.job, methods=["GET"]),
-            Route("/queues", self.queues, methods=["GET"]),
-            Route("/schedules", self.schedules, methods=["GET"]),
-            Route("/workers", self.workers, methods=["GET"]),
-            Route("/actions/job", self.job_form, methods=["POST"]),
-            Route("/actions/schedule", self.schedule_form, methods=["POST"]),
-            Route("/actions/queue", self.queue_form, methods=["POST"]),
-            Route("/login", self.login, methods=["GET", "POST"]),
-            Route("/logout", self.logout, methods=["POST"]),
-            Route("/events", self.events, methods=["GET"]),
-            Route("/metrics", self.metrics, methods=["GET"]),
-            *Api(self).routes(),
-            Mount("/static", app=static, name="static"),
-        ]
+            return self.error(request, status, message)
+        except Exception:  # the templates themselves failed: say it plainly
+            log.exception("the dashboard's error page failed")
+            return JSONResponse({"error": message}, status_code=status)
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    path = local_path(request.scope)
-    if exc.status_code == 405:
-        message = f"{request.method} is not allowed on {path}; see /api/openapi.json"
-    elif exc.status_code == 404:
-        message = f"nothing at {path}; see /api/openapi.json for the API"
-    else:
-        message = str(exc.detail)
-    if path.startswith("/api/"):
-        return JSONResponse({"error": message}, status_code=exc.status_code)
-    body = f"<!doctype html><title>{exc.status_code}</title><p>{html.escape(message)}</p>"
-    return HTMLResponse(body, status_code=exc.status_code)
+def install_handlers(web: FastAPI, d: Dashboard) -> None:
+    async def web_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, WebError)
+        return d.error(request, exc.status, exc.message)
+
+    async def database_gone(request: Request, exc: Exception) -> Response:
+        failure = unreachable(exc)
+        return d.error(request, failure.status, failure.message)
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return d.error(request, 422, api.validation_message(exc.errors()))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        path = local_path(request.scope)
+        if exc.status_code == 405:
+            message = f"{request.method} is not allowed on {path}; see /api/openapi.json"
+        elif exc.status_code == 404:
+            message = f"nothing at {path}; see /api/openapi.json for the API"
+        else:
+            message = str(exc.detail)
+        return d.error(request, exc.status_code, message, headers=dict(exc.headers or {}))
+
+    web.add_exception_handler(WebError, web_error)
+    web.add_exception_handler(RequestValidationError, invalid)
+    web.add_exception_handler(HTTPException, http_error)
+    for kind in DATABASE_GONE:
+        web.add_exception_handler(kind, database_gone)
+
+
+def body_limit(app: App) -> int:
+    """The largest request body read: args may be PGQ_MAX_PAYLOAD_BYTES once encoded by pgq,
+    and a client's JSON escapes (``\\u00e9``) can make the same args longer, hence twice that."""
+    return 2 * app.settings.max_payload_bytes + 64 * 1024
 
 
 def create_app(
@@ -389,8 +201,8 @@ def create_app(
     strict: bool = False,
     allowed_hosts: Iterable[str] | None = None,
     tick: float = 1.0,
-) -> Starlette:
-    """The dashboard of ``app`` as an ASGI application, to serve or mount at any path.
+) -> FastAPI:
+    """The dashboard of ``app`` as an ASGI application (FastAPI, so Starlette), to serve or mount at any path.
 
     - ``read_only``: hide every action and refuse them (403).
     - ``token``: require ``Authorization: Bearer TOKEN`` or a login with it
@@ -404,7 +216,7 @@ def create_app(
     ``fastapi_app.mount("/pgq", ...)`` in FastAPI; put your authentication in
     front of it (a middleware or a dependency of the mount's parent).
     """
-    dashboard = Dashboard(
+    d = Dashboard(
         app,
         read_only=read_only,
         token=token,
@@ -412,10 +224,25 @@ def create_app(
         strict=strict,
         tick=tick,
     )
-    web = Starlette(
-        routes=dashboard.routes(),
-        middleware=[Middleware(Guard, token=token, allowed_hosts=allowed_hosts)],
-        exception_handlers={HTTPException: _http_error},
+    guard = Middleware(
+        Guard,
+        token=token,
+        allowed_hosts=allowed_hosts,
+        throttle=d.throttle,
+        body_limit=body_limit(app),
+        render_error=d.render_error,
     )
-    web.state.dashboard = dashboard
+    web = FastAPI(
+        title="pgq",
+        openapi_url=None,  # served by the API itself, with the mount point as its server
+        docs_url=None,
+        redoc_url=None,
+        middleware=[guard],
+    )
+    install_handlers(web, d)
+    web.include_router(api.router(d))
+    web.include_router(pages.router(d))
+    web.mount("/static", StaticFiles(directory=str(resources.files("pgq.web") / "static")), name="static")
+    d.routes = web.routes
+    web.state.dashboard = d
     return web

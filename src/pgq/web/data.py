@@ -6,12 +6,13 @@ import dataclasses
 import re
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pgq.db.queries import query
 from pgq.job import Job
-from pgq.redaction import Redactor
+from pgq.redaction import Redactor, redact_job
 
 if TYPE_CHECKING:
     from pgq.app import App
@@ -42,9 +43,10 @@ def plain(value: Any) -> Any:
 
 
 def job_json(job: Job, redact: Redactor) -> dict[str, Any]:
-    data: dict[str, Any] = plain(job)
-    data["args"] = redact(data["args"])
-    data["result"] = redact(data["result"])
+    """The job as the API answers it: redacted and bounded (:func:`pgq.redaction.redact_job`)."""
+    data: dict[str, Any] = plain(redact_job(job, redact))
+    if not isinstance(data["errors"], list):  # rows written by SQL may hold anything
+        data["errors"] = [data["errors"]]
     return data
 
 
@@ -91,13 +93,171 @@ def paused_queues(app: App) -> list[str]:
     return list(app._run(query("dashboard_live", app.schema), {"ids": []})[0]["paused"])
 
 
-def series(app: App, minutes: int = 60) -> tuple[datetime, dict[str, list[dict[str, Any]]]]:
-    """Per queue, the metrics rows of the last ``minutes`` in one-minute buckets, and the database's now."""
-    now = app._run(query("dashboard_now", app.schema), {})[0]["now"]
-    result: dict[str, list[dict[str, Any]]] = {}
-    for row in app._run(query("dashboard_series", app.schema), {"minutes": minutes}):
-        result.setdefault(row["queue"], []).append(row)
-    return now, result
+#: The charts' ranges: (length, step) in seconds; 60 to 96 points each.
+RANGES = {"1h": (3600, 60), "6h": (6 * 3600, 300), "24h": (86400, 900), "7d": (7 * 86400, 7200)}
+
+
+def series(app: App, range_name: str = "1h") -> dict[str, Any]:
+    """The sweeper's metrics rows over ``range_name`` (:data:`RANGES`), per queue, in equal steps
+    ending with the database's now: the data of :class:`pgq.web.models.Series`."""
+    length, step = RANGES[range_name]
+    now: datetime = app._run(query("dashboard_now", app.schema), {})[0]["now"]
+    epoch = now.timestamp()
+    # Steps start on multiples of the step, so a chart's bars stay put between reloads.
+    last = epoch - epoch % step
+    count = length // step
+    first = last - (count - 1) * step
+    start = datetime.fromtimestamp(first, now.tzinfo)
+    times = [first + i * step for i in range(count)]
+    rows = app._run(query("dashboard_series", app.schema), {"start": start, "step": step})
+    queues: dict[str, dict[str, list[Any]]] = {}
+    for row in rows:
+        index = int((row["bucket"].timestamp() - first) // step)
+        if not 0 <= index < count:
+            continue
+        entry = queues.setdefault(
+            row["queue"],
+            {
+                "completed": [0.0] * count,
+                "failed": [0.0] * count,
+                "retried": [0.0] * count,
+                "wait_ms": [None] * count,
+                "run_ms": [None] * count,
+            },
+        )
+        for name in ("completed", "failed", "retried"):
+            entry[name][index] = float(row[name] or 0)
+        for name in ("wait_ms", "run_ms"):
+            entry[name][index] = None if row[name] is None else float(row[name])
+    return {
+        "range": range_name,
+        "step_seconds": step,
+        "start": start,
+        "times": times,
+        "queues": dict(sorted(queues.items())),
+    }
+
+
+def last_hour(app: App) -> dict[str, dict[str, Any]]:
+    """Per queue, what finished over the last hour and the latest wait and run times (the charts'
+    figures in words, shown without script)."""
+    result = {}
+    for queue, entry in series(app, "1h")["queues"].items():
+        waits = [v for v in entry["wait_ms"] if v is not None]
+        runs = [v for v in entry["run_ms"] if v is not None]
+        result[queue] = {
+            "completed": sum(entry["completed"]),
+            "failed": sum(entry["failed"]),
+            "wait_ms": waits[-1] if waits else None,
+            "run_ms": runs[-1] if runs else None,
+        }
+    return result
+
+
+#: Jobs of a workflow drawn on a job's page at most, and the ids after a job searched for its children.
+GRAPH_NODES = 60
+CHILD_WINDOW = 10_000
+
+
+@dataclass
+class Node:
+    id: int
+    task: str
+    state: str
+    parents: list[int]
+    x: int = 0
+    y: int = 0
+
+
+@dataclass
+class Graph:
+    nodes: list[Node]
+    edges: list[dict[str, int]]
+    width: int
+    height: int
+    truncated: bool
+    node_width: int = 170
+    node_height: int = 44
+
+
+def _state(row: dict[str, Any]) -> str:
+    return "delayed" if row["status"] == "pending" and not row["ready"] else str(row["status"])
+
+
+def family(app: App, job: Job) -> tuple[list[dict[str, Any]], Graph | None]:
+    """The job's children (id, task, state) and the graph of its workflow (None for a job
+    without parents or children): parents and children followed both ways, breadth first,
+    up to :data:`GRAPH_NODES` jobs."""
+    found: dict[int, dict[str, Any]] = {}
+    frontier = [job.id]
+    truncated = False
+    while frontier and len(found) < GRAPH_NODES:
+        ids = sorted(set(frontier) | {p for i in frontier for p in (found.get(i, {}).get("depends_on") or [])})
+        rows = app._run(
+            query("dashboard_family", app.schema),
+            {"ids": ids, "low": min(ids), "high": max(ids), "window": CHILD_WINDOW, "limit": GRAPH_NODES * 2},
+        )
+        new = []
+        for row in rows:
+            if row["id"] not in found:
+                found[row["id"]] = row
+                new.append(row["id"])
+        for row in rows:  # parents named by what was just found
+            new.extend(p for p in row["depends_on"] or () if p not in found)
+        frontier = [i for i in dict.fromkeys(new) if i not in ids]
+        if len(found) >= GRAPH_NODES:
+            truncated = bool(frontier)
+    children = [
+        {"id": r["id"], "task": r["task"], "state": _state(r)}
+        for r in sorted(found.values(), key=lambda r: r["id"])
+        if job.id in (r["depends_on"] or ())
+    ]
+    if len(found) <= 1:
+        return children, None
+    return children, layout(list(found.values())[:GRAPH_NODES], truncated)
+
+
+def layout(rows: list[dict[str, Any]], truncated: bool) -> Graph:
+    """Columns by depth (a job sits right of every parent drawn), rows in id order."""
+    nodes = {r["id"]: Node(r["id"], r["task"], _state(r), [p for p in r["depends_on"] or ()]) for r in rows}
+    depth: dict[int, int] = {}
+    for node_id in sorted(nodes):  # parents have smaller ids than their children
+        parents = [p for p in nodes[node_id].parents if p in nodes]
+        depth[node_id] = 1 + max((depth.get(p, 0) for p in parents), default=-1)
+    columns: dict[int, list[Node]] = {}
+    for node_id in sorted(nodes):
+        columns.setdefault(depth[node_id], []).append(nodes[node_id])
+    graph = Graph([], [], 0, 0, truncated)
+    gap_x, gap_y, pad = 50, 14, 8
+    for column, members in sorted(columns.items()):
+        for row, node in enumerate(members):
+            node.x = pad + column * (graph.node_width + gap_x)
+            node.y = pad + row * (graph.node_height + gap_y)
+            graph.nodes.append(node)
+    for node in graph.nodes:
+        for parent_id in node.parents:
+            parent = nodes.get(parent_id)
+            if parent is not None:
+                graph.edges.append(
+                    {
+                        "x1": parent.x + graph.node_width,
+                        "y1": parent.y + graph.node_height // 2,
+                        "x2": node.x,
+                        "y2": node.y + graph.node_height // 2,
+                    }
+                )
+    graph.width = max(n.x for n in graph.nodes) + graph.node_width + pad
+    graph.height = max(n.y for n in graph.nodes) + graph.node_height + pad
+    return graph
+
+
+def worker_names(app: App, ids: Iterable[Any]) -> dict[str, str]:
+    """Names of the workers with these ids (rows of stopped workers go after a day)."""
+    wanted = sorted({str(i) for i in ids if i})
+    if not wanted:
+        return {}
+    rows = app._run(query("dashboard_worker_names", app.schema), {"ids": wanted})
+    return {str(row["id"]): str(row["name"]) for row in rows}
 
 
 def db_now(app: App) -> datetime:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.rows import dict_row
 
-from pgq.db.connection import connection_kwargs
+from pgq.db.connection import connection_kwargs, read_any_json
 from pgq.db.queries import query, quote_ident
 from pgq.redaction import Redactor
 from pgq.web.data import finished_counts, merge_counts, totals
@@ -70,6 +70,7 @@ class LiveHub:
         self._finished_stale = True
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._backoff = 0.5
 
     # ------------------------------------------------------------ browsers
 
@@ -132,7 +133,6 @@ class LiveHub:
     # --------------------------------------------------------------- ticker
 
     async def _run(self) -> None:
-        backoff = 0.5
         while self.subscribers:
             try:
                 await self._session()
@@ -140,10 +140,11 @@ class LiveHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("dashboard live updates: %s; retrying in %.1f s", exc, backoff)
+                log.warning("dashboard live updates: %s; retrying in %.1f s", exc, self._backoff)
                 await self._publish_error(str(exc))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                await asyncio.sleep(self._backoff)
+                # At most a few seconds: the pages' banner goes as soon as the database is back.
+                self._backoff = min(self._backoff * 2, 4.0)
 
     async def _connect(self) -> tuple[psycopg.AsyncConnection[dict[str, Any]], bool]:
         from starlette.concurrency import run_in_threadpool
@@ -158,6 +159,7 @@ class LiveHub:
             row_factory=dict_row,
             **connection_kwargs(app.settings, "dashboard", direct=direct is not None),
         )
+        read_any_json(conn)
         listening = direct is not None
         if listening:
             await conn.execute(f"LISTEN {quote_ident(app.settings.notify_channel)}")
@@ -202,6 +204,7 @@ class LiveHub:
         cur = await conn.execute(query("dashboard_live", schema), {"ids": ids})
         row = await cur.fetchone()
         self.reads += 1
+        self._backoff = 0.5
         if row is None:  # pragma: no cover - one row always
             return
         now = time.monotonic()
@@ -235,6 +238,16 @@ class LiveHub:
                 for r in row["running"]
             ],
             "newest_live_id": row["newest_live_id"],
+            "workers": [
+                {
+                    "id": str(w["id"]),
+                    "status": w["status"],
+                    "last_heartbeat": w["last_heartbeat"],
+                    "busy": w["busy"],
+                    "concurrency": w["concurrency"],
+                }
+                for w in row["workers"]
+            ],
             "error": None,
         }
         self._common = common
@@ -262,7 +275,9 @@ class LiveHub:
         return json.dumps({**common, "jobs": jobs}, separators=(",", ":"), default=str)
 
     async def _publish_error(self, text: str) -> None:
-        message = json.dumps({"error": f"live updates paused: {text.splitlines()[0] if text else 'error'}"})
+        """Tell every page the database is gone: they show a banner over figures that stopped moving."""
+        reason = text.splitlines()[0] if text else "error"
+        message = json.dumps({"error": f"database unreachable ({reason})", "database": False})
         for sub in list(self.subscribers):
             sub.message = message
             sub.event.set()

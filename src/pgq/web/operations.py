@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
+from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
 from pgq.errors import ConfigurationError, DatabaseUnavailable, InvalidJob, InvalidState, JobNotFound, NotMigrated
@@ -33,18 +34,42 @@ class WebError(Exception):
         self.message = message
 
 
+#: What a lost database looks like from here: pgq's own error, a pool that found no
+#: connection in time, and a connection the server closed (a restart: AdminShutdown).
+DATABASE_GONE = (DatabaseUnavailable, PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def unreachable(exc: BaseException) -> WebError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return WebError(503, f"the database is unreachable ({reason}); pages and the API answer again once it is back")
+
+
+async def read(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """:func:`call` for a read, tried a second time when the first met a connection the server had
+    closed: after a database restart the pool still holds those, and a read can simply be run again."""
+    try:
+        return await call(fn, *args, **kwargs)
+    except WebError as exc:
+        cause = exc.__cause__
+        if exc.status != 503 or not isinstance(cause, psycopg.OperationalError) or isinstance(cause, PoolTimeout):
+            raise
+    return await call(fn, *args, **kwargs)
+
+
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a (blocking) App method in a worker thread, turning pgq's errors into :class:`WebError`."""
     try:
         return await run_in_threadpool(fn, *args, **kwargs)
+    except NotMigrated as exc:
+        raise WebError(503, str(exc)) from None
+    except DATABASE_GONE as exc:
+        raise unreachable(exc) from exc
     except JobNotFound as exc:
         raise WebError(404, str(exc)) from None
     except InvalidState as exc:
         raise WebError(409, str(exc)) from None
     except InvalidJob as exc:
         raise WebError(422, str(exc)) from None
-    except (DatabaseUnavailable, NotMigrated) as exc:
-        raise WebError(503, str(exc)) from None
     except ConfigurationError as exc:
         raise WebError(422, str(exc)) from None
     except psycopg.DataError as exc:
@@ -71,16 +96,17 @@ async def job_action(app: App, job_id: int, action: str) -> str:
     raise WebError(422, f"unknown action {action!r}; use one of {', '.join(JOB_ACTIONS)}")
 
 
-async def schedule_action(app: App, name: str, action: str) -> str:
+async def schedule_action(app: App, name: str, action: str) -> tuple[str, int | None]:
+    """Do ``action`` to schedule ``name``; returns what happened, and the job a trigger enqueued."""
     if action not in SCHEDULE_ACTIONS:
         raise WebError(422, f"unknown action {action!r}; use one of {', '.join(SCHEDULE_ACTIONS)}")
     if await call(app.get_schedule, name) is None:
         raise WebError(404, f"no schedule named {name!r}; GET /api/schedules lists them")
     if action == "trigger":
         job_id = await call(app.trigger_schedule, name)
-        return f"schedule {name}: job {job_id} enqueued"
+        return f"schedule {name}: job {job_id} enqueued", job_id
     await call(app.enable_schedule, name, action == "enable")
-    return f"schedule {name} {action}d"
+    return f"schedule {name} {action}d", None
 
 
 async def queue_action(app: App, name: str, action: str) -> str:
@@ -94,3 +120,44 @@ async def queue_action(app: App, name: str, action: str) -> str:
         count = await call(app.retry_failed, queue=name)
         return f"queue {name}: {count} failed job{'s' if count != 1 else ''} back in the queue"
     raise WebError(422, f"unknown action {action!r}; use one of {', '.join(QUEUE_ACTIONS)}")
+
+
+#: The limits a queue's form and ``POST /api/queues/{name}/limits`` may change (``pgq queues set``).
+LIMITS = ("concurrency", "rate", "group_concurrency", "group_rate", "max_pending", "group_max_pending", "on_full")
+
+
+def limit_changes(fields: dict[str, Any], *, empty_removes: bool) -> dict[str, Any]:
+    """The limits in ``fields`` (a form's text or the API's JSON), checked as ``pgq queues set`` checks
+    them; an empty text (a cleared form field) removes the limit when ``empty_removes``."""
+    from pgq.flow import parse_count, parse_on_full, parse_rate
+
+    parsers: dict[str, Callable[[Any], Any]] = {
+        "concurrency": lambda v: parse_count(v, "concurrency"),
+        "rate": lambda v: parse_rate(v, "rate"),
+        "group_concurrency": lambda v: parse_count(v, "group concurrency"),
+        "group_rate": lambda v: parse_rate(v, "group rate"),
+        "max_pending": lambda v: parse_count(v, "max pending", minimum=0),
+        "group_max_pending": lambda v: parse_count(v, "group max pending", minimum=0),
+        "on_full": parse_on_full,
+    }
+    changes: dict[str, Any] = {}
+    try:
+        for name in LIMITS:
+            if name not in fields:
+                continue
+            value = fields[name]
+            if empty_removes and isinstance(value, str) and not value.strip():
+                value = None if name != "on_full" else "reject"
+            changes[name] = parsers[name](value)
+    except ConfigurationError as exc:
+        raise WebError(422, str(exc)) from None
+    if not changes:
+        raise WebError(422, f"nothing to set: give at least one of {', '.join(LIMITS)}")
+    return changes
+
+
+async def set_limits(app: App, name: str, changes: dict[str, Any]) -> str:
+    from pgq.output import limits_text
+
+    info = await call(app.set_queue, name, **changes)
+    return f"queue {name}: {limits_text(info) if limits_text(info) != '-' else 'no limits'}"

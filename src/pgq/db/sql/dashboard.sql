@@ -28,7 +28,12 @@ select
         select id, status, attempts, max_attempts, progress, progress_message, run_at <= now() as ready
           from {schema}.all_jobs
          where id = any(cast(%(ids)s as bigint[]))) w) as watched,
-    (select max(id) from {schema}.jobs) as newest_live_id;
+    (select max(id) from {schema}.jobs) as newest_live_id,
+    -- Heartbeats and busy slots of the live workers (one row per process: a small table).
+    (select coalesce(json_agg(k order by k.id), '[]'::json) from (
+        select id, status, last_heartbeat, cardinality(running) as busy, concurrency
+          from {schema}.workers
+         where status in ('running', 'stopping')) k) as workers;
 
 -- name: dashboard_failed_by_queue
 -- Failed jobs of the retained history per queue (what "retry all failed"
@@ -38,19 +43,44 @@ select q.name as queue,
   from unnest(cast(%(names)s as text[])) as q(name);
 
 -- name: dashboard_series
--- The sweeper's metrics rows of the last %(minutes)s minutes per queue, in
--- one-minute buckets: what the overview's charts draw.
+-- The sweeper's metrics rows since %(start)s per queue, in steps of %(step)s
+-- seconds (a range of metrics_at_idx): what the overview's charts draw. Times
+-- are weighted by the jobs they measured.
 select queue,
-       date_bin('1 minute', at, timestamptz '2000-01-01 00:00:00+00') as minute,
+       date_bin(make_interval(secs => %(step)s), at, cast(%(start)s as timestamptz)) as bucket,
        sum(completed) as completed,
        sum(failed) as failed,
        sum(retried) as retried,
-       avg(wait_ms_mean) as wait_ms,
-       avg(run_ms_mean) as run_ms
+       sum(wait_ms_mean * completed) / nullif(sum(completed) filter (where wait_ms_mean is not null), 0) as wait_ms,
+       sum(run_ms_mean * completed) / nullif(sum(completed) filter (where run_ms_mean is not null), 0) as run_ms
   from {schema}.metrics
- where at > now() - make_interval(mins => %(minutes)s)
- group by queue, minute
- order by queue, minute;
+ where at > cast(%(start)s as timestamptz)
+ group by queue, bucket
+ order by queue, bucket;
+
+-- name: dashboard_family
+-- Jobs of a workflow around %(ids)s: those jobs, and the jobs that name one
+-- of them in depends_on. A child is enqueued after its parents (a workflow's
+-- jobs in one transaction), so children are looked for among the next
+-- %(window)s ids by primary key, and waiting ones also by
+-- jobs_blocked_parents_idx wherever they are.
+select id, task, status, run_at <= now() as ready, depends_on
+  from {schema}.all_jobs
+ where id = any(cast(%(ids)s as bigint[]))
+union
+select id, task, status, run_at <= now(), depends_on
+  from {schema}.all_jobs
+ where id > %(low)s and id <= %(high)s + %(window)s
+   and depends_on && cast(%(ids)s as bigint[])
+union
+select id, task, status, run_at <= now(), depends_on
+  from {schema}.jobs
+ where status = 'blocked' and depends_on && cast(%(ids)s as bigint[])
+ order by id
+ limit %(limit)s;
+
+-- name: dashboard_worker_names
+select id, name from {schema}.workers where id = any(cast(%(ids)s as uuid[]));
 
 -- name: dashboard_now
 select now() as now;

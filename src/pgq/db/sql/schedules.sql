@@ -63,6 +63,12 @@ update {schema}.schedules
  where name = %(name)s and enabled and next_run_at = %(tick)s
 returning name;
 
+-- name: schedule_triggered
+-- A run asked for by hand (pgq schedules trigger, the dashboard's Run now):
+-- last run and last job, not the next tick.
+update {schema}.schedules set last_run_at = now(), last_job_id = %(job_id)s, updated_at = now()
+ where name = %(name)s;
+
 -- name: schedule_set_last_job
 update {schema}.schedules set last_job_id = %(job_id)s where name = %(name)s;
 

@@ -151,11 +151,29 @@ delete from {schema}.queue_groups g
 delete from {schema}.metrics where at < now() - make_interval(secs => %(keep)s);
 
 -- name: sweep_write_metrics
--- One row per queue: live counts now, and what finished (or was refused at
--- enqueue) since the queue's last row (at most one interval back for a queue
--- without rows).
+-- One row per queue, counting what finished (or was refused at enqueue) in one
+-- window shared by every queue: from the previous row of any queue (the first
+-- row ever: the last 24 hours) to the row's `at`. Consecutive windows meet
+-- exactly, so every finished job is counted once, however far apart sweeps are
+-- and whichever queues had rows before.
+-- A job's finished_at is the start of the transaction that finished it, which
+-- commits a moment later. So a window ends before every transaction still open
+-- in the database (as far as pgq's role sees them) and at least %(lag)s seconds
+-- before now: a finish that commits after this statement read the history
+-- falls in the next window, never before this one's end.
+-- %(now)s (null: the database clock) lets tests place sweeps in time.
 with clock as (
-    select now() as at
+    select least(coalesce(cast(%(now)s as timestamptz), now()) - make_interval(secs => %(lag)s),
+                 coalesce((select min(a.xact_start)
+                             from pg_stat_activity a
+                            where a.datname = current_database() and a.backend_type = 'client backend'
+                              and a.xact_start is not null and a.pid <> pg_backend_pid()),
+                          'infinity')) as at
+),
+bounds as (
+    select c.at,
+           coalesce((select max(m.at) from {schema}.metrics m), c.at - interval '24 hours') as since
+      from clock c
 ),
 last_rows as (
     select queue, max(at) as at from {schema}.metrics group by queue
@@ -163,16 +181,12 @@ last_rows as (
 names as (
     select distinct queue from {schema}.jobs
     union select name from {schema}.queues
-    -- a queue that went idle still gets the rows that count its last jobs
-    union select queue from last_rows where at > (select at from clock) - interval '1 hour'
-    union select distinct queue from {schema}.job_history
-     where finished_at > (select at from clock) - make_interval(secs => %(interval)s)
+    union select distinct h.queue from {schema}.job_history h, bounds b
+     where h.finished_at > b.since and h.finished_at <= b.at
 ),
 windows as (
-    select n.queue,
-           greatest(coalesce(l.at, (select at from clock) - make_interval(secs => %(interval)s)),
-                    (select at from clock) - interval '1 hour') as since
-      from names n left join last_rows l on l.queue = n.queue
+    -- every queue shares the window; none is written when the clock has not moved past the last one
+    select n.queue, b.since, b.at from names n cross join bounds b where b.at > b.since
 ),
 live as (
     select queue,
@@ -195,7 +209,7 @@ done as (
            percentile_cont(0.95) within group (order by greatest(extract(epoch from h.started_at - greatest(h.run_at, h.created_at)) * 1000, 0))
                filter (where h.started_at is not null) as wait_ms_p95
       from {schema}.job_history h join windows w on w.queue = h.queue
-     where h.finished_at > w.since and h.finished_at <= (select at from clock)
+     where h.finished_at > w.since and h.finished_at <= w.at
      group by h.queue
 ),
 retries as (
@@ -205,14 +219,15 @@ retries as (
       from (select j.queue, e.entry, false as final
               from {schema}.jobs j
              cross join lateral jsonb_array_elements(j.errors) as e(entry)
-             where j.errors <> '[]'::jsonb
+             where j.errors <> '[]'::jsonb and jsonb_typeof(j.errors) = 'array'
             union all
             select h.queue, e.entry, h.status in ('failed', 'cancelled') and e.n = jsonb_array_length(h.errors)
               from {schema}.job_history h join windows w on w.queue = h.queue
              cross join lateral jsonb_array_elements(h.errors) with ordinality as e(entry, n)
-             where h.finished_at > w.since and h.errors <> '[]'::jsonb) x
+             where h.finished_at > w.since and h.errors <> '[]'::jsonb and jsonb_typeof(h.errors) = 'array') x
       join windows w on w.queue = x.queue
-     where (x.entry->>'at')::timestamptz > w.since and not x.final
+     where jsonb_typeof(x.entry) = 'object'
+       and (x.entry->>'at')::timestamptz > w.since and (x.entry->>'at')::timestamptz <= w.at and not x.final
      group by x.queue
 ),
 staff as (
@@ -241,7 +256,7 @@ rejections as (
 insert into {schema}.metrics
     (queue, at, interval_seconds, pending, scheduled, running, blocked, workers, completed, failed, retried,
      cancelled, run_ms_mean, run_ms_p95, wait_ms_mean, wait_ms_p95, rejected, rejected_total)
-select w.queue, (select at from clock), extract(epoch from (select at from clock) - w.since),
+select w.queue, w.at, extract(epoch from w.at - w.since),
        coalesce(l.pending, 0), coalesce(l.scheduled, 0), coalesce(l.running, 0), coalesce(l.blocked, 0),
        coalesce(s.workers, 0), coalesce(d.completed, 0), coalesce(d.failed, 0), coalesce(r.retried, 0),
        coalesce(d.cancelled, 0), d.run_ms_mean, d.run_ms_p95, d.wait_ms_mean, d.wait_ms_p95,

@@ -1,10 +1,16 @@
-// pgq dashboard: confirmations and live updates. The server pushes a snapshot
-// over Server-Sent Events whenever something changes; this script never polls.
-// Everything it writes goes through textContent, never innerHTML.
+// pgq dashboard: confirmations, local times and live updates. The server pushes a
+// snapshot (JSON) over Server-Sent Events whenever something changes; this script
+// never polls. Everything it writes goes through textContent, never innerHTML, and
+// what the page tells it (which queue a cell counts, which jobs it shows) is JSON in
+// data- attributes: a queue named "a|b" is just a string.
 (function () {
   "use strict";
   var body = document.body;
   var base = body.dataset.base || "";
+
+  function json(text, fallback) {
+    try { return JSON.parse(text); } catch (e) { return fallback; }
+  }
 
   document.addEventListener("submit", function (event) {
     var form = event.target;
@@ -13,29 +19,118 @@
     }
   });
 
+  // ------------------------------------------------------------ times
+  // The server writes UTC; the reader wants their own clock, and "3 s ago".
+  function ago(seconds) {
+    seconds = Math.max(0, Math.round(seconds));
+    if (seconds < 60) return seconds + " s ago";
+    if (seconds < 3600) return Math.floor(seconds / 60) + " min ago";
+    if (seconds < 86400) return Math.floor(seconds / 3600) + " h ago";
+    return Math.floor(seconds / 86400) + " d ago";
+  }
+  function inFuture(seconds) {
+    seconds = Math.round(seconds);
+    if (seconds < 60) return "in " + seconds + " s";
+    if (seconds < 3600) return "in " + Math.floor(seconds / 60) + " min";
+    if (seconds < 86400) return "in " + Math.floor(seconds / 3600) + " h";
+    return "in " + Math.floor(seconds / 86400) + " d";
+  }
+  function localText(date) {
+    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
+    return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) + " " +
+      pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
+  }
+  function showTime(el) {
+    var date = new Date(el.getAttribute("datetime"));
+    if (isNaN(date.getTime())) return;
+    var delta = (Date.now() - date.getTime()) / 1000;
+    var relative = delta >= -1 ? ago(delta) : inFuture(-delta);
+    el.title = date.toISOString().replace(".000Z", "Z") + " (UTC)";
+    el.textContent = el.dataset.ago ? relative : localText(date) + " (" + relative + ")";
+  }
+  function showTimes() { document.querySelectorAll("time[datetime]").forEach(showTime); }
+  showTimes();
+  setInterval(showTimes, 1000);
+
+  // ------------------------------------------------------------ flash
+  // A page that reloads itself (its job changed state) keeps the message of the action
+  // that changed it.
+  var FLASH_KEY = "pgq-flash:" + location.pathname + location.search;
+  var flash = document.getElementById("flash");
+  if (!flash) {
+    var kept = json(sessionStorage.getItem(FLASH_KEY) || "null", null);
+    if (kept && Date.now() - kept.at < 60000) {
+      var main = document.querySelector("main");
+      var p = document.createElement("p");
+      p.className = "flash"; p.id = "flash"; p.setAttribute("role", "status");
+      var span = document.createElement("span");
+      span.className = "flash-text"; span.textContent = kept.text;
+      p.appendChild(span);
+      if (kept.href) {
+        var link = document.createElement("a");
+        link.className = "flash-job"; link.href = kept.href; link.textContent = kept.link;
+        p.appendChild(document.createTextNode(" ")); p.appendChild(link);
+      }
+      if (main) main.insertBefore(p, main.firstChild);
+    }
+  }
+  sessionStorage.removeItem(FLASH_KEY);
+
   if (!window.EventSource || !body.dataset.live) return;
-  var watch = body.dataset.watch || "";
+
+  // ------------------------------------------------------------ reloads
+  // Never more than one reload every 10 s per page, whatever the data says: a page
+  // that cannot show what the snapshot holds must not reload in a loop.
+  var RELOAD_KEY = "pgq-reload:" + location.pathname + location.search;
+  var reloading = false;
+  function reloadSoon() {
+    if (reloading) return;
+    var last = parseInt(sessionStorage.getItem(RELOAD_KEY) || "0", 10);
+    if (Date.now() - last < 10000) return;
+    reloading = true;
+    sessionStorage.setItem(RELOAD_KEY, String(Date.now()));
+    var shown = document.getElementById("flash");
+    if (shown) {
+      var a = shown.querySelector("a.flash-job");
+      sessionStorage.setItem(FLASH_KEY, JSON.stringify({
+        text: (shown.querySelector(".flash-text") || shown).textContent,
+        href: a ? a.getAttribute("href") : null, link: a ? a.textContent : null, at: Date.now()
+      }));
+    }
+    setTimeout(function () { window.location.reload(); }, 300);
+  }
+
+  var watch = json(body.dataset.watch || "[]", []);
   var indicator = document.getElementById("live");
+  var stale = document.getElementById("stale");
+  var lastGood = new Date(body.dataset.loaded || Date.now());
   var initial = {};
   document.querySelectorAll("[data-job-status]").forEach(function (el) {
     initial[el.dataset.jobStatus] = el.textContent;
   });
-  var reloading = false;
-
-  function reloadSoon() {
-    if (reloading) return;
-    reloading = true;
-    setTimeout(function () { window.location.reload(); }, 300);
-  }
 
   function setLive(state, title) {
     if (!indicator) return;
     indicator.className = "live " + state;
     indicator.title = title;
   }
+  function hhmm(date) {
+    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
+    return pad(date.getHours()) + ":" + pad(date.getMinutes());
+  }
+  function showStale(text) {
+    if (!stale) return;
+    stale.textContent = text + ", figures from " + hhmm(lastGood);
+    stale.hidden = false;
+    body.classList.add("is-stale");
+  }
+  function hideStale() {
+    if (stale) stale.hidden = true;
+    body.classList.remove("is-stale");
+  }
 
+  // ---------------------------------------------------------- progress
   function percent(value) { return Math.round((value || 0) * 100) + "%"; }
-
   function updateProgress(el, progress, message, show) {
     var bar = el.querySelector("progress");
     if (bar) { bar.value = progress || 0; bar.textContent = percent(progress); }
@@ -45,13 +140,11 @@
     if (msg) msg.textContent = message || "";
     el.hidden = !show;
   }
-
   function cell(text) {
     var td = document.createElement("td");
     td.textContent = text;
     return td;
   }
-
   function progressCell(job) {
     var td = document.createElement("td");
     var wrap = document.createElement("div");
@@ -68,7 +161,6 @@
     td.appendChild(wrap);
     return td;
   }
-
   function updateRunning(running) {
     var tbody = document.getElementById("running");
     if (!tbody) return;
@@ -93,11 +185,11 @@
     if (empty) empty.hidden = running.length > 0;
   }
 
+  // ----------------------------------------------------------- explain
   // "Why isn't it running?" (a waiting job's page): read again through the API when the
   // live counts change (a job started, finished or arrived), at most every 3 s.
   var explainPanel = document.querySelector("[data-job-explain]");
   var explainSeen = null, explainAt = 0, explainTimer = null;
-
   function showExplain(result) {
     var head = explainPanel.querySelector(".explain-head");
     if (head) head.textContent = (result.text || "").split("\n")[0];
@@ -111,7 +203,6 @@
     });
     list.replaceChildren(items);
   }
-
   function refreshExplain(data) {
     if (!explainPanel || !window.fetch) return;
     var key = JSON.stringify([data.counts, data.paused]);
@@ -130,23 +221,75 @@
       .catch(function () { explainSeen = null; });
   }
 
+  // --------------------------------------------------------- new jobs
+  // The first page of a list shows "new jobs arrived" when a job newer than its first row
+  // matches its filters: asked of the API (one row) when the newest live id grows.
+  var banner = document.getElementById("new-jobs");
+  var newestSeen = null, newestChecking = false;
+  function checkNewJobs(data) {
+    if (!banner || !window.fetch || !data.newest_live_id) return;
+    var mine = parseInt(banner.dataset.newest || "0", 10);
+    if (data.newest_live_id <= mine || data.newest_live_id === newestSeen || newestChecking) return;
+    newestChecking = true;
+    fetch(json(banner.dataset.check, ""), { credentials: "same-origin", headers: { accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (page) {
+        newestSeen = data.newest_live_id;
+        if (page && page.jobs && page.jobs.length && page.jobs[0].id > mine) banner.hidden = false;
+      })
+      .catch(function () {})
+      .then(function () { newestChecking = false; });
+  }
+
+  // ------------------------------------------------------------ apply
   function apply(data) {
-    if (data.error) { setLive("off", data.error); return; }
-    setLive("on", "live: updated " + new Date().toLocaleTimeString());
+    if (data.error) {
+      setLive("off", data.error);
+      showStale(data.database === false ? "Database unreachable" : "Live updates paused");
+      return;
+    }
+    if (body.dataset.errorStatus === "503") { reloadSoon(); return; }  // the database is back
+    lastGood = new Date();
+    hideStale();
+    setLive("on", "live: updated " + lastGood.toLocaleTimeString());
     var counts = data.counts || {};
-    var shown = {};
     document.querySelectorAll("[data-count]").forEach(function (el) {
-      var parts = el.dataset.count.split("|");
-      var queue = parts[0], state = parts[1];
-      var value = queue === "*" ? (data.totals || {})[state] : (counts[queue] || {})[state];
-      if (queue !== "*") shown[queue] = true;
+      var key = json(el.dataset.count, null);
+      if (!key) return;
+      var value = key[0] === "*" ? (data.totals || {})[key[1]] : (counts[key[0]] || {})[key[1]];
       var text = String(value || 0);
       if (el.textContent !== text) el.textContent = text;
     });
-    if (document.querySelector("table.counts") || document.querySelector("[data-count='*|pending']")) {
-      var missing = Object.keys(counts).some(function (q) { return !shown[q]; });
+    var listed = document.querySelector("[data-queues]");
+    if (listed) {
+      var shown = json(listed.dataset.queues, []);
+      var missing = Object.keys(counts).some(function (q) { return shown.indexOf(q) < 0; });
       if (missing) reloadSoon();  // a new queue: its row comes from the server
     }
+    var paused = data.paused || [];
+    document.querySelectorAll("[data-paused]").forEach(function (el) {
+      el.hidden = paused.indexOf(json(el.dataset.paused, null)) < 0;
+    });
+    document.querySelectorAll("[data-queue-state]").forEach(function (el) {
+      var isPaused = paused.indexOf(json(el.dataset.queueState, null)) >= 0;
+      var badge = el.querySelector(".status");
+      var state = isPaused ? "paused" : "active";
+      if (badge && badge.textContent !== state) {
+        badge.textContent = state;
+        badge.className = "status s-" + state;
+        reloadSoon();  // its Pause / Resume button follows
+      }
+    });
+    (data.workers || []).forEach(function (w) {
+      document.querySelectorAll("[data-worker-beat]").forEach(function (el) {
+        if (json(el.dataset.workerBeat, null) !== w.id) return;
+        var time = el.querySelector("time");
+        if (time) { time.setAttribute("datetime", w.last_heartbeat); showTime(time); }
+      });
+      document.querySelectorAll("[data-worker-busy]").forEach(function (el) {
+        if (json(el.dataset.workerBusy, null) === w.id) el.textContent = w.busy + "/" + w.concurrency;
+      });
+    });
     updateRunning(data.running || []);
     var jobs = data.jobs || {};
     Object.keys(jobs).forEach(function (id) {
@@ -170,17 +313,24 @@
       }
     });
     refreshExplain(data);
-    var banner = document.getElementById("new-jobs");
-    if (banner && banner.dataset.newest !== undefined && data.newest_live_id) {
-      var newest = parseInt(banner.dataset.newest || "0", 10);
-      banner.hidden = !(data.newest_live_id > newest);
-    }
+    checkNewJobs(data);
   }
 
-  var source = new EventSource(base + "/events" + (watch ? "?jobs=" + encodeURIComponent(watch) : ""));
+  var source = new EventSource(base + "/events" + (watch.length ? "?jobs=" + watch.join(",") : ""));
+  // A stream also ends on purpose (every few minutes) and reconnects at once: only a
+  // connection still down after 5 s is worth a banner.
+  var downTimer = null;
+  function connected() { if (downTimer) { clearTimeout(downTimer); downTimer = null; } }
   source.addEventListener("snapshot", function (event) {
-    try { apply(JSON.parse(event.data)); } catch (e) { setLive("off", String(e)); }
+    connected();
+    var data = json(event.data, null);
+    if (data === null) { setLive("off", "a snapshot could not be read"); return; }
+    apply(data);
   });
-  source.onerror = function () { setLive("off", "live updates disconnected; reconnecting"); };
+  source.onerror = function () {
+    setLive("off", "live updates disconnected; reconnecting");
+    if (!downTimer) downTimer = setTimeout(function () { showStale("Dashboard unreachable"); }, 5000);
+  };
+  source.onopen = function () { connected(); };
   window.addEventListener("pagehide", function () { source.close(); });
 })();
