@@ -214,3 +214,23 @@ def test_bad_worker_flags(flags: list[str], message: str) -> None:
         [sys.executable, "-m", "pgq", "worker", APP, *flags], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and message in result.stderr
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_worker_runs_on_either_event_loop(
+    db: Any, database_url: str, start_worker: Callable[..., WorkerProcess], loop: str
+) -> None:
+    """PGQ_EVENT_LOOP picks the loop (auto: uvloop when installed, which the test extra does)."""
+    app = pgq.App(database_url)
+    ids = [app.enqueue("record", {"n": i}) for i in range(20)]
+    worker = start_worker("--log-level", "DEBUG", env={"PGQ_EVENT_LOOP": loop})
+    wait_for(
+        lambda: count(db, "select count(*) as n from pgq.job_history where status = 'completed'") == 20,
+        60,
+        "20 completed jobs",
+    )
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    assert {j.id for j in app.list_jobs(status="completed", limit=50)} == set(ids)
+    assert f"event loop {loop}" in worker.output()
+    app.close()

@@ -109,6 +109,7 @@ class Worker:
         for queue in self.queues:
             if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
                 raise ConfigurationError(f"queue names are 1-128 letters, digits, '_', '.', ':' or '-'; got {queue!r}")
+        self._concurrency_given = concurrency is not None or settings.concurrency is not None
         if concurrency is None:
             concurrency = settings.concurrency if settings.concurrency is not None else default_concurrency(app.tasks)
         self.concurrency = concurrency
@@ -194,12 +195,15 @@ class Worker:
             },
             self.producer.wake.set,
         )
+        loop = asyncio.get_running_loop()
         log.info(
-            "worker %s (%s) started: queues %s, concurrency %d",
+            "worker %s (%s) started: queues %s, concurrency %d%s, event loop %s",
             self.name,
             self.id,
             ",".join(self.queues),
             self.concurrency,
+            "" if self._concurrency_given else " (the default for its tasks; set --concurrency to change)",
+            "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio",
             extra={"event": "worker_started", "worker_id": str(self.id)},
         )
         heartbeat = asyncio.create_task(self.heartbeat.run(), name="pgq-heartbeat")
