@@ -94,7 +94,8 @@ _JOB_FIELDS = frozenset(f.name for f in fields(Job))
 
 
 def claimed_job_maker(columns: Sequence[str], worker_id: uuid.UUID) -> Callable[[Sequence[Any]], Job]:
-    """A function that turns claimed rows of ``columns`` into Jobs held by ``worker_id``.
+    """A function that turns claimed rows (``columns``, then any others, ignored) into
+    Jobs held by ``worker_id``.
 
     The worker makes a Job of every row it claims. The dataclass's own
     ``__init__`` sets 24 frozen fields one ``object.__setattr__`` at a time
@@ -114,7 +115,7 @@ def claimed_job_maker(columns: Sequence[str], worker_id: uuid.UUID) -> Callable[
         job = _new(Job)
         fields = job.__dict__
         fields.update(held)
-        fields.update(zip(names, values, strict=True))
+        fields.update(zip(names, values, strict=False))
         if fields.get("errors") is None:
             fields["errors"] = []
         return job

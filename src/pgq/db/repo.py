@@ -50,18 +50,27 @@ CLAIM_COLUMNS = (
 )
 
 
-def claimed_rows(worker_id: uuid.UUID) -> Callable[[Any], Callable[[Sequence[Any]], Job]]:
-    """A psycopg row factory that makes a :class:`Job` held by ``worker_id`` of each claimed row."""
-    make = _claimed_maker(worker_id)
+class ClaimedRows:
+    """A psycopg row factory that makes a :class:`Job` held by ``worker_id`` of each
+    claimed row, and keeps the row's ``next_wait`` column (job_claim's last) aside."""
 
-    def factory(cursor: Any) -> Callable[[Sequence[Any]], Job]:
+    def __init__(self, worker_id: uuid.UUID, with_next_wait: bool) -> None:
+        self.make = _claimed_maker(worker_id)
+        self.width = len(CLAIM_COLUMNS) + with_next_wait
+        self.with_next_wait = with_next_wait
+        #: Seconds until the next delayed job, when the claim found fewer than it asked for.
+        self.next_wait: float | None = None
+
+    def __call__(self, cursor: Any) -> Callable[[Sequence[Any]], Job]:
         result = cursor.pgresult
-        if result is not None and result.nfields != len(CLAIM_COLUMNS):
+        if result is not None and result.nfields != self.width:
             names = [column.name for column in cursor.description or ()]
             raise RuntimeError(f"a claim returned columns {names}, expected {list(CLAIM_COLUMNS)}")
-        return make
+        return self._row if self.with_next_wait else self.make
 
-    return factory
+    def _row(self, values: Sequence[Any]) -> Job:
+        self.next_wait = values[-1]
+        return self.make(values)
 
 
 @functools.lru_cache(maxsize=8)
@@ -76,8 +85,7 @@ def _claim_order(jobs: list[Job]) -> list[Job]:
     return jobs
 
 
-async def _claimed(target: Session | AsyncConn, sql: str, params: dict[str, Any]) -> list[Job]:
-    rows = claimed_rows(params["worker_id"])
+async def _claimed(target: Session | AsyncConn, sql: str, params: dict[str, Any], rows: ClaimedRows) -> list[Job]:
     if isinstance(target, Session):
         return _claim_order(await target.fetch(sql, params, rows))
     async with target.cursor(row_factory=rows) as cursor:
@@ -87,15 +95,19 @@ async def _claimed(target: Session | AsyncConn, sql: str, params: dict[str, Any]
 
 async def claim(
     target: Session | AsyncConn, schema: str, worker_id: uuid.UUID, queues: Sequence[str], limit: int
-) -> list[Job]:
+) -> tuple[list[Job], float | None]:
+    """Claim up to ``limit`` ready jobs of ``queues``; with them, when they are fewer
+    than ``limit``, the seconds until the next delayed job is due (None: none is)."""
     params = {"worker_id": worker_id, "queues": list(queues), "limit": limit}
-    return await _claimed(target, query("job_claim", schema), params)
+    rows = ClaimedRows(worker_id, with_next_wait=True)
+    jobs = await _claimed(target, query("job_claim", schema), params, rows)
+    return jobs, None if rows.next_wait is None else float(rows.next_wait)
 
 
 async def claim_limited(session: Session, schema: str, worker_id: uuid.UUID, queue: str, limit: int) -> list[Job]:
     """Claim up to ``limit`` jobs of one queue with limits (docs/flow-control.md)."""
     params = {"worker_id": worker_id, "queue": queue, "limit": limit}
-    return await _claimed(session, query("job_claim_limited", schema), params)
+    return await _claimed(session, query("job_claim_limited", schema), params, ClaimedRows(worker_id, False))
 
 
 async def claim_batch(

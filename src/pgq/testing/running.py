@@ -185,7 +185,7 @@ async def drain_async(
                         "pass max_jobs= to allow more"
                     )
                 return outcomes
-            jobs = await repo.claim(conn, app.schema, worker_id, queues, 1) if queues else []
+            jobs = (await repo.claim(conn, app.schema, worker_id, queues, 1))[0] if queues else []
             if not jobs:
                 return outcomes
             job = jobs[0]

@@ -81,39 +81,41 @@ class Producer:
                 await repo.mark_limit_slots(session, schema, worker.id, sorted(limited - self.limited))
             self.limited = limited
             self.limits_stale = False
-        claimed = await self._claim(free)
-        if claimed >= free:
-            return claimed, None
-        wait = await repo.seconds_to_next_job(session, schema, self.queues)
-        if self.limited:
-            token = await repo.seconds_to_next_token(session, schema, sorted(self.limited))
-            if token is not None:
-                wait = token if wait is None else min(wait, token)
-        return claimed, wait
-
-    async def _claim(self, free: int) -> int:
-        """Claim up to ``free`` jobs: one statement for the queues without limits, then
-        one per queue with limits (taking turns at going first), and start each at once."""
-        worker, session, schema = self.worker, self.session, self.schema
         limited = self.limited
-        claimed = 0
         unlimited = [q for q in self.queues if q not in limited] if limited else self.queues
+        claimed = 0
+        wait: float | None = None
         if unlimited:
-            jobs = await repo.claim(session, schema, worker.id, unlimited, free)
+            jobs, wait = await repo.claim(session, schema, worker.id, unlimited, free)
             # Start them before anything else awaits: until then they are
             # claimed in the database but held nowhere in this process.
             self._start(jobs)
             claimed = len(jobs)
+            if claimed == 0:
+                # A claim that returns no row cannot say when the next job is due.
+                wait = await repo.seconds_to_next_job(session, schema, unlimited)
         if limited:
-            ordered = [q for q in self.queues if q in limited]
-            self._turn = (self._turn + 1) % len(ordered)
-            for queue in ordered[self._turn :] + ordered[: self._turn]:
-                room = free - claimed
-                if room <= 0:
-                    break
-                jobs = await repo.claim_limited(session, schema, worker.id, queue, room)
-                self._start(jobs)
-                claimed += len(jobs)
+            claimed += await self._claim_limited(free - claimed)
+            if claimed < free:
+                token = await repo.seconds_to_next_token(session, schema, sorted(limited))
+                job = await repo.seconds_to_next_job(session, schema, sorted(limited))
+                for due in (token, job):
+                    if due is not None:
+                        wait = due if wait is None else min(wait, due)
+        return claimed, wait
+
+    async def _claim_limited(self, room: int) -> int:
+        """Claim up to ``room`` jobs of the queues with limits, one queue at a time
+        (taking turns at going first), and start each at once."""
+        ordered = [q for q in self.queues if q in self.limited]
+        self._turn = (self._turn + 1) % len(ordered)
+        claimed = 0
+        for queue in ordered[self._turn :] + ordered[: self._turn]:
+            if claimed >= room:
+                break
+            jobs = await repo.claim_limited(self.session, self.schema, self.worker.id, queue, room - claimed)
+            self._start(jobs)
+            claimed += len(jobs)
         return claimed
 
     def _start(self, jobs: list[Job]) -> None:

@@ -224,22 +224,31 @@ chosen as (
     select id, queue from candidates
      order by priority desc, run_at, id
      limit %(limit)s
+),
+claimed as (
+    update {schema}.jobs j
+       set status = 'running',
+           attempts = j.attempts + 1,
+           worker_id = %(worker_id)s,
+           started_at = now(),
+           progress = null,
+           progress_message = null
+      from chosen
+     where j.id = chosen.id and j.queue = chosen.queue
+    returning j.id, j.queue, j.task, j.args, j.priority, j.attempts, j.max_attempts, j.run_at, j.created_at,
+              j.started_at, j.key, j.group_key, j.timeout, j.backoff, j.depends_on, j.on_parent_failure,
+              nullif(j.errors, cast('[]' as jsonb)) as errors
 )
-update {schema}.jobs j
-   set status = 'running',
-       attempts = j.attempts + 1,
-       worker_id = %(worker_id)s,
-       started_at = now(),
-       progress = null,
-       progress_message = null
-  from chosen
- where j.id = chosen.id and j.queue = chosen.queue
 -- The columns of repo.CLAIM_COLUMNS, in that order: a claimed job's other fields
 -- are known (running, this worker, no progress), and an empty errors array comes
--- back as null, which costs no JSON parse.
-returning j.id, j.queue, j.task, j.args, j.priority, j.attempts, j.max_attempts, j.run_at, j.created_at,
-          j.started_at, j.key, j.group_key, j.timeout, j.backoff, j.depends_on, j.on_parent_failure,
-          nullif(j.errors, cast('[]' as jsonb)) as errors;
+-- back as null, which costs no JSON parse. Then next_wait: when the claim found
+-- fewer jobs than it asked for, the seconds until the next delayed job is due
+-- (evaluated only then), so that the worker knows how long it may sleep without
+-- a second round trip.
+select c.*,
+       case when (select count(*) from claimed) < %(limit)s
+            then (select {schema}.seconds_to_next_run(cast(%(queues)s as text[]))) end as next_wait
+  from claimed c;
 
 -- name: job_claim_batch
 -- Top up a worker's batch: claim up to %(limit)s more ready jobs of one batch
@@ -318,36 +327,8 @@ select extract(epoch from min(x.t) - clock_timestamp()) as wait
            and g.rate_tat > clock_timestamp()) x;
 
 -- name: job_next_run_at
--- Seconds (by the database clock) until the next delayed job of these queues
--- is due, so an idle worker sleeps exactly that long. The claim index is
--- ordered by priority first, so "the earliest run_at" is read per priority: a
--- skip scan walks the distinct priorities of each queue's pending jobs (one
--- index probe each), then takes the first future run_at of each. A plain
--- min(run_at) read every pending row of the queue, and it runs after every
--- claim that finds fewer jobs than free slots.
-with recursive priorities(queue, priority) as (
-    select q.name,
-           (select j.priority from {schema}.jobs j
-             where j.queue = q.name and j.status = 'pending'
-             order by j.priority desc limit 1)
-      from unnest(cast(%(queues)s as text[])) as q(name)
-    union all
-    select p.queue,
-           (select j.priority from {schema}.jobs j
-             where j.queue = p.queue and j.status = 'pending' and j.priority < p.priority
-             order by j.priority desc limit 1)
-      from priorities p
-     where p.priority is not null
-)
-select extract(epoch from min(n.run_at) - now()) as wait
-  from priorities p
- cross join lateral (
-        select j.run_at from {schema}.jobs j
-         where j.queue = p.queue and j.status = 'pending' and j.priority = p.priority and j.run_at > now()
-         order by j.run_at
-         limit 1
-     ) n
- where p.priority is not null;
+-- Seconds until the next delayed job of these queues is due (migration 0006).
+select {schema}.seconds_to_next_run(cast(%(queues)s as text[])) as wait;
 
 -- name: job_finish_many
 -- Write many outcomes in one call of finish_jobs() (migration 0006), whose
