@@ -228,7 +228,3 @@ async def return_orphans(
 
 async def stop_worker(conn: AsyncConn, schema: str, worker_id: uuid.UUID) -> None:
     await conn.execute(query("worker_stop", schema), {"id": worker_id})
-
-
-async def notify(conn: AsyncConn, channel: str, payload: str = "") -> None:
-    await conn.execute("select pg_notify(%s, %s)", [channel, payload])

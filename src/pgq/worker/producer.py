@@ -95,28 +95,34 @@ class Producer:
                 # A claim that returns no row cannot say when the next job is due.
                 wait = await repo.seconds_to_next_job(session, schema, unlimited)
         if limited:
-            claimed += await self._claim_limited(free - claimed)
-            if claimed < free:
-                token = await repo.seconds_to_next_token(session, schema, sorted(limited))
-                job = await repo.seconds_to_next_job(session, schema, sorted(limited))
+            given = await self._claim_limited(free, claimed)
+            claimed += sum(given.values())
+            empty = sorted(queue for queue, n in given.items() if n == 0)
+            if empty and claimed < free:
+                # Only queues that gave nothing: a queue that gave jobs is looked at
+                # again when they finish (a finished job of a limited queue wakes us).
+                token = await repo.seconds_to_next_token(session, schema, empty)
+                job = await repo.seconds_to_next_job(session, schema, empty)
                 for due in (token, job):
                     if due is not None:
                         wait = due if wait is None else min(wait, due)
         return claimed, wait
 
-    async def _claim_limited(self, room: int) -> int:
-        """Claim up to ``room`` jobs of the queues with limits, one queue at a time
-        (taking turns at going first), and start each at once."""
+    async def _claim_limited(self, free: int, claimed: int) -> dict[str, int]:
+        """Claim up to ``free - claimed`` jobs of the queues with limits, one queue at a
+        time (taking turns at going first), and start each at once; the jobs each queue
+        gave (queues not reached for want of slots are left out)."""
         ordered = [q for q in self.queues if q in self.limited]
         self._turn = (self._turn + 1) % len(ordered)
-        claimed = 0
+        given: dict[str, int] = {}
         for queue in ordered[self._turn :] + ordered[: self._turn]:
-            if claimed >= room:
+            room = free - claimed - sum(given.values())
+            if room <= 0:
                 break
-            jobs = await repo.claim_limited(self.session, self.schema, self.worker.id, queue, room - claimed)
+            jobs = await repo.claim_limited(self.session, self.schema, self.worker.id, queue, room)
             self._start(jobs)
-            claimed += len(jobs)
-        return claimed
+            given[queue] = len(jobs)
+        return given
 
     def _start(self, jobs: list[Job]) -> None:
         start = self.worker.start

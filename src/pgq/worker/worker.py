@@ -388,21 +388,13 @@ class Worker:
 
     async def _written(self, outcomes: list[Outcome], accepted: set[int]) -> None:
         self.reporter.written(outcomes, accepted)
-        requeued = [o for o in outcomes if o.kind in ("retry", "return") and o.job.id in accepted]
-        if requeued:
-            self.producer.wake.set()
+        # A job back to pending, or a freed slot of a queue with limits, may be claimable
+        # now: this worker looks again (finish_jobs() has notified the others).
         limited = self.producer.limited
-        due_now = any((o.delay or 0) == 0 for o in requeued)
-        # Jobs back to pending now wake idle workers (the insert trigger does not see
-        # updates); so does a freed slot of a queue with a concurrency limit (queues
-        # without limits pay nothing).
-        if due_now or (limited and any(o.job.queue in limited for o in outcomes)):
-            self.producer.wake.set()
-            try:
-                async with self.connection() as conn:
-                    await repo.notify(conn, f"{self.schema}_jobs")
-            except TRANSIENT:
-                pass  # a hint only; the poll finds them
+        for outcome in outcomes:
+            if outcome.kind in ("retry", "return") or (limited and outcome.job.queue in limited):
+                self.producer.wake.set()
+                break
 
     # ------------------------------------------------------------ death
 
