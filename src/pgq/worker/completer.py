@@ -61,6 +61,10 @@ class Completer:
     def unflushed_ids(self) -> set[int]:
         return {outcome.job.id for outcome in self._queue}
 
+    def unflushed(self) -> list[Outcome]:
+        """The outcomes not written yet (the one being written included)."""
+        return list(self._queue)
+
     def pending(self) -> int:
         return len(self._queue)
 

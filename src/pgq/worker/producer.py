@@ -111,14 +111,20 @@ class Producer:
     async def _claim_limited(self, free: int, claimed: int) -> dict[str, int]:
         """Claim up to ``free - claimed`` jobs of the queues with limits, one queue at a
         time (taking turns at going first), and start each at once; the jobs each queue
-        gave (queues not reached for want of slots are left out)."""
+        gave. Left out: queues not reached for want of slots, and queues with outcomes
+        still to be written, whose slots the database counts as taken until then (the
+        write wakes this worker: a claim before it would find nothing and cost two
+        more round trips asking when to look again)."""
         ordered = [q for q in self.queues if q in self.limited]
         self._turn = (self._turn + 1) % len(ordered)
+        waiting = {outcome.job.queue for outcome in self.worker.completer.unflushed()}
         given: dict[str, int] = {}
         for queue in ordered[self._turn :] + ordered[: self._turn]:
             room = free - claimed - sum(given.values())
             if room <= 0:
                 break
+            if queue in waiting:
+                continue
             jobs = await repo.claim_limited(self.session, self.schema, self.worker.id, queue, room)
             self._start(jobs)
             given[queue] = len(jobs)
