@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -745,10 +746,12 @@ class App(ScheduleControls, OperationControls):
 
     async def _run_worker_until_signal(self, **options: Any) -> Worker:
         from pgq.worker import Worker
+        from pgq.worker.worker import SHUTDOWN_SLACK
 
         worker = Worker(self, **options)
         loop = asyncio.get_running_loop()
         received: list[str] = []
+        watchdog: list[threading.Timer] = []
 
         def on_signal(name: str) -> None:
             received.append(name)
@@ -762,6 +765,15 @@ class App(ScheduleControls, OperationControls):
             else:
                 log.warning("%s received again: returning running jobs to the queue now", name)
                 worker.stop(graceful=False)
+            # Every step of a shutdown is bounded; this is the bound's guard, in a thread
+            # so that it fires even if the event loop is stuck (a handler that blocks it).
+            grace = 0.0 if len(received) > 1 else worker.shutdown_timeout
+            for timer in watchdog:
+                timer.cancel()
+            timer = threading.Timer(grace + SHUTDOWN_SLACK + 0.5, _exit_now, [grace + SHUTDOWN_SLACK + 0.5])
+            timer.daemon = True
+            timer.start()
+            watchdog[:] = [timer]
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig.name)
@@ -770,7 +782,15 @@ class App(ScheduleControls, OperationControls):
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            for timer in watchdog:
+                timer.cancel()
         return worker
+
+
+def _exit_now(seconds: float) -> None:
+    log.critical("the shutdown did not end within %.1f s; exiting now", seconds)
+    logging.shutdown()
+    os._exit(1)
 
 
 def _ids(ids: Iterable[int] | None) -> list[int] | None:

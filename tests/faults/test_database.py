@@ -221,7 +221,7 @@ def test_shutdown_while_the_database_is_down_still_exits(
     start_worker: Callable[..., WorkerProcess],
     reliability: Callable[..., None],
 ) -> None:
-    worker = start_worker("--shutdown-timeout", "1", env=FAST_MAINTENANCE)
+    worker = start_worker("--shutdown-timeout", "2", env=FAST_MAINTENANCE)
     app = pgq.App(database_url)
     job_id = app.enqueue("async_sleepy", {"seconds": 30})
     app.close()
@@ -235,7 +235,9 @@ def test_shutdown_while_the_database_is_down_still_exits(
     finally:
         pgservers.pg_ctl(controllable, "start")
     reliability(shutdown_with_database_down_s=round(took, 2))
-    assert took < 30  # grace 1 s + outcome drain 10 s + marking stopped 3 s, with room
+    # The bound of docs/guarantees.md: the shutdown timeout + 5 s, whatever the database does.
+    assert took <= 2 + 5, took
+    assert "did not end within" not in worker.output()  # by its own steps, not the watchdog
     with connect(database_url) as conn:
         # It could return nothing: the job stays running for the sweeper, counted as an attempt.
         row = conn.execute("select status from pgq.jobs where id = %s", [job_id]).fetchone()

@@ -70,7 +70,7 @@ class Session:
         conn, self._conn = self._conn, None
         if conn is not None and not conn.closed:
             try:
-                async with asyncio.timeout(2.0):
+                async with asyncio.timeout(1.0):
                     await conn.close()
             except (psycopg.Error, OSError, TimeoutError):
                 pass

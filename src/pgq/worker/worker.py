@@ -129,6 +129,9 @@ class Worker:
         self._forced = False
         self._started = False
         self._stopped = asyncio.Event()
+        # When a shutdown must be over (set once the grace has passed): the steps
+        # after it share what is left.
+        self._hard_deadline = float("inf")
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] | None = None
         self._pools: Pools | None = None
         self._errors = LogWindow(log, 30.0)
@@ -235,29 +238,33 @@ class Worker:
             )
 
     async def _close(self, loops: Sequence[asyncio.Task[Any]]) -> None:
-        """Let go of everything, each step bounded: with the database gone none may hang."""
+        """Let go of everything by the shutdown's hard deadline: with the database gone,
+        a connection that will not close in time is left for the process's exit."""
         assert self.listener is not None and self._pools is not None
         self.reporter.summary()
-        await self.listener.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
-        if self.sweeper is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await self.sweeper.close()
         self.completer.stop()
         self.heartbeat.stop()
         self.progress.stop()
         for loop_task in loops:
             loop_task.cancel()
-        await asyncio.gather(*loops, return_exceptions=True)
-        self.executor.shutdown()
-        await self._claims.close()
-        await self._finishes.close()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):
+        if self._hard_deadline == float("inf"):  # ended without a shutdown (a failure at start)
+            self._hard_deadline = time.monotonic() + SHUTDOWN_SLACK
+        try:
+            async with asyncio.timeout(max(0.5, self._hard_deadline - time.monotonic())):
+                await self.listener.stop()
+                if self.sweeper is not None:
+                    await self.sweeper.close()
+                await asyncio.gather(*loops, return_exceptions=True)
+                await self._claims.close()
+                await self._finishes.close()
                 await self._pools.aclose()
-        self._stopped.set()
+        except TimeoutError:
+            log.warning("closing the worker's connections took too long; leaving them to the process's exit")
+        finally:
+            self.executor.shutdown()
+            self._stopped.set()
 
     def _loop_ended(self, task: asyncio.Task[Any]) -> None:
         """The background loops catch everything; one that ends anyway is a bug that
@@ -418,13 +425,15 @@ class Worker:
 
     async def _shutdown(self, heartbeat: asyncio.Task[None]) -> None:
         """Give running jobs their grace, return the rest without consuming their attempts,
-        write the last outcomes and say the worker stopped: within ``shutdown_timeout``
-        plus ``SHUTDOWN_SLACK`` seconds whatever the database does."""
+        write the last outcomes and say the worker stopped: all of it, and closing the
+        connections after (:meth:`_close`), within ``shutdown_timeout`` plus
+        ``SHUTDOWN_SLACK`` seconds whatever the database does."""
         deadline = time.monotonic() + (0 if self._forced else self.shutdown_timeout)
         busy = self._busy()
         if busy and not self._forced:
             log.info("shutting down: waiting up to %.0f s for %d running jobs", self.shutdown_timeout, len(busy))
             await self._wait_for(busy, deadline)
+        self._hard_deadline = hard = max(deadline, time.monotonic()) + SHUTDOWN_SLACK
         left = [r for r in self.slots.jobs.values() if not r.settled]
         if left:
             log.warning("returning %d unfinished jobs to the queue", len(left))
@@ -432,9 +441,8 @@ class Worker:
                 self._interrupt(running, "shutdown")
             # Cooperative handlers stop at once; the others are given up on after STOP_WAIT.
             await self._wait_for(self._busy(), time.monotonic() + STOP_WAIT + 0.5, forced_too=True)
-        end = max(deadline, time.monotonic()) + SHUTDOWN_SLACK - STOP_WAIT - 0.5
         self.completer.stop()
-        if not await self.completer.drain(timeout=max(0.5, end - time.monotonic() - 1.5)):
+        if not await self.completer.drain(timeout=max(0.3, hard - 2.0 - time.monotonic())):
             log.error(
                 "could not write %d outcomes before exiting; those jobs stay running until the sweeper rescues them",
                 self.completer.pending(),
@@ -446,7 +454,7 @@ class Worker:
         heartbeat.cancel()
         await asyncio.gather(heartbeat, return_exceptions=True)
         try:
-            async with asyncio.timeout(max(0.5, min(3.0, end - time.monotonic()))), self.connection(wait=1.0) as conn:
+            async with asyncio.timeout(max(0.3, hard - 1.0 - time.monotonic())), self.connection(wait=0.5) as conn:
                 await repo.stop_worker(conn, self.schema, self.id)
         except (*TRANSIENT, TimeoutError, Exception) as exc:
             log.warning("could not mark the worker stopped: %s", first_line(exc))
