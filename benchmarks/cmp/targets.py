@@ -68,7 +68,7 @@ def checks(rows: Rows) -> list[Check]:
     found: list[Check] = [
         _ratio("drain, 10 slots: pgq / tight loop", rate("pgq_10"), rate("tight_10"), 0.8),
         _ratio("drain, 100 slots: pgq / tight loop", rate("pgq_100"), rate("tight_100"), 0.8),
-        _ratio("drain: pgq at its defaults / PgQueuer batch 100", rate("pgq_10"), rate("pgqueuer_100"), 1.5),
+        _ratio("drain: pgq at its defaults / PgQueuer batch 100", rate("pgq_100"), rate("pgqueuer_100"), 1.5),
         _ratio("drain, 2 processes: pgq / tight loop", rate("pgq_2p"), rate("tight_2p"), 0.8),
     ]
     for pgq_key, tight_key, what in (
@@ -98,7 +98,12 @@ def checks(rows: Rows) -> list[Check]:
         _ratio("enqueue, one job per call / plain insert + commit", rate("pgq_one"), rate("insert"), 0.8),
         _ratio("enqueue, 8 threads / 1 thread", rate("pgq_8"), rate("pgq_one"), 3),
         _ratio("flow: global limit 5 / unlimited at concurrency 5", rate("pgq_limit5"), rate("pgq_5"), 0.5),
-        _ratio("flow: 1,000 fair groups / unlimited, both at concurrency 10", rate("pgq_groups"), rate("pgq_10"), 0.8),
+        _ratio(
+            "flow: 1,000 fair groups / unlimited, both at the default concurrency",
+            rate("pgq_groups"),
+            rate("pgq_100"),
+            0.8,
+        ),
         _ratio("ageing: after 1,000,000 jobs / fresh", rate("ageing_churned"), rate("ageing_fresh"), 0.9),
         _ratio("ageing: 10,000,000 rows in job_history / fresh", rate("ageing_history"), rate("ageing_fresh"), 0.9),
     ]
@@ -114,15 +119,15 @@ def context(rows: Rows) -> list[str]:
     rate = rows.rate
     lines = []
     pairs: list[tuple[str, str, str]] = [
-        ("pgq at its defaults / plain SQL, 1 job per transaction", "pgq_10", "plain_1_1"),
+        ("pgq at its defaults / plain SQL, 1 job per transaction", "pgq_100", "plain_1_1"),
         ("pgq, 100 slots / plain SQL batched, 1 connection", "pgq_100", "plain_100_1"),
         ("pgq, 2 processes / plain SQL batched, 16 connections", "pgq_2p", "plain_100_16"),
-        ("pgq at its defaults / PgQueuer at its defaults (batch 10)", "pgq_10", "pgqueuer_10"),
-        ("pgq at its defaults / Procrastinate at its defaults", "pgq_10", "procrastinate_1"),
+        ("pgq at its defaults / PgQueuer at its defaults (batch 10)", "pgq_100", "pgqueuer_10"),
+        ("pgq at its defaults / Procrastinate at its defaults", "pgq_100", "procrastinate_1"),
         ("pgq enqueue_many / Procrastinate batch defer", "pgq_many", "procrastinate_many"),
-        ("pgq at its defaults / Celery", "pgq_10", "celery"),
-        ("pgq at its defaults / RQ", "pgq_10", "rq"),
-        ("pgq at its defaults / BullMQ", "pgq_10", "bullmq"),
+        ("pgq at its defaults / Celery", "pgq_100", "celery"),
+        ("pgq at its defaults / RQ", "pgq_100", "rq"),
+        ("pgq at its defaults / BullMQ", "pgq_100", "bullmq"),
     ]
     for label, mine, theirs in pairs:
         a, b = rate(mine), rate(theirs)

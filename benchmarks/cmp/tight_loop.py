@@ -245,14 +245,16 @@ def insert_commit(url: str, jobs: int) -> Result:
     return Result(jobs / elapsed, note="insert … returning id, autocommit")
 
 
-def tight_latency(url: str, count: int = 200, interval: float = 0.02, batch: int = 1, note: str = "") -> Result:
+def tight_latency(
+    url: str, count: int = 200, interval: float = 0.02, batch: int = 1, note: str = "", slots: int = 10
+) -> Result:
     """Idle latency at the database's pace: the tight loop, LISTENing on ``tight_jobs``, gets
     ``batch`` jobs every ``interval`` s from ``insert … ; pg_notify`` in one autocommit statement
     (as pgq's insert trigger notifies); from that statement's return to the handler's start."""
     from cmp.pgq_rows import latency_result
 
     create_schema(url)
-    command = [sys.executable, "-m", "cmp.tight_loop", "--url", url, "--slots", "10", "--listen", str(count)]
+    command = [sys.executable, "-m", "cmp.tight_loop", "--url", url, "--slots", str(slots), "--listen", str(count)]
     worker = subprocess.Popen(command, env=python_env(), stdout=subprocess.PIPE, text=True)
     committed: dict[int, float] = {}
     insert = (
@@ -274,19 +276,23 @@ def tight_latency(url: str, count: int = 200, interval: float = 0.02, batch: int
                 next_at += interval
                 if (delay := next_at - time.monotonic()) > 0:
                     time.sleep(delay)
-        out, _ = worker.communicate(timeout=60)
-        started = {int(k): v for k, v in json.loads(out.strip().splitlines()[-1]).items()}
+        out, _ = worker.communicate(timeout=120)
+        lines = out.strip().splitlines()
+        if not lines:
+            raise RuntimeError(f"the tight loop printed no start times (exit code {worker.returncode})")
+        started = {int(k): v for k, v in json.loads(lines[-1]).items()}
     finally:
         stop_processes([worker])
     return latency_result(started, committed, note or "LISTEN/NOTIFY, claim on wake-up, 10 slots")
 
 
 def tight_latency_under_load(url: str, rate: float, seconds: float) -> Result:
-    """The same while jobs arrive at ``rate`` per second, in the ticks pgq's row uses."""
+    """The same while jobs arrive at ``rate`` per second, in the ticks pgq's row uses, with 100
+    slots (as many as pgq's worker has at its defaults for async tasks)."""
     tick = max(1.0 / rate, 0.005)
     per_tick = max(1, round(rate * tick))
-    note = f"{rate:,.0f} jobs/s for {seconds:g} s ({per_tick} per {tick * 1000:.1f} ms tick); 10 slots"
-    return tight_latency(url, max(50, int(rate * seconds)), tick, per_tick, note)
+    note = f"{rate:,.0f} jobs/s for {seconds:g} s ({per_tick} per {tick * 1000:.1f} ms tick); 100 slots"
+    return tight_latency(url, max(50, int(rate * seconds)), tick, per_tick, note, slots=100)
 
 
 # --------------------------------------------------------- the plain-SQL job life
