@@ -300,9 +300,6 @@ class Worker:
         async with asyncio.timeout(self.db_deadline), self._pool.connection(timeout=wait) as conn:
             yield conn
 
-    # Kept for the services that take the worker's connection factory.
-    _connection = connection
-
     async def _check_schema(self) -> None:
         """Check (or create, for the embedded database) pgq's schema before the first claim.
         A database that is restarting, or a session terminated under the check, must not stop
