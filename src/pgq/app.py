@@ -739,8 +739,9 @@ class App(ScheduleControls, OperationControls):
         ``shutdown_timeout`` seconds; a second one returns them to the queue at once.
         Returns the stopped :class:`~pgq.worker.Worker`.
         """
-        from pgq.worker.loop import new_event_loop
+        from pgq.worker.runtime import new_event_loop, tune_gc
 
+        tune_gc()
         with asyncio.Runner(loop_factory=new_event_loop(self.settings.event_loop)) as runner:
             return runner.run(self._run_worker_until_signal(**options))
 
