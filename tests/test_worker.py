@@ -230,6 +230,26 @@ async def test_delayed_job_starts_on_time_on_an_idle_worker(app: pgq.App) -> Non
     assert lags[1] < 0.1, f"median delay after run_at {lags[1]:.3f} s"
 
 
+async def test_an_idle_worker_sleeps_between_polls(app: pgq.App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing to do, a worker claims once per poll (and once when its LISTEN starts),
+    not in a loop: an idle worker once asked 1,200 times a second, its next-run query
+    answering 0 seconds instead of "no delayed job"."""
+    from pgq.db import repo
+
+    claims = 0
+    claim = repo.claim
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return await claim(*args, **kwargs)
+
+    monkeypatch.setattr(repo, "claim", counted)
+    async with app.worker(poll_interval=1.0, scheduler=False, sweeper=False):
+        await asyncio.sleep(2.5)
+    assert 1 <= claims <= 6, claims
+
+
 async def test_notification_wakes_an_idle_worker(app: pgq.App) -> None:
     @app.task
     def ping() -> None: ...

@@ -287,7 +287,8 @@ language sql stable as $$
           from priorities p
          where p.priority is not null
     )
-    select greatest(0, extract(epoch from min(n.run_at) - now()))::double precision
+    -- Null when no job is delayed (greatest() would turn that into 0: a busy loop).
+    select cast(extract(epoch from min(n.run_at) - now()) as double precision)
       from priorities p
      cross join lateral (
             select j.run_at from {schema}.jobs j

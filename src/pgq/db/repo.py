@@ -101,7 +101,7 @@ async def claim(
     params = {"worker_id": worker_id, "queues": list(queues), "limit": limit}
     rows = ClaimedRows(worker_id, with_next_wait=True)
     jobs = await _claimed(target, query("job_claim", schema), params, rows)
-    return jobs, None if rows.next_wait is None else float(rows.next_wait)
+    return jobs, None if rows.next_wait is None else max(0.0, float(rows.next_wait))
 
 
 async def claim_limited(session: Session, schema: str, worker_id: uuid.UUID, queue: str, limit: int) -> list[Job]:
