@@ -245,3 +245,72 @@ def test_the_finish_is_driven_by_its_outcomes_whatever_the_statistics(
     top = next(n for n in notices if "finish_jobs" in n and "ProjectSet" in n)
     assert total_buffers(top.splitlines()) <= 20 * 5 * BATCH, top
     assert conn.execute("select count(*) as n from pgq.jobs").fetchone() == {"n": BACKLOG}
+
+
+def _nested_plans(conn: psycopg.Connection[Any]) -> list[str]:
+    """Turn on auto_explain for ``conn``, sending each nested statement's plan back as a notice."""
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diagnostic: notices.append(diagnostic.message_primary or ""))
+    conn.execute("load 'auto_explain'")
+    for setting, value in (
+        ("log_min_duration", "0"),
+        ("log_nested_statements", "on"),
+        ("log_analyze", "on"),
+        ("log_buffers", "on"),
+        ("log_level", "notice"),
+    ):
+        conn.execute(f"set auto_explain.{setting} = {value}")
+    conn.execute("set client_min_messages = notice")
+    return notices
+
+
+@pytest.mark.parametrize("path", ["claim_jobs", "claim_limited"])
+def test_a_claim_planned_on_a_small_table_stays_a_probe_when_it_grows(
+    app: pgq.App, conn: psycopg.Connection[Any], path: str
+) -> None:
+    """A worker often starts before the jobs: its claims are planned while jobs is
+    tiny (claim_jobs keeps that generic plan for the session; claim_limited plans
+    each call, with statistics taken while the table was empty). Once a backlog
+    has arrived, the claim of a batch must still read the claim index in order
+    and update its rows by primary key, not scan the table once per chosen row."""
+    conn.execute("alter table pgq.jobs set (autovacuum_enabled = false)")
+    if path == "claim_limited":
+        app.set_queue("default", concurrency=10 * BATCH)
+    worker_id = uuid.uuid4()
+    conn.execute(
+        query("worker_register", "pgq"),
+        {
+            "id": worker_id,
+            "name": "t",
+            "host": "h",
+            "pid": 1,
+            "queues": ["default"],
+            "concurrency": 1,
+            "version": "t",
+            "tasks": None,
+        },
+    )
+
+    @app.task(name="noop")
+    def noop() -> None: ...
+
+    def take(limit: int) -> list[Any]:
+        if path == "claim_jobs":
+            return conn.execute("select * from pgq.claim_jobs(%s, '{default}', %s)", [worker_id, limit]).fetchall()
+        return conn.execute("select * from pgq.claim_limited(%s, 'default', %s)", [worker_id, limit]).fetchall()
+
+    app.enqueue_many([pgq.JobSpec("noop") for _ in range(8)])
+    conn.execute("analyze pgq.jobs")
+    for _ in range(8):  # one job at a time, past the custom plans a prepared statement starts with
+        take(1)
+    app.enqueue_many([pgq.JobSpec("noop") for _ in range(BACKLOG)])
+    notices = _nested_plans(conn)
+    assert len(take(BATCH)) == BATCH
+    conn.execute("set auto_explain.log_min_duration = -1")
+    inner = next(n for n in notices if "Update on jobs" in n)
+    lines = inner.splitlines()
+    assert not any("Seq Scan on jobs" in line for line in lines), inner
+    for index, line in enumerate(lines):
+        if re.search(r"Index Scan (using|on) jobs_\w+", line):
+            assert "Index Cond" in "\n".join(lines[index + 1 : index + 3]), inner
+    assert total_buffers(lines) <= MAX_BUFFERS, inner

@@ -191,64 +191,12 @@ select *
  limit %(limit)s;
 
 -- name: job_claim
--- Claim up to %(limit)s ready jobs of the worker's queues, best first.
--- One lateral index scan per queue reads the claim index in order
--- (queue, priority desc, run_at, id), so a deep backlog costs nothing; a plain
--- "queue = any(...) order by ..." would sort every ready row of every queue.
--- Each queue may lock up to %(limit)s rows; the rows the outer limit drops
--- are unlocked when this statement's transaction ends.
-with candidates as (
-    select c.id, c.queue, c.priority, c.run_at
-      from unnest(cast(%(queues)s as text[])) as q(name)
-     cross join lateral (
-            select j.id, j.queue, j.priority, j.run_at
-              from {schema}.jobs j
-             where j.queue = q.name
-               and j.status = 'pending'
-               and j.run_at <= now()
-             order by j.priority desc, j.run_at, j.id
-             limit %(limit)s
-               for update of j skip locked
-         ) c
-     -- A paused queue waits; a queue with limits is claimed by claim_limited only
-     -- (a worker that has not heard of new limits yet claims nothing of it).
-     where not exists (select from {schema}.queues p
-                        where p.name = q.name
-                          and (p.paused or p.concurrency is not null or p.rate_count is not null
-                               or p.group_concurrency is not null or p.group_rate_count is not null))
-       -- A worker the sweeper declared dead claims nothing under that id.
-       and exists (select from {schema}.workers w
-                    where w.id = %(worker_id)s and w.status in ('running', 'stopping'))
-),
-chosen as (
-    select id, queue from candidates
-     order by priority desc, run_at, id
-     limit %(limit)s
-),
-claimed as (
-    update {schema}.jobs j
-       set status = 'running',
-           attempts = j.attempts + 1,
-           worker_id = %(worker_id)s,
-           started_at = now(),
-           progress = null,
-           progress_message = null
-      from chosen
-     where j.id = chosen.id and j.queue = chosen.queue
-    returning j.id, j.queue, j.task, j.args, j.priority, j.attempts, j.max_attempts, j.run_at, j.created_at,
-              j.started_at, j.key, j.group_key, j.timeout, j.backoff, j.depends_on, j.on_parent_failure,
-              nullif(j.errors, cast('[]' as jsonb)) as errors
-)
--- The columns of repo.CLAIM_COLUMNS, in that order: a claimed job's other fields
--- are known (running, this worker, no progress), and an empty errors array comes
--- back as null, which costs no JSON parse. Then next_wait: when the claim found
--- fewer jobs than it asked for, the seconds until the next delayed job is due
--- (evaluated only then), so that the worker knows how long it may sleep without
--- a second round trip.
-select c.*,
-       case when (select count(*) from claimed) < %(limit)s
-            then (select {schema}.seconds_to_next_run(cast(%(queues)s as text[]))) end as next_wait
-  from claimed c;
+-- Claim up to %(limit)s ready jobs of the worker's queues, best first, with
+-- next_wait when fewer came back (claim_jobs(), migration 0006, whose plan is
+-- fixed and kept). The columns are repo.CLAIM_COLUMNS, in that order, then
+-- next_wait: a claimed job's other fields are known (running, this worker, no
+-- progress), and an empty errors array comes back as null (no JSON to parse).
+select * from {schema}.claim_jobs(%(worker_id)s, cast(%(queues)s as text[]), %(limit)s);
 
 -- name: job_claim_batch
 -- Top up a worker's batch: claim up to %(limit)s more ready jobs of one batch
