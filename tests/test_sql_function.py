@@ -56,8 +56,8 @@ def test_from_a_trigger(conn: Any) -> None:
         ("select pgq.enqueue('')", "task must be a non-empty name"),
         ("select pgq.enqueue('t', '[1, 2]')", "args must be a JSON object"),
         ("select pgq.enqueue('t', 'null'::jsonb)", "args must be a JSON object"),
-        ("select pgq.enqueue('t', max_attempts => 0)", "max_attempts must be at least 1"),
-        ("select pgq.enqueue('t', queue => '')", "jobs_queue_name"),
+        ("select pgq.enqueue('t', max_attempts => 0)", "max_attempts must be between 1 and 1000, got 0"),
+        ("select pgq.enqueue('t', queue => '')", "queue must be 1-128 ASCII letters"),
     ],
 )
 def test_bad_calls_are_rejected(conn: Any, call: str, message: str) -> None:

@@ -896,11 +896,14 @@ def test_the_last_page_is_not_followed_by_an_empty_one(api: TestClient, app: pgq
 
 
 def test_a_queue_named_with_a_pipe_is_just_a_name(api: TestClient, conn: Any) -> None:
-    conn.execute("insert into pgq.jobs (queue, task, args) values ('a|b', 't', '{}')")
+    # The name rules hold in the database itself now (migration 0007): not even SQL writes "a|b".
+    with pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("insert into pgq.jobs (queue, task, args) values ('a|b', 't', '{}')")
+    # Live data travels as JSON, whatever the name holds.
+    conn.execute("insert into pgq.jobs (queue, task, args) values ('a:b.c-d', 't', '{}')")
     page = api.get("/").text
-    assert 'data-count=\'["a|b", "pending"]\'' in page
-    assert "data-queues='[\"a|b\"]'" in page
-    assert 'data-count="a|b' not in page
+    assert 'data-count=\'["a:b.c-d", "pending"]\'' in page
+    assert "data-queues='[\"a:b.c-d\"]'" in page
 
 
 def test_run_now_records_the_run_and_links_the_job(api: TestClient, app: pgq.App) -> None:

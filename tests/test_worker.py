@@ -310,7 +310,8 @@ async def test_bad_jobs_fail_once_and_the_worker_carries_on(app: pgq.App, conn: 
 
 
 async def test_args_python_cannot_read_fail_that_job_only(app: pgq.App, conn: Any) -> None:
-    """Args nested deeper than Python's recursion limit, written by SQL: reading them
+    """Args nested deeper than Python's recursion limit, written by plain SQL (pgq.enqueue
+    refuses them since migration 0007, a bare insert does not): reading them
     must not break the claim (which would fail again at every retry, for every job of
     the queue); that job fails once, clearly, and the others run."""
 
@@ -322,7 +323,9 @@ async def test_args_python_cannot_read_fail_that_job_only(app: pgq.App, conn: An
         return "ran"
 
     deep = '{"value": ' + "[" * 5000 + "]" * 5000 + "}"
-    bad = conn.execute("select pgq.enqueue('nested', %s::jsonb) as id", [deep]).fetchone()["id"]
+    bad = conn.execute(
+        "insert into pgq.jobs (task, queue, args) values ('nested', 'default', %s::jsonb) returning id", [deep]
+    ).fetchone()["id"]
     good = fine.enqueue()
     await run_until(app, finished(app, [bad, good]))
     failed = conn.execute("select status, attempts, errors from pgq.job_history where id = %s", [bad]).fetchone()

@@ -8,28 +8,44 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import psycopg
 
-from pgq.db.connection import Pools, Row, connect, is_missing_schema, not_migrated, run_async, run_sync
+from pgq.db.connection import (
+    CopyIn,
+    Pools,
+    Row,
+    can_copy,
+    connect,
+    is_missing_schema,
+    not_migrated,
+    run_async,
+    run_sync,
+)
 from pgq.db.embedded import embedded_url
+from pgq.db.pooled import Commit, PooledRunner
 from pgq.db.queries import query
 from pgq.db.urls import normalize
 from pgq.enqueueing import (
     Flow,
     drive,
     drive_async,
+    insert_batch,
     insert_many,
     insert_one,
     insert_workflow,
+    is_plain,
     needs_transaction,
     prepare,
+    prepare_batch,
+    translated,
 )
 from pgq.errors import ConfigurationError, PgqError, QueueFull
 from pgq.events import EVENTS, Event
+from pgq.group_commit import GroupCommit
 from pgq.job import Job, JobSpec
 from pgq.operations import OperationControls
 from pgq.schedules import ScheduleControls, ScheduleSpec, check_spec
@@ -66,6 +82,9 @@ class App(ScheduleControls, OperationControls):
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._url: str | None = None
         self._pools: Pools | None = None
+        self._pooled_runner: PooledRunner | None = None
+        # Concurrent app.enqueue calls on pgq's pool share statements (pgq.group_commit).
+        self._group_commit = GroupCommit(self._write_jobs, lambda params: self._write_jobs([params])[0])
         self._checked = False
         self._lock = threading.Lock()
         self._hooks: dict[str, list[Callable[[Event], Any]]] = {}
@@ -326,30 +345,102 @@ class App(ScheduleControls, OperationControls):
         else:
             self._check_schema(rows, None)
 
-    def _run(self, sql: str, params: dict[str, Any], connection: Any = None) -> list[Row]:
+    def _pooled(
+        self,
+        work: Callable[[psycopg.Connection[Row], Commit | None], T],
+        *,
+        transaction: bool = False,
+        idempotent: bool = False,
+    ) -> T:
+        """``work`` on pgq's own pool, retried once on a fresh connection when a lost
+        connection cannot have committed anything (see :mod:`pgq.db.pooled`)."""
         try:
-            if connection is not None:
-                return run_sync(connection, sql, params)
-            with self._get_pools().sync_pool().connection() as conn:
-                self._ensure_schema(conn)
-                return run_sync(conn, sql, params)
+            return self._runner().run(
+                lambda: self._get_pools().sync_pool(),
+                self._ensure_schema,
+                work,
+                transaction=transaction,
+                idempotent=idempotent,
+            )
         except Exception as exc:
             if is_missing_schema(exc):
                 raise not_migrated(self.schema) from None
             raise
 
-    async def _run_async(self, sql: str, params: dict[str, Any], connection: Any = None) -> list[Row]:
+    async def _pooled_async(
+        self,
+        work: Callable[[psycopg.AsyncConnection[Row], Commit | None], Awaitable[T]],
+        *,
+        transaction: bool = False,
+        idempotent: bool = False,
+    ) -> T:
         try:
-            if connection is not None:
-                return await run_async(connection, sql, params)
-            pool = await self._get_pools().async_pool()
-            async with pool.connection() as conn:
-                await self._ensure_schema_async(conn)
-                return await run_async(conn, sql, params)
+            return await self._runner().run_async(
+                self._get_pools().async_pool,
+                self._ensure_schema_async,
+                work,
+                transaction=transaction,
+                idempotent=idempotent,
+            )
         except Exception as exc:
             if is_missing_schema(exc):
                 raise not_migrated(self.schema) from None
             raise
+
+    def _runner(self) -> PooledRunner:
+        if self._pooled_runner is None:
+            self._pooled_runner = PooledRunner(self.url)
+        return self._pooled_runner
+
+    def _run(
+        self, sql: str | CopyIn, params: dict[str, Any], connection: Any = None, *, idempotent: bool = False
+    ) -> list[Row]:
+        """One statement: on the caller's connection (its errors untouched), or on pgq's
+        pool with the retry rule; ``idempotent`` statements (reads) are retried after any
+        lost connection."""
+        if connection is None:
+            return self._pooled(lambda conn, _: run_sync(conn, sql, params), idempotent=idempotent)
+        try:
+            return run_sync(connection, sql, params)
+        except Exception as exc:
+            if is_missing_schema(exc):
+                raise not_migrated(self.schema) from None
+            raise
+
+    async def _run_async(
+        self, sql: str | CopyIn, params: dict[str, Any], connection: Any = None, *, idempotent: bool = False
+    ) -> list[Row]:
+        if connection is None:
+
+            async def work(conn: psycopg.AsyncConnection[Row], _: Commit | None) -> list[Row]:
+                return await run_async(conn, sql, params)
+
+            return await self._pooled_async(work, idempotent=idempotent)
+        try:
+            return await run_async(connection, sql, params)
+        except Exception as exc:
+            if is_missing_schema(exc):
+                raise not_migrated(self.schema) from None
+            raise
+
+    def _drive(self, make_flow: Callable[[], Flow[T]], connection: Any, *, transaction: bool = False) -> T:
+        """Run a flow on the caller's connection, or on pgq's pool (in one transaction
+        when ``transaction``: statements that hold locks from one to the next, or that
+        must commit together). A retry runs a fresh flow."""
+        if connection is not None:
+            return drive(make_flow(), lambda sql, p: self._run(sql, p, connection))
+        return self._pooled(
+            lambda conn, _: drive(make_flow(), lambda sql, p: run_sync(conn, sql, p)), transaction=transaction
+        )
+
+    async def _drive_async(self, make_flow: Callable[[], Flow[T]], connection: Any, *, transaction: bool = False) -> T:
+        if connection is not None:
+            return await drive_async(make_flow(), lambda sql, p: self._run_async(sql, p, connection))
+
+        async def work(conn: psycopg.AsyncConnection[Row], _: Commit | None) -> T:
+            return await drive_async(make_flow(), lambda sql, p: run_async(conn, sql, p))
+
+        return await self._pooled_async(work, transaction=transaction)
 
     def _ensure_migrated_for_worker(self) -> None:
         """Check (or, for the embedded database, create) the schema before a worker starts."""
@@ -458,13 +549,36 @@ class App(ScheduleControls, OperationControls):
             debounce,
         )
         params = self._prepare(spec, strict)
-        if needs_transaction([params]):
-            return self._drive_in_transaction(insert_one(self.schema, params), [params], connection)
         try:
-            return drive(insert_one(self.schema, params), lambda s, p: self._run(s, p, connection))
+            if connection is None and is_plain(params):
+                return self._group_commit.enqueue(params)
+            return self._drive(
+                lambda: insert_one(self.schema, params), connection, transaction=needs_transaction([params])
+            )
         except QueueFull as full:
             self._count_rejected(full, [params], connection)
             raise
+
+    def _write_jobs(self, jobs: list[dict[str, Any]]) -> list[int]:
+        """Plain jobs of concurrent enqueue calls, in one statement on pgq's pool."""
+        if len(jobs) > 1:
+            return self._drive(lambda: insert_many(self.schema, jobs), None)
+        # The one-job case is the hot path of app.enqueue: the statement of insert_one's
+        # plain branch, run directly (no flow, no cursor of its own).
+        sql, params = query("job_insert_plain", self.schema), jobs[0]
+
+        def insert(conn: psycopg.Connection[Row], _: Commit | None) -> list[int]:
+            try:
+                row = conn.execute(sql, params).fetchone()
+            except psycopg.Error as exc:
+                error = translated(exc)
+                if error is None:
+                    raise
+                raise error from None
+            assert row is not None
+            return [int(row["id"])]
+
+        return self._pooled(insert)
 
     async def enqueue_async(
         self,
@@ -504,48 +618,55 @@ class App(ScheduleControls, OperationControls):
             debounce,
         )
         params = self._prepare(spec, strict)
-        if needs_transaction([params]):
-            return await self._drive_in_transaction_async(insert_one(self.schema, params), [params], connection)
-
-        async def execute(sql: str, p: dict[str, Any]) -> list[Row]:
-            return await self._run_async(sql, p, connection)
-
         try:
-            return await drive_async(insert_one(self.schema, params), execute)
+            return await self._drive_async(
+                lambda: insert_one(self.schema, params), connection, transaction=needs_transaction([params])
+            )
         except QueueFull as full:
             await self._count_rejected_async(full, [params], connection)
             raise
 
     def enqueue_many(self, specs: Iterable[JobSpec], *, connection: Any = None, strict: bool = False) -> list[int]:
-        """Enqueue many jobs in one statement; returns their ids in the order given.
+        """Enqueue many jobs at once; returns their ids in the order given.
 
         Every spec is checked before anything is written: one bad spec rejects
-        the whole batch. A spec whose key a live job holds gets that job's id.
+        the whole batch. The batch is written in one transaction (yours with
+        ``connection``): plain jobs by binary COPY, the others (a key, parents, a
+        run time, a queue with ``max_pending``) by insert statements. A spec whose
+        key a live job holds gets that job's id.
         """
-        batch = self._prepare_batch(specs, strict)
-        if needs_transaction(batch):
-            return self._drive_in_transaction(insert_many(self.schema, batch), batch, connection)
+        batch = prepare_batch(specs, self.tasks, self.settings.max_payload_bytes, strict)
+        if not batch.size:
+            return []
+        use_copy = can_copy(connection)
+        # pgq's pool needs a transaction only for a batch of several statements; a
+        # caller's connection is the caller's (autocommit included).
+        own = bool(batch.others)
+        theirs = connection is not None and not getattr(connection, "autocommit", False)
         try:
-            return drive(insert_many(self.schema, batch), lambda s, p: self._run(s, p, connection))
+            return self._drive(
+                lambda: insert_batch(self.schema, batch, use_copy, own or theirs), connection, transaction=own
+            )
         except QueueFull as full:
-            self._count_rejected(full, batch, connection)
+            self._count_rejected(full, batch.all_params(), connection)
             raise
 
     async def enqueue_many_async(
         self, specs: Iterable[JobSpec], *, connection: Any = None, strict: bool = False
     ) -> list[int]:
         """:meth:`enqueue_many` for async code."""
-        batch = self._prepare_batch(specs, strict)
-        if needs_transaction(batch):
-            return await self._drive_in_transaction_async(insert_many(self.schema, batch), batch, connection)
-
-        async def execute(sql: str, p: dict[str, Any]) -> list[Row]:
-            return await self._run_async(sql, p, connection)
-
+        batch = prepare_batch(specs, self.tasks, self.settings.max_payload_bytes, strict)
+        if not batch.size:
+            return []
+        use_copy = can_copy(connection)
+        own = bool(batch.others)
+        theirs = connection is not None and not getattr(connection, "autocommit", False)
         try:
-            return await drive_async(insert_many(self.schema, batch), execute)
+            return await self._drive_async(
+                lambda: insert_batch(self.schema, batch, use_copy, own or theirs), connection, transaction=own
+            )
         except QueueFull as full:
-            await self._count_rejected_async(full, batch, connection)
+            await self._count_rejected_async(full, batch.all_params(), connection)
             raise
 
     def enqueue_workflow(self, workflow: Step, *, connection: Any = None, strict: bool = False) -> list[int]:
@@ -558,16 +679,24 @@ class App(ScheduleControls, OperationControls):
         (unless its spec says ``on_parent_failure="run"``).
         """
         nodes, batch = self._prepare_workflow(workflow, strict)
-        flow = insert_workflow(self.schema, nodes, batch)
-        return self._drive_in_transaction(flow, batch, connection)
+        try:
+            return self._drive(lambda: insert_workflow(self.schema, nodes, batch), connection, transaction=True)
+        except QueueFull as full:
+            self._count_rejected(full, batch, connection)
+            raise
 
     async def enqueue_workflow_async(
         self, workflow: Step, *, connection: Any = None, strict: bool = False
     ) -> list[int]:
         """:meth:`enqueue_workflow` for async code."""
         nodes, batch = self._prepare_workflow(workflow, strict)
-        flow = insert_workflow(self.schema, nodes, batch)
-        return await self._drive_in_transaction_async(flow, batch, connection)
+        try:
+            return await self._drive_async(
+                lambda: insert_workflow(self.schema, nodes, batch), connection, transaction=True
+            )
+        except QueueFull as full:
+            await self._count_rejected_async(full, batch, connection)
+            raise
 
     def _prepare_workflow(self, workflow: Step, strict: bool) -> tuple[list[Node], list[dict[str, Any]]]:
         nodes = flatten(workflow)
@@ -575,41 +704,6 @@ class App(ScheduleControls, OperationControls):
         for node, params in zip(nodes, batch, strict=True):
             params["depends_on"] = list(node.spec.depends_on or ()) or None
         return nodes, batch
-
-    def _drive_in_transaction(self, flow: Flow[T], batch: list[dict[str, Any]], connection: Any) -> T:
-        """Run a flow of several statements that must share one transaction: the caller's,
-        or one on pgq's pool (whose connections otherwise commit each statement)."""
-        try:
-            if connection is not None:
-                return drive(flow, lambda s, p: self._run(s, p, connection))
-            with self._get_pools().sync_pool().connection() as conn:
-                self._ensure_schema(conn)
-                with conn.transaction():
-                    return drive(flow, lambda s, p: run_sync(conn, s, p))
-        except QueueFull as full:
-            self._count_rejected(full, batch, connection)
-            raise
-        except Exception as exc:
-            if is_missing_schema(exc):
-                raise not_migrated(self.schema) from None
-            raise
-
-    async def _drive_in_transaction_async(self, flow: Flow[T], batch: list[dict[str, Any]], connection: Any) -> T:
-        try:
-            if connection is not None:
-                return await drive_async(flow, lambda s, p: self._run_async(s, p, connection))
-            pool = await self._get_pools().async_pool()
-            async with pool.connection() as conn:
-                await self._ensure_schema_async(conn)
-                async with conn.transaction():
-                    return await drive_async(flow, lambda s, p: run_async(conn, s, p))
-        except QueueFull as full:
-            await self._count_rejected_async(full, batch, connection)
-            raise
-        except Exception as exc:
-            if is_missing_schema(exc):
-                raise not_migrated(self.schema) from None
-            raise
 
     def _rejected_params(self, full: QueueFull, batch: list[dict[str, Any]], connection: Any) -> dict[str, Any] | None:
         """What to add to the queue's ``rejected`` count. Only on pgq's own connection: a
@@ -648,7 +742,7 @@ class App(ScheduleControls, OperationControls):
 
     def get_job(self, job_id: int) -> Job | None:
         """The job with that id, live or finished, or None."""
-        rows = self._run(query("job_get", self.schema), {"id": int(job_id)})
+        rows = self._run(query("job_get", self.schema), {"id": int(job_id)}, idempotent=True)
         return Job.from_row(rows[0]) if rows else None
 
     def list_jobs(
@@ -676,7 +770,7 @@ class App(ScheduleControls, OperationControls):
             "limit": limit,
             "before_id": before_id,
         }
-        return [Job.from_row(row) for row in self._run(query("job_list", self.schema), params)]
+        return [Job.from_row(row) for row in self._run(query("job_list", self.schema), params, idempotent=True)]
 
     # ------------------------------------------------------------- controls
     # cancel, retry, promote, delete, queues, workers and stats: pgq.operations.OperationControls
@@ -686,12 +780,17 @@ class App(ScheduleControls, OperationControls):
         retention (in batches), worker rows stopped over a day ago, old metrics."""
         from pgq.maintenance.sweeper import prune_history_flow
 
-        jobs = drive(prune_history_flow(self), lambda sql, params: self._run(sql, params))
-        with self._get_pools().sync_pool().connection() as conn:
+        jobs = drive(prune_history_flow(self), lambda sql, params: self._run(sql, params, idempotent=True))
+
+        def rest(conn: psycopg.Connection[Row], _: Commit | None) -> tuple[int, int]:
             workers = conn.execute(query("sweep_prune_workers", self.schema)).rowcount
             metrics = conn.execute(
                 query("sweep_prune_metrics", self.schema), {"keep": self.settings.metrics_retention}
             ).rowcount
+            return workers, metrics
+
+        # Deleting what is past retention twice deletes nothing more: safe to retry.
+        workers, metrics = self._pooled(rest, idempotent=True)
         return {"jobs": jobs, "workers": workers, "metrics": metrics}
 
     # --------------------------------------------------------------- worker

@@ -490,6 +490,10 @@ def _json_object(text: str, flag: str) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigurationError(f"{flag} is not valid JSON ({exc}); e.g. {flag} '{{\"user_id\": 7}}'") from None
+    except RecursionError:
+        raise ConfigurationError(
+            f"{flag} nests deeper than JSON parsing allows; job args nest at most 100 levels deep"
+        ) from None
     if not isinstance(value, dict):
         raise ConfigurationError(f"{flag} must be a JSON object of keyword arguments, got {text}")
     return value
@@ -547,7 +551,7 @@ def cmd_prune(options: argparse.Namespace) -> int:
 
     with _app(options) as app, progress("deleting finished jobs past retention") as bar:
 
-        def run(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        def run(sql: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
             rows = app._run(sql, params)
             bar.advance(bar.task_ids[0], float(rows[0]["deleted"]))
             return rows

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import psycopg
 
 from pgq.db.queries import query
-from pgq.enqueueing import QUEUE_NAME
+from pgq.enqueueing import QUEUE_NAME, QUEUE_RULE
 from pgq.errors import ConfigurationError, InvalidState, JobNotFound
 from pgq.flow import UNSET, format_rate, parse_count, parse_on_full, parse_rate
 from pgq.job import FINISHED_STATUSES, LIVE_STATUSES, Job
@@ -47,7 +47,9 @@ class _AppLike(Protocol):
     @property
     def schema(self) -> str: ...
 
-    def _run(self, sql: str, params: dict[str, Any], connection: Any = None) -> list[dict[str, Any]]: ...
+    def _run(
+        self, sql: str, params: dict[str, Any], connection: Any = None, *, idempotent: bool = False
+    ) -> list[dict[str, Any]]: ...
 
     def get_job(self, job_id: int) -> Job | None: ...
 
@@ -169,7 +171,7 @@ def job_id_of(value: Any) -> int:
 
 def check_queue_name(name: Any) -> str:
     if not isinstance(name, str) or not QUEUE_NAME.match(name):
-        raise ConfigurationError(f"queue must be 1-128 letters, digits, '_', '.', ':' or '-', got {name!r}")
+        raise ConfigurationError(f"queue must be {QUEUE_RULE}, got {name!r}")
     return name
 
 
@@ -244,7 +246,7 @@ class OperationControls:
             check_queue_name(queue)
         if task is not None and (not isinstance(task, str) or not task):
             raise ConfigurationError(f"task must be a task name, got {task!r}")
-        cutoff = self._run(query("db_now", self.schema), {})[0]["db_now"]
+        cutoff = self._run(query("db_now", self.schema), {}, idempotent=True)[0]["db_now"]
         params: dict[str, Any] = {
             "queue": queue,
             "task": task,
@@ -315,19 +317,21 @@ class OperationControls:
         """Pause a queue: workers claim none of its jobs until it is resumed. Jobs
         already running go on; enqueueing still works. A queue can be paused
         before it has any job."""
-        self._run(query("ops_pause_queue", self.schema), {"name": check_queue_name(name)})
+        self._run(query("ops_pause_queue", self.schema), {"name": check_queue_name(name)}, idempotent=True)
 
     def resume_queue(self: _AppLike, name: str) -> None:
         """Resume a paused queue and wake the workers. Resuming a queue that is
         not paused does nothing."""
         self._run(
-            query("ops_resume_queue", self.schema), {"name": check_queue_name(name), "channel": f"{self.schema}_jobs"}
+            query("ops_resume_queue", self.schema),
+            {"name": check_queue_name(name), "channel": f"{self.schema}_jobs"},
+            idempotent=True,
         )
 
     def list_queues(self: _AppLike) -> list[QueueInfo]:
         """Every queue with a row in ``queues`` (paused or resumed once), a live
         job, retained history or a live worker, by name, with its live counts."""
-        rows = self._run(query("ops_list_queues", self.schema), {})
+        rows = self._run(query("ops_list_queues", self.schema), {}, idempotent=True)
         return [
             QueueInfo(
                 name=row["name"],
@@ -409,11 +413,11 @@ class OperationControls:
         )
         params["set_on_full"] = on_full is not UNSET
         params["on_full"] = None if on_full is UNSET else parse_on_full(on_full)
-        self._run(query("ops_set_queue", self.schema), params)
+        self._run(query("ops_set_queue", self.schema), params, idempotent=True)
         if params["set_concurrency"] or params["set_group_concurrency"]:
-            self._run(query("ops_mark_limit_slots", self.schema), {"name": name})
+            self._run(query("ops_mark_limit_slots", self.schema), {"name": name}, idempotent=True)
         if params["set_group_rate"]:
-            self._run(query("ops_group_rates_reset", self.schema), {"name": name})
+            self._run(query("ops_group_rates_reset", self.schema), {"name": name}, idempotent=True)
         return OperationControls.get_queue(self, name)
 
     def explain(self: _AppLike, job_id: int) -> str:
@@ -423,13 +427,13 @@ class OperationControls:
         no attempts left; for a blocked job, the parents it waits for.
         The same text as ``pgq explain ID`` and the SQL function ``pgq.explain(id)``."""
         job_id = job_id_of(job_id)
-        return str(self._run(query("ops_explain", self.schema), {"id": job_id})[0]["text"])
+        return str(self._run(query("ops_explain", self.schema), {"id": job_id}, idempotent=True)[0]["text"])
 
     # --------------------------------------------------------------- workers
 
     def list_workers(self: _AppLike) -> list[WorkerInfo]:
         """Every worker row (stopped and dead ones are kept a day), live ones first."""
-        rows = self._run(query("ops_list_workers", self.schema), {})
+        rows = self._run(query("ops_list_workers", self.schema), {}, idempotent=True)
         workers = []
         for row in rows:
             row = dict(row)
@@ -463,6 +467,7 @@ class OperationControls:
                 "timing_window": TIMING_WINDOW,
                 "sample": TIMING_SAMPLE,
             },
+            idempotent=True,
         )
         return [
             QueueStats(

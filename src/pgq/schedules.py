@@ -32,7 +32,9 @@ class _AppLike(Protocol):
     @property
     def schema(self) -> str: ...
 
-    def _run(self, sql: str, params: dict[str, Any], connection: Any = None) -> list[dict[str, Any]]: ...
+    def _run(
+        self, sql: str, params: dict[str, Any], connection: Any = None, *, idempotent: bool = False
+    ) -> list[dict[str, Any]]: ...
 
     def get_schedule(self, name: str) -> Schedule | None: ...
 
@@ -164,15 +166,15 @@ class ScheduleControls:
             ScheduleSpec(name, cron, task_name, args or {}, timezone, queue, priority, max_attempts, catch_up, enabled),
             self.settings.max_payload_bytes,
         )
-        now = self._run(query("db_now", self.schema), {})[0]["db_now"]
-        rows = self._run(query("schedule_upsert", self.schema), upsert_params(spec, "runtime", now))
+        now = self._run(query("db_now", self.schema), {}, idempotent=True)[0]["db_now"]
+        rows = self._run(query("schedule_upsert", self.schema), upsert_params(spec, "runtime", now), idempotent=True)
         return Schedule.from_row(rows[0])
 
     def list_schedules(self: _AppLike) -> list[Schedule]:
-        return [Schedule.from_row(row) for row in self._run(query("schedule_list", self.schema), {})]
+        return [Schedule.from_row(row) for row in self._run(query("schedule_list", self.schema), {}, idempotent=True)]
 
     def get_schedule(self: _AppLike, name: str) -> Schedule | None:
-        rows = self._run(query("schedule_get", self.schema), {"name": name})
+        rows = self._run(query("schedule_get", self.schema), {"name": name}, idempotent=True)
         return Schedule.from_row(rows[0]) if rows else None
 
     def remove_schedule(self: _AppLike, name: str) -> None:
@@ -185,10 +187,11 @@ class ScheduleControls:
         schedule = self.get_schedule(name)
         if schedule is None:
             raise ConfigurationError(f"no schedule named {name!r}")
-        now = self._run(query("db_now", self.schema), {})[0]["db_now"]
+        now = self._run(query("db_now", self.schema), {}, idempotent=True)[0]["db_now"]
         rows = self._run(
             query("schedule_set_enabled", self.schema),
             {"name": name, "enabled": enabled, "next_run_at": next_tick(schedule.cron, schedule.timezone, now)},
+            idempotent=True,
         )
         return Schedule.from_row(rows[0])
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 @dataclass
 class _Pair:
     frozen: asyncio.Event = field(default_factory=asyncio.Event)
+    writers: list[asyncio.StreamWriter] = field(default_factory=list)
 
 
 class Proxy:
@@ -54,6 +55,7 @@ class Proxy:
         except OSError:
             client_writer.close()
             return
+        pair.writers = [client_writer, server_writer]
 
         async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
@@ -82,6 +84,21 @@ class Proxy:
             return count
 
         return asyncio.run_coroutine_threadsafe(_call(mark), self._loop).result(10)
+
+    def cut(self) -> int:
+        """Break every open connection at once, both ways (a reset, no goodbye from the
+        server): what a crashed middlebox or a killed server process looks like to the
+        client. Connections opened later are forwarded normally. Returns how many."""
+
+        def abort() -> int:
+            for pair in self._pairs:
+                for writer in pair.writers:
+                    writer.transport.abort()
+            count = len(self._pairs)
+            self._pairs = []
+            return count
+
+        return asyncio.run_coroutine_threadsafe(_call(abort), self._loop).result(10)
 
     def close(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -12,6 +12,7 @@ import re
 import threading
 import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -216,11 +217,65 @@ def sqlalchemy_text(sql: str) -> str:
     return _PSYCOPG_PARAM.sub(r":\1", sql)
 
 
-def run_sync(connection: Any, sql: str, params: Params) -> list[Row]:
+@dataclass(frozen=True)
+class CopyIn:
+    """A step of a flow (:mod:`pgq.enqueueing`) that writes ``data``, the whole stream
+    of a ``COPY ... FROM STDIN (FORMAT BINARY)`` (header, rows, trailer), instead of
+    running a statement."""
+
+    sql: str
+    data: bytes
+
+
+def can_copy(connection: Any) -> bool:
+    """Whether :func:`run_sync`/:func:`run_async` can COPY on this connection: pgq's own
+    (None), psycopg's, or SQLAlchemy's over psycopg 3 (another driver gets the inserts)."""
+    if connection is None or isinstance(connection, psycopg.Connection | psycopg.AsyncConnection):
+        return True
+    if not _is_sqlalchemy(connection):
+        return False
+    try:
+        dialect = getattr(connection, "dialect", None)
+        if dialect is None:  # a Session or AsyncSession
+            session = getattr(connection, "sync_session", connection)
+            dialect = session.get_bind().dialect
+        return bool(dialect.driver == "psycopg")
+    except Exception:
+        return False
+
+
+def _copy_sync(conn: psycopg.Connection[Any], step: CopyIn) -> list[Row]:
+    with conn.cursor() as cur, cur.copy(step.sql) as copy:
+        copy.write(step.data)
+    return []
+
+
+async def _copy_async(conn: psycopg.AsyncConnection[Any], step: CopyIn) -> list[Row]:
+    async with conn.cursor() as cur, cur.copy(step.sql) as copy:
+        await copy.write(step.data)
+    return []
+
+
+def run_sync(connection: Any, sql: str | CopyIn, params: Params) -> list[Row]:
     """Run ``sql`` on a caller's connection, inside whatever transaction it has open.
 
-    Accepts a psycopg ``Connection`` or a SQLAlchemy ``Connection``/``Session``.
+    Accepts a psycopg ``Connection`` or a SQLAlchemy ``Connection``/``Session``. A
+    COPY step goes to the psycopg connection underneath SQLAlchemy's, in the same
+    transaction (the flows run a statement through SQLAlchemy first, so that its
+    transaction has begun).
     """
+    if not isinstance(sql, str):
+        if isinstance(connection, psycopg.Connection):
+            return _copy_sync(connection, sql)
+        if _is_sqlalchemy(connection):
+            from sqlalchemy.orm import Session
+
+            bound = connection.connection() if isinstance(connection, Session) else connection
+            driver = bound.connection.driver_connection
+            if not isinstance(driver, psycopg.Connection):
+                raise TypeError(f"cannot COPY through {type(driver).__name__}: pgq COPYs through psycopg 3")
+            return _copy_sync(driver, sql)
+        raise TypeError(f"cannot COPY on {type(connection).__name__}")
     if isinstance(connection, psycopg.Connection):
         with connection.cursor(row_factory=dict_row) as cur:
             cur.execute(sql, params)
@@ -238,9 +293,17 @@ def run_sync(connection: Any, sql: str, params: Params) -> list[Row]:
     )
 
 
-async def run_async(connection: Any, sql: str, params: Params) -> list[Row]:
+async def run_async(connection: Any, sql: str | CopyIn, params: Params) -> list[Row]:
     """The async twin of :func:`run_sync`: psycopg ``AsyncConnection``, SQLAlchemy
     ``AsyncConnection``/``AsyncSession``."""
+    if not isinstance(sql, str):
+        if isinstance(connection, psycopg.AsyncConnection):
+            return await _copy_async(connection, sql)
+        if _is_sqlalchemy(connection) and _is_async(connection):
+            bound = await connection.connection() if hasattr(connection, "sync_session") else connection
+            raw = await bound.get_raw_connection()
+            return await _copy_async(raw.driver_connection, sql)
+        raise TypeError(f"cannot COPY on {type(connection).__name__}")
     if isinstance(connection, psycopg.AsyncConnection):
         async with connection.cursor(row_factory=dict_row) as cur:
             await cur.execute(sql, params)

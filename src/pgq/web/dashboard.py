@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from pgq.job import STATUSES
+from pgq.payload import MAX_DEPTH
 from pgq.web import api, data, pages
 from pgq.web.live import LiveHub
 from pgq.web.metrics import registry_for
@@ -175,6 +176,14 @@ def install_handlers(web: FastAPI, d: Dashboard) -> None:
             message = f"{request.method} is not allowed on {path}; see /api/openapi.json"
         elif exc.status_code == 404:
             message = f"nothing at {path}; see /api/openapi.json for the API"
+        elif exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # FastAPI's answer when json.loads fails other than on syntax: the body nests
+            # deeper than Python reads. A bad body is a 422 here, like every other one.
+            return d.error(
+                request,
+                422,
+                f"the body could not be read as JSON: it nests too deep (args may nest {MAX_DEPTH} levels at most)",
+            )
         else:
             message = str(exc.detail)
         return d.error(request, exc.status_code, message, headers=dict(exc.headers or {}))

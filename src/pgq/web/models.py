@@ -15,14 +15,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from pgq.enqueueing import INT32, MAX_ATTEMPTS, MAX_PARENTS, QUEUE_NAME
+from pgq.enqueueing import INT32, MAX_ATTEMPTS, MAX_PARENTS, QUEUE_NAME_CHARS, QUEUE_RULE
 from pgq.operations import QueueInfo, QueueStats, WorkerInfo
 from pgq.schedules import Schedule
 
 JobStatus = Literal["pending", "running", "blocked", "completed", "failed", "cancelled"]
 Seconds = Annotated[float, Field(ge=0, strict=True)]
 Positive = Annotated[float, Field(gt=0, strict=True)]
-QueueName = Annotated[StrictStr, Field(pattern=QUEUE_NAME.pattern, description="1-128 letters, digits, _ . : -")]
+# ^...$ rather than Python's \A...\Z: pydantic checks patterns with Rust's regex, where $ is the end.
+QueueName = Annotated[StrictStr, Field(pattern=rf"^{QUEUE_NAME_CHARS}$", description=QUEUE_RULE)]
 Name255 = Annotated[StrictStr, Field(min_length=1, max_length=255)]
 
 #: What each field must be, in words: a 422 names the field and says this.
