@@ -129,10 +129,13 @@ def series(app: App, range_name: str = "1h") -> dict[str, Any]:
             entry[name][index] = float(row[name] or 0)
         for name in ("wait_ms", "run_ms"):
             entry[name][index] = None if row[name] is None else float(row[name])
+    recorded_until = app._run(query("dashboard_metrics_until", app.schema), {})[0]["until"]
     return {
         "range": range_name,
         "step_seconds": step,
         "start": start,
+        "recorded_until": recorded_until,
+        "metrics_interval": app.settings.metrics_interval,
         "times": times,
         "queues": dict(sorted(queues.items())),
     }

@@ -207,4 +207,8 @@ class Series(BaseModel):
     step_seconds: int
     start: datetime
     times: list[float] = Field(description="start of each step, Unix seconds")
+    recorded_until: datetime | None = Field(
+        description="end of the newest metrics window: jobs finished later are not charted yet"
+    )
+    metrics_interval: float = Field(description="seconds between metrics windows (PGQ_METRICS_INTERVAL)")
     queues: dict[str, SeriesQueue]

@@ -58,6 +58,11 @@ select queue,
  group by queue, bucket
  order by queue, bucket;
 
+-- name: dashboard_metrics_until
+-- The end of the newest metrics window: the charts are exact up to there, and
+-- empty after it until a worker's sweeper writes the next window.
+select max(at) as until from {schema}.metrics;
+
 -- name: dashboard_family
 -- Jobs of a workflow around %(ids)s: those jobs, and the jobs that name one
 -- of them in depends_on. A child is enqueued after its parents (a workflow's

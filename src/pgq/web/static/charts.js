@@ -61,6 +61,21 @@
     plots.push({ plot: plot, figure: figure });
   }
 
+  // The charts end where the newest metrics window ends; without a running worker that can be
+  // long ago, and jobs finished since are counted on the cards above but not charted yet.
+  function until(result) {
+    var note = document.createElement("p");
+    note.className = "note hint";
+    note.dataset.recordedUntil = result.recorded_until || "";
+    if (result.recorded_until) {
+      var at = new Date(result.recorded_until);
+      note.textContent = "Charted up to " + at.toLocaleTimeString() + ", the end of the newest metrics window; " +
+        "jobs finished later appear when a running worker's sweeper records the next one (every " +
+        result.metrics_interval + " s).";
+    }
+    return note;
+  }
+
   function draw(result) {
     plots.forEach(function (p) { p.plot.destroy(); });
     plots = [];
@@ -72,11 +87,13 @@
     if (!names.length) {
       var empty = document.createElement("p");
       empty.className = "empty";
-      empty.textContent = "No metrics rows in this range: a worker's sweeper writes them every PGQ_METRICS_INTERVAL seconds.";
+      empty.textContent = "No metrics rows in this range: a running worker's sweeper writes one every " +
+        result.metrics_interval + " s (PGQ_METRICS_INTERVAL).";
       root.replaceChildren(empty);
       return;
     }
     root.replaceChildren();  // rows go in at once: a chart sizes itself to its place on the page
+    root.appendChild(until(result));
     names.forEach(function (name) {
       var q = result.queues[name];
       var row = rows[name];
