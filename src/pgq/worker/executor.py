@@ -33,6 +33,7 @@ from pgq.db.session import Unreadable
 from pgq.errors import InvalidJob, PermanentError, Retry
 from pgq.job import Job
 from pgq.task import Task
+from pgq.worker import isolation
 from pgq.worker.backoff import MAX_DELAY, retry_delay
 from pgq.worker.outcome import Outcome
 
@@ -202,7 +203,9 @@ class Executor:
                 running.timer = asyncio.get_running_loop().call_later(timeout, self.interrupt, running, "timeout")
             start = time.perf_counter()
             try:
-                if not task.is_async:
+                if job.errors and task.batch_size is None and isolation.suspect(job, task):
+                    result = await isolation.run_isolated(task, job, running.ctx)
+                elif not task.is_async:
                     result = await self._in_thread(running, task, job.args)
                 elif task.pass_context:
                     result = await task.fn(running.ctx, **job.args)
@@ -312,6 +315,11 @@ class Executor:
 
     def _raised(self, job: Job, task: Task[Any, Any], exc: BaseException) -> Outcome:
         """The outcome of an attempt that ended in ``exc`` (raised, or returned for one job of a batch)."""
+        if isinstance(exc, isolation.ChildRaised):
+            return self._raised_in_child(job, task, exc)
+        if isinstance(exc, isolation.Crashed):
+            times = isolation.crashes(job.errors) + 1
+            return self._failed_attempt(job, task, "Crashed", f"crashed its worker {times} times: {exc}", None)
         if isinstance(exc, PermanentError):
             return failure(job, type(exc).__qualname__, str(exc), permanent=True, exc=exc)
         if isinstance(exc, Retry):
@@ -320,6 +328,21 @@ class Executor:
             delay = min(exc.delay, MAX_DELAY)
             return Outcome(job, "retry", error=error_entry(job, "Retry", str(exc), exc), delay=delay)
         return self._failed_attempt(job, task, type(exc).__qualname__, str(exc), exc)
+
+    def _raised_in_child(self, job: Job, task: Task[Any, Any], exc: isolation.ChildRaised) -> Outcome:
+        """What :meth:`_raised` makes of the same exception raised in the worker."""
+        if exc.permanent:
+            outcome = failure(job, exc.kind, exc.message, permanent=True)
+        elif exc.retry_delay is not None and job.attempts < job.max_attempts:
+            delay = min(exc.retry_delay, MAX_DELAY)
+            outcome = Outcome(job, "retry", error=error_entry(job, "Retry", exc.message), delay=delay)
+        elif exc.retry_delay is not None:
+            outcome = failure(job, "Retry", f"{exc.message} (out of attempts)", permanent=True)
+        else:
+            outcome = self._failed_attempt(job, task, exc.kind, exc.message, None)
+        assert outcome.error is not None
+        outcome.error["traceback"] = exc.trace
+        return outcome
 
     async def run_batch(self, members: Sequence[RunningJob], task: Task[Any, Any]) -> list[Outcome | None]:
         """Call a batch handler once for ``members`` (in that order); one outcome per

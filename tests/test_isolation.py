@@ -1,0 +1,176 @@
+"""Suspects (jobs whose process died under them before) run in a child process.
+
+The sweeper gives a job's first crash its attempt back and records a ``WorkerDied``
+entry; from then on workers run the job in a fresh Python process of its own
+(pgq.worker.isolation). These tests put such an entry on a job by SQL, run an
+in-process worker over tests/apps/isolated.py, and tell where each handler ran by
+the pids it returns. The whole story with real ``pgq worker`` processes killed under
+a poison job is tests/faults/test_crashes.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pgq
+from pgq.testing.databases import use_database
+from pgq.worker import isolation
+from tests.apps import isolated
+
+CRASH = {"attempt": 1, "type": "WorkerDied", "message": "worker died (test)", "charged": False}
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[pgq.App]:
+    with use_database(isolated.app, database_url) as application:
+        yield application
+
+
+def suspect(app: pgq.App, conn: Any, task: str, args: dict[str, Any] | None = None) -> int:
+    """Enqueue ``task`` as a job the sweeper rescued once from a dead worker."""
+    job_id = app.enqueue(task, args or {})
+    conn.execute("update pgq.jobs set errors = %s::jsonb where id = %s", (json.dumps([CRASH]), job_id))
+    return job_id
+
+
+def settled(app: pgq.App, ids: list[int]) -> Callable[[], bool]:
+    """Every job finished, or back to pending with a new error entry (a retry)."""
+
+    def check() -> bool:
+        jobs = [app.get_job(i) for i in ids]
+        return all(j is not None and (j.is_finished or len(j.errors) > 1) for j in jobs)
+
+    return check
+
+
+async def run_until(app: pgq.App, done: Callable[[], bool], timeout: float = 60.0) -> None:
+    async with app.worker(poll_interval=0.2):
+        deadline = time.monotonic() + timeout
+        while not await asyncio.to_thread(done):
+            assert time.monotonic() < deadline, f"jobs not settled within {timeout} s"
+            await asyncio.sleep(0.05)
+
+
+def job(app: pgq.App, job_id: int) -> pgq.Job:
+    found = app.get_job(job_id)
+    assert found is not None
+    return found
+
+
+async def test_a_suspect_runs_in_a_child_and_the_rest_in_the_worker(app: pgq.App, conn: Any) -> None:
+    ids = {
+        "suspect": suspect(app, conn, "whoami"),
+        "suspect_async": suspect(app, conn, "whoami_async"),
+        "innocent": app.enqueue("whoami", {}),
+        "failed_before": app.enqueue("whoami", {}),
+    }
+    # An attempt that raised is no crash: the job stays in the worker.
+    entry = {"attempt": 1, "type": "ValueError", "message": "an ordinary failure"}
+    conn.execute("update pgq.jobs set errors = %s::jsonb where id = %s", (json.dumps([entry]), ids["failed_before"]))
+    await run_until(app, settled(app, list(ids.values())))
+    results = {name: job(app, i) for name, i in ids.items()}
+    assert all(j.status == "completed" for j in results.values()), results
+    for name in ("suspect", "suspect_async"):
+        ran = results[name].result
+        assert ran["pid"] != os.getpid() and ran["ppid"] == os.getpid(), f"{name} ran in {ran}"
+        assert results[name].attempts == 1, "a suspect that completes costs no attempt"
+    for name in ("innocent", "failed_before"):
+        assert results[name].result["pid"] == os.getpid(), f"{name} ran in a child"
+
+
+async def test_a_suspect_gets_its_context_in_the_child(
+    app: pgq.App, conn: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    job_id = suspect(app, conn, "context")
+    await run_until(app, settled(app, [job_id]))
+    done = job(app, job_id)
+    assert done.status == "completed"
+    assert done.result["attempt"] == 1 and done.result["job_id"] == job_id
+    assert done.result["pid"] != os.getpid()
+    assert "a handler's print goes to the worker's output" in capfd.readouterr().out
+
+
+async def test_what_a_handler_raises_in_the_child_is_classified_as_in_the_worker(app: pgq.App, conn: Any) -> None:
+    plain = suspect(app, conn, "fails", {"kind": "plain"})
+    permanent = suspect(app, conn, "fails", {"kind": "permanent"})
+    retry = suspect(app, conn, "fails", {"kind": "retry"})
+    await run_until(app, settled(app, [plain, permanent, retry]))
+
+    failed_once = job(app, plain)
+    assert failed_once.status == "pending" and failed_once.attempts == 1
+    last = failed_once.errors[-1]
+    assert last["type"] == "ValueError" and last["message"] != f"failed in process {os.getpid()}"
+    assert 'raise ValueError(f"failed in process' in last["traceback"], "the child's traceback is kept"
+
+    ended = job(app, permanent)
+    assert ended.status == "failed" and ended.errors[-1]["type"] == "PermanentError"
+    assert ended.errors[-1]["permanent"] is True and ended.errors[-1]["message"] == "no point in trying again"
+
+    retried = job(app, retry)
+    assert retried.status == "pending" and retried.errors[-1]["type"] == "Retry"
+    assert retried.errors[-1]["message"] == "asked to come back"
+    assert retried.run_at > retried.created_at
+
+
+async def test_a_suspect_that_kills_its_child_is_charged_a_crash(app: pgq.App, conn: Any) -> None:
+    poison = suspect(app, conn, "dies", {"code": 7})
+    after = app.enqueue("whoami", {})
+    await run_until(app, settled(app, [poison, after]))
+    charged = job(app, poison)
+    assert charged.status == "pending" and charged.attempts == 1
+    last = charged.errors[-1]
+    assert last["type"] == "Crashed"
+    assert (
+        last["message"]
+        == "crashed its worker 2 times: ran alone in a child process, which exited with code 7 before answering"
+    )
+    assert job(app, after).status == "completed", "the worker outlives the poison"
+
+    # Out of attempts, a crash ends the job failed.
+    conn.execute("update pgq.jobs set attempts = max_attempts - 1, run_at = now() where id = %s", (poison,))
+    await run_until(app, lambda: job(app, poison).is_finished)
+    final = job(app, poison)
+    assert final.status == "failed" and final.errors[-1]["type"] == "Crashed"
+    assert "crashed its worker 3 times" in final.errors[-1]["message"]
+
+
+async def test_a_timeout_kills_the_child(app: pgq.App, conn: Any, tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    job_id = suspect(app, conn, "hangs", {"pid_file": str(pid_file)})
+    await run_until(app, settled(app, [job_id]))
+    timed_out = job(app, job_id)
+    assert timed_out.errors[-1]["type"] == "Timeout", timed_out.errors
+    child = int(pid_file.read_text())
+    assert child != os.getpid()
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # killed and reaped, not left sleeping
+
+
+def test_only_handlers_a_fresh_process_can_import_are_suspects() -> None:
+    local = pgq.App()
+
+    @local.task
+    def nested() -> None: ...
+
+    now = datetime.now(UTC)
+
+    def with_errors(*errors: dict[str, Any]) -> pgq.Job:
+        return pgq.Job(1, "default", "t", {}, 0, "running", 1, 3, now, now, errors=list(errors))
+
+    whoami = isolated.app.tasks["whoami"]
+    assert isolation.suspect(with_errors(CRASH), whoami)
+    assert isolation.suspect(with_errors({"type": "Crashed"}), whoami)
+    assert not isolation.suspect(with_errors({"type": "Timeout"}, {"type": "ValueError"}), whoami)
+    assert not isolation.suspect(with_errors(), whoami)
+    # Defined inside a function: a fresh process cannot import it, so it runs in the worker.
+    assert not isolation.suspect(with_errors(CRASH), local.tasks["nested"])
+    assert isolation.crashes([CRASH, {"type": "Crashed"}, {"type": "ValueError"}, "not an entry"]) == 2  # type: ignore[list-item]
