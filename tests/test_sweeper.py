@@ -42,12 +42,13 @@ def add_running_job(
     max_attempts: int = 3,
     started_age: float = 60,
     timeout: float | None = None,
+    errors: str = "[]",
 ) -> int:
     row = conn.execute(
-        "insert into pgq.jobs (task, status, attempts, max_attempts, worker_id, started_at, timeout) "
-        "values ('work', 'running', %s, %s, %s, now() - make_interval(secs => %s), make_interval(secs => %s)) "
+        "insert into pgq.jobs (task, status, attempts, max_attempts, worker_id, started_at, timeout, errors) "
+        "values ('work', 'running', %s, %s, %s, now() - make_interval(secs => %s), make_interval(secs => %s), %s) "
         "returning id",
-        [attempts, max_attempts, worker_id, started_age, timeout],
+        [attempts, max_attempts, worker_id, started_age, timeout, errors],
     ).fetchone()
     return int(row["id"])
 
@@ -57,11 +58,16 @@ async def test_dead_workers_jobs_are_retried_or_failed(app: pgq.App, conn: Any, 
     dead = add_worker(conn, heartbeat_age=120)
     safe = add_running_job(conn, alive)
     retried = add_running_job(conn, dead, attempts=1)
-    exhausted = add_running_job(conn, dead, attempts=3, max_attempts=3)
+    # Its first crash: nothing says it killed the worker, so its last attempt is given back.
+    last_attempt = add_running_job(conn, dead, attempts=3, max_attempts=3)
+    # Its process died under it before: now the attempt counts, and it was the last.
+    exhausted = add_running_job(
+        conn, dead, attempts=3, max_attempts=3, errors='[{"attempt": 2, "type": "WorkerDied", "charged": false}]'
+    )
 
     result = await sweeper.run_once()
     assert result.leader and result.dead_workers == [str(dead)]
-    assert (result.retried, result.failed) == (1, 1)
+    assert (result.retried, result.failed) == (2, 1)
     statuses = dict(
         conn.execute("select id, status from pgq.workers").fetchall()
         and [(r["id"], r["status"]) for r in conn.execute("select id, status from pgq.workers")]
@@ -70,10 +76,14 @@ async def test_dead_workers_jobs_are_retried_or_failed(app: pgq.App, conn: Any, 
     assert app.get_job(safe).status == "running"  # type: ignore[union-attr]
 
     back = app.get_job(retried)
-    assert back is not None and back.status == "pending" and back.worker_id is None and back.attempts == 1
+    assert back is not None and back.status == "pending" and back.worker_id is None and back.attempts == 0
     assert back.errors[-1]["type"] == "WorkerDied" and "worker died" in back.errors[-1]["message"]
+    assert back.errors[-1]["charged"] is False and "attempt given back" in back.errors[-1]["message"]
+    again = app.get_job(last_attempt)
+    assert again is not None and again.status == "pending" and again.attempts == 2
     failed = app.get_job(exhausted)
-    assert failed is not None and failed.status == "failed" and failed.errors[-1]["type"] == "WorkerDied"
+    assert failed is not None and failed.status == "failed" and failed.attempts == 3
+    assert failed.errors[-1]["type"] == "WorkerDied" and "charged" not in failed.errors[-1]
 
     # A late finish from the dead worker is refused: the fenced statement matches nothing.
     late = conn.execute(

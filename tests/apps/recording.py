@@ -28,6 +28,8 @@ create table if not exists runs (
     job_id bigint not null,
     attempt int not null,
     pid int not null,
+    -- the worker's pid when the job ran in a child process of it (a suspect), else its parent's
+    ppid int,
     started_at timestamptz not null default clock_timestamp(),
     finished_at timestamptz
 )
@@ -53,7 +55,8 @@ def pool() -> ConnectionPool[Any]:
 def record_start(ctx: pgq.JobContext) -> None:
     with pool().connection() as conn:
         conn.execute(
-            "insert into runs (job_id, attempt, pid) values (%s, %s, %s)", [ctx.job.id, ctx.attempt, os.getpid()]
+            "insert into runs (job_id, attempt, pid, ppid) values (%s, %s, %s, %s)",
+            [ctx.job.id, ctx.attempt, os.getpid(), os.getppid()],
         )
 
 

@@ -78,7 +78,8 @@ def count_runs(conn: Any, job_ids: list[int]) -> Counts:
         """select count(*) as n
              from (select job_id, count(*) as runs from runs where job_id = any(%s) group by job_id) r
              join pgq.all_jobs j on j.id = r.job_id
-            where r.runs > j.attempts""",
+            where r.runs > j.attempts + jsonb_array_length(
+                      jsonb_path_query_array(coalesce(j.errors, '[]'), '$[*] ? (@.charged == false)'))""",
         [job_ids],
     ).fetchone()["n"]
     return Counts(

@@ -91,20 +91,36 @@ def test_kill_9_under_load_including_the_sweeper(
 def test_poison_jobs_end_failed_and_the_rest_carry_on(
     db: Any, database_url: str, start_worker: Callable[..., WorkerProcess], settle: Callable[..., Counts]
 ) -> None:
+    """Poison jobs among normal ones (issue 15 item 4): each poison is charged only for
+    its own crashes, in a child process where it runs alone, and ends failed saying so;
+    the jobs that died beside it get their attempt back and complete."""
     app = pgq.App(database_url)
-    poison = [app.enqueue("poison", {"kind": kind}, max_attempts=2) for kind in ("exit", "kill", "segfault", "memory")]
-    normal = app.enqueue_many([pgq.JobSpec("record", {"n": i}) for i in range(200)])
+    kinds = ("exit", "kill", "segfault", "memory")
+    poison = [app.enqueue("poison", {"kind": kind}, max_attempts=2) for kind in kinds]
+    normal = app.enqueue_many([pgq.JobSpec("record", {"n": i}) for i in range(300)])
     supervisor = start_worker("--processes", "2", "--concurrency", "4", env=FAST_MAINTENANCE)
     bystander = start_worker("--concurrency", "4", env=FAST_MAINTENANCE)  # survives to sweep
     wait_for(lambda: finished(db, poison + normal) == len(poison + normal), 240, "poison and normal jobs to end")
     stop_all([supervisor, bystander])
-    for job_id, kind in zip(poison, ("exit", "kill", "segfault", "memory"), strict=True):
+    worker_pids = {row["pid"] for row in db.execute("select pid from pgq.workers").fetchall()}
+    for job_id, kind in zip(poison, kinds, strict=True):
         job = app.get_job(job_id)
         assert job is not None and job.status == "failed" and job.attempts == 2, (kind, job)
-        # A memory bomb either takes its process down (as the OOM killer would) or fails the
-        # allocation; both end the same way.
-        expected = {"WorkerDied", "MemoryError"} if kind == "memory" else {"WorkerDied"}
-        assert job.errors[-1]["type"] in expected, (kind, job.errors)
+        last = job.errors[-1]
+        if kind == "memory" and last["type"] == "MemoryError":
+            continue  # the allocation failed without killing anything: a plain failed attempt
+        assert last["type"] == "Crashed" and "crashed its worker" in last["message"], (kind, job.errors)
+        # Both charged attempts ran, alone, in a child process of a worker.
+        alone = db.execute(
+            "select count(*) as n from runs where job_id = %s and ppid = any(%s)", [job_id, list(worker_pids)]
+        ).fetchone()["n"]
+        assert alone >= 2, (kind, alone, job.errors)
+    charged = [
+        job.attempts
+        for job_id in normal
+        if (job := app.get_job(job_id)) is not None and job.status == "completed" and job.attempts > 1
+    ]
+    assert charged == [], f"normal jobs charged for crashes they did not cause: {charged}"
     counts = settle(poison + normal, poison_kinds=4)
     assert counts.lost == 0 and counts.overlapping == 0
     assert counts.completed == len(normal) and counts.failed == len(poison)

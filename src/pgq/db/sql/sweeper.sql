@@ -14,6 +14,10 @@ returning id, name, host, pid;
 -- plus a grace period on a live worker, get another attempt or end failed.
 -- Setting status and clearing worker_id fences out the late worker: its
 -- finish matches on (worker_id, attempts, status = 'running') and finds nothing.
+-- A job's first crash (no WorkerDied or Crashed entry in its errors yet) gives
+-- its attempt back: nothing tells the job that killed the process from the
+-- others it held. It comes back a suspect, which workers run in a child
+-- process of its own (pgq.worker.isolation), where only the poison dies.
 with stuck as (
     select j.id, j.queue,
            case when w.status is null or w.status in ('dead', 'stopped') then 'WorkerDied' else 'Timeout' end as reason
@@ -32,18 +36,29 @@ with stuck as (
      limit %(batch)s
        for update of j skip locked
 ),
+first_crashes as (
+    select s.*,
+           s.reason = 'WorkerDied'
+           and not coalesce(jsonb_path_exists(j.errors, '$[*] ? (@.type == "WorkerDied" || @.type == "Crashed")'), false)
+           as given_back
+      from stuck s join {schema}.jobs j on j.id = s.id and j.queue = s.queue
+),
 entries as (
-    select s.id, s.queue, s.reason,
+    select s.id, s.queue, s.reason, s.given_back,
            jsonb_build_object(
                'attempt', j.attempts, 'at', now(), 'type', s.reason,
                'message', case when s.reason = 'WorkerDied'
                                then 'worker died, or stopped without finishing it (heartbeat timeout '
                                     || %(heartbeat_timeout)s || ' s): ' || coalesce(j.worker_id::text, '?')
+                                    || case when s.given_back
+                                            then '; a first crash: attempt given back, the next runs in a process of its own'
+                                            else '' end
                                else 'attempt overran its timeout of ' || j.timeout::text || ' (rescued by the sweeper)' end,
-               'worker', j.worker_id) as error,
-           j.attempts >= j.max_attempts or j.cancel_requested_at is not null as ends,
+               'worker', j.worker_id)
+           || case when s.given_back then jsonb_build_object('charged', false) else '{}'::jsonb end as error,
+           (j.attempts >= j.max_attempts and not s.given_back) or j.cancel_requested_at is not null as ends,
            case when j.cancel_requested_at is not null then 'cancelled' else 'failed' end as final_status
-      from stuck s join {schema}.jobs j on j.id = s.id and j.queue = s.queue
+      from first_crashes s join {schema}.jobs j on j.id = s.id and j.queue = s.queue
 ),
 failed as (
     delete from {schema}.jobs j
@@ -65,6 +80,7 @@ archived as (
 retried as (
     update {schema}.jobs j
        set status = 'pending', worker_id = null, run_at = now(),
+           attempts = j.attempts - e.given_back::int,
            errors = j.errors || jsonb_build_array(e.error)
       from entries e
      where j.id = e.id and j.queue = e.queue and not e.ends and j.status = 'running'
