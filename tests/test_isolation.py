@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -22,9 +24,12 @@ from typing import Any
 import pytest
 
 import pgq
+from pgq.job import crash_count
 from pgq.testing.databases import use_database
+from pgq.web import create_app
 from pgq.worker import isolation
 from tests.apps import isolated
+from tests.openapi_check import CheckedClient
 
 CRASH = {"attempt": 1, "type": "WorkerDied", "message": "worker died (test)", "charged": False}
 
@@ -173,4 +178,43 @@ def test_only_handlers_a_fresh_process_can_import_are_suspects() -> None:
     assert not isolation.suspect(with_errors(), whoami)
     # Defined inside a function: a fresh process cannot import it, so it runs in the worker.
     assert not isolation.suspect(with_errors(CRASH), local.tasks["nested"])
-    assert isolation.crashes([CRASH, {"type": "Crashed"}, {"type": "ValueError"}, "not an entry"]) == 2  # type: ignore[list-item]
+    assert crash_count([CRASH, {"type": "Crashed"}, {"type": "ValueError"}, "not an entry"]) == 2
+    assert crash_count("not a list") == 0
+
+
+async def test_explain_jobs_show_and_the_dashboard_say_a_job_crashed(
+    app: pgq.App, conn: Any, database_url: str
+) -> None:
+    innocent = suspect(app, conn, "whoami")
+    poison = suspect(app, conn, "dies", {"code": 3})
+    never = app.enqueue("whoami", {})
+    pending = job(app, innocent)
+    assert pending.crash_note() == "its process died under it once; it runs alone in a child process until it ends"
+    assert app.explain(innocent).splitlines()[-1] == (
+        f"job {innocent}: its process died under it once; it runs alone in a child process until it ends"
+    )
+    assert job(app, never).crash_note() is None and "process" not in app.explain(never)
+
+    conn.execute("update pgq.jobs set max_attempts = 1 where id = %s", (poison,))
+    await run_until(app, lambda: job(app, poison).is_finished and job(app, innocent).is_finished)
+    assert job(app, innocent).crash_note() == "its process died under it once; it then ran alone in a child process"
+    failed = job(app, poison)
+    note = "crashed 2 times, the last alone in a child process: a poison job"
+    assert failed.status == "failed" and failed.crash_note() == note
+    assert app.explain(poison).splitlines()[-1] == f"job {poison} {note}"
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "pgq", "jobs", "show", str(poison)],
+        env={**os.environ, "PGQ_DATABASE_URL": database_url, "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"  crashes     {note}" in shown.stdout
+
+    with CheckedClient(create_app(app), base_url="http://127.0.0.1") as dashboard:
+        page = dashboard.get(f"/jobs/{poison}")
+        assert page.status_code == 200
+        assert f'<dt>crashes</dt><dd data-job-crashes="{poison}">{note}</dd>' in page.text
+        assert "data-job-crashes" not in dashboard.get(f"/jobs/{never}").text

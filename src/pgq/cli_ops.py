@@ -127,7 +127,8 @@ def add_commands(
         help="why isn't this job running?",
         description="Name what holds a pending job back: its run time, a paused queue, a full concurrency "
         "limit (and the jobs filling it), a rate limit's next start, no live worker for its queue or its "
-        "task, no attempts left. Same text as app.explain(id) and the SQL function pgq.explain(id).",
+        "task, no attempts left; and whether its process died under it. Same text as app.explain(id) and "
+        "the SQL function pgq.explain(id).",
     )
     explain.add_argument("job_id", metavar="JOB_ID", help="the job's id")
     explain.set_defaults(handler=cmd_explain)

@@ -11,6 +11,16 @@ from typing import Any
 LIVE_STATUSES = ("pending", "running", "blocked")
 FINISHED_STATUSES = ("completed", "failed", "cancelled")
 STATUSES = LIVE_STATUSES + FINISHED_STATUSES
+#: Error types that mean "the process running this job died under it": the sweeper's
+#: ``WorkerDied`` and ``Crashed``, a child process that died running it alone.
+CRASH_TYPES = frozenset({"WorkerDied", "Crashed"})
+
+
+def crash_count(errors: Any) -> int:
+    """How many times the process running a job died under it, by its ``errors`` entries."""
+    if not isinstance(errors, list):
+        return 0
+    return sum(1 for entry in errors if isinstance(entry, dict) and entry.get("type") in CRASH_TYPES)
 
 
 @dataclass(frozen=True, init=False)
@@ -133,6 +143,26 @@ class Job:
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    @property
+    def crashes(self) -> int:
+        """How many times the process running this job died under it (docs/guarantees.md,
+        "Poison jobs"). From the first, it runs alone in a child process of its worker."""
+        return crash_count(self.errors)
+
+    def crash_note(self) -> str | None:
+        """What its crashes mean, in one line (``pgq jobs show``, the dashboard); None
+        when it never crashed. The same words as the last line of ``pgq.explain(id)``."""
+        count = self.crashes
+        if count == 0:
+            return None
+        times = "once" if count == 1 else f"{count} times"
+        last = self.errors[-1]
+        if self.status == "failed" and isinstance(last, dict) and last.get("type") == "Crashed":
+            return f"crashed {times}, the last alone in a child process: a poison job"
+        if self.is_finished:
+            return f"its process died under it {times}; it then ran alone in a child process"
+        return f"its process died under it {times}; it runs alone in a child process until it ends"
 
 
 _JOB_FIELDS = frozenset(f.name for f in fields(Job))

@@ -424,8 +424,9 @@ class OperationControls:
         """Why isn't this job running? What holds a pending job back, one line each: its
         ``run_at``, a paused queue, a full queue or group concurrency (and the jobs filling
         it), a rate limit's next start, no live worker serving its queue or knowing its task,
-        no attempts left; for a blocked job, the parents it waits for.
-        The same text as ``pgq explain ID`` and the SQL function ``pgq.explain(id)``."""
+        no attempts left; for a blocked job, the parents it waits for. A last line says when
+        the job's process died under it (:meth:`Job.crash_note`). The same text as
+        ``pgq explain ID`` and the SQL function ``pgq.explain(id)``."""
         job_id = job_id_of(job_id)
         return str(self._run(query("ops_explain", self.schema), {"id": job_id}, idempotent=True)[0]["text"])
 

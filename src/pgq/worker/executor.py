@@ -318,7 +318,7 @@ class Executor:
         if isinstance(exc, isolation.ChildRaised):
             return self._raised_in_child(job, task, exc)
         if isinstance(exc, isolation.Crashed):
-            times = isolation.crashes(job.errors) + 1
+            times = job.crashes + 1
             return self._failed_attempt(job, task, "Crashed", f"crashed its worker {times} times: {exc}", None)
         if isinstance(exc, PermanentError):
             return failure(job, type(exc).__qualname__, str(exc), permanent=True, exc=exc)

@@ -29,8 +29,6 @@ from pgq.errors import PermanentError, Retry
 from pgq.job import Job
 from pgq.task import Task
 
-#: Error types that mean "the process running this job died".
-CRASH_TYPES = frozenset({"WorkerDied", "Crashed"})
 #: Suspects one worker process runs at once, each in its own child.
 AT_ONCE = 2
 #: Longest traceback carried back from a child.
@@ -39,21 +37,12 @@ MAX_TRACEBACK = 16_000
 _slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
 
-def crashes(errors: list[dict[str, Any]]) -> int:
-    """How many times the process running this job died under it, by its errors."""
-    return sum(1 for entry in errors if isinstance(entry, dict) and entry.get("type") in CRASH_TYPES)
-
-
 def suspect(job: Job, task: Task[Any, Any]) -> bool:
     """Whether ``job`` runs in a child process: its process died under it before, and a
     fresh process can find its handler by importing its module (not a function defined
     inside another, nor in a script run as ``__main__``: those run in the worker)."""
     fn = task.fn
-    return (
-        crashes(job.errors) > 0
-        and "<locals>" not in fn.__qualname__
-        and fn.__module__ not in ("__main__", "__mp_main__")
-    )
+    return job.crashes > 0 and "<locals>" not in fn.__qualname__ and fn.__module__ not in ("__main__", "__mp_main__")
 
 
 class ChildRaised(Exception):
