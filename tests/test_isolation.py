@@ -92,6 +92,25 @@ async def test_a_suspect_runs_in_a_child_and_the_rest_in_the_worker(app: pgq.App
         assert results[name].result["pid"] == os.getpid(), f"{name} ran in a child"
 
 
+async def test_children_are_reused_and_a_dead_one_is_replaced(app: pgq.App, conn: Any) -> None:
+    """A child takes suspect after suspect (one Python start-up per child, not per job),
+    at most AT_ONCE of them; the next suspect after a crash gets a fresh child."""
+    ids = [suspect(app, conn, "whoami") for _ in range(3 * isolation.AT_ONCE)]
+    await run_until(app, settled(app, ids))
+    pids = {job(app, i).result["pid"] for i in ids}
+    assert len(pids) <= isolation.AT_ONCE and os.getpid() not in pids, pids
+
+    # In one worker: the poison first, then (a second later) suspects enough to need every child.
+    poison = suspect(app, conn, "dies", {"code": 5})
+    later = [suspect(app, conn, "whoami") for _ in range(2 * isolation.AT_ONCE)]
+    conn.execute("update pgq.jobs set run_at = now() + interval '1 second' where id = any(%s)", (later,))
+    await run_until(app, settled(app, [poison, *later]))
+    after = later[-1]
+    assert all(job(app, i).status == "completed" for i in later)
+    assert job(app, poison).errors[-1]["type"] == "Crashed"
+    assert job(app, after).status == "completed" and job(app, after).attempts == 1
+
+
 async def test_a_suspect_gets_its_context_in_the_child(
     app: pgq.App, conn: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:

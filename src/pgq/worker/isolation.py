@@ -3,13 +3,16 @@
 When a worker process dies, every job it held died with it, and nothing tells
 the job that killed it from the others. The sweeper gives each of them its
 attempt back the first time (``WorkerDied``) and they come back as suspects.
-A worker runs a suspect's handler in a fresh Python process of its own
-(``python -m pgq.worker.child``: no state shared with the worker, no
-inherited database connections), at most :data:`AT_ONCE` at a time. An innocent job
-completes there like anywhere else. The poison kills only its child: the
-worker sees the child die without an answer and charges that attempt to the
-job (``Crashed``), which ends ``failed`` with "crashed its worker N times"
-once its attempts are spent. See docs/guarantees.md.
+A worker runs a suspect's handler in a child process (``python -m
+pgq.worker.child``: no state shared with the worker, no inherited database
+connections) that runs one job at a time, at most :data:`AT_ONCE` such
+children per worker. An innocent job completes there like anywhere else, and
+its child takes the next suspect: a Python start-up (about 0.3 s of CPU) is paid
+per child, not per job, so the hundred jobs of a worker killed by a deploy
+re-run at nearly their usual pace. The poison kills only its child, where it
+ran alone: the worker sees the child die without an answer and charges that
+attempt to the job (``Crashed``), which ends ``failed`` with "crashed its
+worker N times" once its attempts are spent. See docs/guarantees.md.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import importlib
 import os
 import pickle
 import signal
+import struct
 import subprocess
 import sys
 import traceback
+import weakref
 from typing import Any
 
 from pgq.context import JobContext
@@ -29,12 +34,12 @@ from pgq.errors import PermanentError, Retry
 from pgq.job import Job
 from pgq.task import Task
 
-#: Suspects one worker process runs at once, each in its own child.
-AT_ONCE = 2
+#: Children (and so suspects running at once) per worker process.
+AT_ONCE = 4
 #: Longest traceback carried back from a child.
 MAX_TRACEBACK = 16_000
-
-_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+#: Each message between the worker and a child: its length, then a pickle.
+FRAME = struct.Struct("!Q")
 
 
 def suspect(job: Job, task: Task[Any, Any]) -> bool:
@@ -64,26 +69,22 @@ class Crashed(Exception):
     """The child running a suspect died without an answer: this job is the poison."""
 
 
-async def run_isolated(task: Task[Any, Any], job: Job, ctx: JobContext | None = None) -> Any:
-    """Run ``job``'s handler in a fresh Python process and return its result. Raises
-    :class:`ChildRaised` when the handler raised, :class:`Crashed` when the child died.
-    Cancelled (a timeout, a cancel, the shutdown), it kills the child.
+class _Child:
+    """One ``python -m pgq.worker.child``: jobs go in on its stdin, answers come back on
+    a pipe of its own (the handler may print). Its death is the answer pipe's end."""
 
-    The child is ``python -m pgq.worker.child``: it gets the worker's ``sys.path``,
-    the job and what ``ctx`` knows of its parents on stdin, and answers on a pipe of its
-    own (the handler may print). Progress it reports and a later cancellation do not
-    cross over: the child's context is its own."""
-    loop = asyncio.get_running_loop()
-    slots = _slots.get(loop)
-    if slots is None:
-        slots = _slots[loop] = asyncio.Semaphore(AT_ONCE)
-    parents = (ctx.parent_statuses, ctx.parent_results) if ctx is not None else ({}, {})
-    request = pickle.dumps((sys.path, task.fn.__module__, task.name, job, parents))
-    async with slots:
+    def __init__(self, process: asyncio.subprocess.Process, answers: asyncio.StreamReader, pipe: Any) -> None:
+        self.process = process
+        self.answers = answers
+        self.pipe = pipe
+
+    @classmethod
+    async def start(cls) -> _Child:
+        loop = asyncio.get_running_loop()
         read_end, write_end = os.pipe()
         answers = asyncio.StreamReader()
         try:
-            transport, _ = await loop.connect_read_pipe(
+            pipe, _ = await loop.connect_read_pipe(
                 lambda: asyncio.StreamReaderProtocol(answers), os.fdopen(read_end, "rb", buffering=0)
             )
         except BaseException:
@@ -91,43 +92,110 @@ async def run_isolated(task: Task[Any, Any], job: Job, ctx: JobContext | None = 
             os.close(write_end)
             raise
         try:
-            try:
-                child = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "pgq.worker.child",
-                    str(write_end),
-                    stdin=subprocess.PIPE,
-                    pass_fds=(write_end,),
-                )
-            finally:
-                os.close(write_end)  # the child holds the only write end now: its death is our EOF
-            try:
-                assert child.stdin is not None
-                try:
-                    child.stdin.write(request)
-                    await child.stdin.drain()
-                    child.stdin.close()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # it died before reading its job: no answer comes, and that says so
-                data = await answers.read()
-                code = await child.wait()
-            except BaseException:
-                if child.returncode is None:
-                    child.kill()
-                    await asyncio.shield(child.wait())
-                raise
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "pgq.worker.child", str(write_end), stdin=subprocess.PIPE, pass_fds=(write_end,)
+            )
+        except BaseException:
+            pipe.close()
+            raise
         finally:
-            transport.close()
-    if not data:
-        raise Crashed(f"ran alone in a child process, which {_death(code)}")
-    try:
-        status, value = pickle.loads(data)
-    except Exception as exc:  # cut short: it died while writing its answer
-        raise Crashed(f"ran alone in a child process, which {_death(code)} in the middle of its answer") from exc
+            os.close(write_end)  # the child holds the only write end now
+        return cls(process, answers, pipe)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    async def send(self, request: bytes) -> bool:
+        """Hand the child a job; False if it was dead already (the job never reached it)."""
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(FRAME.pack(len(request)) + request)
+            await self.process.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        return True
+
+    async def answer(self) -> bytes | None:
+        """The answer to the job it was handed; None if it died first."""
+        try:
+            (size,) = FRAME.unpack(await self.answers.readexactly(FRAME.size))
+            return await self.answers.readexactly(size)
+        except asyncio.IncompleteReadError:
+            return None
+
+    async def kill(self) -> int | None:
+        if self.process.returncode is None:
+            self.process.kill()
+        code = await asyncio.shield(self.process.wait())
+        self.pipe.close()
+        return code
+
+    async def close(self) -> None:
+        """Let it end by itself (its stdin closes), or kill it after a second."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            async with asyncio.timeout(1.0):
+                await self.process.wait()
+        except TimeoutError:
+            pass
+        await self.kill()
+
+
+class _Children:
+    """The children of one event loop (one worker process)."""
+
+    def __init__(self) -> None:
+        self.slots = asyncio.Semaphore(AT_ONCE)
+        self.idle: list[_Child] = []
+
+
+_children: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Children] = weakref.WeakKeyDictionary()
+
+
+async def run_isolated(task: Task[Any, Any], job: Job, ctx: JobContext | None = None) -> Any:
+    """Run ``job``'s handler in a child process and return its result. Raises
+    :class:`ChildRaised` when the handler raised, :class:`Crashed` when the child died.
+    Cancelled (a timeout, a cancel, the shutdown), it kills the child.
+
+    The child gets the worker's ``sys.path``, the job and what ``ctx`` knows of its
+    parents. Progress it reports and a later cancellation do not cross over: the
+    child's context is its own."""
+    loop = asyncio.get_running_loop()
+    children = _children.get(loop)
+    if children is None:
+        children = _children[loop] = _Children()
+    parents = (ctx.parent_statuses, ctx.parent_results) if ctx is not None else ({}, {})
+    request = pickle.dumps((sys.path, task.fn.__module__, task.name, job, parents))
+    async with children.slots:
+        child: _Child | None = None
+        try:
+            while child is None:
+                child = children.idle.pop() if children.idle else await _Child.start()
+                if not child.alive or not await child.send(request):
+                    await child.kill()  # died while idle: not this job's doing
+                    child = None
+            data = await child.answer()
+        except BaseException:
+            if child is not None:
+                await child.kill()
+            raise
+        if data is None:
+            raise Crashed(f"ran alone in a child process, which {_death(await child.kill())}")
+        children.idle.append(child)
+    status, value = pickle.loads(data)
     if status == "ok":
         return value
     raise ChildRaised(*value)
+
+
+async def close_children() -> None:
+    """End this event loop's idle children (a worker stopping)."""
+    children = _children.pop(asyncio.get_running_loop(), None)
+    if children is not None:
+        await asyncio.gather(*(child.close() for child in children.idle), return_exceptions=True)
+        children.idle.clear()
 
 
 def _death(code: int | None) -> str:
@@ -154,11 +222,28 @@ def _find(module_name: str, task_name: str) -> Task[Any, Any]:
 
 
 def child_main(answer_fd: int) -> None:
-    """The child: import the handler's module, run it once, send back what came of it."""
+    """The child: run the jobs the worker sends, one at a time, until its stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the worker's to handle
-    path, module_name, task_name, job, (statuses, results) = pickle.load(sys.stdin.buffer)
+    requests = sys.stdin.buffer
+    with os.fdopen(answer_fd, "wb") as out:
+        while True:
+            header = requests.read(FRAME.size)
+            if len(header) < FRAME.size:
+                return  # the worker is done with this child
+            (size,) = FRAME.unpack(header)
+            answer = _run(pickle.loads(requests.read(size)))
+            try:
+                data = pickle.dumps(answer)
+            except Exception as exc:  # a result pickle cannot carry
+                data = pickle.dumps(("raised", _raised(exc)))
+            out.write(FRAME.pack(len(data)) + data)
+            out.flush()
+
+
+def _run(request: tuple[Any, ...]) -> tuple[str, Any]:
+    """One job in the child: its handler's result, or what it raised, ready to pickle."""
+    path, module_name, task_name, job, (statuses, results) = request
     sys.path[:] = path
-    answer: tuple[str, Any]
     try:
         task = _find(module_name, task_name)
         ctx = JobContext(job) if task.pass_context else None
@@ -173,15 +258,9 @@ def child_main(answer_fd: int) -> None:
             result = asyncio.run(call())
         else:
             result = task.fn(ctx, **args) if ctx is not None else task.fn(**args)
-        answer = ("ok", result)
     except BaseException as exc:  # a handler's SystemExit is a failed attempt, as in the worker
-        answer = ("raised", _raised(exc))
-    try:
-        data = pickle.dumps(answer)
-    except Exception as exc:  # a result pickle cannot carry
-        data = pickle.dumps(("raised", _raised(exc)))
-    with os.fdopen(answer_fd, "wb") as out:
-        out.write(data)
+        return ("raised", _raised(exc))
+    return ("ok", result)
 
 
 def _raised(exc: BaseException) -> tuple[str, str, str, bool, float | None]:

@@ -40,6 +40,7 @@ from pgq.maintenance.service import TRANSIENT, client_deadline
 from pgq.maintenance.sweeper import Sweeper
 from pgq.task import Task
 from pgq.throttle import LogWindow
+from pgq.worker import isolation
 from pgq.worker.batch import Batches
 from pgq.worker.completer import Completer
 from pgq.worker.executor import STOP_WAIT, Executor, RunningJob
@@ -263,6 +264,7 @@ class Worker:
         except TimeoutError:
             log.warning("closing the worker's connections took too long; leaving them to the process's exit")
         finally:
+            await isolation.close_children()  # idle ones: a running suspect was killed with its job
             self.executor.shutdown()
             self._stopped.set()
 
