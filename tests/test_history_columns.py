@@ -176,9 +176,12 @@ def test_sweeper_rescues_keep_every_column(app: pgq.App, captured: Any) -> None:
     alive = add_worker(conn, heartbeat_age=0)
     died = insert(
         conn, filled(conn, status="running", attempts=5, worker_id=dead, started_at=None, key=None)
-    )  # its worker died on its last attempt, and not for the first time (a first crash is given back)
-    crashed_before = {"attempt": 4, "type": "Crashed", "message": "crashed its worker 2 times"}
-    conn.execute("update pgq.jobs set errors = errors || %s::jsonb where id = %s", [json.dumps([crashed_before]), died])
+    )  # its worker died on its last attempt, and not for the first time (two crashes are given back)
+    crashed_before = [
+        {"attempt": 3, "type": "WorkerDied", "message": "worker died", "charged": False},
+        {"attempt": 4, "type": "Crashed", "message": "crashed its worker 2 times"},
+    ]
+    conn.execute("update pgq.jobs set errors = errors || %s::jsonb where id = %s", [json.dumps(crashed_before), died])
     conn.execute("update pgq.jobs set started_at = now() - interval '10 minutes' where id = %s", [died])
     overran = insert(conn, filled(conn, status="running", attempts=5, worker_id=alive, timeout=timedelta(seconds=1)))
     conn.execute("update pgq.jobs set started_at = now() - interval '10 minutes' where id = %s", [overran])

@@ -32,6 +32,8 @@ from tests.apps import isolated
 from tests.openapi_check import CheckedClient
 
 CRASH = {"attempt": 1, "type": "WorkerDied", "message": "worker died (test)", "charged": False}
+#: What the sweeper leaves on a job that died with its worker twice: a suspect (SUSPECT_AT).
+CRASHES = [CRASH, {**CRASH, "message": "worker died again (test)"}]
 
 
 @pytest.fixture
@@ -41,9 +43,9 @@ def app(database_url: str) -> Iterator[pgq.App]:
 
 
 def suspect(app: pgq.App, conn: Any, task: str, args: dict[str, Any] | None = None) -> int:
-    """Enqueue ``task`` as a job the sweeper rescued once from a dead worker."""
+    """Enqueue ``task`` as a job the sweeper rescued twice from a dead worker."""
     job_id = app.enqueue(task, args or {})
-    conn.execute("update pgq.jobs set errors = %s::jsonb where id = %s", (json.dumps([CRASH]), job_id))
+    conn.execute("update pgq.jobs set errors = %s::jsonb where id = %s", (json.dumps(CRASHES), job_id))
     return job_id
 
 
@@ -52,7 +54,7 @@ def settled(app: pgq.App, ids: list[int]) -> Callable[[], bool]:
 
     def check() -> bool:
         jobs = [app.get_job(i) for i in ids]
-        return all(j is not None and (j.is_finished or len(j.errors) > 1) for j in jobs)
+        return all(j is not None and (j.is_finished or len(j.errors) > len(CRASHES)) for j in jobs)
 
     return check
 
@@ -155,7 +157,7 @@ async def test_a_suspect_that_kills_its_child_is_charged_a_crash(app: pgq.App, c
     assert last["type"] == "Crashed"
     assert (
         last["message"]
-        == "crashed its worker 2 times: ran alone in a child process, which exited with code 7 before answering"
+        == "crashed its worker 3 times: ran alone in a child process, which exited with code 7 before answering"
     )
     assert job(app, after).status == "completed", "the worker outlives the poison"
 
@@ -164,7 +166,7 @@ async def test_a_suspect_that_kills_its_child_is_charged_a_crash(app: pgq.App, c
     await run_until(app, lambda: job(app, poison).is_finished)
     final = job(app, poison)
     assert final.status == "failed" and final.errors[-1]["type"] == "Crashed"
-    assert "crashed its worker 3 times" in final.errors[-1]["message"]
+    assert "crashed its worker 4 times" in final.errors[-1]["message"]
 
 
 async def test_a_timeout_kills_the_child(app: pgq.App, conn: Any, tmp_path: Path) -> None:
@@ -191,12 +193,13 @@ def test_only_handlers_a_fresh_process_can_import_are_suspects() -> None:
         return pgq.Job(1, "default", "t", {}, 0, "running", 1, 3, now, now, errors=list(errors))
 
     whoami = isolated.app.tasks["whoami"]
-    assert isolation.suspect(with_errors(CRASH), whoami)
-    assert isolation.suspect(with_errors({"type": "Crashed"}), whoami)
+    assert isolation.suspect(with_errors(*CRASHES), whoami)
+    assert isolation.suspect(with_errors(CRASH, {"type": "Crashed"}), whoami)
+    assert not isolation.suspect(with_errors(CRASH), whoami), "one crash: a deploy's kill, most likely"
     assert not isolation.suspect(with_errors({"type": "Timeout"}, {"type": "ValueError"}), whoami)
     assert not isolation.suspect(with_errors(), whoami)
     # Defined inside a function: a fresh process cannot import it, so it runs in the worker.
-    assert not isolation.suspect(with_errors(CRASH), local.tasks["nested"])
+    assert not isolation.suspect(with_errors(*CRASHES), local.tasks["nested"])
     assert crash_count([CRASH, {"type": "Crashed"}, {"type": "ValueError"}, "not an entry"]) == 2
     assert crash_count("not a list") == 0
 
@@ -206,19 +209,25 @@ async def test_explain_jobs_show_and_the_dashboard_say_a_job_crashed(
 ) -> None:
     innocent = suspect(app, conn, "whoami")
     poison = suspect(app, conn, "dies", {"code": 3})
+    once = app.enqueue("whoami", {})
+    conn.execute("update pgq.jobs set errors = %s::jsonb where id = %s", (json.dumps([CRASH]), once))
     never = app.enqueue("whoami", {})
-    pending = job(app, innocent)
-    assert pending.crash_note() == "its process died under it once; it runs alone in a child process until it ends"
-    assert app.explain(innocent).splitlines()[-1] == (
-        f"job {innocent}: its process died under it once; it runs alone in a child process until it ends"
-    )
+    live = "its process died under it 2 times; it runs alone in a child process until it ends"
+    assert job(app, innocent).crash_note() == live
+    assert app.explain(innocent).splitlines()[-1] == f"job {innocent}: {live}"
+    assert job(app, once).crash_note() == "its process died under it once; it runs as usual"
+    assert app.explain(once).splitlines()[-1] == f"job {once}: its process died under it once; it runs as usual"
     assert job(app, never).crash_note() is None and "process" not in app.explain(never)
 
     conn.execute("update pgq.jobs set max_attempts = 1 where id = %s", (poison,))
-    await run_until(app, lambda: job(app, poison).is_finished and job(app, innocent).is_finished)
-    assert job(app, innocent).crash_note() == "its process died under it once; it then ran alone in a child process"
+    await run_until(app, lambda: all(job(app, i).is_finished for i in (poison, innocent, once)))
+    done = "its process died under it 2 times; then it ran alone in a child process"
+    assert job(app, innocent).crash_note() == done
+    assert app.explain(innocent).splitlines()[-1] == f"job {innocent}: {done}"
+    assert job(app, once).crash_note() == "its process died under it once"
+    assert job(app, once).result["pid"] == os.getpid(), "one crash: it ran in the worker"
     failed = job(app, poison)
-    note = "crashed 2 times, the last alone in a child process: a poison job"
+    note = "crashed 3 times, the last alone in a child process: a poison job"
     assert failed.status == "failed" and failed.crash_note() == note
     assert app.explain(poison).splitlines()[-1] == f"job {poison} {note}"
 

@@ -71,12 +71,11 @@ def test_kill_9_mid_job_another_worker_finishes_it(
     )
     # heartbeat timeout (3 s) + one sweep (1 s) + the rerun (2 s) + start-up, with room for a slow machine
     assert time.monotonic() - killed_at < 30
-    # Its first crash: the attempt is given back, and the re-run is a suspect's, alone in a
-    # child process of the rescuer.
+    # Its first crash: the attempt is given back, and it re-runs as usual, in the rescuer
+    # (one crash is most often a kill like this one: no child process for it).
     assert done.attempts == 1 and done.errors[0]["type"] == "WorkerDied" and done.errors[0]["charged"] is False
-    runs = db.execute("select pid, ppid from runs where job_id = %s order by started_at", [job_id]).fetchall()
-    assert runs[0]["pid"] == victim.process.pid and len(runs) == 2
-    assert runs[1]["ppid"] == rescuer.process.pid and runs[1]["pid"] != rescuer.process.pid
+    runs = db.execute("select pid from runs where job_id = %s order by started_at", [job_id]).fetchall()
+    assert [r["pid"] for r in runs] == [victim.process.pid, rescuer.process.pid]
     rescuer.signal(signal.SIGTERM)
     assert rescuer.wait(30) == 0
     app.close()

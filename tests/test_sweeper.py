@@ -60,14 +60,22 @@ async def test_dead_workers_jobs_are_retried_or_failed(app: pgq.App, conn: Any, 
     retried = add_running_job(conn, dead, attempts=1)
     # Its first crash: nothing says it killed the worker, so its last attempt is given back.
     last_attempt = add_running_job(conn, dead, attempts=3, max_attempts=3)
-    # Its process died under it before: now the attempt counts, and it was the last.
-    exhausted = add_running_job(
+    # Its second: given back too (bystanders rescued together are often claimed together).
+    second = add_running_job(
         conn, dead, attempts=3, max_attempts=3, errors='[{"attempt": 2, "type": "WorkerDied", "charged": false}]'
+    )
+    # It died twice before (once alone, in a child): now the attempt counts, and it was the last.
+    exhausted = add_running_job(
+        conn,
+        dead,
+        attempts=3,
+        max_attempts=3,
+        errors='[{"attempt": 1, "type": "WorkerDied", "charged": false}, {"attempt": 2, "type": "Crashed"}]',
     )
 
     result = await sweeper.run_once()
     assert result.leader and result.dead_workers == [str(dead)]
-    assert (result.retried, result.failed) == (2, 1)
+    assert (result.retried, result.failed) == (3, 1)
     statuses = dict(
         conn.execute("select id, status from pgq.workers").fetchall()
         and [(r["id"], r["status"]) for r in conn.execute("select id, status from pgq.workers")]
@@ -81,6 +89,13 @@ async def test_dead_workers_jobs_are_retried_or_failed(app: pgq.App, conn: Any, 
     assert back.errors[-1]["charged"] is False and "attempt given back" in back.errors[-1]["message"]
     again = app.get_job(last_attempt)
     assert again is not None and again.status == "pending" and again.attempts == 2
+    assert again.errors[-1]["message"].endswith("; a first crash: attempt given back")
+    twice = app.get_job(second)
+    assert twice is not None and twice.status == "pending" and twice.attempts == 2
+    assert twice.errors[-1]["charged"] is False
+    assert twice.errors[-1]["message"].endswith(
+        "; a second crash: attempt given back, and from now on it runs alone in a child process"
+    )
     failed = app.get_job(exhausted)
     assert failed is not None and failed.status == "failed" and failed.attempts == 3
     assert failed.errors[-1]["type"] == "WorkerDied" and "charged" not in failed.errors[-1]

@@ -6,8 +6,8 @@ Create Date: 2026-12-05
 
 A job whose process died under it has ``WorkerDied`` (the sweeper) or ``Crashed``
 (a child process that died running it alone) entries in its ``errors``; from the
-first, workers run it alone in a child process (docs/guarantees.md, "Poison
-jobs"). ``explain(id)`` ends with one more line for such a job, the same words as
+second (``pgq.job.SUSPECT_AT``), workers run it alone in a child process
+(docs/guarantees.md, "Poison jobs"). ``explain(id)`` ends with one more line for such a job, the same words as
 ``Job.crash_note()`` in Python (``pgq jobs show``, the dashboard's job page).
 
 0005's ``explain`` returns from several places (a finished job, a running one, a
@@ -58,8 +58,12 @@ begin
     if j.status = 'failed' and j.errors -> -1 ->> 'type' = 'Crashed' then
         return format('job %s crashed %s, the last alone in a child process: a poison job', job_id, times);
     end if;
+    if crashes < 2 then  -- pgq.job.SUSPECT_AT
+        return format('job %s: its process died under it %s', job_id, times)
+               || case when j.status in ('completed', 'failed', 'cancelled') then '' else '; it runs as usual' end;
+    end if;
     if j.status in ('completed', 'failed', 'cancelled') then
-        return format('job %s: its process died under it %s; it then ran alone in a child process', job_id, times);
+        return format('job %s: its process died under it %s; then it ran alone in a child process', job_id, times);
     end if;
     return format('job %s: its process died under it %s; it runs alone in a child process until it ends',
                   job_id, times);

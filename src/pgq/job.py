@@ -16,6 +16,13 @@ STATUSES = LIVE_STATUSES + FINISHED_STATUSES
 CRASH_TYPES = frozenset({"WorkerDied", "Crashed"})
 
 
+#: A job whose process died under it this many times is a suspect: from then on it runs
+#: alone in a child process (pgq.worker.isolation). Up to then the sweeper gives each
+#: such attempt back. One crash is usually a deploy's kill or a lost machine, and its
+#: jobs re-run at full speed; two in a row make the job worth the cost of a child.
+SUSPECT_AT = 2
+
+
 def crash_count(errors: Any) -> int:
     """How many times the process running a job died under it, by its ``errors`` entries."""
     if not isinstance(errors, list):
@@ -147,7 +154,7 @@ class Job:
     @property
     def crashes(self) -> int:
         """How many times the process running this job died under it (docs/guarantees.md,
-        "Poison jobs"). From the first, it runs alone in a child process of its worker."""
+        "Poison jobs"). From :data:`SUSPECT_AT` on, it runs alone in a child process."""
         return crash_count(self.errors)
 
     def crash_note(self) -> str | None:
@@ -160,8 +167,10 @@ class Job:
         last = self.errors[-1]
         if self.status == "failed" and isinstance(last, dict) and last.get("type") == "Crashed":
             return f"crashed {times}, the last alone in a child process: a poison job"
+        if count < SUSPECT_AT:
+            return f"its process died under it {times}" + ("" if self.is_finished else "; it runs as usual")
         if self.is_finished:
-            return f"its process died under it {times}; it then ran alone in a child process"
+            return f"its process died under it {times}; then it ran alone in a child process"
         return f"its process died under it {times}; it runs alone in a child process until it ends"
 
 

@@ -2,7 +2,10 @@
 
 When a worker process dies, every job it held died with it, and nothing tells
 the job that killed it from the others. The sweeper gives each of them its
-attempt back the first time (``WorkerDied``) and they come back as suspects.
+attempt back (``WorkerDied``). Jobs rescued together are often claimed together
+again, so a poison job's bystanders may die with it twice: at its second crash
+(:data:`pgq.job.SUSPECT_AT`) a job comes back a suspect, its attempt given back
+again.
 A worker runs a suspect's handler in a child process (``python -m
 pgq.worker.child``: no state shared with the worker, no inherited database
 connections) that runs one job at a time, at most :data:`AT_ONCE` such
@@ -31,7 +34,7 @@ from typing import Any
 
 from pgq.context import JobContext
 from pgq.errors import PermanentError, Retry
-from pgq.job import Job
+from pgq.job import SUSPECT_AT, Job
 from pgq.task import Task
 
 #: Children (and so suspects running at once) per worker process.
@@ -43,11 +46,12 @@ FRAME = struct.Struct("!Q")
 
 
 def suspect(job: Job, task: Task[Any, Any]) -> bool:
-    """Whether ``job`` runs in a child process: its process died under it before, and a
+    """Whether ``job`` runs in a child process: its process died under it twice, and a
     fresh process can find its handler by importing its module (not a function defined
     inside another, nor in a script run as ``__main__``: those run in the worker)."""
     fn = task.fn
-    return job.crashes > 0 and "<locals>" not in fn.__qualname__ and fn.__module__ not in ("__main__", "__mp_main__")
+    importable = "<locals>" not in fn.__qualname__ and fn.__module__ not in ("__main__", "__mp_main__")
+    return importable and job.crashes >= SUSPECT_AT
 
 
 class ChildRaised(Exception):

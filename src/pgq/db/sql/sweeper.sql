@@ -14,10 +14,12 @@ returning id, name, host, pid;
 -- plus a grace period on a live worker, get another attempt or end failed.
 -- Setting status and clearing worker_id fences out the late worker: its
 -- finish matches on (worker_id, attempts, status = 'running') and finds nothing.
--- A job's first crash (no WorkerDied or Crashed entry in its errors yet) gives
--- its attempt back: nothing tells the job that killed the process from the
--- others it held. It comes back a suspect, which workers run in a child
--- process of its own (pgq.worker.isolation), where only the poison dies.
+-- A job's first two crashes (fewer than two WorkerDied or Crashed entries in its
+-- errors so far) give its attempt back: nothing tells the job that killed the
+-- process from the others, and jobs rescued together are often claimed together
+-- again. From its second crash on it is a suspect, which workers run alone in a
+-- child process (pgq.worker.isolation, pgq.job.SUSPECT_AT), where only the
+-- poison dies, and is charged.
 with stuck as (
     select j.id, j.queue,
            case when w.status is null or w.status in ('dead', 'stopped') then 'WorkerDied' else 'Timeout' end as reason
@@ -36,12 +38,14 @@ with stuck as (
      limit %(batch)s
        for update of j skip locked
 ),
-first_crashes as (
-    select s.*,
-           s.reason = 'WorkerDied'
-           and not coalesce(jsonb_path_exists(j.errors, '$[*] ? (@.type == "WorkerDied" || @.type == "Crashed")'), false)
-           as given_back
-      from stuck s join {schema}.jobs j on j.id = s.id and j.queue = s.queue
+crash_counts as (
+    select s.*, s.reason = 'WorkerDied' and c.n < 2 as given_back, c.n as crashed_before
+      from stuck s
+      join {schema}.jobs j on j.id = s.id and j.queue = s.queue
+     cross join lateral (
+           select count(*) as n
+             from jsonb_array_elements(case when jsonb_typeof(j.errors) = 'array' then j.errors else '[]' end) e
+            where e ->> 'type' in ('WorkerDied', 'Crashed')) c
 ),
 entries as (
     select s.id, s.queue, s.reason, s.given_back,
@@ -50,15 +54,17 @@ entries as (
                'message', case when s.reason = 'WorkerDied'
                                then 'worker died, or stopped without finishing it (heartbeat timeout '
                                     || %(heartbeat_timeout)s || ' s): ' || coalesce(j.worker_id::text, '?')
-                                    || case when s.given_back
-                                            then '; a first crash: attempt given back, the next runs in a process of its own'
+                                    || case when s.given_back and s.crashed_before = 0
+                                            then '; a first crash: attempt given back'
+                                            when s.given_back
+                                            then '; a second crash: attempt given back, and from now on it runs alone in a child process'
                                             else '' end
                                else 'attempt overran its timeout of ' || j.timeout::text || ' (rescued by the sweeper)' end,
                'worker', j.worker_id)
            || case when s.given_back then jsonb_build_object('charged', false) else '{}'::jsonb end as error,
            (j.attempts >= j.max_attempts and not s.given_back) or j.cancel_requested_at is not null as ends,
            case when j.cancel_requested_at is not null then 'cancelled' else 'failed' end as final_status
-      from first_crashes s join {schema}.jobs j on j.id = s.id and j.queue = s.queue
+      from crash_counts s join {schema}.jobs j on j.id = s.id and j.queue = s.queue
 ),
 failed as (
     delete from {schema}.jobs j
