@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -111,6 +112,25 @@ async def test_children_are_reused_and_a_dead_one_is_replaced(app: pgq.App, conn
     assert all(job(app, i).status == "completed" for i in later)
     assert job(app, poison).errors[-1]["type"] == "Crashed"
     assert job(app, after).status == "completed" and job(app, after).attempts == 1
+
+
+async def test_a_child_killed_while_idle_is_not_blamed_on_the_next_job(app: pgq.App, conn: Any) -> None:
+    async with app.worker(poll_interval=0.2):
+        first = suspect(app, conn, "whoami")
+        while not job(app, first).is_finished:
+            await asyncio.sleep(0.05)
+        idle_child = job(app, first).result["pid"]
+        os.kill(idle_child, signal.SIGKILL)  # the OOM killer, say, picks the idle child
+        await asyncio.sleep(0.2)
+        ids = [suspect(app, conn, "whoami") for _ in range(isolation.AT_ONCE)]
+        deadline = time.monotonic() + 30
+        while not all(job(app, i).is_finished for i in ids):
+            assert time.monotonic() < deadline, [job(app, i) for i in ids]
+            await asyncio.sleep(0.05)
+    for i in ids:
+        done = job(app, i)
+        assert done.status == "completed" and done.attempts == 1 and done.errors == CRASHES, done
+        assert done.result["pid"] != idle_child
 
 
 async def test_a_suspect_gets_its_context_in_the_child(

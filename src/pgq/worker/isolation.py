@@ -173,13 +173,18 @@ async def run_isolated(task: Task[Any, Any], job: Job, ctx: JobContext | None = 
     parents = (ctx.parent_statuses, ctx.parent_results) if ctx is not None else ({}, {})
     request = pickle.dumps((sys.path, task.fn.__module__, task.name, job, parents))
     async with children.slots:
-        child: _Child | None = None
+        child: _Child | None = children.idle.pop() if children.idle else None
         try:
-            while child is None:
-                child = children.idle.pop() if children.idle else await _Child.start()
-                if not child.alive or not await child.send(request):
-                    await child.kill()  # died while idle: not this job's doing
-                    child = None
+            if child is not None and (not child.alive or not await child.send(request)):
+                await child.kill()  # died while idle: not this job's doing
+                child = None
+            if child is None:
+                child = await _Child.start()
+                if not await child.send(request):
+                    raise RuntimeError(
+                        f"a child process for suspects {_death(await child.kill())} before it took its job; "
+                        "check that `python -m pgq.worker.child` runs in the worker's environment"
+                    )
             data = await child.answer()
         except BaseException:
             if child is not None:
