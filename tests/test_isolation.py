@@ -260,9 +260,11 @@ async def test_explain_jobs_show_and_the_dashboard_say_a_job_crashed(
     )
     assert shown.returncode == 0, shown.stderr
     assert f"  crashes     {note}" in shown.stdout
+    assert "  attempt 1 died, not charged at " in shown.stdout and "  attempt 1 failed at " in shown.stdout
 
     with CheckedClient(create_app(app), base_url="http://127.0.0.1") as dashboard:
         page = dashboard.get(f"/jobs/{poison}")
         assert page.status_code == 200
         assert f'<dt>crashes</dt><dd data-job-crashes="{poison}">{note}</dd>' in page.text
+        assert page.text.count("</strong> died, not charged ") == 2 and "</strong> failed " in page.text
         assert "data-job-crashes" not in dashboard.get(f"/jobs/{never}").text

@@ -23,6 +23,12 @@ CRASH_TYPES = frozenset({"WorkerDied", "Crashed"})
 SUSPECT_AT = 2
 
 
+def attempt_verb(entry: dict[str, Any]) -> str:
+    """How an attempt ended, by its ``errors`` entry, as the CLI and the dashboard say it:
+    a crash the sweeper gave the attempt back for is not a failure."""
+    return "died, not charged" if entry.get("charged") is False else "failed"
+
+
 def crash_count(errors: Any) -> int:
     """How many times the process running a job died under it, by its ``errors`` entries."""
     if not isinstance(errors, list):

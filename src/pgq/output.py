@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pgq.display import clip
-from pgq.job import Job
+from pgq.job import Job, attempt_verb
 
 #: Colours of job and worker states.
 STATE_STYLES = {
@@ -183,7 +183,7 @@ def job_detail(job: Job) -> str:
         if not isinstance(error, dict):
             error = {"message": str(error)}
         lines.append(
-            f"  attempt {error.get('attempt', '?')} failed at {error.get('at', '?')}: "
+            f"  attempt {error.get('attempt', '?')} {attempt_verb(error)} at {error.get('at', '?')}: "
             f"{error.get('type', 'Error')}: {error.get('message', '')}"
         )
         traceback = error.get("traceback")

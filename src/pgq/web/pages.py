@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from pgq.db.queries import query
-from pgq.job import STATUSES, Job
+from pgq.job import STATUSES, Job, attempt_verb
 from pgq.output import limits_text
 from pgq.redaction import redact_job, redact_schedule
 from pgq.web import data, security
@@ -77,6 +77,7 @@ def timeline(job: Job, state: str) -> list[dict[str, Any]]:
                 "at": at,
                 "at_text": str(at)[:19].replace("T", " ") + " UTC" if at else "",
                 "type": entry.get("type", "error"),
+                "verb": attempt_verb(entry),
                 "message": entry.get("message", ""),
                 "traceback": entry.get("traceback"),
             }
