@@ -348,6 +348,48 @@ def test_a_deeply_nested_job_renders(
     shot(page, tmp_path, "job-deep")
 
 
+def test_a_crashed_job_says_so_on_its_page(
+    app: pgq.App, serve: Callable[..., Served], browser: Any, tmp_path: Path, conn: Any
+) -> None:
+    """Issue 15 item 4: the crashes line and the uncharged crashes on the timeline, at a
+    desktop width and on a phone."""
+    died = [
+        {
+            "attempt": 1,
+            "type": "WorkerDied",
+            "message": "worker died; a first crash: attempt given back",
+            "charged": False,
+        },
+        {
+            "attempt": 1,
+            "type": "WorkerDied",
+            "message": "worker died; a second crash: attempt given back",
+            "charged": False,
+        },
+    ]
+    conn.execute(
+        "insert into pgq.jobs (queue, task, args, errors) values ('emails', 'resize', '{}', %s::jsonb)",
+        [json.dumps(died)],
+    )
+    job_id = conn.execute("select max(id) as id from pgq.jobs").fetchone()["id"]
+    served = serve()
+    for width in (1280, 390):
+        context = browser.new_context(viewport={"width": width, "height": 900}, is_mobile=width == 390)
+        try:
+            tab = context.new_page()
+            tab.goto(f"{served.url}/jobs/{job_id}")
+            crashes = tab.locator(f"[data-job-crashes='{job_id}']")
+            assert crashes.inner_text() == (
+                "its process died under it 2 times; it runs alone in a child process until it ends"
+            )
+            heads = tab.locator("ol.timeline li .head").all_inner_texts()
+            assert len(heads) == 2 and all(h.startswith("attempt 1 died, not charged") for h in heads), heads
+            assert tab.evaluate("document.documentElement.scrollWidth") <= width
+            shot(tab, tmp_path, f"job-crashed-{width}")
+        finally:
+            context.close()
+
+
 def test_a_queue_named_with_selector_characters_does_not_reload_the_overview(
     app: pgq.App, serve: Callable[..., Served], page: Any, tmp_path: Path, conn: Any
 ) -> None:
