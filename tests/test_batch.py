@@ -206,6 +206,7 @@ async def test_graceful_shutdown_returns_a_waiting_batch_without_consuming_attem
     for job_id in ids:
         returned = job(app, job_id)
         assert returned.status == "pending" and returned.attempts == 0 and returned.worker_id is None
+        assert returned.errors == []  # its handler was never called: nothing to explain
 
 
 async def test_shutdown_past_the_timeout_returns_a_running_batch(app: pgq.App) -> None:
@@ -222,7 +223,9 @@ async def test_shutdown_past_the_timeout_returns_a_running_batch(app: pgq.App) -
         await asyncio.wait_for(started.wait(), 30)
     for job_id in ids:
         returned = job(app, job_id)
-        assert returned.status == "pending" and returned.attempts == 0 and returned.errors == []
+        assert returned.status == "pending" and returned.attempts == 0
+        # The handler was called: the stop shows, uncharged, so that the re-run is explained.
+        assert [(e["type"], e["attempt"], e["charged"]) for e in returned.errors] == [("Shutdown", 1, False)]
 
 
 async def test_batch_jobs_are_held_like_running_jobs_and_cancellable(app: pgq.App, conn: Any) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -137,7 +139,17 @@ def test_shutdown_returns_a_job_whose_sync_handler_ignores_cancellation(
     assert first.wait(15) == 0  # exits although the thread still runs
     returned = app.get_job(job_id)
     assert returned is not None and returned.status == "pending"
-    assert returned.attempts == 0 and returned.worker_id is None and returned.errors == []
+    assert returned.attempts == 0 and returned.worker_id is None
+    stop = returned.errors[0]
+    assert len(returned.errors) == 1 and (stop["type"], stop["attempt"], stop["charged"]) == ("Shutdown", 1, False)
+    shown = subprocess.run(
+        [sys.executable, "-m", "pgq", "jobs", "show", str(job_id)],
+        env={**os.environ, "PGQ_DATABASE_URL": database_url, "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "  attempt 1 stopped by a shutdown, not charged at " in shown.stdout, shown.stdout
     assert "returned to the queue" in first.output()
     second = start_worker(env=FAST_MAINTENANCE)
     done = wait_for(
@@ -145,7 +157,7 @@ def test_shutdown_returns_a_job_whose_sync_handler_ignores_cancellation(
         60,
         "another worker to run the job",
     )
-    assert done.attempts == 1 and done.errors == []
+    assert done.attempts == 1 and done.errors == [stop]  # the shutdown's entry, uncharged
     second.signal(signal.SIGTERM)
     assert second.wait(30) == 0
     # The first run never finished: its thread ended with its process.

@@ -69,6 +69,7 @@ def test_sigterm_past_the_shutdown_timeout_returns_the_job(
     returned = app.get_job(slow)
     assert returned is not None and returned.status == "pending"
     assert returned.attempts == 0 and returned.worker_id is None  # the attempt was given back
+    assert [(e["type"], e["charged"]) for e in returned.errors] == [("Shutdown", False)]
     assert db.execute("select status from pgq.workers").fetchone() == {"status": "stopped"}
     assert "returned to the queue" in worker.output()
     app.close()

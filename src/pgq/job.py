@@ -25,8 +25,10 @@ SUSPECT_AT = 2
 
 def attempt_verb(entry: dict[str, Any]) -> str:
     """How an attempt ended, by its ``errors`` entry, as the CLI and the dashboard say it:
-    a crash the sweeper gave the attempt back for is not a failure."""
-    return "died, not charged" if entry.get("charged") is False else "failed"
+    a crash the sweeper gave the attempt back for, or a shutdown, is not a failure."""
+    if entry.get("charged") is not False:
+        return "failed"
+    return "stopped by a shutdown, not charged" if entry.get("type") == "Shutdown" else "died, not charged"
 
 
 def crash_count(errors: Any) -> int:

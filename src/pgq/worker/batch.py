@@ -137,7 +137,7 @@ class Batches:
             members = batch.claim_order()
             outcomes = await worker.executor.run_batch(members, batch.task)
         except asyncio.CancelledError:
-            outcomes = [stopped_outcome(running) for running in members or list(batch.members)]
+            outcomes = [stopped_outcome(running, called=batch.running) for running in members or list(batch.members)]
         except BaseException as exc:  # the slot and the jobs must be given back whatever happened
             log.exception("batch of %s: the worker failed around its handler", batch.task.name)
             members = list(batch.members)
@@ -164,7 +164,7 @@ class Batches:
         self._close(batch)
         for running in list(batch.members):
             self.worker.slots.release(running)
-            outcome = stopped_outcome(running)
+            outcome = stopped_outcome(running, called=False)
             if outcome is not None:
                 self.worker.completer.add(outcome)
         batch.members.clear()
@@ -182,7 +182,7 @@ class Batches:
                 continue
             batch.members.remove(running)
             worker.slots.release(running)
-            outcome = stopped_outcome(running)
+            outcome = stopped_outcome(running, called=False)
             if outcome is not None:
                 worker.completer.add(outcome)
 

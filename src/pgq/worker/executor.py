@@ -236,7 +236,7 @@ class Executor:
         or None once its context and parents are ready."""
         job = running.job
         if running.stop_reason is not None:
-            return self._stopped(running)  # stopped before its first step: the handler never ran
+            return self._stopped(running, called=False)  # stopped before its first step
         if task is None:
             known = ", ".join(sorted(self.tasks)) or "none"
             return failure(
@@ -264,7 +264,7 @@ class Executor:
         if job.depends_on and running.ctx is not None and self.before is not None:
             await self.before(running)
             if running.stop_reason is not None:
-                return self._stopped(running)
+                return self._stopped(running, called=False)
         return None
 
     def _cancelled(self, running: RunningJob, task: Task[Any, Any]) -> Outcome | None:
@@ -279,8 +279,9 @@ class Executor:
             current.uncancel()  # our own cancellation, handled here
         return self._stopped(running)
 
-    def _stopped(self, running: RunningJob) -> Outcome | None:
-        """What to write for a job stopped from outside its handler."""
+    def _stopped(self, running: RunningJob, *, called: bool = True) -> Outcome | None:
+        """What to write for a job stopped from outside its handler (``called``: after
+        the handler was called)."""
         job = running.job
         if running.stop_reason == "timeout":
             task = self.tasks.get(job.task)
@@ -289,7 +290,7 @@ class Executor:
             if task is None:
                 return failure(job, "Timeout", message, permanent=False)
             return self._failed_attempt(job, task, "Timeout", message, None)
-        return stopped_outcome(running)
+        return stopped_outcome(running, called=called)
 
     async def _in_thread(self, running: RunningJob, task: Task[Any, Any], args: dict[str, Any]) -> Any:
         """A plain handler in the thread pool. A thread cannot be stopped: on a stop the
@@ -381,7 +382,7 @@ class Executor:
             for running in members:
                 if running.ctx is not None:
                     running.ctx.cancelled = True
-            return [stopped_outcome(running) for running in members]
+            return [stopped_outcome(running, called=True) for running in members]
         except TimeoutError as exc:
             if deadline.expired():
                 for running in members:
@@ -523,15 +524,22 @@ def _batch_deadline(members: Sequence[RunningJob], task: Task[Any, Any]) -> tupl
     return remaining, configured
 
 
-def stopped_outcome(running: RunningJob) -> Outcome | None:
+def stopped_outcome(running: RunningJob, *, called: bool) -> Outcome | None:
     """What to write for a job stopped from outside its handler, other than at its timeout:
     nothing for a job this worker lost, cancelled for a cancellation, else back to the queue
-    with its attempt given back (a shutdown), whether or not its handler still runs."""
+    with its attempt given back (a shutdown), whether or not its handler still runs. A
+    handler that was ``called`` leaves an uncharged ``Shutdown`` entry in ``errors``, so
+    that its re-run shows, as an uncharged crash does (guarantee 3)."""
+    job = running.job
     if running.stop_reason == "dead":
         return None
     if running.stop_reason == "cancel":
-        return Outcome(running.job, "cancelled", error=error_entry(running.job, "Cancelled", "cancelled by request"))
-    return Outcome(running.job, "return")
+        return Outcome(job, "cancelled", error=error_entry(job, "Cancelled", "cancelled by request"))
+    if not called:
+        return Outcome(job, "return")
+    entry = error_entry(job, "Shutdown", "stopped by its worker's shutdown; attempt given back")
+    entry["charged"] = False
+    return Outcome(job, "return", error=entry)
 
 
 def error_entry(job: Job, kind: str, message: str, exc: BaseException | None = None) -> dict[str, Any]:
