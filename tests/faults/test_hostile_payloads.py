@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -16,6 +17,8 @@ import pytest
 
 import pgq
 from pgq.payload import MAX_DEPTH
+
+pytestmark = pytest.mark.faults
 
 
 def nested(levels: int) -> dict[str, Any]:
@@ -78,6 +81,13 @@ EDGES: dict[str, dict[str, Any]] = {
 
 def count_jobs(conn: Any) -> int:
     return int(conn.execute("select count(*) as n from pgq.all_jobs").fetchone()["n"])
+
+
+@pytest.fixture(autouse=True)
+def report_rows(request: pytest.FixtureRequest, conn: Any, reliability: Callable[..., None]) -> Iterator[None]:
+    """Each case's figure for --reliability-report: the job rows it left (0 for a refusal)."""
+    yield
+    reliability(case=request.node.name, job_rows=count_jobs(conn))
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))
