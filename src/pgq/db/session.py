@@ -26,17 +26,37 @@ from pgq.db.connection import connection_kwargs
 from pgq.settings import Settings
 
 
+class Silence:
+    """Shared by one worker's sessions. A statement that ran out of its deadline most
+    often met a socket gone silent (a half-open connection, a failover behind a proxy),
+    and the worker's other sessions went silent with it: each would wait out a deadline
+    of its own in turn (a frozen worker took 31 s to recover, a claim's deadline and then
+    the finish's). So one session's deadline makes the others reconnect before their next
+    statement. Where the silence was one slow statement, that costs a reconnect."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 class Session:
-    def __init__(self, url: str, settings: Settings, purpose: str, deadline: float) -> None:
+    def __init__(
+        self, url: str, settings: Settings, purpose: str, deadline: float, silence: Silence | None = None
+    ) -> None:
         self.url = url
         self.settings = settings
         self.purpose = purpose
         self.deadline = deadline
+        self.silence = silence or Silence()
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._silences_seen = 0
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         conn = self._conn
+        if conn is not None and self._silences_seen != self.silence.count:
+            await self.close()  # another session's statement timed out since this one connected
+            conn = None
         if conn is None or conn.closed:
+            self._silences_seen = self.silence.count
             kwargs = connection_kwargs(self.settings, self.purpose)
             if "options" in kwargs:
                 # A session time zone of exactly "UTC" lets psycopg build each datetime with
@@ -57,6 +77,8 @@ class Session:
                 await cursor.execute(sql, params)
                 return await cursor.fetchall() if cursor.description is not None else []
         except BaseException as exc:
+            if isinstance(exc, TimeoutError):
+                self.silence.count += 1
             # A statement the server refused leaves an autocommit session as it was;
             # anything else (lost, timed out, cancelled mid-statement) may not have.
             if not isinstance(exc, psycopg.Error) or isinstance(exc, psycopg.OperationalError) or self._broken():

@@ -33,7 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 from pgq.context import JobContext
 from pgq.db import repo
 from pgq.db.connection import Pools, Row
-from pgq.db.session import Session
+from pgq.db.session import Session, Silence
 from pgq.job import Job
 from pgq.maintenance.scheduler import Scheduler
 from pgq.maintenance.service import TRANSIENT, client_deadline
@@ -150,8 +150,9 @@ class Worker:
             on_outcome=self._settled,
             before=self._read_parents,
         )
-        self._claims = Session(url, settings, f"worker {self.name} claims", self.db_deadline)
-        self._finishes = Session(url, settings, f"worker {self.name} finishes", self.db_deadline)
+        silence = Silence()
+        self._claims = Session(url, settings, f"worker {self.name} claims", self.db_deadline, silence)
+        self._finishes = Session(url, settings, f"worker {self.name} finishes", self.db_deadline, silence)
         self.completer = Completer(self._write, on_written=self._written)
         self.producer = Producer(self, self._claims)
         self.batches = Batches(self)
