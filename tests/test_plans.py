@@ -49,6 +49,7 @@ def claim(conn: psycopg.Connection[Any], worker_id: uuid.UUID, limit: int) -> li
 
 
 def outcomes(rows: list[dict[str, Any]], worker_id: uuid.UUID) -> dict[str, Any]:
+    """The parameters of job_finish_many, and of job_finish_completed (which reads the first four)."""
     return {
         "worker_id": worker_id,
         "id": [r["id"] for r in rows],
@@ -59,6 +60,10 @@ def outcomes(rows: list[dict[str, Any]], worker_id: uuid.UUID) -> dict[str, Any]
         "error": [None] * len(rows),
         "delay": [None] * len(rows),
     }
+
+
+#: The worker's two finishes: any outcomes (finish_jobs), plain completions (finish_completed).
+FINISHES = {"job_finish_many": "finish_jobs", "job_finish_completed": "finish_completed"}
 
 
 def total_buffers(plan_lines: list[str]) -> int:
@@ -106,9 +111,13 @@ def worker_with_history(app: pgq.App, conn: psycopg.Connection[Any]) -> tuple[uu
     return worker_id, running
 
 
+@pytest.mark.parametrize("finish", list(FINISHES))
 @pytest.mark.parametrize("plan_mode", ["force_generic_plan", "force_custom_plan"])
 def test_finish_and_progress_go_by_primary_key(
-    conn: psycopg.Connection[Any], worker_with_history: tuple[uuid.UUID, list[dict[str, Any]]], plan_mode: str
+    conn: psycopg.Connection[Any],
+    worker_with_history: tuple[uuid.UUID, list[dict[str, Any]]],
+    plan_mode: str,
+    finish: str,
 ) -> None:
     worker_id, running = worker_with_history
     finish_params = outcomes(running, worker_id)
@@ -121,7 +130,7 @@ def test_finish_and_progress_go_by_primary_key(
         "message": ["half"] * BATCH,
     }
     conn.execute(f"set plan_cache_mode = {plan_mode}")
-    for name, params in (("job_progress_many", progress_params), ("job_finish_many", finish_params)):
+    for name, params in (("job_progress_many", progress_params), (finish, finish_params)):
         sql, names = positional(query(name, "pgq"))
         conn.execute(f"prepare {name} as {sql}")
         values = [params[n] for n in names]
@@ -183,11 +192,12 @@ def test_an_idle_workers_next_wake_up_reads_one_entry_per_priority(conn: psycopg
     assert total_buffers(plan) <= 200, text
 
 
+@pytest.mark.parametrize("finish", list(FINISHES))
 @pytest.mark.parametrize("statistics", ["never analysed", "analysed while every job was pending", "analysed empty"])
 def test_the_finish_is_driven_by_its_outcomes_whatever_the_statistics(
-    app: pgq.App, conn: psycopg.Connection[Any], statistics: str
+    app: pgq.App, conn: psycopg.Connection[Any], statistics: str, finish: str
 ) -> None:
-    """finish_jobs() pins its plan (migration 0006). Each way the statistics can
+    """finish_jobs() and finish_completed() pin their plans (migrations 0006 and 0009). Each way the statistics can
     mislead is set up on a backlog that a scan would make expensive; the plan of
     the statement inside the function (auto_explain, sent back as notices) must
     reach jobs by primary key only, and touch a few buffers per outcome."""
@@ -229,7 +239,7 @@ def test_the_finish_is_driven_by_its_outcomes_whatever_the_statistics(
     ):
         conn.execute(f"set auto_explain.{setting} = {value}")
     conn.execute("set client_min_messages = notice")
-    refused = conn.execute(query("job_finish_many", "pgq"), outcomes(running, worker_id)).fetchall()
+    refused = conn.execute(query(finish, "pgq"), outcomes(running, worker_id)).fetchall()
     conn.execute("set auto_explain.log_min_duration = -1")
     assert refused == []
     inner = next(n for n in notices if "Delete on jobs" in n)
@@ -242,7 +252,7 @@ def test_the_finish_is_driven_by_its_outcomes_whatever_the_statistics(
     for index in probes:
         assert "jobs_pkey" in lines[index], inner
         assert "Index Cond" in "\n".join(lines[index + 1 : index + 3]), inner
-    top = next(n for n in notices if "finish_jobs" in n and "ProjectSet" in n)
+    top = next(n for n in notices if FINISHES[finish] in n and "ProjectSet" in n)
     assert total_buffers(top.splitlines()) <= 20 * 5 * BATCH, top
     assert conn.execute("select count(*) as n from pgq.jobs").fetchone() == {"n": BACKLOG}
 

@@ -385,14 +385,15 @@ async def test_hooks_progress_and_retry_from_dead_letters(app: pgq.App) -> None:
     assert job(app, failing).result == "second run works" and job(app, failing).attempts == 2
 
 
-async def test_worker_row_and_fenced_finish(app: pgq.App, conn: Any) -> None:
+@pytest.mark.parametrize("result", ["late", None], ids=["with a result: finish_jobs", "plain: finish_completed"])
+async def test_worker_row_and_fenced_finish(app: pgq.App, conn: Any, result: str | None) -> None:
     """A finish from a worker that no longer owns the attempt is refused."""
     release = asyncio.Event()
 
     @app.task
-    async def slow() -> str:
+    async def slow() -> str | None:
         await release.wait()
-        return "late"
+        return result
 
     job_id = slow.enqueue()
     async with app.worker(poll_interval=0.2) as worker:

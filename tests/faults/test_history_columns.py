@@ -145,16 +145,21 @@ def test_worker_finishes_keep_every_column(app: pgq.App, captured: Any) -> None:
     async def bad(n: int) -> None:
         raise pgq.PermanentError("no")
 
+    @app.task(name="plain", queue="q", timeout=30, backoff=0.01, max_attempts=5)
+    async def plain(n: int) -> None:
+        return None  # a plain completion: written by finish_completed(), not finish_jobs()
+
     parent = app.enqueue("ok", {"n": 0}, priority=3)
     done = app.enqueue(
         "ok", {"n": 1}, priority=7, key="k1", group="tenant:1", depends_on=[parent], on_parent_failure="run"
     )
     failed = app.enqueue("bad", {"n": 2}, priority=5, key="k2", group="tenant:2", depends_on=[parent])
+    completed = app.enqueue("plain", {"n": 3}, priority=4, key="k3", group="tenant:3", depends_on=[parent])
 
     async def run() -> None:
         async with app.worker(queues=["q"], concurrency=2, poll_interval=0.05, scheduler=False, sweeper=False):
             for _ in range(400):
-                if all(j is not None and j.is_finished for j in map(app.get_job, (parent, done, failed))):
+                if all(j is not None and j.is_finished for j in map(app.get_job, (parent, done, failed, completed))):
                     break
                 await asyncio.sleep(0.05)
 
@@ -163,6 +168,8 @@ def test_worker_finishes_keep_every_column(app: pgq.App, captured: Any) -> None:
     row = check_moved(conn, failed, "failed")
     assert row["depends_on"] == [parent] and row["group_key"] == "tenant:2" and row["key"] == "k2"
     assert check_moved(conn, parent, "completed")["result"] == {"n": 0}
+    row = check_moved(conn, completed, "completed")
+    assert row["result"] is None and row["key"] == "k3" and row["depends_on"] == [parent] and row["progress"] == 1
 
 
 def test_cancel_keeps_every_column(app: pgq.App, captured: Any) -> None:

@@ -162,7 +162,14 @@ async def finish(session: Session, schema: str, worker_id: uuid.UUID, columns: S
     """Write outcomes given as columns (ids, queues, attempts, kinds, results, errors,
     delays; a column of kinds may be None for "all completed", the last three None
     for "all null"); returns the ids accepted (the others were refused by the fence)."""
-    refused = await session.fetch(query("job_finish_many", schema), finish_params(worker_id, columns), _first_column)
+    if columns[3] is None and columns[4] is None and columns[5] is None:
+        # Plain completions (columns() leaves these out): the function that does only that.
+        params = {"worker_id": worker_id, "id": columns[0], "queue": columns[1], "attempt": columns[2]}
+        refused = await session.fetch(query("job_finish_completed", schema), params, _first_column)
+    else:
+        refused = await session.fetch(
+            query("job_finish_many", schema), finish_params(worker_id, columns), _first_column
+        )
     ids: list[int] = columns[0]  # type: ignore[assignment]
     return set(ids).difference(refused)
 

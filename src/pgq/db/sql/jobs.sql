@@ -247,6 +247,14 @@ select {schema}.finish_jobs(
     cast(%(attempt)b as integer[]), cast(%(kind)b as text[]), cast(%(result)b as jsonb[]),
     cast(%(error)b as jsonb[]), cast(%(delay)b as float8[])) as id;
 
+-- name: job_finish_completed
+-- A batch of plain completions (no result, error or delay), the common batch,
+-- through finish_completed() (migration 0009): the fences and history row of
+-- job_finish_many without its other kinds' work. Returns the ids the fence refused.
+select {schema}.finish_completed(
+    cast(%(worker_id)b as uuid), cast(%(id)b as bigint[]), cast(%(queue)b as text[]),
+    cast(%(attempt)b as integer[])) as id;
+
 -- name: job_progress_many
 update {schema}.jobs j
    set progress = p.progress, progress_message = p.message
