@@ -19,11 +19,14 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from psycopg.pq import ExecStatus
 from psycopg.rows import RowFactory
 from psycopg.types.json import set_json_loads
 
 from pgq.db.connection import connection_kwargs
 from pgq.settings import Settings
+
+TUPLES_OK = ExecStatus.TUPLES_OK
 
 
 class Silence:
@@ -75,7 +78,9 @@ class Session:
                 conn = await self._connection()
                 cursor = conn.cursor(row_factory=row_factory)
                 await cursor.execute(sql, params)
-                return await cursor.fetchall() if cursor.description is not None else []
+                # Not cursor.description: it builds a Column object per column at every call.
+                result = cursor.pgresult
+                return await cursor.fetchall() if result is not None and result.status == TUPLES_OK else []
         except BaseException as exc:
             if isinstance(exc, TimeoutError):
                 self.silence.count += 1
