@@ -130,7 +130,15 @@ class _Child:
 
     async def kill(self) -> int | None:
         if self.process.returncode is None:
-            self.process.kill()
+            # Not Process.kill(): Popen polls before it signals, and a child that has just
+            # died (not yet reported by asyncio's child watcher) would be reaped there, and
+            # the watcher would then report its code as 255 (a CI run saw "exited with code
+            # 255" for a child that exited with 7). The pid stays this child's until the
+            # watcher reaps it, so a signal to it cannot reach another process.
+            try:
+                os.kill(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         code = await asyncio.shield(self.process.wait())
         self.pipe.close()
         return code
