@@ -70,3 +70,14 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 
 def count(conn: psycopg.Connection[Any], sql: str, *params: Any) -> int:
     return int(conn.execute(sql, params or None).fetchone()["n"])  # type: ignore[index]
+
+
+def pgq_cli(database_url: str, *args: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:
+    """``python -m pgq ARGS`` against ``database_url``, with no other PGQ_ setting or colour
+    choice of the environment leaking in; ``extra`` adds environment variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PGQ_") and k not in ("NO_COLOR", "FORCE_COLOR")}
+    env["PGQ_DATABASE_URL"] = database_url
+    env.update(extra)
+    return subprocess.run(
+        [sys.executable, "-m", "pgq", *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )

@@ -15,6 +15,7 @@ import pytest
 
 import pgq
 from pgq.display import CUT
+from tests.processes import pgq_cli
 
 
 def env_for(database_url: str, **extra: str) -> dict[str, str]:
@@ -22,16 +23,6 @@ def env_for(database_url: str, **extra: str) -> dict[str, str]:
     env["PGQ_DATABASE_URL"] = database_url
     env.update(extra)
     return env
-
-
-def pgq_cli(database_url: str, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pgq", *args],
-        capture_output=True,
-        text=True,
-        env=env_for(database_url, **extra),
-        timeout=60,
-    )
 
 
 def nested(depth: int, leaf: Any) -> str:

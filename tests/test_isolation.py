@@ -14,8 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -31,6 +29,7 @@ from pgq.web import create_app
 from pgq.worker import isolation
 from tests.apps import isolated
 from tests.openapi_check import CheckedClient
+from tests.processes import pgq_cli
 
 CRASH = {"attempt": 1, "type": "WorkerDied", "message": "worker died (test)", "charged": False}
 #: What the sweeper leaves on a job that died with its worker twice: a suspect (SUSPECT_AT).
@@ -251,13 +250,7 @@ async def test_explain_jobs_show_and_the_dashboard_say_a_job_crashed(
     assert failed.status == "failed" and failed.crash_note() == note
     assert app.explain(poison).splitlines()[-1] == f"job {poison} {note}"
 
-    shown = subprocess.run(
-        [sys.executable, "-m", "pgq", "jobs", "show", str(poison)],
-        env={**os.environ, "PGQ_DATABASE_URL": database_url, "NO_COLOR": "1"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    shown = pgq_cli(database_url, "jobs", "show", str(poison))
     assert shown.returncode == 0, shown.stderr
     assert f"  crashes     {note}" in shown.stdout
     assert "  attempt 1 died, not charged at " in shown.stdout and "  attempt 1 failed at " in shown.stdout

@@ -6,8 +6,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -16,7 +14,7 @@ from typing import Any
 import pytest
 
 import pgq
-from tests.processes import FAST_MAINTENANCE, WorkerProcess, count, wait_for
+from tests.processes import FAST_MAINTENANCE, WorkerProcess, count, pgq_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -142,13 +140,7 @@ def test_shutdown_returns_a_job_whose_sync_handler_ignores_cancellation(
     assert returned.attempts == 0 and returned.worker_id is None
     stop = returned.errors[0]
     assert len(returned.errors) == 1 and (stop["type"], stop["attempt"], stop["charged"]) == ("Shutdown", 1, False)
-    shown = subprocess.run(
-        [sys.executable, "-m", "pgq", "jobs", "show", str(job_id)],
-        env={**os.environ, "PGQ_DATABASE_URL": database_url, "NO_COLOR": "1"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    shown = pgq_cli(database_url, "jobs", "show", str(job_id))
     assert "  attempt 1 stopped by a shutdown, not charged at " in shown.stdout, shown.stdout
     assert "returned to the queue" in first.output()
     second = start_worker(env=FAST_MAINTENANCE)

@@ -20,6 +20,7 @@ import pytest
 
 import pgq
 from pgq import operations
+from tests.processes import pgq_cli
 
 # ------------------------------------------------------------------ helpers
 
@@ -394,14 +395,6 @@ async def test_stats_of_a_real_worker_run(app: pgq.App) -> None:
 
 
 # ----------------------------------------------------------------------- CLI
-
-
-def pgq_cli(database_url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PGQ_")}
-    env["PGQ_DATABASE_URL"] = database_url
-    return subprocess.run(
-        [sys.executable, "-m", "pgq", *args], capture_output=True, text=True, env=env, timeout=timeout
-    )
 
 
 def assert_error(result: subprocess.CompletedProcess[str], *messages: str) -> None:
