@@ -1,8 +1,9 @@
 """One rule set for every way a job is written (issue 16 item 5, issue 20).
 
-The rules of a job row are CHECK constraints on pgq.jobs (migration 0007), so they
-hold for pgq's Python enqueue, for its COPY, for pgq.enqueue() in SQL and for a
-hand-written insert. Python checks the same rules first, for an error before any
+The rules of a job row are constraints of pgq.jobs (migration 0007; since 0010 the
+rules on single values are its columns' domains), so they hold for pgq's Python
+enqueue, for its COPY, for pgq.enqueue() in SQL, for a hand-written insert and for an
+update that sets the column. Python checks the same rules first, for an error before any
 round trip; these tests run the same inputs through every path and require the same
 verdict from each.
 """
@@ -190,3 +191,39 @@ def test_concurrent_keyed_enqueues_from_both_paths_make_one_job(app: pgq.App, co
         thread.join()
     assert len(set(ids)) == 1
     assert conn.execute("select count(*) as n from pgq.jobs where queue = 'race'").fetchone()["n"] == 1
+
+
+@pytest.mark.parametrize(
+    ("assignment", "rule"),
+    [
+        ("queue = 'a b'", "jobs_queue_name_rule"),
+        ("queue = ''", "jobs_queue_name"),
+        ("task = ''", "jobs_task_name"),
+        ("args = '[1]'", "jobs_args_object"),
+        ("errors = '{}'", "jobs_errors_array"),
+        ("status = 'completed'", "jobs_status_check"),
+        ("progress = 1.5", "jobs_progress_check"),
+        ("attempts = -1", "jobs_attempts_check"),
+        ("max_attempts = 0", "jobs_attempts_check"),
+        ("max_attempts = 5000", "jobs_max_attempts_limit"),
+        ("key = ''", "jobs_key_length"),
+        ("group_key = repeat('g', 256)", "jobs_group_key_length"),
+        ("on_parent_failure = 'ignore'", "jobs_on_parent_failure_check"),
+    ],
+)
+def test_an_update_is_held_to_the_rules_of_what_it_sets(conn: Any, assignment: str, rule: str) -> None:
+    """The rules are domains since 0010, checked where a value is written: an update that
+    sets a column meets its rule by the same name as an insert does, and the row is kept."""
+    job = conn.execute("select pgq.enqueue('t', '{\"n\": 1}') as id").fetchone()["id"]
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        conn.execute(f"update pgq.jobs set {assignment} where id = %s", [job])
+    assert refused.value.diag.constraint_name == rule
+    row = conn.execute("select queue, task, args, status, attempts, max_attempts from pgq.jobs where id = %s", [job])
+    assert row.fetchone() == {
+        "queue": "default",
+        "task": "t",
+        "args": {"n": 1},
+        "status": "pending",
+        "attempts": 0,
+        "max_attempts": 3,
+    }

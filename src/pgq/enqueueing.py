@@ -29,9 +29,10 @@ T = TypeVar("T")
 Flow = Generator[tuple[str | CopyIn, dict[str, Any]], list[Row], T]
 
 #: Queue names: ASCII letters, digits, ``_ . : -``, 1 to 128 of them. The same rule is
-#: the CHECK constraint ``jobs_queue_name_rule`` (migration 0007), which holds for every
-#: path that writes a job (this module, COPY, ``pgq.enqueue()`` in SQL, a hand-written
-#: insert); tests/test_enqueue_rules.py runs the same names through both.
+#: the constraint ``jobs_queue_name_rule`` (migration 0007; the domain ``queue_name``'s
+#: since 0010), which holds for every path that writes a job (this module, COPY,
+#: ``pgq.enqueue()`` in SQL, a hand-written insert); tests/test_enqueue_rules.py runs
+#: the same names through both.
 QUEUE_NAME_CHARS = r"[A-Za-z0-9_.:\-]{1,128}"
 QUEUE_NAME = re.compile(rf"\A{QUEUE_NAME_CHARS}\Z")
 QUEUE_RULE = "1-128 ASCII letters, digits, '_', '.', ':' or '-'"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     ARRAY,
@@ -26,7 +27,8 @@ from sqlalchemy import (
     Text,
     Uuid,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+from sqlalchemy.dialects.postgresql import DOMAIN, JSONB, TIMESTAMP
+from sqlalchemy.types import TypeEngine
 
 TZ = TIMESTAMP(timezone=True)
 
@@ -44,30 +46,61 @@ class Tables:
     job_keys: Table
 
 
-def _dependency_columns() -> list[Column[object]]:
+#: Revision 0010: the columns of ``jobs`` whose rules are domains (checked when the
+#: value is written), by column: the domain's name and base type. ``job_history``
+#: keeps the base types.
+LIVE_DOMAINS: dict[str, tuple[str, TypeEngine[Any]]] = {
+    "queue": ("queue_name", Text()),
+    "task": ("task_name", Text()),
+    "key": ("job_key", Text()),
+    "group_key": ("group_name", Text()),
+    "args": ("job_args", JSONB()),
+    "errors": ("job_errors", JSONB()),
+    "status": ("live_status", Text()),
+    "progress": ("job_progress", Double()),
+    "attempts": ("attempt_count", Integer()),
+    "max_attempts": ("attempt_limit", Integer()),
+    "on_parent_failure": ("parent_failure", Text()),
+}
+
+
+class _Types:
+    """A column's type: its domain in ``jobs`` (``schema`` set), else the base type."""
+
+    def __init__(self, schema: str | None) -> None:
+        self.schema = schema
+
+    def __call__(self, column: str, base: TypeEngine[Any] | type[TypeEngine[Any]]) -> TypeEngine[Any]:
+        if self.schema is not None and column in LIVE_DOMAINS:
+            name, data_type = LIVE_DOMAINS[column]
+            return DOMAIN(name, data_type, schema=self.schema, create_type=False)
+        return base() if isinstance(base, type) else base
+
+
+def _dependency_columns(of: _Types) -> list[Column[object]]:
     # Revision 0004: the parents a job waits for, and what their failure does to it.
-    return [Column("depends_on", ARRAY(BigInteger)), Column("on_parent_failure", Text)]
+    return [Column("depends_on", ARRAY(BigInteger)), Column("on_parent_failure", of("on_parent_failure", Text))]
 
 
-def _job_columns() -> list[Column[object]]:
+def _job_columns(of: _Types) -> list[Column[object]]:
     return [
         Column("id", BigInteger, primary_key=True),
-        Column("queue", Text, primary_key=True),
-        Column("task", Text, nullable=False),
-        Column("args", JSONB, nullable=False),
+        Column("queue", of("queue", Text), primary_key=True),
+        Column("task", of("task", Text), nullable=False),
+        Column("args", of("args", JSONB), nullable=False),
         Column("priority", Integer, nullable=False),
-        Column("status", Text, nullable=False),
-        Column("attempts", Integer, nullable=False),
-        Column("max_attempts", Integer, nullable=False),
+        Column("status", of("status", Text), nullable=False),
+        Column("attempts", of("attempts", Integer), nullable=False),
+        Column("max_attempts", of("max_attempts", Integer), nullable=False),
         Column("run_at", TZ, nullable=False),
         Column("created_at", TZ, nullable=False),
         Column("started_at", TZ),
         Column("worker_id", Uuid),
-        Column("key", Text),
-        Column("group_key", Text),
-        Column("progress", Double),
+        Column("key", of("key", Text)),
+        Column("group_key", of("group_key", Text)),
+        Column("progress", of("progress", Double)),
         Column("progress_message", Text),
-        Column("errors", JSONB, nullable=False),
+        Column("errors", of("errors", JSONB), nullable=False),
         Column("timeout", Interval),
         Column("backoff", Double),
         Column("cancel_requested_at", TZ),
@@ -81,8 +114,8 @@ def tables(schema: str = "pgq") -> Tables:
     jobs = Table(
         "jobs",
         metadata,
-        *_job_columns(),
-        *_dependency_columns(),
+        *_job_columns(_Types(schema)),
+        *_dependency_columns(_Types(schema)),
         Column("has_children", Boolean),
         # Revision 0004: this running job holds a slot of its queue's limits (counted by jobs_running_idx).
         Column("limit_slot", Boolean),
@@ -90,10 +123,10 @@ def tables(schema: str = "pgq") -> Tables:
     job_history = Table(
         "job_history",
         metadata,
-        *_job_columns(),
+        *_job_columns(_Types(None)),
         Column("finished_at", TZ, nullable=False),
         Column("result", JSONB),
-        *_dependency_columns(),
+        *_dependency_columns(_Types(None)),
     )
     workers = Table(
         "workers",

@@ -345,10 +345,10 @@ returning id;
 -- admits run only for a queue with limits, and would only return true otherwise).
 insert into {schema}.jobs
     (task, args, queue, priority, run_at, max_attempts, timeout, backoff, group_key)
-select %(task)s, cast(%(args)s as jsonb), %(queue)s, %(priority)s,
+select cast(%(task)s as text), cast(%(args)s as jsonb), cast(%(queue)s as text), %(priority)s,
        coalesce(cast(%(run_at)s as timestamptz),
                 now() + make_interval(secs => coalesce(cast(%(delay)s as float8), 0))),
-       %(max_attempts)s, cast(%(timeout)s as interval), cast(%(backoff)s as float8),
+       cast(%(max_attempts)s as integer), cast(%(timeout)s as interval), cast(%(backoff)s as float8),
        cast(%(group_key)s as text)
  where not exists (select from {schema}.queues q
                     where q.name = %(queue)s and (q.max_pending is not null or q.group_max_pending is not null))
