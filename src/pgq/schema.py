@@ -64,43 +64,41 @@ LIVE_DOMAINS: dict[str, tuple[str, TypeEngine[Any]]] = {
 }
 
 
-class _Types:
-    """A column's type: its domain in ``jobs`` (``schema`` set), else the base type."""
-
-    def __init__(self, schema: str | None) -> None:
-        self.schema = schema
-
-    def __call__(self, column: str, base: TypeEngine[Any] | type[TypeEngine[Any]]) -> TypeEngine[Any]:
-        if self.schema is not None and column in LIVE_DOMAINS:
-            name, data_type = LIVE_DOMAINS[column]
-            return DOMAIN(name, data_type, schema=self.schema, create_type=False)
-        return base() if isinstance(base, type) else base
+def _typed(domains: str | None, column: str, base: Any) -> Any:
+    """``column``'s type: its domain in schema ``domains`` (the ``jobs`` table), else ``base``."""
+    if domains is not None and column in LIVE_DOMAINS:
+        name, data_type = LIVE_DOMAINS[column]
+        return DOMAIN(name, data_type, schema=domains, create_type=False)
+    return base
 
 
-def _dependency_columns(of: _Types) -> list[Column[object]]:
+def _dependency_columns(domains: str | None) -> list[Column[object]]:
     # Revision 0004: the parents a job waits for, and what their failure does to it.
-    return [Column("depends_on", ARRAY(BigInteger)), Column("on_parent_failure", of("on_parent_failure", Text))]
+    return [
+        Column("depends_on", ARRAY(BigInteger)),
+        Column("on_parent_failure", _typed(domains, "on_parent_failure", Text)),
+    ]
 
 
-def _job_columns(of: _Types) -> list[Column[object]]:
+def _job_columns(domains: str | None) -> list[Column[object]]:
     return [
         Column("id", BigInteger, primary_key=True),
-        Column("queue", of("queue", Text), primary_key=True),
-        Column("task", of("task", Text), nullable=False),
-        Column("args", of("args", JSONB), nullable=False),
+        Column("queue", _typed(domains, "queue", Text), primary_key=True),
+        Column("task", _typed(domains, "task", Text), nullable=False),
+        Column("args", _typed(domains, "args", JSONB), nullable=False),
         Column("priority", Integer, nullable=False),
-        Column("status", of("status", Text), nullable=False),
-        Column("attempts", of("attempts", Integer), nullable=False),
-        Column("max_attempts", of("max_attempts", Integer), nullable=False),
+        Column("status", _typed(domains, "status", Text), nullable=False),
+        Column("attempts", _typed(domains, "attempts", Integer), nullable=False),
+        Column("max_attempts", _typed(domains, "max_attempts", Integer), nullable=False),
         Column("run_at", TZ, nullable=False),
         Column("created_at", TZ, nullable=False),
         Column("started_at", TZ),
         Column("worker_id", Uuid),
-        Column("key", of("key", Text)),
-        Column("group_key", of("group_key", Text)),
-        Column("progress", of("progress", Double)),
+        Column("key", _typed(domains, "key", Text)),
+        Column("group_key", _typed(domains, "group_key", Text)),
+        Column("progress", _typed(domains, "progress", Double)),
         Column("progress_message", Text),
-        Column("errors", of("errors", JSONB), nullable=False),
+        Column("errors", _typed(domains, "errors", JSONB), nullable=False),
         Column("timeout", Interval),
         Column("backoff", Double),
         Column("cancel_requested_at", TZ),
@@ -114,8 +112,8 @@ def tables(schema: str = "pgq") -> Tables:
     jobs = Table(
         "jobs",
         metadata,
-        *_job_columns(_Types(schema)),
-        *_dependency_columns(_Types(schema)),
+        *_job_columns(schema),
+        *_dependency_columns(schema),
         Column("has_children", Boolean),
         # Revision 0004: this running job holds a slot of its queue's limits (counted by jobs_running_idx).
         Column("limit_slot", Boolean),
@@ -123,10 +121,10 @@ def tables(schema: str = "pgq") -> Tables:
     job_history = Table(
         "job_history",
         metadata,
-        *_job_columns(_Types(None)),
+        *_job_columns(None),
         Column("finished_at", TZ, nullable=False),
         Column("result", JSONB),
-        *_dependency_columns(_Types(None)),
+        *_dependency_columns(None),
     )
     workers = Table(
         "workers",

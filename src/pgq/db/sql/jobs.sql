@@ -343,6 +343,8 @@ returning id;
 -- queue has group_max_pending (admit_group(), migration 0005); other queues pay
 -- one probe of queues (an InitPlan; the OR is evaluated left to right, so the
 -- admits run only for a queue with limits, and would only return true otherwise).
+-- The values are cast to base types: queue is also compared with queues.name, and
+-- a parameter both a domain column (0010) and text takes is ambiguous.
 insert into {schema}.jobs
     (task, args, queue, priority, run_at, max_attempts, timeout, backoff, group_key)
 select cast(%(task)s as text), cast(%(args)s as jsonb), cast(%(queue)s as text), %(priority)s,
