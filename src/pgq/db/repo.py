@@ -52,7 +52,9 @@ CLAIM_COLUMNS = (
 
 class ClaimedRows:
     """A psycopg row factory that makes a :class:`Job` held by ``worker_id`` of each
-    claimed row, and keeps the row's ``next_wait`` column (job_claim's last) aside."""
+    claimed row, and keeps the row's ``next_wait`` column (job_claim's last) aside.
+    A row without a task is an outcome the fence refused (job_claim_finishing): its
+    id goes to :attr:`refused` and the row makes no job (None)."""
 
     def __init__(self, worker_id: uuid.UUID, with_next_wait: bool) -> None:
         self.make = _claimed_maker(worker_id)
@@ -60,15 +62,20 @@ class ClaimedRows:
         self.with_next_wait = with_next_wait
         #: Seconds until the next delayed job, when the claim found fewer than it asked for.
         self.next_wait: float | None = None
+        #: The ids of the outcomes a finishing claim's fence refused.
+        self.refused: list[int] = []
 
-    def __call__(self, cursor: Any) -> Callable[[Sequence[Any]], Job]:
+    def __call__(self, cursor: Any) -> Callable[[Sequence[Any]], Job | None]:
         result = cursor.pgresult
         if result is not None and result.nfields != self.width:
             names = [column.name for column in cursor.description or ()]
             raise RuntimeError(f"a claim returned columns {names}, expected {list(CLAIM_COLUMNS)}")
         return self._row if self.with_next_wait else self.make
 
-    def _row(self, values: Sequence[Any]) -> Job:
+    def _row(self, values: Sequence[Any]) -> Job | None:
+        if values[2] is None:
+            self.refused.append(values[0])
+            return None
         self.next_wait = values[-1]
         return self.make(values)
 
@@ -78,7 +85,9 @@ def _claimed_maker(worker_id: uuid.UUID) -> Callable[[Sequence[Any]], Job]:
     return claimed_job_maker(CLAIM_COLUMNS, worker_id)
 
 
-def _claim_order(jobs: list[Job]) -> list[Job]:
+def _claim_order(made: list[Job | None], rows: ClaimedRows) -> list[Job]:
+    # The rows of refused outcomes made no job.
+    jobs: list[Job] = [job for job in made if job is not None] if rows.refused else made  # type: ignore[assignment]
     # RETURNING gives rows in no particular order: start them best first.
     if len(jobs) > 1:
         jobs.sort(key=lambda job: (-job.priority, job.run_at, job.id))
@@ -87,10 +96,10 @@ def _claim_order(jobs: list[Job]) -> list[Job]:
 
 async def _claimed(target: Session | AsyncConn, sql: str, params: dict[str, Any], rows: ClaimedRows) -> list[Job]:
     if isinstance(target, Session):
-        return _claim_order(await target.fetch(sql, params, rows))
+        return _claim_order(await target.fetch(sql, params, rows), rows)
     async with target.cursor(row_factory=rows) as cursor:
         await cursor.execute(sql, params)
-        return _claim_order(await cursor.fetchall())
+        return _claim_order(await cursor.fetchall(), rows)
 
 
 async def claim(
@@ -102,6 +111,32 @@ async def claim(
     rows = ClaimedRows(worker_id, with_next_wait=True)
     jobs = await _claimed(target, query("job_claim", schema), params, rows)
     return jobs, None if rows.next_wait is None else max(0.0, float(rows.next_wait))
+
+
+async def claim_finishing(
+    session: Session, schema: str, worker_id: uuid.UUID, queues: Sequence[str], limit: int, finished: Sequence[Job]
+) -> tuple[list[Job], float | None, set[int]]:
+    """:func:`claim`, after writing ``finished`` (jobs of ``worker_id`` that completed,
+    with no result) in the same transaction; also returns the ids of those accepted
+    (the others were refused by the fence). Nothing is written if it raises."""
+    params = {
+        "worker_id": worker_id,
+        "queues": list(queues),
+        "limit": limit,
+        "id": _array_text([job.id for job in finished]),
+        "queue": _array_text([f'"{job.queue}"' for job in finished]),
+        "attempt": _array_text([job.attempts for job in finished]),
+    }
+    rows = ClaimedRows(worker_id, with_next_wait=True)
+    jobs = await _claimed(session, query("job_claim_finishing", schema), params, rows)
+    accepted = {job.id for job in finished}.difference(rows.refused)
+    return jobs, None if rows.next_wait is None else max(0.0, float(rows.next_wait)), accepted
+
+
+def _array_text(items: Sequence[object]) -> str:
+    """A PostgreSQL array literal of ints or of double-quoted names (a queue name
+    holds no quote, backslash or brace: its domain's rule, migration 0010)."""
+    return "{" + ",".join(map(str, items)) + "}"
 
 
 async def claim_limited(session: Session, schema: str, worker_id: uuid.UUID, queue: str, limit: int) -> list[Job]:

@@ -10,6 +10,11 @@ harmless because every write is fenced.
 
 What follows a write (events, log lines, waking other workers) is the
 ``on_written`` callback's, called only with what the database accepted.
+
+A busy worker's claim takes the queued plain completions along and writes them
+in its own transaction (:meth:`Completer.take_completions`): one statement and
+one commit instead of two. They count as unwritten until it has, and come back
+to the queue if it fails.
 """
 
 from __future__ import annotations
@@ -31,6 +36,15 @@ log = logging.getLogger("pgq.worker")
 #: Errors that mean "this row", not "this connection": retried one by one, then written as failures.
 BAD_ROW = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
 
+#: The most outcomes a claim takes along (take_completions). Carried, a batch's write
+#: costs no statement, commit or backend wake-up of its own, but it no longer runs beside
+#: the claim on a second backend: measured on PostgreSQL 15 (no-op jobs, alternating
+#: pairs), carrying 10 took the drain at concurrency 10 from 9,336-9,550 to 9,762-10,242
+#: jobs/s, and CPU a job from 124 to 90 us (client and server); carrying up to 20 at
+#: concurrency 20 cost 4-8 % (15,026-15,732 -> 13,884-15,121 jobs/s), and up to 100 at
+#: concurrency 100 cost 12 %.
+CARRY_LIMIT = 10
+
 #: Writes a batch of one worker id's outcomes, given as columns; returns the ids accepted.
 Write = Callable[[uuid.UUID, Sequence[list[Any] | None]], Awaitable[set[int]]]
 
@@ -47,6 +61,8 @@ class Completer:
         self.batch_size = batch_size
         self.on_written = on_written
         self._queue: list[Outcome] = []
+        #: Outcomes a claim took along (take_completions) and has not written yet.
+        self._taken: list[Outcome] = []
         self._ready = asyncio.Event()
         self._errors = LogWindow(log, 10.0)
         self._stopping = False
@@ -59,14 +75,41 @@ class Completer:
             self._ready.set()
 
     def unflushed_ids(self) -> set[int]:
-        return {outcome.job.id for outcome in self._queue}
+        return {outcome.job.id for outcome in self._queue} | {outcome.job.id for outcome in self._taken}
 
     def unflushed(self) -> list[Outcome]:
-        """The outcomes not written yet (the one being written included)."""
-        return list(self._queue)
+        """The outcomes not written yet (those being written included)."""
+        return self._queue + self._taken
 
     def pending(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + len(self._taken)
+
+    def take_completions(self, owner: uuid.UUID) -> list[Outcome]:
+        """Every queued outcome, for a claim to write in its transaction, when they are
+        at most ``CARRY_LIMIT``, all plain completions (no result) of jobs held under
+        ``owner``, and no write is in flight; else none. Hand them back with
+        :meth:`taken_written` or :meth:`give_back`."""
+        queue = self._queue
+        if not queue or self._taken or self._flushing.locked() or len(queue) > CARRY_LIMIT:
+            return []
+        for outcome in queue:
+            if outcome.kind != "completed" or outcome.result_json is not None or outcome.job.worker_id != owner:
+                return []
+        self._taken, self._queue = queue, []
+        self._ready.clear()
+        return queue
+
+    async def taken_written(self, accepted: set[int]) -> None:
+        """The claim wrote the taken outcomes; ``accepted``: the ids its fence let through."""
+        batch, self._taken = self._taken, []
+        await self._after_write(batch, accepted)
+
+    def give_back(self) -> None:
+        """The claim failed: the taken outcomes are written by this completer, first."""
+        if self._taken:
+            self._queue[:0] = self._taken
+            self._taken = []
+            self._ready.set()
 
     async def run(self) -> None:
         """Flush until stopped; call :meth:`drain` to write what is left."""
@@ -118,6 +161,9 @@ class Completer:
         del self._queue[: len(batch)]
         if not self._queue:
             self._ready.clear()
+        await self._after_write(batch, accepted)
+
+    async def _after_write(self, batch: list[Outcome], accepted: set[int]) -> None:
         if self.on_written is not None:
             try:
                 await self.on_written(batch, accepted)

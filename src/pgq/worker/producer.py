@@ -5,6 +5,10 @@ ready: a notification, a claim that filled every slot (more may wait), the
 poll (``PGQ_POLL_INTERVAL`` with jitter, the safety net under LISTEN), or the
 moment the next delayed job or rate token is due. Queues with limits are
 claimed one by one through ``claim_limited``, taking turns at going first.
+
+A busy worker claims as its jobs finish, so the claim also writes the plain
+completions waiting for the completer, in its own transaction (migration 0011):
+one round trip and one commit where there were two.
 """
 
 from __future__ import annotations
@@ -86,10 +90,23 @@ class Producer:
         claimed = 0
         wait: float | None = None
         if unlimited:
-            jobs, wait = await repo.claim(session, schema, worker.id, unlimited, free)
+            completer = worker.completer
+            done = completer.take_completions(worker.id)
+            if done:
+                try:
+                    jobs, wait, accepted = await repo.claim_finishing(
+                        session, schema, worker.id, unlimited, free, [outcome.job for outcome in done]
+                    )
+                except BaseException:
+                    completer.give_back()
+                    raise
+            else:
+                jobs, wait = await repo.claim(session, schema, worker.id, unlimited, free)
             # Start them before anything else awaits: until then they are
             # claimed in the database but held nowhere in this process.
             self._start(jobs)
+            if done:
+                await completer.taken_written(accepted)
             claimed = len(jobs)
             if claimed == 0:
                 # A claim that returns no row cannot say when the next job is due.

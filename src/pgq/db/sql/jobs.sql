@@ -155,6 +155,16 @@ select *
 -- progress), and an empty errors array comes back as null (no JSON to parse).
 select * from {schema}.claim_jobs(%(worker_id)s, cast(%(queues)s as text[]), %(limit)s);
 
+-- name: job_claim_finishing
+-- job_claim carrying the worker's plain completions (claim_jobs() of migration
+-- 0011): they are written first, in the claim's transaction, through
+-- finish_completed(). A row with a null task is an outcome the fence refused (its
+-- id alone); the others are job_claim's. The outcome columns come as array text
+-- made in Python: psycopg's list dumpers took 19 us for three arrays of ten.
+select * from {schema}.claim_jobs(%(worker_id)s, cast(%(queues)s as text[]), %(limit)s,
+                                  cast(%(id)s as bigint[]), cast(%(queue)s as text[]),
+                                  cast(%(attempt)s as integer[]));
+
 -- name: job_claim_batch
 -- Top up a worker's batch: claim up to %(limit)s more ready jobs of one batch
 -- task in one queue, best first, fenced as job_claim is (a paused queue, or
