@@ -10,7 +10,7 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 import psycopg
 
@@ -48,6 +48,7 @@ from pgq.events import EVENTS, Event
 from pgq.group_commit import GroupCommit
 from pgq.job import Job, JobSpec
 from pgq.operations import OperationControls
+from pgq.payload import encode_args
 from pgq.schedules import ScheduleControls, ScheduleSpec, check_spec
 from pgq.settings import Settings, load_settings
 from pgq.task import Backoff, Task
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("pgq")
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 T = TypeVar("T")
 TaskRef = str | Task[Any, Any]
 
@@ -110,8 +113,30 @@ class App(ScheduleControls, OperationControls):
 
     # ----------------------------------------------------------------- tasks
 
+    # The overloads type a task by its handler, so that mypy checks ``task.enqueue(...)``
+    # (and ``task.options(...).enqueue(...)``) against the handler's parameters. A
+    # handler given a context, or a batch handler (called with a list of jobs), takes
+    # other arguments than its jobs' args: those tasks take any keyword arguments.
     @overload
-    def task(self, fn: F, /) -> Task[Any, Any]: ...
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: float | timedelta | None = None,
+        pass_context: Literal[False] = False,
+        batch_size: None = None,
+        batch_wait: None = None,
+        validate: bool = True,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     @overload
     def task(
@@ -128,7 +153,8 @@ class App(ScheduleControls, OperationControls):
         pass_context: bool = False,
         batch_size: int | None = None,
         batch_wait: float | timedelta | None = None,
-    ) -> Callable[[F], Task[Any, Any]]: ...
+        validate: bool = True,
+    ) -> Callable[[Callable[..., R]], Task[..., R]]: ...
 
     def task(
         self,
@@ -144,6 +170,7 @@ class App(ScheduleControls, OperationControls):
         pass_context: bool = False,
         batch_size: int | None = None,
         batch_wait: float | timedelta | None = None,
+        validate: bool = True,
     ) -> Task[Any, Any] | Callable[[F], Task[Any, Any]]:
         """Register a handler as a task: ``@app.task`` or ``@app.task(queue=..., ...)``.
 
@@ -171,6 +198,10 @@ class App(ScheduleControls, OperationControls):
           ready at once. Only with ``batch_size``; default 1.0. Must be shorter
           than ``timeout``, which counts from the first job's claim.
           ``pass_context`` is refused for batch tasks. See docs/batches.md.
+        - ``validate``: check at enqueue that each argument fits its parameter's
+          annotation, as the handler will receive it from JSON (strict: ``"5"``
+          is not an int); a wrong one is :class:`pgq.InvalidJob` naming it.
+          Default True; see docs/enqueueing.md.
         """
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
@@ -203,6 +234,7 @@ class App(ScheduleControls, OperationControls):
                 pass_context=pass_context,
                 batch_size=batch_size,
                 batch_wait=batch_wait,
+                validate=validate,
             )
             # Check the task's default queue and priority once, here, rather
             # than failing at every enqueue.
@@ -255,7 +287,7 @@ class App(ScheduleControls, OperationControls):
                 ),
                 self.settings.max_payload_bytes,
             )
-            task.check_args(spec.args)
+            task.check_args(spec.args, encode_args(spec.args, self.settings.max_payload_bytes, task.name))
             if spec.name in self.schedules:
                 raise ConfigurationError(f"schedule {spec.name!r} is declared twice; give one of them name=...")
             self.schedules[spec.name] = spec

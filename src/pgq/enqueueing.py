@@ -68,9 +68,10 @@ def prepare(spec: JobSpec, task: Task[Any, Any] | None, max_payload_bytes: int, 
     """
     name = spec.task
     _check_task_name(name, task, strict)
-    args_json = encode_args(spec.args, max_payload_bytes, name).decode()
+    encoded = encode_args(spec.args, max_payload_bytes, name)
     if task is not None:
-        task.check_args(spec.args or {})
+        task.check_args(spec.args or {}, encoded)
+    args_json = encoded.decode()
 
     queue = check_queue(spec.queue if spec.queue is not None else (task.queue if task else None) or "default")
     priority = spec.priority if spec.priority is not None else (task.priority if task else None) or 0
@@ -399,7 +400,7 @@ def prepare_batch(
                 task, options = resolved
                 data = encode_args(spec.args, max_payload_bytes, name)
                 if task is not None:
-                    task.check_args(spec.args or {})
+                    task.check_args(spec.args or {}, data)
                 if (
                     spec.queue is not None
                     or spec.priority is not None

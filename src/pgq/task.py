@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+import pydantic
+import typing_extensions
 
 from pgq.errors import ConfigurationError, InvalidJob
 from pgq.job import JobSpec
@@ -48,6 +52,7 @@ class Task(Generic[P, R]):
         pass_context: bool,
         batch_size: int | None = None,
         batch_wait: float | timedelta | None = None,
+        validate: bool = True,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -83,6 +88,12 @@ class Task(Generic[P, R]):
         # Positional-only or *args parameters: leave every check to signature.bind.
         if any(p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL) for p in parameters):
             self._required = frozenset({"\0never"})
+        #: Checks the types of a job's args at enqueue (None: not checked).
+        self._types = (
+            _args_types(fn, [p for p in parameters if p.kind in keyword])
+            if validate and self.batch_size is None
+            else None
+        )
 
     def _init_batch(self, batch_size: int | None, batch_wait: float | timedelta | None) -> None:
         name = self.name
@@ -141,21 +152,40 @@ class Task(Generic[P, R]):
         given = args.keys()
         return self._required <= given and (self._accepts_any or given <= self._accepted)
 
-    def check_args(self, args: dict[str, Any]) -> None:
-        """Raise :class:`InvalidJob` if ``fn(**args)`` could not be called.
+    def check_args(self, args: dict[str, Any], encoded: bytes | None = None) -> None:
+        """Raise :class:`InvalidJob` if ``fn(**args)`` could not be called, or, given the
+        args as the JSON that will be stored (``encoded``), if a value does not fit its
+        parameter's annotation as the handler will receive it (see :func:`_args_types`).
 
         A batch task's handler takes a list of jobs, not their args: any args pass."""
         if self.batch_size is not None:
             return
-        if self.fits(args):
-            return
-        try:
-            if self.pass_context:
-                self.signature.bind(None, **args)
-            else:
-                self.signature.bind(**args)
-        except TypeError as exc:
-            raise InvalidJob(f"args do not match task {self.name}{self.signature}: {exc}; got {sorted(args)}") from None
+        if not self.fits(args):
+            try:
+                if self.pass_context:
+                    self.signature.bind(None, **args)
+                else:
+                    self.signature.bind(**args)
+            except TypeError as exc:
+                raise InvalidJob(
+                    f"args do not match task {self.name}{self.signature}: {exc}; got {sorted(args)}"
+                ) from None
+        if encoded is not None and self._types is not None:
+            try:
+                self._types.validate_json(encoded, strict=True)
+            except pydantic.ValidationError as exc:
+                raise InvalidJob(self._type_errors(exc)) from None
+
+    def _type_errors(self, exc: pydantic.ValidationError) -> str:
+        problems = []
+        for error in exc.errors(include_url=False)[:5]:
+            where = ".".join(str(part) for part in error["loc"])
+            problems.append(f"{where}: {error['msg'].lower()} (got {error['input']!r:.60})")
+        return (
+            f"args do not fit task {self.name}{self.signature}: {'; '.join(problems)}. Pass values of the "
+            "annotated types (as JSON gives them to the handler: a datetime or UUID as its string), or turn "
+            f"the check off with @app.task(validate=False)"
+        )
 
     def spec(self, **args: Any) -> JobSpec:
         """A :class:`JobSpec` of this task with ``args``, for ``enqueue_many`` and workflows."""
@@ -176,23 +206,27 @@ class Task(Generic[P, R]):
             raise InvalidJob(f"{self.name}.enqueue_async takes keyword arguments only")
         return await self.app.enqueue_async(self, dict(kwargs))
 
-    def options(self, **options: Any) -> BoundTask:
+    def options(self, **options: Any) -> BoundTask[P, R]:
         """Per-job options (queue, priority, run_at, delay, key, max_attempts, connection)."""
         return BoundTask(self, options)
 
 
-class BoundTask:
+class BoundTask(Generic[P, R]):
     """A task with per-job options set: ``task.options(delay=60).enqueue(user_id=7)``."""
 
-    def __init__(self, task: Task[Any, Any], options: dict[str, Any]) -> None:
+    def __init__(self, task: Task[P, R], options: dict[str, Any]) -> None:
         self.task = task
         self.opts = options
 
-    def enqueue(self, **args: Any) -> int:
-        return self.task.app.enqueue(self.task, args, **self.opts)
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> int:
+        if args:
+            raise InvalidJob(f"{self.task.name}.options(...).enqueue takes keyword arguments only")
+        return self.task.app.enqueue(self.task, dict(kwargs), **self.opts)
 
-    async def enqueue_async(self, **args: Any) -> int:
-        return await self.task.app.enqueue_async(self.task, args, **self.opts)
+    async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> int:
+        if args:
+            raise InvalidJob(f"{self.task.name}.options(...).enqueue_async takes keyword arguments only")
+        return await self.task.app.enqueue_async(self.task, dict(kwargs), **self.opts)
 
     def spec(self, **args: Any) -> JobSpec:
         """A :class:`JobSpec` of this task with ``args`` and these options, for
@@ -205,6 +239,39 @@ class BoundTask:
                 f"pass them to enqueue_many or enqueue_workflow); a JobSpec takes {', '.join(sorted(spec_fields))}"
             )
         return JobSpec(task=self.task.name, args=args, **self.opts)
+
+
+def _args_types(fn: Callable[..., Any], parameters: Sequence[inspect.Parameter]) -> pydantic.TypeAdapter[Any] | None:
+    """A validator of a job's args as stored (JSON) against the annotations of the
+    handler's keyword parameters, or None when none can be checked.
+
+    Strict, as the handler receives them: ``"5"`` is not an int, ``1`` not a bool, and a
+    datetime, date or UUID is its JSON string. Names, missing and unknown arguments are
+    :meth:`Task.check_args`'s: every key is optional here, and others are ignored. A
+    parameter without an annotation, annotated ``Any``, or with a type pydantic cannot
+    check (a plain class) is not checked; nor are a handler's annotations that cannot
+    be resolved (a name defined after it): those are its author's to fix, not a reason
+    to refuse its jobs."""
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:
+        return None
+    fields: dict[str, Any] = {}
+    for parameter in parameters:
+        hint = hints.get(parameter.name)
+        if hint is None or hint is Any:
+            continue
+        try:
+            pydantic.TypeAdapter(hint)
+        except Exception:
+            continue
+        fields[parameter.name] = typing_extensions.NotRequired[hint]
+    if not fields:
+        return None
+    shape = typing_extensions.TypedDict(  # type: ignore[misc]
+        f"{getattr(fn, '__name__', 'task')}_args", fields
+    )
+    return pydantic.TypeAdapter(shape)
 
 
 def _seconds(value: float | timedelta, name: str) -> float:
