@@ -4,13 +4,16 @@ written, and ``@app.task(validate=False)`` turns the check off."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import pydantic
 import pytest
 
 import pgq
+from pgq.testing import drain_async
 
 
 def _count(conn: Any) -> int:
@@ -90,3 +93,54 @@ def test_a_schedule_s_args_are_checked_when_it_is_declared(app: pgq.App) -> None
         app.periodic(cron="0 3 * * *", args={"day": "monday"})(report)
     with pytest.raises(pgq.InvalidJob, match=r"day: input should be a valid integer"):
         app.add_schedule("nightly", "0 3 * * *", "report", {"day": "monday"})
+
+
+class Order(pydantic.BaseModel):
+    id: int
+    amount: float
+    placed: datetime
+
+
+@dataclasses.dataclass
+class Address:
+    city: str
+    zip: str
+
+
+async def test_models_and_dataclasses_are_stored_as_json_and_rebuilt_for_the_handler(app: pgq.App) -> None:
+    received: list[Any] = []
+
+    @app.task
+    async def charge(order: Order, ship_to: Address | None = None, lines: list[Order] | None = None) -> None:
+        received.append((order, ship_to, lines))
+
+    placed = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+    order = Order(id=7, amount=12.5, placed=placed)
+    job_id = charge.enqueue(order=order, ship_to=Address("Lyon", "69001"), lines=[order])
+    stored = app.get_job(job_id).args
+    assert stored == {
+        "order": {"id": 7, "amount": 12.5, "placed": "2026-12-06T10:00:00Z"},
+        "ship_to": {"city": "Lyon", "zip": "69001"},
+        "lines": [{"id": 7, "amount": 12.5, "placed": "2026-12-06T10:00:00Z"}],
+    }
+    # A dict of the fields is taken too, and checked as the model would check it.
+    charge.enqueue(order={"id": 8, "amount": 1, "placed": "2026-12-06T11:00:00+00:00"})
+    with pytest.raises(pgq.InvalidJob, match=r"order\.amount: input should be a valid number"):
+        charge.enqueue(order={"id": 9, "amount": "lots", "placed": "2026-12-06T11:00:00+00:00"})
+    outcomes = await drain_async(app)
+    assert [outcome.status for outcome in outcomes] == ["completed", "completed"]
+    first, second = received
+    assert first == (order, Address("Lyon", "69001"), [order])
+    assert second[0] == Order(id=8, amount=1.0, placed=datetime(2026, 12, 6, 11, 0, tzinfo=UTC))
+    assert second[1:] == (None, None)
+
+
+async def test_a_stored_value_that_does_not_fit_its_model_fails_the_job_for_good(app: pgq.App, conn: Any) -> None:
+    @app.task
+    def ship(to: Address) -> None: ...
+
+    conn.execute('select pgq.enqueue(\'ship\', \'{"to": {"city": "Lyon"}}\'::jsonb)')  # SQL is not checked
+    [outcome] = await drain_async(app)
+    assert outcome.status == "failed"
+    row = conn.execute("select errors from pgq.job_history").fetchone()
+    assert row["errors"][0]["type"] == "InvalidArgs" and "to.zip: field required" in row["errors"][0]["message"]

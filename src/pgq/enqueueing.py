@@ -68,9 +68,12 @@ def prepare(spec: JobSpec, task: Task[Any, Any] | None, max_payload_bytes: int, 
     """
     name = spec.task
     _check_task_name(name, task, strict)
-    encoded = encode_args(spec.args, max_payload_bytes, name)
+    args = spec.args
+    if task is not None and task.models is not None and type(args) is dict:
+        args = task.stored_args(args)
+    encoded = encode_args(args, max_payload_bytes, name)
     if task is not None:
-        task.check_args(spec.args or {}, encoded)
+        task.check_args(args or {}, encoded)
     args_json = encoded.decode()
 
     queue = check_queue(spec.queue if spec.queue is not None else (task.queue if task else None) or "default")
@@ -398,9 +401,12 @@ def prepare_batch(
                     resolved = _task_defaults(name, tasks, strict)
                     defaults[name] = resolved
                 task, options = resolved
-                data = encode_args(spec.args, max_payload_bytes, name)
+                args = spec.args
+                if task is not None and task.models is not None and type(args) is dict:
+                    args = task.stored_args(args)
+                data = encode_args(args, max_payload_bytes, name)
                 if task is not None:
-                    task.check_args(spec.args or {}, data)
+                    task.check_args(args or {}, data)
                 if (
                     spec.queue is not None
                     or spec.priority is not None

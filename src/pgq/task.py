@@ -88,12 +88,13 @@ class Task(Generic[P, R]):
         # Positional-only or *args parameters: leave every check to signature.bind.
         if any(p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL) for p in parameters):
             self._required = frozenset({"\0never"})
+        checked = [p for p in parameters if p.kind in keyword] if self.batch_size is None else []
         #: Checks the types of a job's args at enqueue (None: not checked).
-        self._types = (
-            _args_types(fn, [p for p in parameters if p.kind in keyword])
-            if validate and self.batch_size is None
-            else None
-        )
+        self._types = _args_types(fn, checked) if validate else None
+        #: Turns the parameters annotated with pydantic models or dataclasses from stored JSON
+        #: into instances for the handler, and instances into JSON at enqueue (None: no such
+        #: parameter).
+        self.models = _model_args(fn, checked)
 
     def _init_batch(self, batch_size: int | None, batch_wait: float | timedelta | None) -> None:
         name = self.name
@@ -175,6 +176,27 @@ class Task(Generic[P, R]):
                 self._types.validate_json(encoded, strict=True)
             except pydantic.ValidationError as exc:
                 raise InvalidJob(self._type_errors(exc)) from None
+
+    def stored_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """``args`` with the values of model parameters as JSON values (a model or dataclass
+        instance, or a dict of its fields, as the dict its JSON is); others unchanged."""
+        if self.models is None:
+            return args
+        try:
+            converted = self.models.dump_python(self.models.validate_python(args), mode="json")
+        except pydantic.ValidationError as exc:
+            raise InvalidJob(self._type_errors(exc)) from None
+        return {**args, **converted}
+
+    def handler_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """``args`` as the handler takes them: the model parameters' JSON made into instances.
+        Raises :class:`InvalidJob` if a stored value does not fit its model (a job written by SQL)."""
+        if self.models is None:
+            return args
+        try:
+            return {**args, **self.models.validate_python(args)}
+        except pydantic.ValidationError as exc:
+            raise InvalidJob(self._type_errors(exc)) from None
 
     def _type_errors(self, exc: pydantic.ValidationError) -> str:
         problems = []
@@ -272,6 +294,34 @@ def _args_types(fn: Callable[..., Any], parameters: Sequence[inspect.Parameter])
         f"{getattr(fn, '__name__', 'task')}_args", fields
     )
     return pydantic.TypeAdapter(shape)
+
+
+def _model_args(fn: Callable[..., Any], parameters: Sequence[inspect.Parameter]) -> pydantic.TypeAdapter[Any] | None:
+    """A validator over the parameters whose annotation holds a pydantic model or a
+    dataclass (``Order``, ``Order | None``, ``list[Order]``, ...), or None if none does:
+    only those are converted, so a handler whose parameters are plain JSON types costs
+    nothing more per job."""
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:
+        return None
+    fields = {
+        parameter.name: typing_extensions.NotRequired[hints[parameter.name]]
+        for parameter in parameters
+        if parameter.name in hints and _holds_model(hints[parameter.name])
+    }
+    if not fields:
+        return None
+    shape = typing_extensions.TypedDict(  # type: ignore[misc]
+        f"{getattr(fn, '__name__', 'task')}_models", fields
+    )
+    return pydantic.TypeAdapter(shape)
+
+
+def _holds_model(hint: Any) -> bool:
+    if isinstance(hint, type) and (issubclass(hint, pydantic.BaseModel) or dataclasses.is_dataclass(hint)):
+        return True
+    return any(_holds_model(arg) for arg in typing.get_args(hint))
 
 
 def _seconds(value: float | timedelta, name: str) -> float:

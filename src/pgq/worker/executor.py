@@ -78,6 +78,8 @@ class RunningJob:
     settled: bool = False
     #: The timer of its timeout, if it has one.
     timer: asyncio.TimerHandle | None = None
+    #: The handler's arguments when they are not ``job.args`` as stored (model parameters).
+    args: dict[str, Any] | None = None
 
 
 OnOutcome = Callable[[RunningJob, Outcome | None], None]
@@ -189,6 +191,7 @@ class Executor:
                 or task is None
                 or task.batch_size is not None
                 or task.pass_context
+                or task.models is not None
                 or job.depends_on
                 or type(job.args) is not dict
                 or not task.fits(job.args)
@@ -205,12 +208,14 @@ class Executor:
             try:
                 if job.errors and task.batch_size is None and isolation.suspect(job, task):
                     result = await isolation.run_isolated(task, job, running.ctx)
-                elif not task.is_async:
-                    result = await self._in_thread(running, task, job.args)
-                elif task.pass_context:
-                    result = await task.fn(running.ctx, **job.args)
                 else:
-                    result = await task.fn(**job.args)
+                    args = job.args if running.args is None else running.args
+                    if not task.is_async:
+                        result = await self._in_thread(running, task, args)
+                    elif task.pass_context:
+                        result = await task.fn(running.ctx, **args)
+                    else:
+                        result = await task.fn(**args)
             except asyncio.CancelledError:
                 outcome = self._cancelled(running, task)
             except BaseException as exc:  # a handler's SystemExit is a failed attempt, not our exit
@@ -257,6 +262,8 @@ class Executor:
             )
         try:
             task.check_args(job.args)
+            if task.models is not None:
+                running.args = task.handler_args(job.args)
         except InvalidJob as exc:
             return failure(job, "InvalidArgs", str(exc), permanent=True)
         if task.pass_context and running.ctx is None:

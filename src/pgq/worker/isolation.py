@@ -266,7 +266,7 @@ def _run(request: tuple[Any, ...]) -> tuple[str, Any]:
         ctx = JobContext(job) if task.pass_context else None
         if ctx is not None:
             ctx.parent_statuses, ctx.parent_results = statuses, results
-        args = job.args
+        args = task.handler_args(job.args)
         if task.is_async:
 
             async def call() -> Any:
