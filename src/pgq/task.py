@@ -196,17 +196,23 @@ class Task(Generic[P, R]):
         try:
             return {**args, **self.models.validate_python(args)}
         except pydantic.ValidationError as exc:
-            raise InvalidJob(self._type_errors(exc)) from None
+            raise InvalidJob(self._type_errors(exc, stored=True)) from None
 
-    def _type_errors(self, exc: pydantic.ValidationError) -> str:
+    def _type_errors(self, exc: pydantic.ValidationError, stored: bool = False) -> str:
         problems = []
         for error in exc.errors(include_url=False)[:5]:
             where = ".".join(str(part) for part in error["loc"])
             problems.append(f"{where}: {error['msg'].lower()} (got {error['input']!r:.60})")
+        if stored:
+            return (
+                f"the stored args do not fit task {self.name}{self.signature}: {'; '.join(problems)}. "
+                "They were written without pgq's check (SQL) or before the model changed: enqueue the job "
+                "again with args that fit"
+            )
         return (
             f"args do not fit task {self.name}{self.signature}: {'; '.join(problems)}. Pass values of the "
             "annotated types (as JSON gives them to the handler: a datetime or UUID as its string), or turn "
-            f"the check off with @app.task(validate=False)"
+            "the check off with @app.task(validate=False)"
         )
 
     def spec(self, **args: Any) -> JobSpec:
@@ -274,26 +280,7 @@ def _args_types(fn: Callable[..., Any], parameters: Sequence[inspect.Parameter])
     check (a plain class) is not checked; nor are a handler's annotations that cannot
     be resolved (a name defined after it): those are its author's to fix, not a reason
     to refuse its jobs."""
-    try:
-        hints = typing.get_type_hints(fn, include_extras=True)
-    except Exception:
-        return None
-    fields: dict[str, Any] = {}
-    for parameter in parameters:
-        hint = hints.get(parameter.name)
-        if hint is None or hint is Any:
-            continue
-        try:
-            pydantic.TypeAdapter(hint)
-        except Exception:
-            continue
-        fields[parameter.name] = typing_extensions.NotRequired[hint]
-    if not fields:
-        return None
-    shape = typing_extensions.TypedDict(  # type: ignore[misc]
-        f"{getattr(fn, '__name__', 'task')}_args", fields
-    )
-    return pydantic.TypeAdapter(shape)
+    return _adapter(fn, "args", parameters, _checkable)
 
 
 def _model_args(fn: Callable[..., Any], parameters: Sequence[inspect.Parameter]) -> pydantic.TypeAdapter[Any] | None:
@@ -301,6 +288,14 @@ def _model_args(fn: Callable[..., Any], parameters: Sequence[inspect.Parameter])
     dataclass (``Order``, ``Order | None``, ``list[Order]``, ...), or None if none does:
     only those are converted, so a handler whose parameters are plain JSON types costs
     nothing more per job."""
+    return _adapter(fn, "models", parameters, _holds_model)
+
+
+def _adapter(
+    fn: Callable[..., Any], kind: str, parameters: Sequence[inspect.Parameter], keep: Callable[[Any], bool]
+) -> pydantic.TypeAdapter[Any] | None:
+    """A validator of a dict whose keys are those of ``parameters`` whose annotation
+    ``keep`` accepts, each optional, typed by that annotation; None if there are none."""
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
     except Exception:
@@ -308,14 +303,24 @@ def _model_args(fn: Callable[..., Any], parameters: Sequence[inspect.Parameter])
     fields = {
         parameter.name: typing_extensions.NotRequired[hints[parameter.name]]
         for parameter in parameters
-        if parameter.name in hints and _holds_model(hints[parameter.name])
+        if parameter.name in hints and keep(hints[parameter.name])
     }
     if not fields:
         return None
     shape = typing_extensions.TypedDict(  # type: ignore[misc]
-        f"{getattr(fn, '__name__', 'task')}_models", fields
+        f"{getattr(fn, '__name__', 'task')}_{kind}", fields
     )
     return pydantic.TypeAdapter(shape)
+
+
+def _checkable(hint: Any) -> bool:
+    if hint is Any:
+        return False
+    try:
+        pydantic.TypeAdapter(hint)
+    except Exception:
+        return False
+    return True
 
 
 def _holds_model(hint: Any) -> bool:
