@@ -48,7 +48,6 @@ from pgq.events import EVENTS, Event
 from pgq.group_commit import GroupCommit
 from pgq.job import Job, JobSpec
 from pgq.operations import OperationControls
-from pgq.payload import encode_args
 from pgq.schedules import ScheduleControls, ScheduleSpec, check_spec
 from pgq.settings import Settings, load_settings
 from pgq.task import Backoff, Task
@@ -287,7 +286,7 @@ class App(ScheduleControls, OperationControls):
                 ),
                 self.settings.max_payload_bytes,
             )
-            task.check_args(spec.args, encode_args(spec.args, self.settings.max_payload_bytes, task.name))
+            task.encode(spec.args, self.settings.max_payload_bytes)
             if spec.name in self.schedules:
                 raise ConfigurationError(f"schedule {spec.name!r} is declared twice; give one of them name=...")
             self.schedules[spec.name] = spec

@@ -68,12 +68,11 @@ def prepare(spec: JobSpec, task: Task[Any, Any] | None, max_payload_bytes: int, 
     """
     name = spec.task
     _check_task_name(name, task, strict)
-    args = spec.args
-    if task is not None and task.models is not None and type(args) is dict:
-        args = task.stored_args(args)
-    encoded = encode_args(args, max_payload_bytes, name)
-    if task is not None:
-        task.check_args(args or {}, encoded)
+    encoded = (
+        task.encode(spec.args, max_payload_bytes)
+        if task is not None
+        else encode_args(spec.args, max_payload_bytes, name)
+    )
     args_json = encoded.decode()
 
     queue = check_queue(spec.queue if spec.queue is not None else (task.queue if task else None) or "default")
@@ -401,12 +400,11 @@ def prepare_batch(
                     resolved = _task_defaults(name, tasks, strict)
                     defaults[name] = resolved
                 task, options = resolved
-                args = spec.args
-                if task is not None and task.models is not None and type(args) is dict:
-                    args = task.stored_args(args)
-                data = encode_args(args, max_payload_bytes, name)
-                if task is not None:
-                    task.check_args(args or {}, data)
+                data = (
+                    task.encode(spec.args, max_payload_bytes)
+                    if task is not None
+                    else encode_args(spec.args, max_payload_bytes, name)
+                )
                 if (
                     spec.queue is not None
                     or spec.priority is not None

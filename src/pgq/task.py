@@ -14,6 +14,7 @@ import typing_extensions
 
 from pgq.errors import ConfigurationError, InvalidJob
 from pgq.job import JobSpec
+from pgq.payload import encode_args
 
 if TYPE_CHECKING:
     from pgq.app import App
@@ -89,12 +90,13 @@ class Task(Generic[P, R]):
         if any(p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL) for p in parameters):
             self._required = frozenset({"\0never"})
         checked = [p for p in parameters if p.kind in keyword] if self.batch_size is None else []
+        hints = _hints(fn) if checked else None
         #: Checks the types of a job's args at enqueue (None: not checked).
-        self._types = _args_types(fn, checked) if validate else None
+        self._types = _args_types(fn, hints, checked) if validate else None
         #: Turns the parameters annotated with pydantic models or dataclasses from stored JSON
         #: into instances for the handler, and instances into JSON at enqueue (None: no such
         #: parameter).
-        self.models = _model_args(fn, checked)
+        self.models = _model_args(fn, hints, checked)
 
     def _init_batch(self, batch_size: int | None, batch_wait: float | timedelta | None) -> None:
         name = self.name
@@ -176,6 +178,15 @@ class Task(Generic[P, R]):
                 self._types.validate_json(encoded, strict=True)
             except pydantic.ValidationError as exc:
                 raise InvalidJob(self._type_errors(exc)) from None
+
+    def encode(self, args: dict[str, Any] | None, max_bytes: int) -> bytes:
+        """``args`` as the JSON a job of this task stores (model parameters as their JSON,
+        :meth:`stored_args`), checked against the handler (:meth:`check_args`)."""
+        if self.models is not None and type(args) is dict:
+            args = self.stored_args(args)
+        encoded = encode_args(args, max_bytes, self.name)
+        self.check_args(args or {}, encoded)
+        return encoded
 
     def stored_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """``args`` with the values of model parameters as JSON values (a model or dataclass
@@ -269,7 +280,17 @@ class BoundTask(Generic[P, R]):
         return JobSpec(task=self.task.name, args=args, **self.opts)
 
 
-def _args_types(fn: Callable[..., Any], parameters: Sequence[inspect.Parameter]) -> pydantic.TypeAdapter[Any] | None:
+def _hints(fn: Callable[..., Any]) -> dict[str, Any] | None:
+    """The handler's resolved annotations, or None if they cannot be resolved."""
+    try:
+        return typing.get_type_hints(fn, include_extras=True)
+    except Exception:
+        return None
+
+
+def _args_types(
+    fn: Callable[..., Any], hints: dict[str, Any] | None, parameters: Sequence[inspect.Parameter]
+) -> pydantic.TypeAdapter[Any] | None:
     """A validator of a job's args as stored (JSON) against the annotations of the
     handler's keyword parameters, or None when none can be checked.
 
@@ -280,25 +301,29 @@ def _args_types(fn: Callable[..., Any], parameters: Sequence[inspect.Parameter])
     check (a plain class) is not checked; nor are a handler's annotations that cannot
     be resolved (a name defined after it): those are its author's to fix, not a reason
     to refuse its jobs."""
-    return _adapter(fn, "args", parameters, _checkable)
+    return _adapter(fn, "args", hints, parameters, _checkable)
 
 
-def _model_args(fn: Callable[..., Any], parameters: Sequence[inspect.Parameter]) -> pydantic.TypeAdapter[Any] | None:
+def _model_args(
+    fn: Callable[..., Any], hints: dict[str, Any] | None, parameters: Sequence[inspect.Parameter]
+) -> pydantic.TypeAdapter[Any] | None:
     """A validator over the parameters whose annotation holds a pydantic model or a
     dataclass (``Order``, ``Order | None``, ``list[Order]``, ...), or None if none does:
     only those are converted, so a handler whose parameters are plain JSON types costs
     nothing more per job."""
-    return _adapter(fn, "models", parameters, _holds_model)
+    return _adapter(fn, "models", hints, parameters, _holds_model)
 
 
 def _adapter(
-    fn: Callable[..., Any], kind: str, parameters: Sequence[inspect.Parameter], keep: Callable[[Any], bool]
+    fn: Callable[..., Any],
+    kind: str,
+    hints: dict[str, Any] | None,
+    parameters: Sequence[inspect.Parameter],
+    keep: Callable[[Any], bool],
 ) -> pydantic.TypeAdapter[Any] | None:
     """A validator of a dict whose keys are those of ``parameters`` whose annotation
     ``keep`` accepts, each optional, typed by that annotation; None if there are none."""
-    try:
-        hints = typing.get_type_hints(fn, include_extras=True)
-    except Exception:
+    if hints is None:
         return None
     fields = {
         parameter.name: typing_extensions.NotRequired[hints[parameter.name]]

@@ -110,7 +110,7 @@ async def claim(
     params = {"worker_id": worker_id, "queues": list(queues), "limit": limit}
     rows = ClaimedRows(worker_id, with_next_wait=True)
     jobs = await _claimed(target, query("job_claim", schema), params, rows)
-    return jobs, None if rows.next_wait is None else max(0.0, float(rows.next_wait))
+    return jobs, _wait(rows.next_wait)
 
 
 async def claim_finishing(
@@ -130,7 +130,12 @@ async def claim_finishing(
     rows = ClaimedRows(worker_id, with_next_wait=True)
     jobs = await _claimed(session, query("job_claim_finishing", schema), params, rows)
     accepted = {job.id for job in finished}.difference(rows.refused)
-    return jobs, None if rows.next_wait is None else max(0.0, float(rows.next_wait)), accepted
+    return jobs, _wait(rows.next_wait), accepted
+
+
+def _wait(seconds: Any) -> float | None:
+    """A wait the database computed, in seconds (never negative), or None: none is due."""
+    return None if seconds is None else max(0.0, float(seconds))
 
 
 def _array_text(items: Sequence[object]) -> str:
@@ -174,13 +179,13 @@ async def mark_limit_slots(session: Session, schema: str, worker_id: uuid.UUID, 
 async def seconds_to_next_token(session: Session, schema: str, queues: Sequence[str]) -> float | None:
     rows = await session.fetch(query("job_next_token", schema), {"queues": list(queues)}, dict_row)
     wait = rows[0]["wait"] if rows else None
-    return None if wait is None else max(0.0, float(wait))
+    return _wait(wait)
 
 
 async def seconds_to_next_job(session: Session, schema: str, queues: Sequence[str]) -> float | None:
     rows = await session.fetch(query("job_next_run_at", schema), {"queues": list(queues)}, dict_row)
     wait = rows[0]["wait"] if rows else None
-    return None if wait is None else max(0.0, float(wait))
+    return _wait(wait)
 
 
 #: The outcome columns of job_finish_many, in the order :func:`finish_params` takes them.
