@@ -324,3 +324,19 @@ def test_a_claim_planned_on_a_small_table_stays_a_probe_when_it_grows(
         if re.search(r"Index Scan (using|on) jobs_\w+", line):
             assert "Index Cond" in "\n".join(lines[index + 1 : index + 3]), inner
     assert total_buffers(lines) <= MAX_BUFFERS, inner
+
+
+def test_the_history_row_is_inlined_where_a_job_leaves(conn: psycopg.Connection[Any], app: pgq.App) -> None:
+    """history_row() (migration 0012) is one SQL expression so that the planner inlines it:
+    each column is then read from the deleted row. Not inlined, ``(history_row(...)).*``
+    would call it once per column of job_history, for every job that leaves."""
+    for error in ("null", "jsonb_build_object('attempt', j.attempts, 'at', now(), 'type', 'Dropped')"):
+        plan = conn.execute(
+            "explain (verbose, costs off) with gone as ("
+            " delete from pgq.jobs j where j.id = 1"
+            f" returning (pgq.history_row(j, 'cancelled', null, {error})).*)"
+            " insert into pgq.job_history select * from gone"
+        ).fetchall()
+        text = "\n".join(row["QUERY PLAN"] for row in plan)
+        assert "history_row" not in text, text
+        assert "COALESCE(j.cancel_requested_at, now())" in text, text

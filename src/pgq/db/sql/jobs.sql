@@ -276,19 +276,12 @@ update {schema}.jobs j
 -- A pending or blocked job is cancelled at once (moved to history); a running
 -- one is flagged, and its worker is told through the cancel channel.
 with pending as (
-    delete from {schema}.jobs
-     where id = %(id)s and status in ('pending', 'blocked')
-    returning *
+    delete from {schema}.jobs j
+     where j.id = %(id)s and j.status in ('pending', 'blocked')
+    returning ({schema}.history_row(j, 'cancelled', null, null)).*
 ),
 archived as (
-    insert into {schema}.job_history
-        (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
-         started_at, worker_id, key, group_key, progress, progress_message, errors, timeout, backoff,
-         cancel_requested_at, finished_at, result, depends_on, on_parent_failure)
-    select id, queue, task, args, priority, 'cancelled', attempts, max_attempts, run_at, created_at,
-           started_at, worker_id, key, group_key, progress, progress_message, errors, timeout, backoff,
-           now(), now(), null, depends_on, on_parent_failure
-      from pending
+    insert into {schema}.job_history select * from pending
     returning id
 ),
 flagged as (

@@ -70,17 +70,10 @@ failed as (
     delete from {schema}.jobs j
      using entries e
      where j.id = e.id and j.queue = e.queue and e.ends and j.status = 'running'
-    returning j.*, e.error, e.final_status
+    returning ({schema}.history_row(j, e.final_status, null, e.error)).*
 ),
 archived as (
-    insert into {schema}.job_history
-        (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
-         started_at, worker_id, key, group_key, progress, progress_message, errors, timeout, backoff,
-         cancel_requested_at, finished_at, result, depends_on, on_parent_failure)
-    select id, queue, task, args, priority, final_status, attempts, max_attempts, run_at, created_at,
-           started_at, worker_id, key, group_key, progress, progress_message, errors || jsonb_build_array(error),
-           timeout, backoff, cancel_requested_at, now(), null, depends_on, on_parent_failure
-      from failed
+    insert into {schema}.job_history select * from failed
     returning id, status as outcome
 ),
 retried as (
