@@ -166,6 +166,16 @@ async def test_what_a_handler_raises_in_the_child_is_classified_as_in_the_worker
     assert retried.run_at > retried.created_at
 
 
+async def test_a_snooze_raised_in_the_child_is_a_snooze(app: pgq.App, conn: Any) -> None:
+    snoozing = suspect(app, conn, "fails", {"kind": "snooze"})
+    await run_until(app, lambda: job(app, snoozing).snoozes > 0)
+    snoozed = job(app, snoozing)
+    assert snoozed.status == "pending" and snoozed.snoozes == 1
+    assert snoozed.attempts == 0, "the attempt was given back"
+    assert snoozed.errors == CRASHES, "a snooze writes no error entry"
+    assert (snoozed.run_at - snoozed.created_at).total_seconds() >= 7
+
+
 async def test_a_suspect_that_kills_its_child_is_charged_a_crash(app: pgq.App, conn: Any) -> None:
     poison = suspect(app, conn, "dies", {"code": 7})
     after = app.enqueue("whoami", {})

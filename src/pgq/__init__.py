@@ -25,6 +25,7 @@ from pgq.errors import (
     PgqError,
     QueueFull,
     Retry,
+    Snooze,
     UnknownTask,
 )
 from pgq.events import Event
@@ -60,6 +61,7 @@ __all__ = [
     "QueueStats",
     "Retry",
     "Settings",
+    "Snooze",
     "Task",
     "UnknownTask",
     "WorkerInfo",

@@ -50,7 +50,7 @@ from pgq.job import Job, JobSpec
 from pgq.operations import OperationControls
 from pgq.schedules import ScheduleControls, ScheduleSpec, check_spec
 from pgq.settings import Settings, load_settings
-from pgq.task import Backoff, Task
+from pgq.task import DEFAULT_MAX_SNOOZES, Backoff, Task
 from pgq.workflow import Node, Step, flatten, with_placeholder_parents
 
 if TYPE_CHECKING:
@@ -135,6 +135,7 @@ class App(ScheduleControls, OperationControls):
         batch_size: None = None,
         batch_wait: None = None,
         validate: bool = True,
+        max_snoozes: int | None = DEFAULT_MAX_SNOOZES,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     @overload
@@ -153,6 +154,7 @@ class App(ScheduleControls, OperationControls):
         batch_size: int | None = None,
         batch_wait: float | timedelta | None = None,
         validate: bool = True,
+        max_snoozes: int | None = DEFAULT_MAX_SNOOZES,
     ) -> Callable[[Callable[..., R]], Task[..., R]]: ...
 
     def task(
@@ -170,6 +172,7 @@ class App(ScheduleControls, OperationControls):
         batch_size: int | None = None,
         batch_wait: float | timedelta | None = None,
         validate: bool = True,
+        max_snoozes: int | None = DEFAULT_MAX_SNOOZES,
     ) -> Task[Any, Any] | Callable[[F], Task[Any, Any]]:
         """Register a handler as a task: ``@app.task`` or ``@app.task(queue=..., ...)``.
 
@@ -201,6 +204,9 @@ class App(ScheduleControls, OperationControls):
           annotation, as the handler will receive it from JSON (strict: ``"5"``
           is not an int); a wrong one is :class:`pgq.InvalidJob` naming it.
           Default True; see docs/enqueueing.md.
+        - ``max_snoozes``: how many times a job may raise :class:`pgq.Snooze`
+          (wait and run again, no attempt counted); the snooze past it fails the
+          job for good. Default 100; None for no limit. See docs/worker.md.
         """
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
@@ -221,6 +227,13 @@ class App(ScheduleControls, OperationControls):
                 raise ConfigurationError(
                     f"max_attempts of task {task_name!r} must be an integer >= 1, got {max_attempts!r}"
                 )
+            if max_snoozes is not None and (
+                not isinstance(max_snoozes, int) or isinstance(max_snoozes, bool) or max_snoozes < 0
+            ):
+                raise ConfigurationError(
+                    f"max_snoozes of task {task_name!r} must be an integer >= 0, or None for no limit, "
+                    f"got {max_snoozes!r}"
+                )
             registered = Task(
                 self,
                 func,
@@ -234,6 +247,7 @@ class App(ScheduleControls, OperationControls):
                 batch_size=batch_size,
                 batch_wait=batch_wait,
                 validate=validate,
+                max_snoozes=max_snoozes,
             )
             # Check the task's default queue and priority once, here, rather
             # than failing at every enqueue.

@@ -6,6 +6,8 @@ person reading them is usually in a hurry.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 
 class PgqError(Exception):
     """Base class of every error raised by pgq."""
@@ -58,6 +60,27 @@ class Retry(PgqError):
             raise ConfigurationError(f"Retry delay must be a finite number of seconds >= 0, got {delay!r}")
         super().__init__(reason or f"retry requested in {delay} s")
         self.delay = float(delay)
+        self.reason = reason
+
+
+class Snooze(PgqError):
+    """Raise from a handler to run the job again after ``delay`` (seconds or a timedelta)
+    without counting an attempt: it waits for something, it did not fail.
+
+    The job goes back to pending at now + ``delay`` by the database clock; its
+    ``snoozes`` column counts the times. A task's ``max_snoozes`` (default 100, None
+    for no limit) bounds them: the snooze past it fails the job for good. Compare
+    :class:`Retry`, a failed attempt with a delay of your choice.
+    """
+
+    def __init__(self, delay: float | timedelta = 0.0, reason: str | None = None) -> None:
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < float("inf"):
+            raise ConfigurationError(
+                f"Snooze delay must be a finite number of seconds >= 0 or a timedelta, got {delay!r}"
+            )
+        super().__init__(reason or f"snoozed for {seconds:g} s")
+        self.delay = float(seconds)
         self.reason = reason
 
 

@@ -1,7 +1,8 @@
 """Hooks on job events: ``app.on("job_failed", fn)``.
 
 Events: ``job_started``, ``job_completed``, ``job_retrying``, ``job_failed``,
-``job_cancelled``, ``job_returned`` (given back at shutdown). A hook gets one
+``job_cancelled``, ``job_returned`` (given back at shutdown), ``job_snoozed`` (the
+handler raised :class:`pgq.Snooze`). A hook gets one
 :class:`Event`; it may be a plain or an ``async`` function. A hook that raises
 is logged and otherwise ignored: it never changes the job's outcome.
 """
@@ -13,7 +14,15 @@ from typing import Any
 
 from pgq.job import Job
 
-EVENTS = ("job_started", "job_completed", "job_retrying", "job_failed", "job_cancelled", "job_returned")
+EVENTS = (
+    "job_started",
+    "job_completed",
+    "job_retrying",
+    "job_failed",
+    "job_cancelled",
+    "job_returned",
+    "job_snoozed",
+)
 
 
 @dataclass(frozen=True)
@@ -24,7 +33,7 @@ class Event:
     result: Any = None
     #: The error entry written to the job (type, message, traceback, attempt).
     error: dict[str, Any] | None = None
-    #: Seconds until the retry (``job_retrying``).
+    #: Seconds until the job runs again (``job_retrying``, ``job_snoozed``).
     retry_in: float | None = None
     #: Seconds the attempt ran.
     duration: float | None = None

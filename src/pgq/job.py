@@ -149,6 +149,8 @@ class Job:
     result: Any = None
     depends_on: list[int] | None = None
     on_parent_failure: str | None = None
+    #: Times its handler raised :class:`pgq.Snooze` (each gave its attempt back).
+    snoozes: int = 0
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:

@@ -156,6 +156,7 @@ def job_detail(job: Job) -> str:
         f"  queue       {job.queue}   priority {job.priority}",
         f"  attempts    {job.attempts} of {job.max_attempts}",
         *([f"  crashes     {note}"] if (note := job.crash_note()) else []),
+        *([f"  snoozes     {job.snoozes} (each waited without counting an attempt)"] if job.snoozes else []),
         f"  created     {when(job.created_at)}",
         f"  run at      {when(job.run_at)}",
     ]

@@ -80,6 +80,11 @@ def _dependency_columns(domains: str | None) -> list[Column[object]]:
     ]
 
 
+def _snoozes() -> Column[object]:
+    # Revision 0013: times the job's handler raised pgq.Snooze.
+    return Column("snoozes", Integer, nullable=False)
+
+
 def _job_columns(domains: str | None) -> list[Column[object]]:
     return [
         Column("id", BigInteger, primary_key=True),
@@ -117,6 +122,7 @@ def tables(schema: str = "pgq") -> Tables:
         Column("has_children", Boolean),
         # Revision 0004: this running job holds a slot of its queue's limits (counted by jobs_running_idx).
         Column("limit_slot", Boolean),
+        _snoozes(),
     )
     job_history = Table(
         "job_history",
@@ -125,6 +131,7 @@ def tables(schema: str = "pgq") -> Tables:
         Column("finished_at", TZ, nullable=False),
         Column("result", JSONB),
         *_dependency_columns(None),
+        _snoozes(),
     )
     workers = Table(
         "workers",

@@ -28,6 +28,8 @@ Backoff = float | Callable[[int], float]
 MAX_BATCH_SIZE = 10_000
 #: ``batch_wait`` when a task gives ``batch_size`` alone.
 DEFAULT_BATCH_WAIT = 1.0
+#: A task's max_snoozes unless it says otherwise.
+DEFAULT_MAX_SNOOZES = 100
 
 
 class Task(Generic[P, R]):
@@ -54,6 +56,7 @@ class Task(Generic[P, R]):
         batch_size: int | None = None,
         batch_wait: float | timedelta | None = None,
         validate: bool = True,
+        max_snoozes: int | None = DEFAULT_MAX_SNOOZES,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -62,6 +65,8 @@ class Task(Generic[P, R]):
         self.priority = priority
         self.max_attempts = max_attempts
         self.backoff = backoff
+        #: Times a job may snooze (raise pgq.Snooze); None: no limit.
+        self.max_snoozes = max_snoozes
         self.timeout = _seconds(timeout, "timeout") if timeout is not None else None
         self.pass_context = pass_context
         self.is_async = inspect.iscoroutinefunction(fn)

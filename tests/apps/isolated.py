@@ -40,6 +40,8 @@ def fails(kind: str) -> None:
         raise pgq.PermanentError("no point in trying again")
     if kind == "retry":
         raise pgq.Retry(delay=7, reason="asked to come back")
+    if kind == "snooze":
+        raise pgq.Snooze(7, reason="waiting for the upstream")
     raise ValueError(f"failed in process {os.getpid()}")
 
 

@@ -109,6 +109,7 @@ def filled(conn: Any, **values: Any) -> dict[str, Any]:
         "backoff": 1.5,
         "depends_on": [parent],
         "on_parent_failure": "run",
+        "snoozes": 3,
     }
     row.update(values)
     return row

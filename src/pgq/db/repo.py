@@ -47,6 +47,7 @@ CLAIM_COLUMNS = (
     "depends_on",
     "on_parent_failure",
     "errors",
+    "snoozes",
 )
 
 

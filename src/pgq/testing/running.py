@@ -49,14 +49,15 @@ class JobOutcome:
 
     #: The job as it was run: ``attempts`` counts this attempt.
     job: Job
-    #: ``completed``, ``failed`` (for good), ``retry`` (failed; the job waits out its backoff)
-    #: or ``cancelled``.
+    #: ``completed``, ``failed`` (for good), ``retry`` (failed; the job waits out its backoff),
+    #: ``snooze`` (the handler raised pgq.Snooze: the job waits, no attempt counted) or
+    #: ``cancelled``.
     status: str
     #: The handler's return value, as stored (through JSON); None if it returned nothing.
     result: Any = None
     #: The error entry written to the job: ``type``, ``message``, ``traceback``, ``attempt``.
     error: dict[str, Any] | None = None
-    #: Seconds until the retry (``status == "retry"``).
+    #: Seconds until the job runs again (``status`` ``retry`` or ``snooze``).
     retry_in: float | None = None
     #: Seconds the attempt took.
     duration: float = 0.0
@@ -247,8 +248,8 @@ def run_job(
     tuple arrives as a list; a datetime is refused), the handler gets a real
     :class:`pgq.JobContext` for a job with id ``job_id`` on its ``attempt``, and
     what it returns or raises is classified like a worker does: ``completed``,
-    ``retry`` (with ``retry_in``), ``failed`` or ``cancelled``. Nothing is
-    written. Inside an event loop, use :func:`run_job_async`.
+    ``retry`` (with ``retry_in``), ``snooze`` (with ``retry_in``), ``failed`` or
+    ``cancelled``. Nothing is written. Inside an event loop, use :func:`run_job_async`.
     """
     return _run_sync(
         lambda: run_job_async(app, task, args, attempt=attempt, max_attempts=max_attempts, queue=queue, job_id=job_id),

@@ -113,6 +113,7 @@ class JobOut(BaseModel):
     errors: list[Any] = Field(description="one entry per failed attempt: attempt, at, type, message, traceback")
     timeout: float | None = Field(description="seconds")
     result: Any = None
+    snoozes: int = Field(0, description="times its handler raised pgq.Snooze (each gave its attempt back)")
 
 
 class JobPage(BaseModel):

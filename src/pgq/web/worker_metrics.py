@@ -34,6 +34,7 @@ OUTCOMES = {
     "job_retrying": "retried",
     "job_cancelled": "cancelled",
     "job_returned": "returned",
+    "job_snoozed": "snoozed",
 }
 
 

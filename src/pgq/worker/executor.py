@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from pgq.context import JobContext
 from pgq.db.session import Unreadable
-from pgq.errors import InvalidJob, PermanentError, Retry
+from pgq.errors import InvalidJob, PermanentError, Retry, Snooze
 from pgq.job import Job
 from pgq.task import Task
 from pgq.worker import isolation
@@ -330,6 +330,8 @@ class Executor:
             return self._failed_attempt(job, task, "Crashed", f"crashed its worker {times} times: {exc}", None)
         if isinstance(exc, PermanentError):
             return failure(job, type(exc).__qualname__, str(exc), permanent=True, exc=exc)
+        if isinstance(exc, Snooze):
+            return self._snoozed(job, task, exc.delay, str(exc), exc)
         if isinstance(exc, Retry):
             if job.attempts >= job.max_attempts:
                 return failure(job, "Retry", f"{exc} (out of attempts)", permanent=True, exc=exc)
@@ -337,10 +339,32 @@ class Executor:
             return Outcome(job, "retry", error=error_entry(job, "Retry", str(exc), exc), delay=delay)
         return self._failed_attempt(job, task, type(exc).__qualname__, str(exc), exc)
 
+    def _snoozed(
+        self, job: Job, task: Task[Any, Any], delay: float, message: str, exc: BaseException | None
+    ) -> Outcome:
+        """Back to pending after ``delay`` with the attempt given back, or failed for good
+        past the task's ``max_snoozes``."""
+        limit = task.max_snoozes
+        if limit is not None and job.snoozes >= limit:
+            return failure(
+                job,
+                "Snooze",
+                f"snoozed {job.snoozes} times, the most its task allows (max_snoozes={limit}); this snooze "
+                f"({message}) fails it: raise pgq.Retry to count attempts instead, or set "
+                "@app.task(max_snoozes=...) higher (None: no limit)",
+                permanent=True,
+                exc=exc,
+            )
+        return Outcome(job, "snooze", delay=min(delay, MAX_DELAY))
+
     def _raised_in_child(self, job: Job, task: Task[Any, Any], exc: isolation.ChildRaised) -> Outcome:
         """What :meth:`_raised` makes of the same exception raised in the worker."""
         if exc.permanent:
             outcome = failure(job, exc.kind, exc.message, permanent=True)
+        elif exc.snooze_delay is not None:
+            outcome = self._snoozed(job, task, exc.snooze_delay, exc.message, None)
+            if outcome.error is None:
+                return outcome
         elif exc.retry_delay is not None and job.attempts < job.max_attempts:
             delay = min(exc.retry_delay, MAX_DELAY)
             outcome = Outcome(job, "retry", error=error_entry(job, "Retry", exc.message), delay=delay)

@@ -33,7 +33,7 @@ import weakref
 from typing import Any
 
 from pgq.context import JobContext
-from pgq.errors import PermanentError, Retry
+from pgq.errors import PermanentError, Retry, Snooze
 from pgq.job import SUSPECT_AT, Job
 from pgq.task import Task
 
@@ -57,13 +57,22 @@ def suspect(job: Job, task: Task[Any, Any]) -> bool:
 class ChildRaised(Exception):
     """The handler raised in its child process: what the worker needs to classify it."""
 
-    def __init__(self, kind: str, message: str, trace: str, permanent: bool, retry_delay: float | None) -> None:
-        super().__init__(kind, message, trace, permanent, retry_delay)
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        trace: str,
+        permanent: bool,
+        retry_delay: float | None,
+        snooze_delay: float | None = None,
+    ) -> None:
+        super().__init__(kind, message, trace, permanent, retry_delay, snooze_delay)
         self.kind = kind
         self.message = message
         self.trace = trace
         self.permanent = permanent
         self.retry_delay = retry_delay
+        self.snooze_delay = snooze_delay
 
     def __str__(self) -> str:
         return self.message
@@ -280,7 +289,7 @@ def _run(request: tuple[Any, ...]) -> tuple[str, Any]:
     return ("ok", result)
 
 
-def _raised(exc: BaseException) -> tuple[str, str, str, bool, float | None]:
+def _raised(exc: BaseException) -> tuple[str, str, str, bool, float | None, float | None]:
     """What the worker needs of ``exc`` to classify it, in plain values: the arguments
     of the :class:`ChildRaised` it raises in the worker."""
     return (
@@ -289,4 +298,5 @@ def _raised(exc: BaseException) -> tuple[str, str, str, bool, float | None]:
         "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:],
         isinstance(exc, PermanentError),
         exc.delay if isinstance(exc, Retry) else None,
+        exc.delay if isinstance(exc, Snooze) else None,
     )

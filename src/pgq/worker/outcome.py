@@ -8,7 +8,7 @@ from typing import Any
 from pgq.job import Job
 
 #: Kinds the finish statement knows: the first three move the job to history.
-KINDS = ("completed", "failed", "cancelled", "retry", "return")
+KINDS = ("completed", "failed", "cancelled", "retry", "return", "snooze")
 
 #: The hook and log event of each kind.
 EVENTS = {
@@ -17,6 +17,7 @@ EVENTS = {
     "cancelled": "job_cancelled",
     "retry": "job_retrying",
     "return": "job_returned",
+    "snooze": "job_snoozed",
 }
 
 

@@ -130,6 +130,15 @@ class Reporter:
             )
         elif outcome.kind == "cancelled":
             log.info("job %s %s cancelled", job.id, job.task, extra=fields)
+        elif outcome.kind == "snooze":
+            log.info(
+                "job %s %s snoozed for %.1f s (snooze %d; the attempt is not counted)",
+                job.id,
+                job.task,
+                outcome.delay or 0,
+                job.snoozes + 1,
+                extra={**fields, "retry_in": outcome.delay},
+            )
         else:
             log.info("job %s %s returned to the queue (shutdown)", job.id, job.task, extra=fields)
 
@@ -151,6 +160,7 @@ _WORDS = (
     ("failed", "failed"),
     ("cancelled", "cancelled"),
     ("return", "returned"),
+    ("snooze", "snoozed"),
 )
 
 

@@ -399,7 +399,7 @@ class Worker:
         # now: this worker looks again (finish_jobs() has notified the others).
         limited = self.producer.limited
         for outcome in outcomes:
-            if outcome.kind in ("retry", "return") or (limited and outcome.job.queue in limited):
+            if outcome.kind in ("retry", "return", "snooze") or (limited and outcome.job.queue in limited):
                 self.producer.wake.set()
                 break
 

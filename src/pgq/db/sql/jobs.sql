@@ -207,7 +207,7 @@ returning j.*;
 -- claim_limited: serialised per queue by a lock on its queues row).
 -- The columns of repo.CLAIM_COLUMNS, as job_claim returns them.
 select id, queue, task, args, priority, attempts, max_attempts, run_at, created_at, started_at, key, group_key,
-       timeout, backoff, depends_on, on_parent_failure, nullif(errors, cast('[]' as jsonb)) as errors
+       timeout, backoff, depends_on, on_parent_failure, nullif(errors, cast('[]' as jsonb)) as errors, snoozes
   from {schema}.claim_limited(%(worker_id)s, %(queue)s, %(limit)s);
 
 -- name: job_limited_queues
@@ -318,10 +318,10 @@ moved as (
 )
 insert into {schema}.jobs
     (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
-     key, group_key, errors, timeout, backoff, depends_on, on_parent_failure)
+     key, group_key, errors, timeout, backoff, depends_on, on_parent_failure, snoozes)
 select id, queue, task, args, priority, 'pending', attempts,
        greatest(max_attempts, attempts + 1), now(), created_at,
-       key, group_key, errors, timeout, backoff, depends_on, on_parent_failure
+       key, group_key, errors, timeout, backoff, depends_on, on_parent_failure, snoozes
   from moved
 returning id;
 
