@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
@@ -546,6 +547,8 @@ class App(ScheduleControls, OperationControls):
         on_parent_failure: str | None = None,
         unique_for: float | timedelta | None = None,
         debounce: float | timedelta | None = None,
+        tags: Sequence[str] | None = None,
+        meta: dict[str, Any] | None = None,
         connection: Any = None,
         strict: bool = False,
     ) -> int:
@@ -571,6 +574,10 @@ class App(ScheduleControls, OperationControls):
         - ``debounce`` (with ``key``): seconds or timedelta; while a job holds the
           key and has not started, an enqueue replaces its args and moves its
           run time to now + debounce; otherwise a new job is made, due then.
+        - ``tags``: labels to find the job by (``["tenant:42", "import"]``; at most
+          20 of 1 to 100 characters, without spaces or commas): ``list_jobs(tag=)``,
+          ``GET /api/jobs?tag=``, the dashboard's filter.
+        - ``meta``: a JSON object of your own, stored and shown with the job.
         - ``connection``: a psycopg ``Connection`` or SQLAlchemy
           ``Connection``/``Session`` whose transaction the job joins: it exists,
           and workers are notified, only if that transaction commits.
@@ -592,6 +599,8 @@ class App(ScheduleControls, OperationControls):
             on_parent_failure,
             unique_for,
             debounce,
+            tags=tags,
+            meta=meta,
         )
         params = self._prepare(spec, strict)
         try:
@@ -641,6 +650,8 @@ class App(ScheduleControls, OperationControls):
         on_parent_failure: str | None = None,
         unique_for: float | timedelta | None = None,
         debounce: float | timedelta | None = None,
+        tags: Sequence[str] | None = None,
+        meta: dict[str, Any] | None = None,
         connection: Any = None,
         strict: bool = False,
     ) -> int:
@@ -661,6 +672,8 @@ class App(ScheduleControls, OperationControls):
             on_parent_failure,
             unique_for,
             debounce,
+            tags=tags,
+            meta=meta,
         )
         params = self._prepare(spec, strict)
         try:
@@ -797,25 +810,37 @@ class App(ScheduleControls, OperationControls):
         queue: str | None = None,
         task: str | None = None,
         key: str | None = None,
+        tag: str | None = None,
+        args: dict[str, Any] | None = None,
         limit: int = 50,
         before_id: int | None = None,
     ) -> list[Job]:
-        """Jobs newest first, filtered; pass the last id as ``before_id`` for the next page."""
+        """Jobs newest first, filtered; pass the last id as ``before_id`` for the next page.
+
+        ``tag``: jobs with this tag. ``args``: jobs whose args contain this JSON object
+        (``{"user_id": 7}`` matches every job whose ``user_id`` is 7, whatever its other args)."""
         from pgq.job import STATUSES
 
         if status is not None and status not in STATUSES:
             raise ConfigurationError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
         if not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise ConfigurationError(f"limit must be between 1 and 10000, got {limit!r}")
+        if tag is not None and (not isinstance(tag, str) or not tag):
+            raise ConfigurationError(f"tag must be a non-empty string, got {tag!r}")
+        if args is not None and not isinstance(args, dict):
+            raise ConfigurationError(f"args must be a dict (a JSON object) the jobs' args contain, got {args!r}")
         params = {
             "status": status,
             "queue": queue,
             "task": task,
             "key": key,
+            "tag": tag,
+            "args": None if args is None else json.dumps(args),
             "limit": limit,
             "before_id": before_id,
         }
-        return [Job.from_row(row) for row in self._run(query("job_list", self.schema), params, idempotent=True)]
+        name = "job_list" if tag is None else "job_list_tagged"
+        return [Job.from_row(row) for row in self._run(query(name, self.schema), params, idempotent=True)]
 
     # ------------------------------------------------------------- controls
     # cancel, retry, promote, delete, queues, workers and stats: pgq.operations.OperationControls

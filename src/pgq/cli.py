@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enqueue.add_argument("--unique-for", type=float, metavar="SECONDS", help="with --key: keep the key this long")
     enqueue.add_argument("--debounce", type=float, metavar="SECONDS", help="with --key: push the pending job back")
+    enqueue.add_argument(
+        "--tag", action="append", dest="tags", metavar="TAG", help="a label to find the job by; repeat for more"
+    )
+    enqueue.add_argument("--meta", metavar="JSON", help='a JSON object of your own, e.g. \'{"source": "cli"}\'')
     enqueue.set_defaults(handler=cmd_enqueue)
 
     jobs = commands.add_parser("jobs", help="list, inspect, retry, cancel, promote and delete jobs")
@@ -95,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--queue")
     listing.add_argument("--task")
     listing.add_argument("--key")
+    listing.add_argument("--tag", help="only jobs with this tag")
+    listing.add_argument(
+        "--args", metavar="JSON", help="only jobs whose args contain this JSON object, e.g. '{\"user_id\": 7}'"
+    )
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--before-id", type=int, help="show jobs older than this id (next page)")
     listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
@@ -379,6 +387,8 @@ def cmd_enqueue(options: argparse.Namespace) -> int:
             on_parent_failure=options.on_parent_failure,
             unique_for=options.unique_for,
             debounce=options.debounce,
+            tags=options.tags,
+            meta=None if options.meta is None else _json_object(options.meta, "--meta"),
         )
     print(job_id)
     return 0
@@ -400,6 +410,8 @@ def cmd_jobs_list(options: argparse.Namespace) -> int:
             queue=options.queue,
             task=options.task,
             key=options.key,
+            tag=options.tag,
+            args=None if options.args is None else _json_object(options.args, "--args"),
             limit=options.limit,
             before_id=options.before_id,
         )

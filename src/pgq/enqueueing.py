@@ -125,6 +125,8 @@ def prepare(spec: JobSpec, task: Task[Any, Any] | None, max_payload_bytes: int, 
 
     timeout = timedelta(seconds=task.timeout) if task and task.timeout else None
     backoff = task.backoff if task and isinstance(task.backoff, int | float) else None
+    tags = check_tags(spec.tags)
+    meta = None if spec.meta is None else _encode_meta(spec.meta, max_payload_bytes)
     return {
         "task": name,
         "args": args_json,
@@ -141,7 +143,43 @@ def prepare(spec: JobSpec, task: Task[Any, Any] | None, max_payload_bytes: int, 
         "on_parent_failure": on_parent_failure,
         "unique_for": unique_for,
         "debounce": debounce,
+        "tags": tags,
+        "meta": meta,
     }
+
+
+#: Tags per job, and characters per tag (the rule of the domain job_tags, migration 0014).
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 100
+_TAG_BREAKS = re.compile(r"[\s,\x00-\x1f\x7f]")
+
+
+def check_tags(tags: Any) -> list[str] | None:
+    """``tags`` as stored: a list of distinct tags in the order given, or None for none."""
+    if tags is None:
+        return None
+    if isinstance(tags, str) or not isinstance(tags, list | tuple | set | frozenset):
+        raise InvalidJob(f"tags must be a list of strings, such as ['tenant:42', 'import'], got {tags!r}")
+    kept = list(dict.fromkeys(tags))
+    for tag in kept:
+        if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG_LENGTH or _TAG_BREAKS.search(tag):
+            raise InvalidJob(
+                f"each tag must be a string of 1 to {MAX_TAG_LENGTH} characters without spaces or commas, got {tag!r}"
+            )
+    if len(kept) > MAX_TAGS:
+        raise InvalidJob(f"a job has at most {MAX_TAGS} tags, got {len(kept)}")
+    return kept or None
+
+
+def _encode_meta(meta: Any, max_payload_bytes: int) -> str:
+    if not isinstance(meta, dict):
+        raise InvalidJob(f"meta must be a dict (a JSON object), got {type(meta).__name__}")
+    try:
+        data = encode_args(meta, max_payload_bytes)
+    except InvalidJob as exc:
+        # The same rules as args (JSON, size, depth), told of meta.
+        raise type(exc)(str(exc).replace("args[", "meta[").replace("args", "meta", 1)) from None
+    return data.decode()
 
 
 #: Parents per job: a job waiting for more is better modelled as a group of
@@ -341,6 +379,8 @@ class Options:
             "on_parent_failure": None,
             "unique_for": None,
             "debounce": None,
+            "tags": None,
+            "meta": None,
         }
 
 
@@ -393,6 +433,8 @@ def prepare_batch(
                 and spec.on_parent_failure is None
                 and spec.unique_for is None
                 and spec.debounce is None
+                and spec.tags is None
+                and spec.meta is None
             ):
                 name = spec.task
                 resolved = defaults.get(name) if type(name) is str else None
@@ -538,9 +580,11 @@ def _insert_batch(schema: str, batch: Sequence[dict[str, Any]]) -> Flow[list[int
         "backoff",
         "group_key",
         "on_parent_failure",
+        "meta",
     )
     arrays = {column: [params[column] for params in batch] for column in columns}
     arrays["depends_on"] = [_array_literal(params["depends_on"]) for params in batch]
+    arrays["tags"] = [_tags_literal(params["tags"]) for params in batch]
     inserted = yield query("job_insert_many", schema), arrays
     new_ids = iter(sorted(int(row["id"]) for row in inserted))
     inserted_keys = {(row["queue"], row["key"]) for row in inserted if row["key"] is not None}
@@ -596,6 +640,14 @@ def insert_workflow(schema: str, nodes: Sequence[Node], batch: Sequence[dict[str
 
 def _array_literal(ids: list[int] | None) -> str | None:
     return None if ids is None else "{" + ",".join(str(i) for i in ids) + "}"
+
+
+def _tags_literal(tags: list[str] | None) -> str | None:
+    # One text array literal per job (arrays of arrays cannot be ragged); a tag holds no
+    # space or comma, but may hold a quote or a backslash.
+    if tags is None:
+        return None
+    return "{" + ",".join('"' + tag.replace("\\", "\\\\").replace('"', '\\"') + '"' for tag in tags) + "}"
 
 
 #: SQLSTATE of the refusals of pgq.admit() and pgq.admit_group() (max_pending or

@@ -74,6 +74,11 @@ class JobSpec:
     #: With ``key``: an enqueue while a job holds the key replaces that job's args and
     #: pushes its ``run_at`` to now + ``debounce`` (a new job starts the wait).
     debounce: float | timedelta | None = None
+    #: Labels to find the job by, such as ``["tenant:42", "import"]``: at most 20 of 1 to
+    #: 100 characters, without spaces or commas.
+    tags: Sequence[str] | None = None
+    #: A JSON object of your own (who asked, a correlation id); pgq stores and shows it.
+    meta: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -90,6 +95,8 @@ class JobSpec:
         on_parent_failure: str | None = None,
         unique_for: float | timedelta | None = None,
         debounce: float | timedelta | None = None,
+        tags: Sequence[str] | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> None:
         # Written straight into the instance's dict (a frozen dataclass's own init calls
         # object.__setattr__ per field), and only the options given: the others read the
@@ -119,6 +126,10 @@ class JobSpec:
             fields["unique_for"] = unique_for
         if debounce is not None:
             fields["debounce"] = debounce
+        if tags is not None:
+            fields["tags"] = tags
+        if meta is not None:
+            fields["meta"] = meta
 
 
 @dataclass(frozen=True)
@@ -151,6 +162,10 @@ class Job:
     on_parent_failure: str | None = None
     #: Times its handler raised :class:`pgq.Snooze` (each gave its attempt back).
     snoozes: int = 0
+    #: Labels to find the job by (``tenant:42``): ``app.list_jobs(tag=...)``, the dashboard.
+    tags: list[str] | None = None
+    #: The enqueuer's own JSON object; pgq stores and shows it, never reads it.
+    meta: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:

@@ -164,6 +164,8 @@ def job_detail(job: Job) -> str:
         lines.append(f"  started     {when(job.started_at)}")
     if job.finished_at:
         lines.append(f"  finished    {when(job.finished_at)}")
+    if job.tags:
+        lines.append(f"  tags        {' '.join(job.tags)}")
     if job.key:
         lines.append(f"  key         {job.key}")
     if job.group_key:
@@ -178,6 +180,8 @@ def job_detail(job: Job) -> str:
         message = f"  {job.progress_message}" if job.progress_message else ""
         lines.append(f"  progress    {job.progress:.0%}{message}")
     lines.append("  args        " + json.dumps(clip(job.args), ensure_ascii=False, indent=2).replace("\n", "\n  "))
+    if job.meta is not None:
+        lines.append("  meta        " + json.dumps(clip(job.meta), ensure_ascii=False))
     if job.result is not None:
         lines.append("  result      " + json.dumps(clip(job.result), ensure_ascii=False))
     for error in job.errors if isinstance(job.errors, list) else [job.errors]:

@@ -48,11 +48,15 @@ class Redactor:
 
 
 def redact_job(job: Job, redact: Redactor) -> Job:
-    """The job as every surface shows it (pages, API, CLI): ``args`` and ``result`` with the
-    values of secret keys masked, and those and ``errors`` cut at
+    """The job as every surface shows it (pages, API, CLI): ``args``, ``result`` and ``meta``
+    with the values of secret keys masked, and those and ``errors`` cut at
     :data:`pgq.display.DISPLAY_DEPTH` levels. Error messages are free text: not redacted."""
     return dataclasses.replace(
-        job, args=redact(clip(job.args)), result=redact(clip(job.result)), errors=clip(job.errors)
+        job,
+        args=redact(clip(job.args)),
+        result=redact(clip(job.result)),
+        errors=clip(job.errors),
+        meta=None if job.meta is None else redact(clip(job.meta)),
     )
 
 

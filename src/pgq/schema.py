@@ -80,9 +80,14 @@ def _dependency_columns(domains: str | None) -> list[Column[object]]:
     ]
 
 
-def _snoozes() -> Column[object]:
-    # Revision 0013: times the job's handler raised pgq.Snooze.
-    return Column("snoozes", Integer, nullable=False)
+def _later_columns(domains: str | None) -> list[Column[object]]:
+    # Revision 0013: times the job's handler raised pgq.Snooze; 0014: its tags and meta
+    # (domains job_tags and job_meta in jobs).
+    return [
+        Column("snoozes", Integer, nullable=False),
+        Column("tags", DOMAIN("job_tags", ARRAY(Text), schema=domains, create_type=False) if domains else ARRAY(Text)),
+        Column("meta", DOMAIN("job_meta", JSONB(), schema=domains, create_type=False) if domains else JSONB),
+    ]
 
 
 def _job_columns(domains: str | None) -> list[Column[object]]:
@@ -122,7 +127,7 @@ def tables(schema: str = "pgq") -> Tables:
         Column("has_children", Boolean),
         # Revision 0004: this running job holds a slot of its queue's limits (counted by jobs_running_idx).
         Column("limit_slot", Boolean),
-        _snoozes(),
+        *_later_columns(schema),
     )
     job_history = Table(
         "job_history",
@@ -131,7 +136,7 @@ def tables(schema: str = "pgq") -> Tables:
         Column("finished_at", TZ, nullable=False),
         Column("result", JSONB),
         *_dependency_columns(None),
-        _snoozes(),
+        *_later_columns(None),
     )
     workers = Table(
         "workers",

@@ -251,7 +251,7 @@ class Task(Generic[P, R]):
         return await self.app.enqueue_async(self, dict(kwargs))
 
     def options(self, **options: Any) -> BoundTask[P, R]:
-        """Per-job options (queue, priority, run_at, delay, key, max_attempts, connection)."""
+        """Per-job options (queue, priority, run_at, delay, key, max_attempts, tags, meta, connection)."""
         return BoundTask(self, options)
 
 

@@ -110,6 +110,8 @@ def filled(conn: Any, **values: Any) -> dict[str, Any]:
         "depends_on": [parent],
         "on_parent_failure": "run",
         "snoozes": 3,
+        "tags": ["tenant:42", "import"],
+        "meta": json.dumps({"requested_by": "ops", "ticket": 12}),
     }
     row.update(values)
     return row

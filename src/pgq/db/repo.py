@@ -48,6 +48,8 @@ CLAIM_COLUMNS = (
     "on_parent_failure",
     "errors",
     "snoozes",
+    "tags",
+    "meta",
 )
 
 

@@ -45,6 +45,7 @@ from pgq.web.models import (
 from pgq.web.operations import (
     QUEUE_ACTIONS,
     WebError,
+    args_filter,
     call,
     job_action,
     limit_changes,
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
     from pgq.web.dashboard import Dashboard
 
 MAX_LIMIT = 1000
-LIST_PARAMS = ("status", "queue", "task", "key", "limit", "before_id")
+LIST_PARAMS = ("status", "queue", "task", "key", "tag", "args", "limit", "before_id")
 QUERY_RULES = {
     "status": f"one of {', '.join(STATUSES)}",
     "limit": f"a whole number between 1 and {MAX_LIMIT}",
@@ -174,6 +175,10 @@ def router(d: Dashboard) -> APIRouter:
         queue: Annotated[str | None, Query(description="only jobs of this queue")] = None,
         task: Annotated[str | None, Query(description="only jobs of this task")] = None,
         key: Annotated[str | None, Query(description="only jobs with this idempotency key")] = None,
+        tag: Annotated[str | None, Query(description="only jobs with this tag")] = None,
+        args: Annotated[
+            str | None, Query(description='only jobs whose args contain this JSON object, e.g. {"user_id": 7}')
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")] = 50,
         before_id: Annotated[int | None, Query(ge=1, description="the next_before_id of the previous page")] = None,
     ) -> Any:
@@ -187,6 +192,8 @@ def router(d: Dashboard) -> APIRouter:
             queue=queue or None,
             task=task or None,
             key=key or None,
+            tag=tag or None,
+            args=args_filter(args),
             limit=limit + 1,  # one more than shown: is there a next page at all?
             before_id=before_id,
         )
@@ -222,6 +229,8 @@ def router(d: Dashboard) -> APIRouter:
             on_parent_failure=body.on_parent_failure,
             unique_for=body.unique_for,
             debounce=body.debounce,
+            tags=body.tags,
+            meta=body.meta,
             strict=d.strict,
         )
         job = await read(d.app.get_job, job_id)

@@ -25,6 +25,10 @@ Positive = Annotated[float, Field(gt=0, strict=True)]
 # ^...$ rather than Python's \A...\Z: pydantic checks patterns with Rust's regex, where $ is the end.
 QueueName = Annotated[StrictStr, Field(pattern=rf"^{QUEUE_NAME_CHARS}$", description=QUEUE_RULE)]
 Name255 = Annotated[StrictStr, Field(min_length=1, max_length=255)]
+Tag = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=100, pattern=r"^[^\s,\x00-\x1f\x7f]+$", description="no spaces or commas"),
+]
 
 #: What each field must be, in words: a 422 names the field and says this.
 FIELD_RULES = {
@@ -84,6 +88,8 @@ class EnqueueIn(Strict):
     on_parent_failure: Literal["cancel", "run"] | None = None
     unique_for: Annotated[Positive, Field(description="with key: seconds the key stays taken")] | None = None
     debounce: Annotated[Positive, Field(description="with key: seconds; pushes the pending job back")] | None = None
+    tags: Annotated[list[Tag], Field(max_length=20, description="labels to find the job by")] | None = None
+    meta: dict[str, Any] | None = Field(None, description="a JSON object of your own, stored with the job")
 
 
 class JobOut(BaseModel):
@@ -114,6 +120,8 @@ class JobOut(BaseModel):
     timeout: float | None = Field(description="seconds")
     result: Any = None
     snoozes: int = Field(0, description="times its handler raised pgq.Snooze (each gave its attempt back)")
+    tags: list[str] | None = None
+    meta: Any = Field(None, description="the enqueuer's JSON object (rows written by SQL may hold any JSON)")
 
 
 class JobPage(BaseModel):

@@ -6,6 +6,7 @@ SQL of its own for changing jobs, queues or schedules.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -161,3 +162,17 @@ async def set_limits(app: App, name: str, changes: dict[str, Any]) -> str:
 
     info = await call(app.set_queue, name, **changes)
     return f"queue {name}: {limits_text(info) if limits_text(info) != '-' else 'no limits'}"
+
+
+def args_filter(text: str | None) -> dict[str, Any] | None:
+    """The ``args`` filter of a job list (a JSON object the jobs' args contain), or a 422
+    saying what is wrong with it. Empty: no filter."""
+    if text is None or not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise WebError(422, f'args must be a JSON object such as {{"user_id": 7}}; got {text[:100]!r}') from None
+    if not isinstance(value, dict):
+        raise WebError(422, f'args must be a JSON object such as {{"user_id": 7}}, not {type(value).__name__}')
+    return value

@@ -24,6 +24,7 @@ from pgq.web.operations import (
     JOB_ACTIONS,
     SCHEDULE_ACTIONS,
     WebError,
+    args_filter,
     job_action,
     limit_changes,
     queue_action,
@@ -147,16 +148,22 @@ def router(d: Dashboard) -> APIRouter:
             if (found := data.job_id(wanted)) is not None:
                 return RedirectResponse(f"{base_path(request.scope)}/jobs/{found}", status_code=303)
             return d.back(request, "/jobs", f"{wanted!r} is not a job id (a whole number)")
-        filters: dict[str, Any] = {k: (params.get(k) or "").strip() or None for k in ("status", "queue", "task", "key")}
+        filters: dict[str, Any] = {
+            k: (params.get(k) or "").strip() or None for k in ("status", "queue", "task", "key", "tag", "args")
+        }
         problem = None
         if filters["status"] not in (None, *STATUSES):
             problem = f"unknown state {filters['status']!r}; pick one of {', '.join(STATUSES)}"
             filters["status"] = None
+        try:
+            args = args_filter(filters["args"])
+        except WebError as bad:
+            problem, filters["args"], args = bad.message, None, None
         before = params.get("before_id")
         before_id = data.job_id(before) if before else None
 
         def read_page() -> tuple[list[Job], datetime]:
-            found = d.app.list_jobs(limit=PAGE_SIZE + 1, before_id=before_id, **filters)
+            found = d.app.list_jobs(limit=PAGE_SIZE + 1, before_id=before_id, **{**filters, "args": args})
             return found, data.db_now(d.app)
 
         listed, now = await read(read_page)

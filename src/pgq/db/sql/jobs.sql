@@ -36,21 +36,23 @@ group_admitted as (
 )
 insert into {schema}.jobs
     (task, args, queue, priority, run_at, key, max_attempts, timeout, backoff, group_key,
-     depends_on, on_parent_failure, status)
+     depends_on, on_parent_failure, status, tags, meta)
 select t.task, t.args, t.queue, t.priority,
        coalesce(t.run_at, now() + make_interval(secs => coalesce(t.delay, 0))),
        t.key, t.max_attempts, t.timeout, t.backoff, t.group_key,
        cast(t.depends_on as bigint[]), t.on_parent_failure,
-       case when t.depends_on is null then 'pending' else 'blocked' end
+       case when t.depends_on is null then 'pending' else 'blocked' end,
+       cast(t.tags as text[]), t.meta
   from unnest(
         cast(%(task)b as text[]), cast(%(args)b as jsonb[]), cast(%(queue)b as text[]),
         cast(%(priority)b as integer[]), cast(%(run_at)b as timestamptz[]),
         cast(%(delay)b as float8[]), cast(%(key)b as text[]), cast(%(max_attempts)b as integer[]),
         cast(%(timeout)b as interval[]), cast(%(backoff)b as float8[]), cast(%(group_key)b as text[]),
-        cast(%(depends_on)b as text[]), cast(%(on_parent_failure)b as text[])
+        cast(%(depends_on)b as text[]), cast(%(on_parent_failure)b as text[]), cast(%(tags)b as text[]),
+        cast(%(meta)b as jsonb[])
        ) with ordinality
        as t(task, args, queue, priority, run_at, delay, key, max_attempts, timeout, backoff, group_key,
-            depends_on, on_parent_failure, ord)
+            depends_on, on_parent_failure, tags, meta, ord)
  where coalesce((select ok from admitted), true) and coalesce((select ok from group_admitted), true)
  order by t.ord
     on conflict (queue, key) where key is not null do nothing
@@ -137,12 +139,30 @@ select *
 
 -- name: job_list
 -- Newest first; keyset pagination on id (before_id) keeps deep pages cheap.
+-- args: jobs whose args contain this JSON object (args @> ...).
 select *
   from {schema}.all_jobs
  where (cast(%(status)s as text) is null or status = %(status)s)
    and (cast(%(queue)s as text) is null or queue = %(queue)s)
    and (cast(%(task)s as text) is null or task = %(task)s)
    and (cast(%(key)s as text) is null or key = %(key)s)
+   and (cast(%(args)s as jsonb) is null or args @> cast(%(args)s as jsonb))
+   and (cast(%(before_id)s as bigint) is null or id < %(before_id)s)
+ order by id desc
+ limit %(limit)s;
+
+-- name: job_list_tagged
+-- job_list of the jobs with one tag. The tag's test is a plain condition, not
+-- "is null or", so that the partial GIN indexes on tags (migration 0014) find a
+-- rare tag's jobs among millions instead of a walk of every id.
+select *
+  from {schema}.all_jobs
+ where tags @> array[cast(%(tag)s as text)]
+   and (cast(%(status)s as text) is null or status = %(status)s)
+   and (cast(%(queue)s as text) is null or queue = %(queue)s)
+   and (cast(%(task)s as text) is null or task = %(task)s)
+   and (cast(%(key)s as text) is null or key = %(key)s)
+   and (cast(%(args)s as jsonb) is null or args @> cast(%(args)s as jsonb))
    and (cast(%(before_id)s as bigint) is null or id < %(before_id)s)
  order by id desc
  limit %(limit)s;
@@ -207,7 +227,8 @@ returning j.*;
 -- claim_limited: serialised per queue by a lock on its queues row).
 -- The columns of repo.CLAIM_COLUMNS, as job_claim returns them.
 select id, queue, task, args, priority, attempts, max_attempts, run_at, created_at, started_at, key, group_key,
-       timeout, backoff, depends_on, on_parent_failure, nullif(errors, cast('[]' as jsonb)) as errors, snoozes
+       timeout, backoff, depends_on, on_parent_failure, nullif(errors, cast('[]' as jsonb)) as errors, snoozes,
+       tags, meta
   from {schema}.claim_limited(%(worker_id)s, %(queue)s, %(limit)s);
 
 -- name: job_limited_queues
@@ -318,10 +339,10 @@ moved as (
 )
 insert into {schema}.jobs
     (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
-     key, group_key, errors, timeout, backoff, depends_on, on_parent_failure, snoozes)
+     key, group_key, errors, timeout, backoff, depends_on, on_parent_failure, snoozes, tags, meta)
 select id, queue, task, args, priority, 'pending', attempts,
        greatest(max_attempts, attempts + 1), now(), created_at,
-       key, group_key, errors, timeout, backoff, depends_on, on_parent_failure, snoozes
+       key, group_key, errors, timeout, backoff, depends_on, on_parent_failure, snoozes, tags, meta
   from moved
 returning id;
 
@@ -349,12 +370,12 @@ returning id;
 -- The values are cast to base types: queue is also compared with queues.name, and
 -- a parameter both a domain column (0010) and text takes is ambiguous.
 insert into {schema}.jobs
-    (task, args, queue, priority, run_at, max_attempts, timeout, backoff, group_key)
+    (task, args, queue, priority, run_at, max_attempts, timeout, backoff, group_key, tags, meta)
 select cast(%(task)s as text), cast(%(args)s as jsonb), cast(%(queue)s as text), %(priority)s,
        coalesce(cast(%(run_at)s as timestamptz),
                 now() + make_interval(secs => coalesce(cast(%(delay)s as float8), 0))),
        cast(%(max_attempts)s as integer), cast(%(timeout)s as interval), cast(%(backoff)s as float8),
-       cast(%(group_key)s as text)
+       cast(%(group_key)s as text), cast(%(tags)s as text[]), cast(%(meta)s as jsonb)
  where not exists (select from {schema}.queues q
                     where q.name = %(queue)s and (q.max_pending is not null or q.group_max_pending is not null))
     or ({schema}.admit(%(queue)s, 1) and {schema}.admit_group(%(queue)s, cast(%(group_key)s as text), 1))
@@ -368,7 +389,7 @@ select {schema}.insert_job(
     %(task)s, cast(%(args)s as jsonb), %(queue)s, %(priority)s, cast(%(run_at)s as timestamptz),
     cast(%(delay)s as float8), cast(%(key)s as text), %(max_attempts)s, cast(%(timeout)s as interval),
     cast(%(backoff)s as float8), cast(%(group_key)s as text), cast(%(depends_on)s as bigint[]),
-    cast(%(on_parent_failure)s as text)) as id;
+    cast(%(on_parent_failure)s as text), cast(%(tags)s as text[]), cast(%(meta)s as jsonb)) as id;
 
 -- name: job_copy_prepare
 -- Before a COPY of plain jobs: ids for them from the jobs' own sequence (COPY
