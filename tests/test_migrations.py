@@ -23,6 +23,7 @@ PGQ_TABLES = {
     "queues",
     "queue_groups",
     "job_keys",
+    "job_waiters",
     "alembic_version",
 }
 

@@ -803,6 +803,23 @@ class App(ScheduleControls, OperationControls):
         rows = self._run(query("job_get", self.schema), {"id": int(job_id)}, idempotent=True)
         return Job.from_row(rows[0]) if rows else None
 
+    def wait(self, job_id: int, timeout: float | None = None) -> Job:
+        """Block until the job ends (completed, failed or cancelled) and return it, with its result.
+
+        Woken by a NOTIFY when the job moves to history (the workers send it only
+        while someone waits). Returns at once for a job that already ended. Raises
+        :class:`TimeoutError` after ``timeout`` seconds (None: no limit) and
+        :class:`JobNotFound` for an unknown id."""
+        from pgq.waiting import wait
+
+        return wait(self, job_id, timeout)
+
+    async def wait_async(self, job_id: int, timeout: float | None = None) -> Job:
+        """:meth:`wait` for asyncio code."""
+        from pgq.waiting import wait_async
+
+        return await wait_async(self, job_id, timeout)
+
     def list_jobs(
         self,
         *,

@@ -111,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id", metavar="ID", help="the job's id")
     show.add_argument("--json", action="store_true", help="the job as JSON")
     show.set_defaults(handler=cmd_jobs_show)
+    waiting = job_commands.add_parser(
+        "wait",
+        parents=[common],
+        help="wait for a job to end and show it",
+        description="Wait until the job ends, then show it. Exit status: 0 completed, 1 failed or cancelled, "
+        "3 still live when the timeout passed.",
+    )
+    waiting.add_argument("id", metavar="ID", help="the job's id")
+    waiting.add_argument("--timeout", type=non_negative_float, help="give up after this many seconds (default: never)")
+    waiting.add_argument("--json", action="store_true", help="the job as JSON")
+    waiting.set_defaults(handler=cmd_jobs_wait)
     from pgq import cli_ops  # the operator's commands live there; it imports this module
 
     cli_ops.add_job_actions(job_commands, common)
@@ -432,6 +443,22 @@ def cmd_jobs_show(options: argparse.Namespace) -> int:
     job = redact_job(job, redact)  # the dashboard's and the API's redaction, for args and result
     print(to_json(job) if options.json else job_detail(job))
     return 0
+
+
+def cmd_jobs_wait(options: argparse.Namespace) -> int:
+    from pgq.cli_ops import job_id_arg
+
+    job_id = job_id_arg(options.id)
+    with _app(options) as app:
+        try:
+            job = app.wait(job_id, timeout=options.timeout)
+        except TimeoutError as exc:
+            print(f"pgq: {exc}", file=sys.stderr)
+            return 3
+        redact = Redactor(app.settings.redact_keys)
+    job = redact_job(job, redact)
+    print(to_json(job) if options.json else job_detail(job))
+    return 0 if job.status == "completed" else 1
 
 
 def _print_jobs(jobs: Sequence[Job], as_json: bool) -> None:

@@ -44,6 +44,7 @@ class Tables:
     queues: Table
     queue_groups: Table
     job_keys: Table
+    job_waiters: Table
 
 
 #: Revision 0010: the columns of ``jobs`` whose rules are domains (checked when the
@@ -233,4 +234,12 @@ def tables(schema: str = "pgq") -> Tables:
         Column("job_id", BigInteger),
         Column("expires_at", TZ),
     )
-    return Tables(metadata, jobs, job_history, workers, metrics, schedules, queues, queue_groups, job_keys)
+    # Sessions waiting for a job's end, by backend pid (revision 0015; unlogged).
+    job_waiters = Table(
+        "job_waiters",
+        metadata,
+        Column("job_id", BigInteger, nullable=False),
+        Column("pid", Integer, nullable=False),
+        Column("since", TZ, nullable=False),
+    )
+    return Tables(metadata, jobs, job_history, workers, metrics, schedules, queues, queue_groups, job_keys, job_waiters)

@@ -223,6 +223,11 @@ class Settings(BaseSettings):
         """The LISTEN/NOTIFY channel of this installation."""
         return f"{self.schema_name}_jobs"
 
+    @property
+    def done_channel(self) -> str:
+        """The channel on which a job's end wakes the sessions in ``app.wait`` (migration 0015)."""
+        return f"{self.schema_name}_done"
+
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment, with non-None ``overrides`` on top.

@@ -103,10 +103,28 @@ async def _read_any_json_async(conn: psycopg.AsyncConnection[Any]) -> None:
     read_any_json(conn)
 
 
-def connect(url: str, settings: Settings, purpose: str, autocommit: bool = True) -> psycopg.Connection[Row]:
+def connect(
+    url: str, settings: Settings, purpose: str, autocommit: bool = True, direct: bool = False
+) -> psycopg.Connection[Row]:
     """One pgq session (not pooled), with errors that say where it tried to connect."""
     try:
-        conn = psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, **connection_kwargs(settings, purpose))
+        conn = psycopg.connect(
+            url, autocommit=autocommit, row_factory=dict_row, **connection_kwargs(settings, purpose, direct)
+        )
+    except psycopg.OperationalError as exc:
+        raise unavailable(exc, url) from None
+    read_any_json(conn)
+    return conn
+
+
+async def connect_async(
+    url: str, settings: Settings, purpose: str, direct: bool = False
+) -> psycopg.AsyncConnection[Row]:
+    """One pgq session (not pooled, autocommit), with errors that say where it tried to connect."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            url, autocommit=True, row_factory=dict_row, **connection_kwargs(settings, purpose, direct)
+        )
     except psycopg.OperationalError as exc:
         raise unavailable(exc, url) from None
     read_any_json(conn)

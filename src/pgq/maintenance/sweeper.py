@@ -216,6 +216,7 @@ class Sweeper(Service):
         result.pruned_groups = cur.rowcount
         await conn.execute(query("sweep_prune_metrics", self.schema), {"keep": self.app.settings.metrics_retention})
         await conn.execute(query("sweep_prune_keys", self.schema))
+        await conn.execute(query("sweep_prune_waiters", self.schema))
 
     async def _vacuum(self, conn: psycopg.AsyncConnection[dict[str, Any]], result: SweepResult) -> None:
         """Vacuum the live table once enough dead rows piled up. Every job leaves two

@@ -407,3 +407,17 @@ select array(select nextval(cast(%(sequence)s as regclass)) from generate_series
 -- Columns in the order of pgq.enqueueing.COPY_COLUMNS (the data is encoded there).
 copy {schema}.jobs (id, args, task, queue, priority, max_attempts, timeout, backoff, group_key)
 from stdin (format binary);
+
+-- name: job_wait_register
+-- app.wait: this session waits for the job's end (migration 0015; pid is this backend's).
+insert into {schema}.job_waiters (job_id) values (%(id)s);
+
+-- name: job_wait_settle
+-- A finish that deleted the job's row but has not committed yet holds it locked,
+-- and it may have looked for waiters before this session registered: waiting for
+-- the lock here means that the next read sees the job where that finish left it.
+-- KEY SHARE does not wait for a claim or a progress update, only for a delete.
+select id from {schema}.jobs where id = %(id)s for key share;
+
+-- name: job_wait_unregister
+delete from {schema}.job_waiters where pid = pg_backend_pid();

@@ -114,6 +114,12 @@ deleted as (
 )
 select count(*) as deleted from deleted;
 
+-- name: sweep_prune_waiters
+-- Rows of job_waiters whose session is gone (a process killed in app.wait):
+-- while any row is there, every finish sends a NOTIFY (migration 0015).
+delete from {schema}.job_waiters w
+ where not exists (select from pg_stat_activity a where a.pid = w.pid);
+
 -- name: sweep_prune_workers
 -- Rows of workers that stopped or died more than a day ago.
 delete from {schema}.workers
