@@ -52,6 +52,7 @@ from pgq.operations import OperationControls
 from pgq.schedules import ScheduleControls, ScheduleSpec, check_spec
 from pgq.settings import Settings, load_settings
 from pgq.task import DEFAULT_MAX_SNOOZES, Backoff, Task
+from pgq.task_registry import TaskRegistry, check_aliases
 from pgq.workflow import Node, Step, flatten, with_placeholder_parents
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ class App(ScheduleControls, OperationControls):
             normalize(self.settings.database_url)  # a malformed URL fails here, not later
         if self.settings.listen_url is not None:
             normalize(self.settings.listen_url, "PGQ_LISTEN_URL")
-        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.tasks = TaskRegistry()
         self._url: str | None = None
         self._pools: Pools | None = None
         self._pooled_runner: PooledRunner | None = None
@@ -137,6 +138,7 @@ class App(ScheduleControls, OperationControls):
         batch_wait: None = None,
         validate: bool = True,
         max_snoozes: int | None = DEFAULT_MAX_SNOOZES,
+        aliases: Sequence[str] = (),
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     @overload
@@ -156,6 +158,7 @@ class App(ScheduleControls, OperationControls):
         batch_wait: float | timedelta | None = None,
         validate: bool = True,
         max_snoozes: int | None = DEFAULT_MAX_SNOOZES,
+        aliases: Sequence[str] = (),
     ) -> Callable[[Callable[..., R]], Task[..., R]]: ...
 
     def task(
@@ -174,6 +177,7 @@ class App(ScheduleControls, OperationControls):
         batch_wait: float | timedelta | None = None,
         validate: bool = True,
         max_snoozes: int | None = DEFAULT_MAX_SNOOZES,
+        aliases: Sequence[str] = (),
     ) -> Task[Any, Any] | Callable[[F], Task[Any, Any]]:
         """Register a handler as a task: ``@app.task`` or ``@app.task(queue=..., ...)``.
 
@@ -208,13 +212,17 @@ class App(ScheduleControls, OperationControls):
         - ``max_snoozes``: how many times a job may raise :class:`pgq.Snooze`
           (wait and run again, no attempt counted); the snooze past it fails the
           job for good. Default 100; None for no limit. See docs/worker.md.
+        - ``aliases``: former names of the task: jobs stored under them (enqueued
+          before a rename, or by code that still uses the old name) run with this
+          handler, and ``app.enqueue(old_name)`` stores the current name.
         """
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or getattr(func, "__name__", None)
             if not task_name or not isinstance(task_name, str):
                 raise ConfigurationError(f"cannot name task {func!r}: pass name=")
-            if task_name in self.tasks and self.tasks[task_name].fn is not func:
+            former = check_aliases(task_name, aliases)
+            if task_name in self.tasks.keys() and self.tasks[task_name].fn is not func:
                 raise ConfigurationError(f"task {task_name!r} is registered twice; give one of them name=...")
             if backoff is not None and not callable(backoff):
                 if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff < 0:
@@ -258,7 +266,7 @@ class App(ScheduleControls, OperationControls):
                 self.settings.max_payload_bytes,
                 False,
             )
-            self.tasks[task_name] = registered
+            self.tasks.add(registered, former)
             return registered
 
         if fn is not None:

@@ -66,8 +66,8 @@ def prepare(spec: JobSpec, task: Task[Any, Any] | None, max_payload_bytes: int, 
     ``task`` is the registered task of that name, if any: its defaults fill
     the options the spec leaves out, and its signature checks the args.
     """
-    name = spec.task
-    _check_task_name(name, task, strict)
+    _check_task_name(spec.task, task, strict)
+    name = task.name if task is not None else spec.task  # a former name (aliases=) is stored as the current one
     encoded = (
         task.encode(spec.args, max_payload_bytes)
         if task is not None
@@ -476,7 +476,7 @@ def _task_defaults(name: Any, tasks: dict[str, Task[Any, Any]], strict: bool) ->
     _check_int("max_attempts", max_attempts, 1, MAX_ATTEMPTS)
     timeout = timedelta(seconds=task.timeout) if task.timeout else None
     backoff = float(task.backoff) if isinstance(task.backoff, int | float) else None
-    return task, Options.of(name, queue, priority, max_attempts, timeout, backoff, None)
+    return task, Options.of(task.name, queue, priority, max_attempts, timeout, backoff, None)
 
 
 def _options_of(spec: JobSpec, base: Options, combinations: dict[tuple[Any, ...], Options]) -> Options:

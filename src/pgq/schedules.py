@@ -8,6 +8,7 @@ transaction that enqueues its job (see ``schedule_take_tick``).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,7 +28,9 @@ class _AppLike(Protocol):
     """What the schedule operations need from :class:`pgq.App` (a mixin's self-type)."""
 
     settings: Settings
-    tasks: dict[str, Any]
+
+    @property
+    def tasks(self) -> Mapping[str, Any]: ...
 
     @property
     def schema(self) -> str: ...

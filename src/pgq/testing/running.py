@@ -174,7 +174,7 @@ async def drain_async(
             queues=wanted or ["*"],
             concurrency=1,
             version=__version__,
-            tasks=sorted(app.tasks),
+            tasks=app.tasks.names(),
         )
         while True:
             queues = _queues_to_drain(app, wanted, with_scheduled)

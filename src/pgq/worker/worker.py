@@ -336,7 +336,7 @@ class Worker:
                         queues=self.queues,
                         concurrency=self.concurrency,
                         version=__version__,
-                        tasks=sorted(self.app.tasks),
+                        tasks=self.app.tasks.names(),
                     )
                 return
             except TRANSIENT as exc:
