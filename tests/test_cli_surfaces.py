@@ -175,4 +175,4 @@ def test_prune_and_bulk_retry_print_only_their_result_when_piped(database_url: s
     result = pgq_cli(database_url, "prune")
     assert result.returncode == 0 and result.stdout.strip() == "jobs: 0, workers: 0, metrics: 0" and not result.stderr
     result = pgq_cli(database_url, "jobs", "retry", "--failed")
-    assert result.returncode == 0 and result.stdout.strip() == "0 failed jobs retried" and not result.stderr
+    assert result.returncode == 0 and result.stdout.strip() == "0 jobs retried (status=failed)" and not result.stderr

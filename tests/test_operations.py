@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import pgq
-from pgq import operations
+from pgq import bulk
 from tests.processes import pgq_cli
 
 # ------------------------------------------------------------------ helpers
@@ -123,7 +123,7 @@ def test_retry_failed_by_queue_and_task(app: pgq.App, conn: Any) -> None:
 
 
 def test_retry_failed_in_batches_skips_held_keys(app: pgq.App, conn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(operations, "RETRY_BATCH", 2)
+    monkeypatch.setattr(bulk, "BATCH", 2)
     plain = [finished_job(conn, "failed", ago=50 - i) for i in range(5)]
     # Two failed jobs share a key: the earlier failure goes back, the other stays failed.
     first_k = finished_job(conn, "failed", key="k", ago=40)
@@ -426,11 +426,11 @@ def test_cli_job_actions(database_url: str, app: pgq.App, conn: Any) -> None:
     assert status_of(app, failed[0]) == "pending" and status_of(app, delayed) == "pending"
 
     assert_error(pgq_cli(database_url, "jobs", "retry", "--failed", str(failed[1])), "not both")
-    assert_error(pgq_cli(database_url, "jobs", "retry"), "give job ids or --failed")
-    assert_error(pgq_cli(database_url, "jobs", "retry", str(failed[1]), "--queue", "a"), "--queue and --task")
+    assert_error(pgq_cli(database_url, "jobs", "retry"), "give job ids, or a filter")
+    assert_error(pgq_cli(database_url, "jobs", "retry", str(failed[1]), "--queue", "a"), "ids or a filter, not both")
     assert status_of(app, failed[1]) == "failed"
     result = pgq_cli(database_url, "jobs", "retry", "--failed", "--queue", "a")
-    assert result.returncode == 0 and result.stdout.strip() == "2 failed jobs retried", result
+    assert result.returncode == 0 and result.stdout.strip() == "2 jobs retried (status=failed, queue=a)", result
     assert status_of(app, failed[2]) == "pending"
 
     assert_error(pgq_cli(database_url, "jobs", "delete", str(delayed)), "cancel it first")

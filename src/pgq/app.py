@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 import psycopg
 
+from pgq.bulk import BulkControls
 from pgq.db.connection import (
     CopyIn,
     Pools,
@@ -67,7 +67,7 @@ T = TypeVar("T")
 TaskRef = str | Task[Any, Any]
 
 
-class App(ScheduleControls, OperationControls):
+class App(ScheduleControls, OperationControls, BulkControls):
     """One pgq installation: where its database is, and which tasks it knows.
 
     ``App()`` reads ``PGQ_*`` environment variables; keyword arguments override
@@ -844,23 +844,18 @@ class App(ScheduleControls, OperationControls):
 
         ``tag``: jobs with this tag. ``args``: jobs whose args contain this JSON object
         (``{"user_id": 7}`` matches every job whose ``user_id`` is 7, whatever its other args)."""
-        from pgq.job import STATUSES
+        from pgq.bulk import JobFilter
 
-        if status is not None and status not in STATUSES:
-            raise ConfigurationError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
         if not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise ConfigurationError(f"limit must be between 1 and 10000, got {limit!r}")
-        if tag is not None and (not isinstance(tag, str) or not tag):
-            raise ConfigurationError(f"tag must be a non-empty string, got {tag!r}")
-        if args is not None and not isinstance(args, dict):
-            raise ConfigurationError(f"args must be a dict (a JSON object) the jobs' args contain, got {args!r}")
+        chosen = JobFilter(status=status, queue=queue, task=task, key=key, tag=tag, args=args)
         params = {
-            "status": status,
-            "queue": queue,
-            "task": task,
-            "key": key,
-            "tag": tag,
-            "args": None if args is None else json.dumps(args),
+            "status": chosen.status,
+            "queue": chosen.queue,
+            "task": chosen.task,
+            "key": chosen.key,
+            "tag": chosen.tag,
+            "args": chosen.params()["f_args"],
             "limit": limit,
             "before_id": before_id,
         }

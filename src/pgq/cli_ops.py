@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import re
 import sys
 import time
@@ -23,10 +24,11 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from pgq.app import App
+from pgq.bulk import BulkResult, JobFilter, run_bulk
 from pgq.cli import _app, positive_float
 from pgq.errors import ConfigurationError, DatabaseUnavailable, InvalidState, JobNotFound
 from pgq.operations import STATS_WINDOW, QueueStats
-from pgq.output import progress, queues_table, stats_table, to_json, workers_table
+from pgq.output import explain_reasons, progress, queues_table, stats_table, to_json, workers_table
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -41,27 +43,34 @@ def window(text: str) -> float:
     return float(match.group(1)) * _UNIT[match.group(2)]
 
 
+FILTER_HELP = (
+    "Instead of ids, a filter acts on every job it matches (not just a page), in batches: "
+    "--status, --queue, --task, --key, --tag, --args; --all for every job. --dry-run only counts them."
+)
+
+
 def add_job_actions(
     job_commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
-    """``pgq jobs retry|cancel|promote|delete``."""
+    """``pgq jobs retry|cancel|promote|delete|priority``."""
     retry = job_commands.add_parser(
         "retry",
         parents=[common],
         help="put failed or cancelled jobs back in their queue, to run now",
-        description="Retry jobs by id (failed or cancelled ones), or every failed job with --failed "
-        "(of one queue or task with --queue/--task). Same ids; a job that used all its attempts gets one more.",
+        description="Retry jobs by id (failed or cancelled ones), or every failed job with --failed, or every "
+        "failed or cancelled job a filter matches. Same ids; a job that used all its attempts gets one more. "
+        + FILTER_HELP,
     )
     retry.add_argument("ids", nargs="*", metavar="ID", help="ids of failed or cancelled jobs")
-    retry.add_argument("--failed", action="store_true", help="every failed job (the dead-letter set)")
-    retry.add_argument("--queue", help="with --failed: only this queue's")
-    retry.add_argument("--task", help="with --failed: only this task's")
-    retry.set_defaults(handler=cmd_jobs_retry)
+    retry.add_argument("--failed", action="store_true", help="every failed job (the dead-letter set): --status failed")
+    _filter_options(retry, confirm=False)
+    retry.set_defaults(handler=cmd_job_action, action="retry")
     for action, help_text, description in (
         (
             "cancel",
             "cancel pending or running jobs",
-            "A pending (or delayed) job ends cancelled at once; a running job's worker is told to stop it.",
+            "A pending (or delayed, or blocked) job ends cancelled at once; a running job's worker is told to stop "
+            "it. " + FILTER_HELP + " With a filter it asks first (--yes: it does not).",
         ),
         (
             "promote",
@@ -71,12 +80,46 @@ def add_job_actions(
         (
             "delete",
             "delete finished jobs from history",
-            "Delete finished jobs (completed, failed, cancelled) for good. Cancel a live job first.",
+            "Delete finished jobs (completed, failed, cancelled) for good. Cancel a live job first. "
+            + FILTER_HELP
+            + " With a filter it asks first (--yes: it does not).",
         ),
     ):
         one = job_commands.add_parser(action, parents=[common], help=help_text, description=description)
-        one.add_argument("ids", nargs="+", metavar="ID", help="job ids")
+        if action == "promote":
+            one.add_argument("ids", nargs="+", metavar="ID", help="job ids")
+            one.add_argument("--json", action="store_true", help="one JSON array: each id and what happened")
+        else:
+            one.add_argument("ids", nargs="*", metavar="ID", help="job ids")
+            _filter_options(one, confirm=True)
         one.set_defaults(handler=cmd_job_action, action=action)
+    priority = job_commands.add_parser(
+        "priority",
+        parents=[common],
+        help="set the priority of waiting jobs",
+        description="Set the priority (higher runs first) of the pending, delayed or blocked jobs a filter "
+        "matches; running and finished jobs keep theirs. " + FILTER_HELP,
+    )
+    priority.add_argument("priority", type=int, metavar="PRIORITY", help="the new priority, e.g. 10 or -5")
+    _filter_options(priority, confirm=False)
+    priority.set_defaults(handler=cmd_job_action, action="priority", ids=[])
+
+
+def _filter_options(parser: argparse.ArgumentParser, *, confirm: bool) -> None:
+    from pgq.job import STATUSES
+
+    group = parser.add_argument_group("filter (instead of ids)")
+    group.add_argument("--status", choices=STATUSES, help="only jobs in this state")
+    group.add_argument("--queue", help="only jobs of this queue")
+    group.add_argument("--task", help="only jobs of this task")
+    group.add_argument("--key", help="only jobs with this key")
+    group.add_argument("--tag", help="only jobs with this tag")
+    group.add_argument("--args", metavar="JSON", help="only jobs whose args contain this JSON object")
+    group.add_argument("--all", action="store_true", help="every job (needed when no other filter is given)")
+    group.add_argument("--dry-run", action="store_true", help="change nothing: count the jobs it would take")
+    if confirm:
+        group.add_argument("--yes", action="store_true", help="do not ask before acting on the jobs found")
+    parser.add_argument("--json", action="store_true", help="the outcome as JSON")
 
 
 def add_commands(
@@ -131,6 +174,7 @@ def add_commands(
         "the SQL function pgq.explain(id).",
     )
     explain.add_argument("job_id", metavar="JOB_ID", help="the job's id")
+    explain.add_argument("--json", action="store_true", help="the id, the text and its reasons, as JSON")
     explain.set_defaults(handler=cmd_explain)
 
     workers = commands.add_parser("workers", help="list workers")
@@ -184,62 +228,119 @@ def _job_ids(texts: list[str]) -> tuple[list[int], list[str]]:
     return ids, errors
 
 
-def _act(texts: list[str], act: Callable[[int], str]) -> int:
-    """Run ``act`` on each id; print what it did, or one error line per failure."""
-    ids, errors = _job_ids(texts)
-    for message in errors:
-        print(f"pgq: error: {message}", file=sys.stderr)
-    for job_id in ids:
+#: What a per-id action did to a job, in words.
+OUTCOME_TEXT = {
+    "retried": "job {id} retried",
+    "cancelled": "job {id} cancelled",
+    "cancelling": "job {id} cancelling: its worker was told to stop it",
+    "promoted": "job {id} promoted",
+    "deleted": "job {id} deleted",
+}
+
+
+def _act(texts: list[str], act: Callable[[int], str], as_json: bool) -> int:
+    """Run ``act`` on each id (it returns a key of OUTCOME_TEXT); print what it did,
+    and one error line per failure on stderr; with ``as_json``, one JSON array of
+    ``{"id", "outcome"}`` and ``{"id", "error"}`` on stdout."""
+    report: list[dict[str, Any]] = []
+    for text in texts:
+        job_id: int | str = text
         try:
-            print(act(job_id))
+            job_id = job_id_arg(text)
+            outcome = act(job_id)
         except (JobNotFound, InvalidState, ConfigurationError) as exc:
-            errors.append(str(exc))
             print(f"pgq: error: {exc}", file=sys.stderr)
+            report.append({"id": job_id, "error": str(exc)})
+            continue
+        report.append({"id": job_id, "outcome": outcome})
+        if not as_json:
+            print(OUTCOME_TEXT[outcome].format(id=job_id))
+    if as_json:
+        print(to_json(report))
     sys.stdout.flush()
-    return 2 if errors else 0
+    return 2 if any("error" in entry for entry in report) else 0
 
 
-def cmd_jobs_retry(options: argparse.Namespace) -> int:
-    if options.failed and options.ids:
-        raise ConfigurationError("give job ids or --failed, not both")
-    if not options.failed:
-        if not options.ids:
-            raise ConfigurationError("give job ids or --failed (every failed job)")
-        if options.queue or options.task:
-            raise ConfigurationError("--queue and --task go with --failed")
-    with _app(options) as app:
-        if options.failed:
-            with progress("retrying failed jobs"):
-                count = app.retry_failed(queue=options.queue, task=options.task)
-            print(f"{count} failed job{'' if count == 1 else 's'} retried")
-            return 0
-
-        def retry(job_id: int) -> str:
-            app.retry(job_id)
-            return f"job {job_id} retried"
-
-        return _act(options.ids, retry)
+def _job_filter(options: argparse.Namespace) -> JobFilter | None:
+    """The filter the options give, or None when they give none (then ids are needed)."""
+    status = options.status
+    if getattr(options, "failed", False):
+        if status not in (None, "failed"):
+            raise ConfigurationError(f"--failed is --status failed; it cannot go with --status {status}")
+        status = "failed"
+    args = None
+    if options.args is not None:
+        with contextlib.suppress(ValueError, RecursionError):
+            args = json.loads(options.args)
+        if not isinstance(args, dict):
+            raise ConfigurationError(f"--args must be a JSON object such as '{{\"user_id\": 7}}', got {options.args!r}")
+    given = {"status": status, "queue": options.queue, "task": options.task, "key": options.key, "tag": options.tag}
+    if all(value is None for value in given.values()) and args is None:
+        return JobFilter() if options.all else None
+    return JobFilter(**given, args=args)
 
 
 def cmd_job_action(options: argparse.Namespace) -> int:
+    action = options.action
+    job_filter = None if action == "promote" else _job_filter(options)
+    if job_filter is not None:
+        if options.ids:
+            raise ConfigurationError("give job ids or a filter, not both")
+        return _bulk(options, action, job_filter)
+    if not options.ids:
+        raise ConfigurationError(
+            "give job ids, or a filter for every job it matches (--status, --queue, --task, --key, --tag, --args"
+            f"{', --failed' if action == 'retry' else ''}), or --all"
+        )
+    if action != "promote" and options.dry_run:
+        raise ConfigurationError("--dry-run goes with a filter; with ids, pgq jobs show ID shows each job")
     with _app(options) as app:
+
+        def done(method: Callable[[int], None], outcome: str) -> Callable[[int], str]:
+            def act(job_id: int) -> str:
+                method(job_id)
+                return outcome
+
+            return act
+
         actions: dict[str, Callable[[int], str]] = {
-            "cancel": lambda job_id: _cancel(app, job_id),
-            "promote": lambda job_id: _done(app.promote, job_id, "promoted"),
-            "delete": lambda job_id: _done(app.delete, job_id, "deleted"),
+            "retry": done(app.retry, "retried"),
+            "cancel": app.cancel,
+            "promote": done(app.promote, "promoted"),
+            "delete": done(app.delete, "deleted"),
         }
-        return _act(options.ids, actions[options.action])
+        return _act(options.ids, actions[action], options.json)
 
 
-def _cancel(app: App, job_id: int) -> str:
-    if app.cancel(job_id) == "cancelled":
-        return f"job {job_id} cancelled"
-    return f"job {job_id} cancelling: its worker was told to stop it"
+def _bulk(options: argparse.Namespace, action: str, job_filter: JobFilter) -> int:
+    """An action on every job ``job_filter`` matches; cancel and delete ask first (unless --yes)."""
+    priority = options.priority if action == "priority" else None
+    with _app(options) as app:
+
+        def run(dry_run: bool) -> BulkResult:
+            return run_bulk(app, action, job_filter, priority=priority, all=options.all, dry_run=dry_run)
+
+        if options.dry_run:
+            result = run(True)
+        else:
+            if getattr(options, "yes", True) is False:
+                preview = run(True)
+                if preview.count and not _confirmed(action, preview.count, job_filter):
+                    print("nothing done", file=sys.stderr)
+                    return 1
+            with progress(f"{action}: the jobs that match {job_filter.describe()}"):
+                result = run(False)
+    print(to_json(result) if options.json else result.message(job_filter))
+    return 0
 
 
-def _done(action: Callable[[int], None], job_id: int, what: str) -> str:
-    action(job_id)
-    return f"job {job_id} {what}"
+def _confirmed(action: str, count: int, job_filter: JobFilter) -> bool:
+    question = f"{action} {count} job{'' if count == 1 else 's'} ({job_filter.describe()})"
+    if not sys.stdin.isatty():
+        raise ConfigurationError(
+            f"{question}: pass --yes to go on (stdin is not a terminal, so there is no one to ask)"
+        )
+    return input(f"{question}? [y/N] ").strip().lower() in ("y", "yes")
 
 
 # ------------------------------------------------------------------ queues
@@ -307,7 +408,7 @@ def cmd_explain(options: argparse.Namespace) -> int:
         text = app.explain(job_id)
     if text.endswith(": no such job"):
         raise JobNotFound(f"no job with id {job_id} (live or in the retained history)")
-    print(text)
+    print(to_json({"id": job_id, "text": text, "reasons": explain_reasons(text)}) if options.json else text)
     return 0
 
 

@@ -26,8 +26,6 @@ from pgq.job import FINISHED_STATUSES, LIVE_STATUSES, Job
 if TYPE_CHECKING:
     from pgq.settings import Settings
 
-#: Failed jobs moved back per statement by :meth:`OperationControls.retry_failed`.
-RETRY_BATCH = 1000
 #: Longest window of the finished counts: a year (history is rarely kept longer).
 MAX_STATS_WINDOW = 366 * 86400.0
 #: Default window of the finished counts of :meth:`OperationControls.stats`: 24 hours.
@@ -240,39 +238,15 @@ class OperationControls:
         As :meth:`retry` for each: same id, due now, one more attempt if it used
         all of them. Jobs that fail while this runs are not taken again. A failed
         job whose key a live job holds stays failed (of several failed jobs with
-        one key, the earliest failure is retried). Works in batches of
-        ``RETRY_BATCH``, each its own transaction."""
+        one key, the earliest failure is retried). :meth:`pgq.App.bulk` with
+        ``status="failed"``: batches of ``pgq.bulk.BATCH``, each its own transaction."""
+        from pgq.bulk import JobFilter, run_bulk
+
         if queue is not None:
             check_queue_name(queue)
         if task is not None and (not isinstance(task, str) or not task):
             raise ConfigurationError(f"task must be a task name, got {task!r}")
-        cutoff = self._run(query("db_now", self.schema), {}, idempotent=True)[0]["db_now"]
-        params: dict[str, Any] = {
-            "queue": queue,
-            "task": task,
-            "cutoff": cutoff,
-            "after_at": None,
-            "after_id": None,
-            "batch": RETRY_BATCH,
-        }
-        retried = 0
-        while True:
-            for attempt in range(3):
-                try:
-                    row = self._run(query("ops_retry_failed", self.schema), params)[0]
-                    break
-                except psycopg.errors.UniqueViolation:
-                    # An enqueue took one of the batch's keys after the statement's
-                    # snapshot: the batch was undone as a whole; run it again.
-                    if attempt == 2:
-                        raise InvalidState(
-                            f"retried {retried} failed jobs, then enqueues kept taking the keys of the next "
-                            "ones; run it again"
-                        ) from None
-            retried += int(row["retried"])
-            if int(row["scanned"]) < RETRY_BATCH:
-                return retried
-            params["after_at"], params["after_id"] = row["last_at"], row["last_id"]
+        return run_bulk(self, "retry", JobFilter(status="failed", queue=queue, task=task), all=True).count
 
     def promote(self: _AppLike, job_id: int) -> None:
         """Run a delayed job now: its ``run_at`` becomes now and the workers are woken.

@@ -335,3 +335,8 @@ def stats_table(stats: Sequence[Any]) -> str:
         for s in stats
     ]
     return table(headers, rows)
+
+
+def explain_reasons(text: str) -> list[str]:
+    """The reasons of :meth:`App.explain`'s text (its ``- `` lines), without the first line."""
+    return [line[2:] for line in text.splitlines()[1:] if line.startswith("- ")]

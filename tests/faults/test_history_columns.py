@@ -257,12 +257,21 @@ def test_a_failed_parent_cancels_its_child_with_every_column(app: pgq.App, captu
     assert check_moved(conn, child, "cancelled", cancelled=True)["depends_on"] == [parent]
 
 
-def test_retry_brings_every_column_back(app: pgq.App, captured: Any) -> None:
+@pytest.mark.parametrize("how", ["one", "bulk", "failed"])
+def test_retry_brings_every_column_back(app: pgq.App, captured: Any, how: str) -> None:
+    """app.retry(id), app.bulk("retry", ...) and app.retry_failed() (two queries)."""
     conn = captured
     job_id = insert(conn, filled(conn))
     app.cancel(job_id)
+    if how == "failed":
+        conn.execute("update pgq.job_history set status = 'failed' where id = %s", [job_id])
     before = conn.execute("select to_jsonb(h) as row from pgq.job_history h where id = %s", [job_id]).fetchone()["row"]
-    app.retry(job_id)
+    if how == "one":
+        app.retry(job_id)
+    elif how == "bulk":
+        assert app.bulk("retry", key=before["key"]).count == 1
+    else:
+        assert app.retry_failed(queue="q") == 1
     after = conn.execute("select to_jsonb(j) as row from pgq.jobs j where id = %s", [job_id]).fetchone()["row"]
     # A retry starts a fresh run: these are reset by rule; it also gets one more attempt if it used them all.
     reset = {"status", "run_at", "started_at", "worker_id", "progress", "progress_message", "cancel_requested_at"}

@@ -10,6 +10,7 @@ unreachable.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -18,12 +19,15 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
+from pgq.bulk import JobFilter, run_bulk
 from pgq.job import STATUSES
 from pgq.redaction import redact_schedule
 from pgq.schedules import Schedule
 from pgq.web import data
 from pgq.web.models import (
     FIELD_RULES,
+    BulkIn,
+    BulkOut,
     Enqueued,
     EnqueueIn,
     ErrorOut,
@@ -94,6 +98,11 @@ def job_id_param(text: str) -> int:
     return found
 
 
+def _field(loc: Sequence[Any]) -> str:
+    """A body field's name from a validation error's location; ``filter.tag`` inside the bulk filter."""
+    return ".".join(str(part) for part in loc[1:3]) if len(loc) > 2 and loc[1] == "filter" else str(loc[1])
+
+
 def validation_message(errors: Sequence[Any]) -> str:
     """One sentence for FastAPI's validation errors: which field or parameter, what it must be."""
     first = errors[0]
@@ -107,10 +116,10 @@ def validation_message(errors: Sequence[Any]) -> str:
             return 'send a JSON object as the body, e.g. {"task": "send_email", "args": {}}'
         return f"the body must be a JSON object, got {type(given).__name__}"
     if where == "body":
-        unknown = [str(e["loc"][1]) for e in errors if e.get("type") == "extra_forbidden" and len(e["loc"]) > 1]
+        unknown = [_field(e["loc"]) for e in errors if e.get("type") == "extra_forbidden" and len(e["loc"]) > 1]
         if unknown:
             return f"unknown field(s) {', '.join(unknown)}; /api/openapi.json lists the known ones"
-        field = str(loc[1])
+        field = _field(loc)
         if kind == "missing":
             if field == "task":
                 return 'field "task" is required: the name of a task, e.g. {"task": "send_email", "args": {}}'
@@ -119,7 +128,7 @@ def validation_message(errors: Sequence[Any]) -> str:
             if kind == "timezone_aware":
                 return f"run_at {given!r} has no time zone; add one, e.g. +00:00"
             return f"run_at {given!r} is not ISO 8601; e.g. 2026-12-01T09:00:00+00:00"
-        rule = FIELD_RULES.get(field, first.get("msg", "valid"))
+        rule = FIELD_RULES.get(field.rpartition(".")[2], first.get("msg", "valid"))
         return f"field {field!r} must be {rule}, got {json.dumps(given, default=str)[:80]}"
     name = str(loc[1]) if len(loc) > 1 else "?"
     rule = QUERY_RULES.get(name, first.get("msg", "valid"))
@@ -284,6 +293,23 @@ def router(d: Dashboard) -> APIRouter:
             "message": message,
             "job": data.job_json(job, d.redact) if job else None,
         }
+
+    @api.post(
+        "/jobs/bulk",
+        response_model=BulkOut,
+        tags=["jobs"],
+        operation_id="bulkAction",
+        responses=_errors(403, 409, 413, 422),
+        dependencies=guarded,
+    )
+    async def bulk_action(body: BulkIn) -> Any:
+        """Retry, cancel, delete or re-prioritise every job the filter matches (``app.bulk``), in batches.
+        Send ``dry_run: true`` first to get the count for a confirmation."""
+        chosen = await call(lambda: JobFilter(**body.filter.model_dump()))
+        result = await call(
+            run_bulk, d.app, body.action, chosen, priority=body.priority, all=body.all, dry_run=body.dry_run
+        )
+        return {**dataclasses.asdict(result), "message": result.message(chosen)}
 
     # ---------------------------------------------------------------- queues
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pgq.db.queries import query
 from pgq.job import Job
+from pgq.output import explain_reasons as explain_reasons
 from pgq.redaction import Redactor, redact_job
 
 if TYPE_CHECKING:
@@ -266,11 +267,6 @@ def worker_names(app: App, ids: Iterable[Any]) -> dict[str, str]:
 def db_now(app: App) -> datetime:
     value: datetime = app._run(query("dashboard_now", app.schema), {})[0]["now"]
     return value
-
-
-def explain_reasons(text: str) -> list[str]:
-    """The reasons of :meth:`App.explain`'s text (its ``- `` lines), without the first line."""
-    return [line[2:] for line in text.splitlines()[1:] if line.startswith("- ")]
 
 
 def job_id(text: str) -> int | None:

@@ -46,6 +46,11 @@ FIELD_RULES = {
     "unique_for": "more than 0 s (a number of seconds)",
     "debounce": "more than 0 s (a number of seconds)",
     "action": "one of the actions listed in /api/openapi.json",
+    "filter": "an object of status, queue, task, key, tag and args (each optional)",
+    "status": "a job status: pending, running, blocked, completed, failed or cancelled",
+    "tag": "a tag: 1 to 100 characters, no whitespace or commas",
+    "all": "true or false",
+    "dry_run": "true or false",
     "concurrency": "a whole number of at least 1, or null to remove the limit",
     "rate": "a rate such as 10/s or 100/min, or null to remove the limit",
     "group_concurrency": "a whole number of at least 1, or null",
@@ -140,6 +145,39 @@ class ActionIn(Strict):
 
 class JobActionIn(Strict):
     action: Literal["retry", "cancel", "promote", "remove"]
+
+
+class JobFilterIn(Strict):
+    """Which jobs a bulk action takes: all the given conditions hold (the list's filters)."""
+
+    status: JobStatus | None = None
+    queue: Annotated[Name255, Field(description="only jobs of this queue")] | None = None
+    task: Annotated[Name255, Field(description="only jobs of this task")] | None = None
+    key: Annotated[Name255, Field(description="only jobs with this key")] | None = None
+    tag: Annotated[Tag, Field(description="only jobs with this tag")] | None = None
+    args: dict[str, Any] | None = Field(
+        default=None, description='only jobs whose args contain this object, e.g. {"user_id": 7}'
+    )
+
+
+class BulkIn(Strict):
+    """``POST /api/jobs/bulk``: act on every job the filter matches, not just a page."""
+
+    action: Literal["retry", "cancel", "delete", "priority"]
+    filter: JobFilterIn = Field(default_factory=JobFilterIn)
+    priority: Annotated[StrictInt, Field(ge=-INT32, le=INT32, description="the new one (action priority)")] | None = (
+        None
+    )
+    all: bool = Field(False, description="required with an empty filter: the action takes every job")
+    dry_run: bool = Field(False, description="change nothing; count the jobs the action would take now")
+
+
+class BulkOut(BaseModel):
+    action: str
+    count: int = Field(description="jobs acted on (with dry_run: the jobs the action would take now)")
+    cancelling: int = Field(description="cancel: running jobs whose workers were told to stop them")
+    dry_run: bool
+    message: str
 
 
 class JobActionOut(BaseModel):

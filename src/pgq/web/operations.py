@@ -176,3 +176,15 @@ def args_filter(text: str | None) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise WebError(422, f'args must be a JSON object such as {{"user_id": 7}}, not {type(value).__name__}')
     return value
+
+
+#: The job list's filters, as a form or query names them (a :class:`pgq.bulk.JobFilter`).
+FILTER_FIELDS = ("status", "queue", "task", "key", "tag", "args")
+
+
+def bulk_priority(text: str | None) -> int:
+    """The priority field of the bulk form: a whole number, or a 422 that says so."""
+    value = (text or "").strip()
+    if not value.lstrip("-").isdigit() or not value.isascii():
+        raise WebError(422, f"priority must be a whole number (higher runs first), got {value!r}")
+    return int(value)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
+from pgq.bulk import JobFilter, run_bulk
 from pgq.db.queries import query
 from pgq.job import STATUSES, Job, attempt_verb
 from pgq.output import limits_text
@@ -21,10 +22,13 @@ from pgq.redaction import redact_job, redact_schedule
 from pgq.web import data, security
 from pgq.web.metrics import render
 from pgq.web.operations import (
+    FILTER_FIELDS,
     JOB_ACTIONS,
     SCHEDULE_ACTIONS,
     WebError,
     args_filter,
+    bulk_priority,
+    call,
     job_action,
     limit_changes,
     queue_action,
@@ -148,9 +152,7 @@ def router(d: Dashboard) -> APIRouter:
             if (found := data.job_id(wanted)) is not None:
                 return RedirectResponse(f"{base_path(request.scope)}/jobs/{found}", status_code=303)
             return d.back(request, "/jobs", f"{wanted!r} is not a job id (a whole number)")
-        filters: dict[str, Any] = {
-            k: (params.get(k) or "").strip() or None for k in ("status", "queue", "task", "key", "tag", "args")
-        }
+        filters: dict[str, Any] = {k: (params.get(k) or "").strip() or None for k in FILTER_FIELDS}
         problem = None
         if filters["status"] not in (None, *STATUSES):
             problem = f"unknown state {filters['status']!r}; pick one of {', '.join(STATUSES)}"
@@ -242,6 +244,40 @@ def router(d: Dashboard) -> APIRouter:
         except WebError as exc:
             return d.back(request, fields.get("next"), f"Job {text}: {exc.message}")
         return d.back(request, "/jobs" if action == "remove" else fields.get("next"), message)
+
+    @pages.post("/actions/bulk")
+    async def bulk_form(request: Request) -> Response:
+        """A bulk action from the jobs list: the first post shows how many jobs it takes and asks;
+        the second (``confirm``) does it and goes back to the list with what it did."""
+        fields = await checked_form(request)
+        action = fields.get("action", "")
+        given = {k: (fields.get(k) or "").strip() or None for k in FILTER_FIELDS}
+        back = "/jobs" + ("?" + urlencode({k: v for k, v in given.items() if v}) if any(given.values()) else "")
+        try:
+            text = {k: v for k, v in given.items() if k != "args"}
+            job_filter = await call(lambda: JobFilter(**text, args=args_filter(given["args"])))
+            priority = bulk_priority(fields.get("priority")) if action == "priority" else None
+            if job_filter.empty:
+                raise WebError(422, "choose a filter first: a bulk action from the dashboard never takes every job")
+            if fields.get("confirm") != "1":
+                preview = await call(run_bulk, d.app, action, job_filter, priority=priority, dry_run=True)
+                if preview.count == 0:
+                    return d.back(request, back, f"No job that {action} acts on matches {job_filter.describe()}.")
+                return d.render(
+                    request,
+                    "bulk.html",
+                    "Confirm",
+                    action=action,
+                    count=preview.count,
+                    described=job_filter.describe(),
+                    filters={k: v for k, v in given.items() if v},
+                    priority=priority,
+                    back=back,
+                )
+            result = await call(run_bulk, d.app, action, job_filter, priority=priority)
+        except WebError as exc:
+            return d.back(request, back, exc.message)
+        return d.back(request, back, result.message(job_filter))
 
     @pages.post("/actions/schedule")
     async def schedule_form(request: Request) -> Response:

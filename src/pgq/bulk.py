@@ -1,0 +1,243 @@
+"""Bulk actions: retry, cancel, delete or re-prioritise every job a filter matches,
+not just a page of them (``app.bulk``, ``POST /api/jobs/bulk``, ``pgq jobs cancel
+--queue ...``, the dashboard's jobs list).
+
+A filter is a :class:`JobFilter`, the same one the job lists take. An action runs
+in batches of :data:`BATCH` jobs, each its own transaction (short locks, and an
+interrupted action keeps what it did), and takes only the jobs that existed when
+it began. ``dry_run=True`` counts the jobs it would act on, for a confirmation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import psycopg
+
+from pgq.db.queries import query
+from pgq.errors import ConfigurationError, InvalidState, PgqError
+from pgq.job import FINISHED_STATUSES, STATUSES
+
+if TYPE_CHECKING:
+    from pgq.settings import Settings
+
+#: Jobs per statement.
+BATCH = 1000
+
+#: The statuses each action acts on; a job in another one is left as it is.
+ACTION_STATUSES: dict[str, tuple[str, ...]] = {
+    "retry": ("failed", "cancelled"),
+    "cancel": ("pending", "blocked", "running"),
+    "delete": FINISHED_STATUSES,
+    "priority": ("pending", "blocked"),
+}
+ACTIONS = tuple(ACTION_STATUSES)
+
+#: What an action did, for messages: "3 jobs cancelled".
+DONE = {"retry": "retried", "cancel": "cancelled", "delete": "deleted", "priority": "reprioritised"}
+
+#: A job filter's predicate on the alias ``x`` (``{job_filter}`` in db/sql/bulk.sql).
+JOB_FILTER = """(cast(%(f_status)s as text) is null or x.status = %(f_status)s)
+       and (cast(%(f_queue)s as text) is null or x.queue = %(f_queue)s)
+       and (cast(%(f_task)s as text) is null or x.task = %(f_task)s)
+       and (cast(%(f_key)s as text) is null or x.key = %(f_key)s)
+       and (cast(%(f_tag)s as text) is null or x.tags @> array[cast(%(f_tag)s as text)])
+       and (cast(%(f_args)s as jsonb) is null or x.args @> cast(%(f_args)s as jsonb))"""
+
+INT32 = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs: all of the given conditions hold (None: any)."""
+
+    status: str | None = None
+    queue: str | None = None
+    task: str | None = None
+    key: str | None = None
+    #: Jobs with this tag.
+    tag: str | None = None
+    #: Jobs whose args contain this JSON object (``{"user_id": 7}``: every job whose user_id is 7).
+    args: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.status not in STATUSES:
+            raise ConfigurationError(f"status must be one of {', '.join(STATUSES)}; got {self.status!r}")
+        for name in ("queue", "task", "key", "tag"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
+        if self.args is not None and not isinstance(self.args, dict):
+            raise ConfigurationError(f"args must be a dict (a JSON object) the jobs' args contain, got {self.args!r}")
+
+    @property
+    def empty(self) -> bool:
+        return all(getattr(self, name) is None for name in ("status", "queue", "task", "key", "tag", "args"))
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "f_status": self.status,
+            "f_queue": self.queue,
+            "f_task": self.task,
+            "f_key": self.key,
+            "f_tag": self.tag,
+            "f_args": None if self.args is None else json.dumps(self.args),
+        }
+
+    def describe(self) -> str:
+        """``queue=emails, tag=tenant:42``, or ``every job``."""
+        parts = [
+            f"{name}={json.dumps(value) if name == 'args' else value}"
+            for name in ("status", "queue", "task", "key", "tag", "args")
+            if (value := getattr(self, name)) is not None
+        ]
+        return ", ".join(parts) or "every job"
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """What :meth:`BulkControls.bulk` did (or, with ``dry_run``, would do)."""
+
+    action: str
+    #: Jobs acted on: retried, cancelled, deleted or given the new priority. With
+    #: ``dry_run``, the jobs the action would act on now.
+    count: int
+    #: ``cancel``: running jobs whose workers were told to stop them (they end
+    #: cancelled when their handlers stop); not counted in ``count``.
+    cancelling: int = 0
+    dry_run: bool = False
+
+    def message(self, job_filter: JobFilter) -> str:
+        jobs = f"{self.count} job{'' if self.count == 1 else 's'}"
+        if self.dry_run:
+            return f"{self.action} would act on {jobs} ({job_filter.describe()})"
+        text = f"{jobs} {DONE[self.action]} ({job_filter.describe()})"
+        if self.cancelling:
+            text += f"; {self.cancelling} running, their workers were told to stop them"
+        return text
+
+
+def check_action(action: Any, priority: Any) -> None:
+    if action not in ACTION_STATUSES:
+        raise ConfigurationError(f"action must be one of {', '.join(ACTIONS)}; got {action!r}")
+    if action == "priority":
+        if isinstance(priority, bool) or not isinstance(priority, int) or not -INT32 <= priority <= INT32:
+            raise ConfigurationError(f"priority must be a whole number (higher runs first), got {priority!r}")
+    elif priority is not None:
+        raise ConfigurationError(f"priority= goes with the action 'priority', not {action!r}")
+
+
+def action_statuses(action: str, job_filter: JobFilter) -> list[str]:
+    """The statuses ``action`` acts on within ``job_filter``; an empty choice is refused."""
+    statuses = ACTION_STATUSES[action]
+    if job_filter.status is None:
+        return list(statuses)
+    if job_filter.status not in statuses:
+        raise ConfigurationError(
+            f"{action} acts on {', '.join(statuses)} jobs; status={job_filter.status} matches none of them"
+        )
+    return [job_filter.status]
+
+
+class _AppLike(Protocol):
+    settings: Settings
+
+    @property
+    def schema(self) -> str: ...
+
+    def _run(
+        self, sql: str, params: dict[str, Any], connection: Any = None, *, idempotent: bool = False
+    ) -> list[dict[str, Any]]: ...
+
+
+def _query(name: str, schema: str) -> str:
+    return query(name, schema).replace("{job_filter}", JOB_FILTER)
+
+
+class BulkControls:
+    """The bulk action of :class:`pgq.App`."""
+
+    def bulk(
+        self: _AppLike,
+        action: str,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        key: str | None = None,
+        tag: str | None = None,
+        args: dict[str, Any] | None = None,
+        priority: int | None = None,
+        all: bool = False,
+        dry_run: bool = False,
+    ) -> BulkResult:
+        """Act on every job the filter matches: ``retry`` (failed or cancelled
+        ones), ``cancel`` (pending, delayed, blocked or running ones), ``delete``
+        (finished ones) or ``priority`` (set ``priority=`` on waiting ones). Jobs
+        in other states are left alone.
+
+        With no filter, ``all=True`` is required: a forgotten filter must not
+        cancel every job. ``dry_run=True`` acts on nothing and counts the jobs
+        the action would act on now. Runs in batches of :data:`BATCH`, each its
+        own transaction; jobs enqueued (or failing again) meanwhile are not taken.
+        """
+        job_filter = JobFilter(status=status, queue=queue, task=task, key=key, tag=tag, args=args)
+        return run_bulk(self, action, job_filter, priority=priority, all=all, dry_run=dry_run)
+
+
+def run_bulk(
+    app: _AppLike,
+    action: str,
+    job_filter: JobFilter,
+    *,
+    priority: int | None = None,
+    all: bool = False,
+    dry_run: bool = False,
+) -> BulkResult:
+    check_action(action, priority)
+    statuses = action_statuses(action, job_filter)
+    if job_filter.empty and not all:
+        raise ConfigurationError(
+            f"a bulk {action} with no filter acts on every job: give a filter (status, queue, task, key, tag, "
+            "args), or all=True (--all) if every job is meant"
+        )
+    start = app._run(query("bulk_last_id", app.schema), {}, idempotent=True)[0]
+    params: dict[str, Any] = {
+        **job_filter.params(),
+        "statuses": statuses,
+        "last": start["last"],
+        "cutoff": start["cutoff"],
+        "after_id": 0,
+        "after_at": None,
+        "batch": BATCH,
+        "priority": priority,
+        "cancel_channel": f"{app.schema}_cancel",
+    }
+    if dry_run:
+        count = app._run(_query("bulk_count", app.schema), params, idempotent=True)[0]["n"]
+        return BulkResult(action, int(count), dry_run=True)
+    sql = _query(f"bulk_{action}", app.schema)
+    done = flagged = 0
+    while True:
+        row = _batch(app, sql, params, done)
+        done += int(row["done"])
+        flagged += int(row["flagged"])
+        if int(row["scanned"]) < BATCH:
+            return BulkResult(action, done, cancelling=flagged)
+        params["after_id"], params["after_at"] = row["last_id"], row["last_at"]
+
+
+def _batch(app: _AppLike, sql: str, params: dict[str, Any], done: int) -> dict[str, Any]:
+    for attempt in range(3):
+        try:
+            return app._run(sql, params)[0]
+        except psycopg.errors.UniqueViolation:
+            # A retry: an enqueue took one of the batch's keys after the statement's
+            # snapshot, and the batch was undone as a whole; run it again.
+            if attempt == 2:
+                raise InvalidState(
+                    f"retried {done} jobs, then enqueues kept taking the keys of the next ones; run it again"
+                ) from None
+    raise PgqError("unreachable")  # pragma: no cover

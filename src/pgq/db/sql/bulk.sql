@@ -1,0 +1,161 @@
+-- Bulk actions (pgq.bulk): each query acts on one batch of the jobs a filter
+-- matches, in a keyset order after the previous batch's last row, and returns
+-- how many it acted on (done), how many running jobs it flagged (flagged), how
+-- many rows it scanned, and where the next batch starts. Only jobs that existed
+-- when the action began are taken (%(last)s: the newest id then; for a retry,
+-- %(cutoff)s: the time then), so that a bulk action never chases the jobs
+-- enqueued, or failing again, while it runs.
+--
+-- {job_filter} is the filter's predicate on the alias x (pgq.bulk.JOB_FILTER).
+
+-- name: bulk_count
+-- How many jobs the action would act on now.
+select count(*) as n
+  from {schema}.all_jobs x
+ where x.status = any(cast(%(statuses)s as text[])) and x.id <= %(last)s and {job_filter};
+
+-- name: bulk_retry
+-- Failed or cancelled jobs back to jobs with their ids, as job_retry does for
+-- one: oldest finish first, keyset on (finished_at, id), so that the batches
+-- together read the history's range once (job_history_finished_idx). No job
+-- whose key a live job holds; of several with one key, only the first of the
+-- batch (the next batches find the key held).
+with scanned as (
+    select x.id, x.queue, x.key, x.finished_at
+      from {schema}.job_history x
+     where x.status = any(cast(%(statuses)s as text[]))
+       and {job_filter}
+       and x.finished_at <= %(cutoff)s
+       -- the keyset: after (after_at, after_id), with a lower bound an index range can use
+       and x.finished_at >= coalesce(cast(%(after_at)s as timestamptz), cast('-infinity' as timestamptz))
+       and (cast(%(after_at)s as timestamptz) is null or x.finished_at > %(after_at)s or x.id > %(after_id)s)
+     order by x.finished_at, x.id
+     limit %(batch)s
+),
+ranked as (
+    select s.id, s.queue, s.key,
+           row_number() over (partition by s.queue, s.key order by s.finished_at, s.id) as n
+      from scanned s
+),
+candidate as (
+    select r.id, r.queue
+      from ranked r
+     where r.key is null
+        or (r.n = 1 and not exists (select from {schema}.jobs j where j.queue = r.queue and j.key = r.key))
+),
+moved as (
+    delete from {schema}.job_history h
+     using candidate c
+     where h.id = c.id and h.queue = c.queue and h.status = any(cast(%(statuses)s as text[]))
+    returning h.*
+),
+inserted as (
+    insert into {schema}.jobs
+        (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
+         key, group_key, errors, timeout, backoff, depends_on, on_parent_failure, snoozes, tags, meta)
+    select id, queue, task, args, priority, 'pending', attempts,
+           greatest(max_attempts, attempts + 1), now(), created_at,
+           key, group_key, errors, timeout, backoff, depends_on, on_parent_failure, snoozes, tags, meta
+      from moved
+    returning id
+),
+last_scanned as (
+    select id, finished_at from scanned order by finished_at desc, id desc limit 1
+)
+select (select count(*) from inserted) as done,
+       0 as flagged,
+       (select count(*) from scanned) as scanned,
+       (select id from last_scanned) as last_id,
+       (select finished_at from last_scanned) as last_at;
+
+-- name: bulk_cancel
+-- As job_cancel for each: a pending or blocked job ends cancelled at once
+-- (moved to history; its dependents settle by the trigger), a running one is
+-- flagged and its worker told. The rows are locked first, so a job a worker
+-- claims meanwhile is either cancelled before the claim or flagged after it.
+with picked as (
+    select x.id
+      from {schema}.jobs x
+     where x.id > %(after_id)s and x.id <= %(last)s
+       and x.status = any(cast(%(statuses)s as text[]))
+       and {job_filter}
+     order by x.id
+     limit %(batch)s
+       for update
+),
+moved as (
+    delete from {schema}.jobs j
+     using picked p
+     where j.id = p.id and j.status in ('pending', 'blocked')
+    returning ({schema}.history_row(j, 'cancelled', null, null)).*
+),
+archived as (
+    insert into {schema}.job_history select * from moved
+    returning id
+),
+flagged as (
+    update {schema}.jobs j
+       set cancel_requested_at = coalesce(j.cancel_requested_at, now())
+      from picked p
+     where j.id = p.id and j.status = 'running'
+    returning j.id, pg_notify(%(cancel_channel)s, j.id::text)
+)
+select (select count(*) from archived) as done,
+       (select count(*) from flagged) as flagged,
+       (select count(*) from picked) as scanned,
+       (select max(id) from picked) as last_id,
+       null::timestamptz as last_at;
+
+-- name: bulk_priority
+-- A new priority for waiting jobs (pending, delayed or blocked); a running or
+-- finished job keeps the one it ran with.
+with picked as (
+    select x.id
+      from {schema}.jobs x
+     where x.id > %(after_id)s and x.id <= %(last)s
+       and x.status = any(cast(%(statuses)s as text[]))
+       and {job_filter}
+     order by x.id
+     limit %(batch)s
+       for no key update
+),
+changed as (
+    update {schema}.jobs j
+       set priority = %(priority)s
+      from picked p
+     where j.id = p.id and j.status in ('pending', 'blocked')
+    returning j.id
+)
+select (select count(*) from changed) as done,
+       0 as flagged,
+       (select count(*) from picked) as scanned,
+       (select max(id) from picked) as last_id,
+       null::timestamptz as last_at;
+
+-- name: bulk_delete
+-- Finished jobs leave history for good.
+with picked as (
+    select x.id, x.queue
+      from {schema}.job_history x
+     where x.id > %(after_id)s and x.id <= %(last)s
+       and x.status = any(cast(%(statuses)s as text[]))
+       and {job_filter}
+     order by x.id
+     limit %(batch)s
+),
+deleted as (
+    delete from {schema}.job_history h
+     using picked p
+     where h.id = p.id and h.queue = p.queue
+    returning h.id
+)
+select (select count(*) from deleted) as done,
+       0 as flagged,
+       (select count(*) from picked) as scanned,
+       (select max(id) from picked) as last_id,
+       null::timestamptz as last_at;
+
+-- name: bulk_last_id
+-- The newest job id now: a bulk action takes no job enqueued after it began.
+select greatest((select max(id) from {schema}.jobs), (select max(id) from {schema}.job_history), 0) as last,
+       now() as cutoff;
