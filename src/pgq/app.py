@@ -48,6 +48,7 @@ from pgq.errors import ConfigurationError, PgqError, QueueFull
 from pgq.events import EVENTS, Event
 from pgq.group_commit import GroupCommit
 from pgq.job import Job, JobSpec
+from pgq.job_edits import JobEdits
 from pgq.operations import OperationControls
 from pgq.schedules import ScheduleControls, ScheduleSpec, check_spec
 from pgq.settings import Settings, load_settings
@@ -67,7 +68,7 @@ T = TypeVar("T")
 TaskRef = str | Task[Any, Any]
 
 
-class App(ScheduleControls, OperationControls, BulkControls):
+class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
     """One pgq installation: where its database is, and which tasks it knows.
 
     ``App()`` reads ``PGQ_*`` environment variables; keyword arguments override

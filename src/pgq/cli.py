@@ -122,6 +122,25 @@ def build_parser() -> argparse.ArgumentParser:
     waiting.add_argument("--timeout", type=non_negative_float, help="give up after this many seconds (default: never)")
     waiting.add_argument("--json", action="store_true", help="the job as JSON")
     waiting.set_defaults(handler=cmd_jobs_wait)
+    update = job_commands.add_parser(
+        "update",
+        parents=[common],
+        help="change a waiting job",
+        description="Change a pending, delayed or blocked job in place (app.update_job): only the options given "
+        "change. A running or finished job is refused: cancel it and enqueue another.",
+    )
+    update.add_argument("id", metavar="ID", help="the job's id")
+    update.add_argument("--args", metavar="JSON", help="new args, a JSON object (replaces them whole)")
+    update.add_argument("--priority", type=int, help="higher runs first")
+    update.add_argument("--run-at", help="ISO 8601 time with a zone, e.g. 2026-12-01T09:00:00+00:00")
+    update.add_argument("--delay", type=float, help="run this many seconds from now (0: now)")
+    update.add_argument("--max-attempts", type=int, help="not below the attempts already made")
+    update.add_argument("--tag", action="append", dest="tags", metavar="TAG", help="its tags become these; repeat")
+    update.add_argument("--no-tags", action="store_true", help="remove its tags")
+    update.add_argument("--meta", metavar="JSON", help="new meta, a JSON object")
+    update.add_argument("--no-meta", action="store_true", help="remove its meta")
+    update.add_argument("--json", action="store_true", help="the job as JSON")
+    update.set_defaults(handler=cmd_jobs_update)
     from pgq import cli_ops  # the operator's commands live there; it imports this module
 
     cli_ops.add_job_actions(job_commands, common)
@@ -375,14 +394,7 @@ def cmd_migrate(options: argparse.Namespace) -> int:
 
 def cmd_enqueue(options: argparse.Namespace) -> int:
     args = _json_object(options.args, "--args")
-    run_at = None
-    if options.run_at:
-        try:
-            run_at = datetime.fromisoformat(options.run_at)
-        except ValueError:
-            raise ConfigurationError(
-                f"--run-at {options.run_at!r} is not an ISO 8601 time; e.g. 2026-12-01T09:00:00+00:00"
-            ) from None
+    run_at = _run_at(options.run_at) if options.run_at else None
     with _app(options) as app:
         job_id = app.enqueue(
             options.task,
@@ -441,6 +453,42 @@ def cmd_jobs_show(options: argparse.Namespace) -> int:
     if job is None:
         raise PgqError(f"no job with id {job_id} (live or in history)")
     job = redact_job(job, redact)  # the dashboard's and the API's redaction, for args and result
+    print(to_json(job) if options.json else job_detail(job))
+    return 0
+
+
+def cmd_jobs_update(options: argparse.Namespace) -> int:
+    from pgq.cli_ops import job_id_arg
+
+    job_id = job_id_arg(options.id)
+    if options.tags and options.no_tags:
+        raise ConfigurationError("give --tag or --no-tags, not both")
+    if options.meta is not None and options.no_meta:
+        raise ConfigurationError("give --meta or --no-meta, not both")
+    changes: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("priority", options.priority),
+            ("delay", options.delay),
+            ("max_attempts", options.max_attempts),
+            ("tags", options.tags),
+        )
+        if value is not None
+    }
+    if options.args is not None:
+        changes["args"] = _json_object(options.args, "--args")
+    if options.run_at is not None:
+        changes["run_at"] = _run_at(options.run_at)
+    if options.meta is not None:
+        changes["meta"] = _json_object(options.meta, "--meta")
+    if options.no_tags:
+        changes["tags"] = None
+    if options.no_meta:
+        changes["meta"] = None
+    with _app(options) as app:
+        job = app.update_job(job_id, **changes)
+        redact = Redactor(app.settings.redact_keys)
+    job = redact_job(job, redact)
     print(to_json(job) if options.json else job_detail(job))
     return 0
 
@@ -522,6 +570,13 @@ def _child_args(options: argparse.Namespace) -> list[str]:
         flag for flag, on in (("--no-scheduler", options.no_scheduler), ("--no-sweeper", options.no_sweeper)) if on
     ]
     return args
+
+
+def _run_at(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigurationError(f"--run-at {text!r} is not an ISO 8601 time; e.g. 2026-12-01T09:00:00+00:00") from None
 
 
 def _json_object(text: str, flag: str) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from pgq.web.models import (
     JobActionOut,
     JobOut,
     JobPage,
+    JobUpdateIn,
     QueueActionOut,
     QueueLimitsIn,
     QueueList,
@@ -257,6 +258,24 @@ def router(d: Dashboard) -> APIRouter:
         job = await read(d.app.get_job, found)
         if job is None:
             raise WebError(404, f"no job with id {found} (live or in the retained history)")
+        return data.job_json(job, d.redact)
+
+    @api.patch(
+        "/jobs/{job_id}",
+        response_model=JobOut,
+        tags=["jobs"],
+        operation_id="updateJob",
+        responses=_errors(403, 404, 409, 413, 422),
+        dependencies=guarded,
+    )
+    async def update_job(job_id: JobIdPath, body: JobUpdateIn) -> Any:
+        """Change a waiting job (pending, delayed or blocked), as ``app.update_job``: only the fields
+        sent change. 409 for a running or finished job."""
+        found = job_id_param(job_id)
+        changes = {name: getattr(body, name) for name in body.model_fields_set}
+        if not changes:
+            raise WebError(422, f"nothing to change: send at least one of {', '.join(JobUpdateIn.model_fields)}")
+        job = await call(d.app.update_job, found, **changes)
         return data.job_json(job, d.redact)
 
     @api.get(

@@ -147,6 +147,18 @@ class JobActionIn(Strict):
     action: Literal["retry", "cancel", "promote", "remove"]
 
 
+class JobUpdateIn(Strict):
+    """``PATCH /api/jobs/{id}``: the options of ``app.update_job``; only the fields sent change."""
+
+    args: dict[str, Any] | None = Field(default=None, description="the task's keyword arguments, replaced whole")
+    priority: Annotated[StrictInt, Field(ge=-INT32, le=INT32, description="higher runs first")] | None = None
+    run_at: Annotated[AwareDatetime, Field(description="when to run, with a time zone")] | None = None
+    delay: Annotated[Seconds, Field(description="seconds from now; excludes run_at")] | None = None
+    max_attempts: Annotated[StrictInt, Field(ge=1, le=MAX_ATTEMPTS)] | None = None
+    tags: Annotated[list[Tag], Field(max_length=20, description="replaces them; [] or null removes them")] | None = None
+    meta: dict[str, Any] | None = Field(default=None, description="replaces it; null removes it")
+
+
 class JobFilterIn(Strict):
     """Which jobs a bulk action takes: all the given conditions hold (the list's filters)."""
 

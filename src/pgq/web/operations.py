@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
@@ -18,6 +19,7 @@ from pgq.errors import ConfigurationError, DatabaseUnavailable, InvalidJob, Inva
 
 if TYPE_CHECKING:
     from pgq.app import App
+    from pgq.job import Job
 
 T = TypeVar("T")
 
@@ -188,3 +190,30 @@ def bulk_priority(text: str | None) -> int:
     if not value.lstrip("-").isdigit() or not value.isascii():
         raise WebError(422, f"priority must be a whole number (higher runs first), got {value!r}")
     return int(value)
+
+
+def edit_changes(fields: dict[str, str], current: Job) -> dict[str, Any]:
+    """What the job page's Edit form changes: each field that differs from ``current``
+    (args and run_at only when typed in), parsed, or a 422 naming the field."""
+    changes: dict[str, Any] = {}
+    for name in ("priority", "max_attempts"):
+        text = (fields.get(name) or "").strip()
+        if text and text != str(getattr(current, name)):
+            if not text.isascii() or not text.lstrip("-").isdigit():
+                raise WebError(422, f"{name.replace('_', ' ')} must be a whole number, got {text!r}")
+            changes[name] = int(text)
+    tags = (fields.get("tags") or "").replace(",", " ").split()
+    if tags != (current.tags or []):
+        changes["tags"] = tags
+    run_at = (fields.get("run_at") or "").strip()
+    if run_at:
+        try:
+            changes["run_at"] = datetime.fromisoformat(run_at)
+        except ValueError:
+            raise WebError(
+                422, f"run at must be an ISO 8601 time with a zone, e.g. 2026-12-01T09:00:00+00:00; got {run_at!r}"
+            ) from None
+    args = args_filter(fields.get("args"))
+    if args is not None:
+        changes["args"] = args
+    return changes

@@ -29,6 +29,7 @@ from pgq.web.operations import (
     args_filter,
     bulk_priority,
     call,
+    edit_changes,
     job_action,
     limit_changes,
     queue_action,
@@ -278,6 +279,26 @@ def router(d: Dashboard) -> APIRouter:
         except WebError as exc:
             return d.back(request, back, exc.message)
         return d.back(request, back, result.message(job_filter))
+
+    @pages.post("/actions/edit")
+    async def edit_form(request: Request) -> Response:
+        """The job page's Edit form: the fields that differ from the job as it is change."""
+        fields = await checked_form(request)
+        job_id = data.job_id(fields.get("id", ""))
+        if job_id is None:
+            raise WebError(422, f"not a job id: {fields.get('id', '')!r}")
+        back = f"/jobs/{job_id}"
+        try:
+            current = await read(d.app.get_job, job_id)
+            if current is None:
+                raise WebError(404, f"no job with id {job_id}")
+            changes = edit_changes(fields, current)
+            if not changes:
+                return d.back(request, back, f"Job {job_id}: nothing changed.")
+            await call(d.app.update_job, job_id, **changes)
+        except WebError as exc:
+            return d.back(request, back, f"Job {job_id}: {exc.message}")
+        return d.back(request, back, f"Job {job_id} updated: {', '.join(sorted(changes))}.")
 
     @pages.post("/actions/schedule")
     async def schedule_form(request: Request) -> Response:

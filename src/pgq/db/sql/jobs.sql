@@ -421,3 +421,34 @@ select id from {schema}.jobs where id = %(id)s for key share;
 
 -- name: job_wait_unregister
 delete from {schema}.job_waiters where pid = pg_backend_pid();
+
+-- name: job_update
+-- app.update_job: change a waiting job (pending, delayed or blocked) in place;
+-- each column changes only when its set_ flag is true. A running or finished
+-- job is left alone and its status returned (no row: no such job), as is a job
+-- whose attempts already reach the max_attempts asked for ('attempts:N').
+-- A new run time or priority wakes the workers (a job due sooner than they
+-- planned for).
+with changed as (
+    update {schema}.jobs j
+       set args = case when %(set_args)s then cast(%(args)s as jsonb) else j.args end,
+           priority = case when %(set_priority)s then cast(%(priority)s as integer) else j.priority end,
+           run_at = case when %(set_run_at)s
+                         then coalesce(cast(%(run_at)s as timestamptz),
+                                       now() + make_interval(secs => coalesce(cast(%(delay)s as double precision), 0)))
+                         else j.run_at end,
+           max_attempts = case when %(set_max_attempts)s then cast(%(max_attempts)s as integer) else j.max_attempts end,
+           tags = case when %(set_tags)s then nullif(cast(%(tags)s as text[]), '{}') else j.tags end,
+           meta = case when %(set_meta)s then cast(%(meta)s as jsonb) else j.meta end
+     where j.id = %(id)s and j.status in ('pending', 'blocked')
+       and (not %(set_max_attempts)s or j.attempts <= cast(%(max_attempts)s as integer))
+    returning j.id, case when %(set_run_at)s or %(set_priority)s then pg_notify(%(channel)s, '') end
+)
+select 'updated' as outcome from changed
+union all
+select case when status in ('pending', 'blocked') then 'attempts:' || attempts else status end
+  from {schema}.jobs
+ where id = %(id)s and not exists (select from changed)
+union all
+select status from {schema}.job_history
+ where id = %(id)s and not exists (select from changed);

@@ -1,0 +1,130 @@
+"""Editing a waiting job in place: ``app.update_job`` (``PATCH /api/jobs/{id}``,
+``pgq jobs update``, the job's page).
+
+A pending, delayed or blocked job can get new args, priority, run time,
+max_attempts, tags or meta; a running or finished one is refused, so a change
+never races the handler that is running the job. Each value is checked by the
+rules an enqueue applies (``pgq.enqueueing.prepare``), args against the task's
+signature when this app registered it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pgq.db.queries import query
+from pgq.enqueueing import prepare
+from pgq.errors import ConfigurationError, InvalidState, JobNotFound
+from pgq.flow import UNSET
+from pgq.job import Job, JobSpec
+from pgq.operations import job_id_of
+
+if TYPE_CHECKING:
+    from pgq.settings import Settings
+
+#: What update_job can change, as its keyword names.
+EDITABLE = ("args", "priority", "run_at", "delay", "max_attempts", "tags", "meta")
+
+
+class _AppLike(Protocol):
+    settings: Settings
+
+    @property
+    def schema(self) -> str: ...
+
+    @property
+    def tasks(self) -> Mapping[str, Any]: ...
+
+    def _run(
+        self, sql: str, params: dict[str, Any], connection: Any = None, *, idempotent: bool = False
+    ) -> list[dict[str, Any]]: ...
+
+    def get_job(self, job_id: int) -> Job | None: ...
+
+
+class JobEdits:
+    """The edit of a waiting job, a mixin of :class:`pgq.App`."""
+
+    def update_job(
+        self: _AppLike,
+        job_id: int,
+        *,
+        args: dict[str, Any] = UNSET,
+        priority: int = UNSET,
+        run_at: datetime = UNSET,
+        delay: float | timedelta = UNSET,
+        max_attempts: int = UNSET,
+        tags: Sequence[str] | None = UNSET,
+        meta: dict[str, Any] | None = UNSET,
+    ) -> Job:
+        """Change a waiting job (pending, delayed or blocked) and return it as it is now.
+
+        Only the options given change: ``args`` (replaced whole, and checked
+        against the task's signature when this app registered the task),
+        ``priority``, ``run_at`` or ``delay`` (seconds or a timedelta from now),
+        ``max_attempts`` (not below the attempts already made), ``tags`` (None or
+        ``[]`` removes them) and ``meta`` (None removes it). A new run time or
+        priority wakes the workers.
+
+        Raises :class:`InvalidState` for a running or finished job (cancel it and
+        enqueue another), :class:`JobNotFound`, and :class:`pgq.InvalidJob` for a
+        value an enqueue would refuse."""
+        job_id = job_id_of(job_id)
+        given: dict[str, Any] = {
+            name: value
+            for name, value in zip(EDITABLE, (args, priority, run_at, delay, max_attempts, tags, meta), strict=True)
+            if value is not UNSET
+        }
+        if not given:
+            raise ConfigurationError(f"nothing to change: give at least one of {', '.join(EDITABLE)}")
+        for name, value in given.items():
+            if value is None and name not in ("tags", "meta"):
+                raise ConfigurationError(f"{name}=None: give a value, or leave {name} out to keep it as it is")
+        if "run_at" in given and "delay" in given:
+            raise ConfigurationError("give run_at or delay, not both")
+        current = self.get_job(job_id)
+        if current is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        spec = JobSpec(
+            task=current.task,
+            args=given.get("args", {}),
+            priority=given.get("priority"),
+            run_at=given.get("run_at"),
+            delay=given.get("delay"),
+            max_attempts=given.get("max_attempts"),
+            tags=given.get("tags"),
+            meta=given.get("meta"),
+        )
+        task = self.tasks.get(current.task) if "args" in given else None
+        checked = prepare(spec, task, self.settings.max_payload_bytes, False)
+        params: dict[str, Any] = {
+            "id": job_id,
+            "channel": self.settings.notify_channel,
+            **{f"set_{name}": name in given for name in ("args", "priority", "max_attempts", "tags", "meta")},
+            "set_run_at": "run_at" in given or "delay" in given,
+            **{name: checked[name] for name in ("args", "priority", "run_at", "delay", "max_attempts", "tags", "meta")},
+        }
+        for _ in range(3):
+            rows = self._run(query("job_update", self.schema), params)
+            if not rows:
+                raise JobNotFound(f"no job with id {job_id}")
+            outcome = str(rows[0]["outcome"])
+            if outcome == "updated":
+                break
+            if not outcome.startswith("attempts:"):
+                raise InvalidState(
+                    f"job {job_id} is {outcome}; only a waiting job (pending, delayed or blocked) can be changed: "
+                    "cancel it and enqueue a new one"
+                )
+            made = int(outcome.split(":", 1)[1])
+            if params["set_max_attempts"] and made > params["max_attempts"]:
+                raise InvalidState(f"job {job_id} has made {made} attempts already; max_attempts cannot go below that")
+            # A claim changed the row after this statement's snapshot: look again.
+        else:
+            raise InvalidState(f"job {job_id} changed state while it was being updated; try again")
+        updated = self.get_job(job_id)
+        if updated is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        return updated
