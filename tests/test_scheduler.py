@@ -296,3 +296,35 @@ async def test_an_operators_disable_survives_deploys(app: pgq.App, database_url:
         await scheduler.sync_declared()
         again = app.get_schedule("nightly")
         assert again is not None and again.enabled and again.next_run_at is not None
+
+
+async def test_code_schedules_fire_only_in_the_app_that_declares_their_task(
+    app: pgq.App, database_url: str, conn: Any
+) -> None:
+    """Two apps share a database: a worker of the other app does not fire this app's code
+    schedules (nobody there runs their task), and its scheduler does not spin on their ticks."""
+
+    @app.periodic(cron="* * * * *", catch_up="once")
+    @app.task
+    def minutely() -> None: ...
+
+    other = pgq.App(database_url)
+
+    @other.task
+    def unrelated() -> None: ...
+
+    app.add_schedule("runtime", "0 0 1 1 *", "anything")  # added at run time: any scheduler fires it
+    try:
+        async with schedulers(app, database_url, 1) as (own,), schedulers(other, database_url, 1) as (foreign,):
+            await own.sync_declared()
+            await foreign.sync_declared()
+            backdate(conn, "minutely", 5)
+            backdate(conn, "runtime", 5)
+            assert await foreign.run_once() == 1  # the runtime schedule's tick, not minutely's
+            assert foreign.next_interval() > 1, "a foreign schedule's overdue tick must not make it spin"
+            assert conn.execute("select count(*) as n from pgq.jobs where task = 'minutely'").fetchone()["n"] == 0
+            assert await own.run_once() == 1
+        tasks = [row["task"] for row in conn.execute("select task from pgq.jobs order by id").fetchall()]
+        assert tasks == ["anything", "minutely"]
+    finally:
+        other.close()

@@ -88,7 +88,8 @@ class Scheduler(Service):
             self._synced = True
         enqueued = 0
         async with self.connection() as conn:
-            cur = await conn.execute(query("schedule_due", self.schema))
+            mine = {"tasks": self.app.tasks.names()}
+            cur = await conn.execute(query("schedule_due", self.schema), mine)
             for row in await cur.fetchall():
                 try:
                     enqueued += await self._fire(conn, row)
@@ -99,7 +100,7 @@ class Scheduler(Service):
                         query("schedule_set_enabled", self.schema),
                         {"name": row["name"], "enabled": False, "next_run_at": None},
                     )
-            cur = await conn.execute(query("schedule_next_wait", self.schema))
+            cur = await conn.execute(query("schedule_next_wait", self.schema), mine)
             wait = (await cur.fetchone() or {}).get("wait")
         self._wait = MAX_SLEEP if wait is None else float(wait)
         return enqueued

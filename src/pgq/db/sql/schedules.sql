@@ -42,17 +42,21 @@ update {schema}.schedules
 returning name;
 
 -- name: schedule_due
--- Enabled schedules whose tick has come, with the database's clock.
+-- Enabled schedules whose tick has come, with the database's clock. A schedule
+-- declared in code fires only in the app that registers its task (%(tasks)s, names
+-- and aliases): another app sharing the database does not serve its queue.
 select s.*, now() as db_now
   from {schema}.schedules s
  where s.enabled and s.next_run_at <= now()
+   and (s.source <> 'code' or s.task = any(cast(%(tasks)s as text[])))
  order by s.next_run_at
  limit 100;
 
 -- name: schedule_next_wait
+-- The schedules schedule_due may return, or a foreign schedule's overdue tick makes it spin.
 select now() as db_now, extract(epoch from min(next_run_at) - now()) as wait
   from {schema}.schedules
- where enabled;
+ where enabled and (source <> 'code' or task = any(cast(%(tasks)s as text[])));
 
 -- name: schedule_take_tick
 -- Exactly one scheduler wins each tick: the update only matches while
