@@ -255,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--show-password", action="store_true")
     db.set_defaults(handler=cmd_db)
     _add_dashboard_command(commands, common)
+    _add_embedded_command(commands)
     return parser
 
 
@@ -294,6 +295,46 @@ def _serve_worker_metrics(app: App, options: argparse.Namespace) -> None:
 
     slots = options.concurrency or app.settings.concurrency or default_concurrency(app.tasks)
     serve_worker_metrics(app, options.metrics_port, slots)
+
+
+def _add_embedded_command(commands: Any) -> None:
+    embedded = commands.add_parser(
+        "embedded",
+        help="see or stop the embedded PostgreSQL",
+        description="The embedded PostgreSQL that pgq starts when PGQ_DATABASE_URL is not set: it lives in "
+        "PGQ_DATA_DIR/pg and stops when the last process using it exits. See docs/getting-started.md.",
+    )
+    actions = embedded.add_subparsers(dest="embedded_command", metavar="ACTION", required=True)
+    for action, help_text in (
+        ("status", "is it running, its pid and URL, and the processes using it"),
+        ("stop", "stop it (refused while processes use it, unless --force)"),
+    ):
+        one = actions.add_parser(action, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        one.add_argument("--data-dir", help="its folder (default PGQ_DATA_DIR, else ./.pgq)")
+        if action == "status":
+            one.add_argument("--json", action="store_true", help="the status as JSON")
+        else:
+            one.add_argument("--force", action="store_true", help="stop it even while processes use it")
+        one.set_defaults(handler=cmd_embedded, action=action)
+
+
+def cmd_embedded(options: argparse.Namespace) -> int:
+    from pgq.db.embedded_life import embedded_status, stop_embedded
+    from pgq.output import embedded_text
+
+    settings = load_settings(data_dir=options.data_dir)
+    if options.action == "stop":
+        before = embedded_status(settings.data_dir)
+        after = stop_embedded(settings.data_dir, force=options.force)
+        verb = "stopped" if before.running else "is not running"
+        print(f"the embedded PostgreSQL in {after.pgdata} {verb}")
+        return 0
+    status = embedded_status(settings.data_dir)
+    if options.json:
+        print(to_json(status))
+    else:
+        print(embedded_text(status, uses_url=settings.database_url is not None))
+    return 0
 
 
 def cmd_dashboard(options: argparse.Namespace) -> int:

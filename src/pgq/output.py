@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console, RenderableType
@@ -26,6 +26,9 @@ from rich.text import Text
 
 from pgq.display import clip
 from pgq.job import Job, attempt_verb
+
+if TYPE_CHECKING:
+    from pgq.db.embedded_life import EmbeddedStatus
 
 #: Colours of job and worker states.
 STATE_STYLES = {
@@ -340,3 +343,25 @@ def stats_table(stats: Sequence[Any]) -> str:
 def explain_reasons(text: str) -> list[str]:
     """The reasons of :meth:`App.explain`'s text (its ``- `` lines), without the first line."""
     return [line[2:] for line in text.splitlines()[1:] if line.startswith("- ")]
+
+
+def embedded_text(status: EmbeddedStatus, *, uses_url: bool) -> str:
+    """``pgq embedded status``: a few lines."""
+    where = f"the embedded PostgreSQL in {status.pgdata}"
+    if not status.initialized:
+        lines = [f"{where}: not created yet (the first pgq command without PGQ_DATABASE_URL creates it)"]
+    elif not status.running:
+        lines = [f"{where}: not running (the next pgq command without PGQ_DATABASE_URL starts it)"]
+    else:
+        lines = [f"{where}: running (pid {status.pid}), {status.url}"]
+        if status.holders:
+            used = ", ".join(map(str, status.holders))
+            lines.append(f"used by {used}: it stops when the last of them exits")
+        else:
+            lines.append("used by no live process: pgq embedded stop stops it")
+    if status.gone:
+        gone = ", ".join(map(str, status.gone))
+        lines.append(f"listed by processes that died without leaving: {gone} (ignored; forgotten at the next start)")
+    if uses_url:
+        lines.append("PGQ_DATABASE_URL is set: pgq uses that server, not this one")
+    return "\n".join(lines)

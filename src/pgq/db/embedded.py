@@ -1,7 +1,8 @@
 """The embedded PostgreSQL that pgq starts when no database URL is configured.
 
 It lives in ``PGQ_DATA_DIR`` (default ``./.pgq``), keeps its data between runs,
-and stops when the last process that uses it exits. The first start runs
+and stops when the last process that uses it exits (a process killed without
+its exit handlers is forgotten when the next one starts: pgq.db.embedded_life). The first start runs
 ``initdb`` (about a second); later starts only start the server.
 """
 
@@ -44,6 +45,11 @@ def embedded_url(data_dir: Path) -> str:
                 f"cannot create the embedded PostgreSQL folder {data_dir} (PGQ_DATA_DIR): {exc}"
             ) from None
         log.info("starting the embedded PostgreSQL in %s", data_dir / "pg")
+        from pgq.db.embedded_life import forget_gone_holders
+
+        gone = forget_gone_holders(data_dir / "pg")
+        if gone:
+            log.info("forgot processes that died while using the embedded PostgreSQL: %s", gone)
         try:
             server = get_server(data_dir / "pg", cleanup_mode="stop")
             url: str = server.get_uri()
