@@ -24,6 +24,7 @@ PGQ_TABLES = {
     "queue_groups",
     "job_keys",
     "job_waiters",
+    "job_logs",
     "alembic_version",
 }
 

@@ -47,7 +47,7 @@ from pgq.enqueueing import (
 from pgq.errors import ConfigurationError, PgqError, QueueFull
 from pgq.events import EVENTS, Event
 from pgq.group_commit import GroupCommit
-from pgq.job import Job, JobSpec
+from pgq.job import Job, JobSpec, LogLine
 from pgq.job_edits import JobEdits
 from pgq.operations import OperationControls
 from pgq.schedules import ScheduleControls, ScheduleSpec, check_spec
@@ -828,6 +828,14 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         from pgq.waiting import wait_async
 
         return await wait_async(self, job_id, timeout)
+
+    def job_logs(self, job_id: int) -> list[LogLine]:
+        """The lines the job's handler logged through ``ctx.log``, oldest first, each with
+        its attempt (the last 200 or 64 KiB of each run are kept); empty when it logged none."""
+        from pgq.operations import job_id_of
+
+        rows = self._run(query("job_log_list", self.schema), {"id": job_id_of(job_id)}, idempotent=True)
+        return [LogLine(**row) for row in rows]
 
     def list_jobs(
         self,

@@ -490,11 +490,12 @@ def cmd_jobs_show(options: argparse.Namespace) -> int:
     job_id = job_id_arg(options.id)
     with _app(options) as app:
         job = app.get_job(job_id)
+        logs = app.job_logs(job_id) if job is not None and not options.json else []
         redact = Redactor(app.settings.redact_keys)
     if job is None:
         raise PgqError(f"no job with id {job_id} (live or in history)")
     job = redact_job(job, redact)  # the dashboard's and the API's redaction, for args and result
-    print(to_json(job) if options.json else job_detail(job))
+    print(to_json(job) if options.json else job_detail(job, logs))
     return 0
 
 

@@ -3,9 +3,74 @@
 from __future__ import annotations
 
 import logging
+import traceback
+from collections import deque
+from datetime import UTC, datetime
 from typing import Any
 
 from pgq.job import Job
+
+#: Lines of ctx.log kept per run of a handler (the newest), and their bytes at most.
+MAX_LOG_LINES = 200
+MAX_LOG_BYTES = 64 * 1024
+
+
+class JobLog:
+    """The lines a run of a handler logged through ``ctx.log``, bounded: the newest
+    :data:`MAX_LOG_LINES` whose messages hold at most :data:`MAX_LOG_BYTES` in all."""
+
+    def __init__(self) -> None:
+        self.lines: deque[tuple[datetime, str, str]] = deque()
+        self.size = 0
+        self.dropped = 0
+
+    def add(self, level: int, message: str) -> None:
+        encoded = len(message.encode("utf-8", "replace"))
+        if encoded > MAX_LOG_BYTES:
+            message = message.encode("utf-8", "replace")[: MAX_LOG_BYTES - 100].decode("utf-8", "ignore")
+            message += " [cut: the line was longer than 64 KiB]"
+            encoded = len(message.encode("utf-8", "replace"))
+        self.lines.append((datetime.now(UTC), logging.getLevelName(level), message))
+        self.size += encoded
+        while len(self.lines) > MAX_LOG_LINES or self.size > MAX_LOG_BYTES:
+            _, _, old = self.lines.popleft()
+            self.size -= len(old.encode("utf-8", "replace"))
+            self.dropped += 1
+
+    def rows(self) -> list[tuple[datetime, str, str]]:
+        """The lines to store, with a first one saying how many were dropped, if any."""
+        rows = list(self.lines)
+        if self.dropped and rows:
+            note = f"{self.dropped} earlier lines not kept (at most {MAX_LOG_LINES} lines or 64 KiB per run)"
+            rows.insert(0, (rows[0][0], "INFO", note))
+        return rows
+
+
+class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """``ctx.log``: a logger whose records carry the job id, and whose lines are kept
+    with the job's attempt (shown on its page and by ``pgq jobs show``)."""
+
+    def __init__(self, logger: logging.Logger, extra: dict[str, Any], kept: JobLog) -> None:
+        super().__init__(logger, extra)
+        self.kept = kept
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        super().log(level, msg, *args, **kwargs)
+        try:
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError):
+            text = f"{msg} {args}"
+        exc_info = kwargs.get("exc_info")
+        if exc_info:
+            if isinstance(exc_info, BaseException):
+                exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+            elif not isinstance(exc_info, tuple):
+                import sys
+
+                exc_info = sys.exc_info()
+            if exc_info[0] is not None:
+                text += "\n" + "".join(traceback.format_exception(*exc_info)).rstrip()
+        self.kept.add(level, text)
 
 
 class JobContext:
@@ -14,7 +79,8 @@ class JobContext:
     ``job`` is the claimed row (id, task, queue, attempts, args);
     ``attempt`` counts from 1; ``cancelled`` turns true when the job is
     cancelled or the worker shuts down, so a sync handler can poll it;
-    ``log`` is a logger whose records carry the job id;
+    ``log`` is a logger whose records carry the job id, and whose lines are
+    kept with the attempt (the last 200, or 64 KiB; see docs/worker.md);
     ``parent_statuses`` says how each parent (``job.depends_on``) ended and
     ``parent_results`` maps each completed parent's id to its result.
     """
@@ -25,7 +91,9 @@ class JobContext:
         self.progress: float | None = job.progress
         self.progress_message: str | None = job.progress_message
         base = logger or logging.getLogger("pgq.job")
-        self.log = logging.LoggerAdapter(base, {"job_id": job.id, "task": job.task})
+        #: This run's lines of ``log``, written with the job when the handler returns.
+        self.log_lines = JobLog()
+        self.log = JobLogger(base, {"job_id": job.id, "task": job.task}, self.log_lines)
         #: How each of the job's parents (``job.depends_on``) ended, by parent id:
         #: ``"completed"``, ``"failed"``, ``"cancelled"``, or ``"missing"`` once pruned
         #: from history; empty for a job without parents.

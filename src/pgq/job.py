@@ -233,3 +233,13 @@ def claimed_job_maker(columns: Sequence[str], worker_id: uuid.UUID) -> Callable[
 
 
 _new = object.__new__
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """A line a handler logged through ``ctx.log`` (``app.job_logs``)."""
+
+    attempt: int
+    at: datetime
+    level: str
+    message: str

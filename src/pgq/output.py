@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pgq.display import clip
-from pgq.job import Job, attempt_verb
+from pgq.job import Job, LogLine, attempt_verb
 
 if TYPE_CHECKING:
     from pgq.db.embedded_life import EmbeddedStatus
@@ -152,7 +152,7 @@ def jobs_table(jobs: Sequence[Job]) -> str:
     return table(headers, rows, right=("ID", "PRI", "ATTEMPTS"))
 
 
-def job_detail(job: Job) -> str:
+def job_detail(job: Job, logs: Sequence[LogLine] = ()) -> str:
     lines = [
         f"job {job.id}  {job.status}",
         f"  task        {job.task}",
@@ -197,6 +197,11 @@ def job_detail(job: Job) -> str:
         traceback = error.get("traceback")
         if traceback:
             lines.extend("      " + line for line in str(traceback).rstrip().splitlines())
+    if logs:
+        lines.append("  log (ctx.log)")
+        for line in logs:
+            text = line.message.replace("\n", "\n" + " " * 8)
+            lines.append(f"    {line.attempt}  {line.at.strftime('%H:%M:%S.%f')[:-3]}  {line.level:<7} {text}")
     return "\n".join(lines)
 
 

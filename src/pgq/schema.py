@@ -45,6 +45,7 @@ class Tables:
     queue_groups: Table
     job_keys: Table
     job_waiters: Table
+    job_logs: Table
 
 
 #: Revision 0010: the columns of ``jobs`` whose rules are domains (checked when the
@@ -242,4 +243,17 @@ def tables(schema: str = "pgq") -> Tables:
         Column("pid", Integer, nullable=False),
         Column("since", TZ, nullable=False),
     )
-    return Tables(metadata, jobs, job_history, workers, metrics, schedules, queues, queue_groups, job_keys, job_waiters)
+    # Lines handlers logged through ctx.log (revision 0016).
+    job_logs = Table(
+        "job_logs",
+        metadata,
+        Column("line", BigInteger, primary_key=True),
+        Column("job_id", BigInteger, nullable=False),
+        Column("attempt", Integer, nullable=False),
+        Column("at", TZ, nullable=False),
+        Column("level", Text, nullable=False),
+        Column("message", Text, nullable=False),
+    )
+    return Tables(
+        metadata, jobs, job_history, workers, metrics, schedules, queues, queue_groups, job_keys, job_waiters, job_logs
+    )

@@ -217,6 +217,7 @@ class Sweeper(Service):
         await conn.execute(query("sweep_prune_metrics", self.schema), {"keep": self.app.settings.metrics_retention})
         await conn.execute(query("sweep_prune_keys", self.schema))
         await conn.execute(query("sweep_prune_waiters", self.schema))
+        await conn.execute(query("sweep_prune_logs", self.schema), {"batch": PRUNE_BATCH * PRUNE_BATCHES_PER_PASS})
 
     async def _vacuum(self, conn: psycopg.AsyncConnection[dict[str, Any]], result: SweepResult) -> None:
         """Vacuum the live table once enough dead rows piled up. Every job leaves two

@@ -206,6 +206,7 @@ def router(d: Dashboard) -> APIRouter:
                 "children": children,
                 "graph": graph,
                 "worker_names": data.worker_names(app, [stored.worker_id]),
+                "logs": app.job_logs(found),
             }
 
         context = await read(read_job)

@@ -95,6 +95,7 @@ class Executor:
         max_result_bytes: int,
         on_outcome: OnOutcome | None = None,
         before: Callable[[RunningJob], Awaitable[None]] | None = None,
+        keep_log: Callable[[RunningJob], Awaitable[None]] | None = None,
     ) -> None:
         self.tasks = tasks
         self.threads = threads
@@ -103,6 +104,8 @@ class Executor:
         self.on_outcome = on_outcome
         #: Awaited before the handler of a job with parents whose task takes a context.
         self.before = before
+        #: Writes the lines a handler logged through ctx.log (pgq.context.JobLog) before its outcome.
+        self.keep_log = keep_log
         self._pool = self._new_pool()
         self._abandoned: set[asyncio.Future[Any] | concurrent.futures.Future[Any]] = set()
         self._waiters: dict[int, asyncio.Future[Outcome | None]] = {}
@@ -225,6 +228,8 @@ class Executor:
                 outcome = Outcome(job, "completed", None if result is None else self._result_json(job, result))
             if outcome is not None:
                 outcome.duration = time.perf_counter() - start
+            if running.ctx is not None and running.ctx.log_lines.lines and self.keep_log is not None:
+                await self.keep_log(running)
         except asyncio.CancelledError:
             # Cancelled from outside for a reason of the caller's (the loop closing):
             # the job goes back to the queue, and the cancellation goes on.

@@ -33,6 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 from pgq.context import JobContext
 from pgq.db import repo
 from pgq.db.connection import Pools, Row
+from pgq.db.queries import query
 from pgq.db.session import Session, Silence
 from pgq.job import Job
 from pgq.maintenance.scheduler import Scheduler
@@ -149,6 +150,7 @@ class Worker:
             settings.max_payload_bytes,
             on_outcome=self._settled,
             before=self._read_parents,
+            keep_log=self._keep_log,
         )
         silence = Silence()
         self._claims = Session(url, settings, f"worker {self.name} claims", self.db_deadline, silence)
@@ -364,6 +366,24 @@ class Worker:
         if outcome is not None:
             self.completer.add(outcome)
             self.processed += 1
+
+    async def _keep_log(self, running: RunningJob) -> None:
+        """Write the lines the handler logged through ctx.log, before its outcome is queued:
+        lost lines are a pity, not a reason to hold the job back, so a failure is logged."""
+        assert running.ctx is not None
+        rows = running.ctx.log_lines.rows()
+        params = {
+            "job_id": running.job.id,
+            "attempt": running.job.attempts,
+            "at": [row[0] for row in rows],
+            "level": [row[1] for row in rows],
+            "message": [row[2].replace("\x00", "\\0") for row in rows],
+        }
+        try:
+            async with self.connection(wait=5.0) as conn:
+                await conn.execute(query("job_log_insert", self.app.schema), params)
+        except Exception as exc:
+            log.warning("job %s: its %d log lines were not stored: %s", running.job.id, len(rows), exc)
 
     async def _read_parents(self, running: RunningJob) -> None:
         assert running.ctx is not None and running.job.depends_on

@@ -452,3 +452,17 @@ select case when status in ('pending', 'blocked') then 'attempts:' || attempts e
 union all
 select status from {schema}.job_history
  where id = %(id)s and not exists (select from changed);
+
+-- name: job_log_insert
+-- The lines one run of a job's handler logged through ctx.log (migration 0016).
+insert into {schema}.job_logs (job_id, attempt, at, level, message)
+select %(job_id)s, %(attempt)s, t.at, t.level, t.message
+  from unnest(cast(%(at)s as timestamptz[]), cast(%(level)s as text[]), cast(%(message)s as text[]))
+       with ordinality as t(at, level, message, n)
+ order by t.n;
+
+-- name: job_log_list
+select attempt, at, level, message
+  from {schema}.job_logs
+ where job_id = %(id)s
+ order by line;

@@ -120,6 +120,16 @@ select count(*) as deleted from deleted;
 delete from {schema}.job_waiters w
  where not exists (select from pg_stat_activity a where a.pid = w.pid);
 
+-- name: sweep_prune_logs
+-- Log lines of jobs that are gone (pruned or deleted from history), a batch at a time.
+delete from {schema}.job_logs
+ where line in (
+    select l.line
+      from {schema}.job_logs l
+     where not exists (select from {schema}.jobs j where j.id = l.job_id)
+       and not exists (select from {schema}.job_history h where h.id = l.job_id)
+     limit %(batch)s);
+
 -- name: sweep_prune_workers
 -- Rows of workers that stopped or died more than a day ago.
 delete from {schema}.workers
