@@ -30,6 +30,7 @@ from pgq.db.embedded import embedded_url
 from pgq.db.pooled import Commit, PooledRunner
 from pgq.db.queries import query
 from pgq.db.urls import normalize
+from pgq.encryption import open_envelope, parse_keys
 from pgq.enqueueing import (
     Flow,
     drive,
@@ -85,6 +86,8 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         if self.settings.listen_url is not None:
             normalize(self.settings.listen_url, "PGQ_LISTEN_URL")
         self.tasks = TaskRegistry()
+        #: PGQ_ENCRYPTION_KEYS, checked here: the first encrypts, all decrypt.
+        self.encryption_keys = parse_keys(self.settings.encryption_keys)
         self._url: str | None = None
         self._pools: Pools | None = None
         self._pooled_runner: PooledRunner | None = None
@@ -140,6 +143,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         validate: bool = True,
         max_snoozes: int | None = DEFAULT_MAX_SNOOZES,
         aliases: Sequence[str] = (),
+        encrypt: bool = False,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     @overload
@@ -160,6 +164,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         validate: bool = True,
         max_snoozes: int | None = DEFAULT_MAX_SNOOZES,
         aliases: Sequence[str] = (),
+        encrypt: bool = False,
     ) -> Callable[[Callable[..., R]], Task[..., R]]: ...
 
     def task(
@@ -179,6 +184,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         validate: bool = True,
         max_snoozes: int | None = DEFAULT_MAX_SNOOZES,
         aliases: Sequence[str] = (),
+        encrypt: bool = False,
     ) -> Task[Any, Any] | Callable[[F], Task[Any, Any]]:
         """Register a handler as a task: ``@app.task`` or ``@app.task(queue=..., ...)``.
 
@@ -216,6 +222,10 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         - ``aliases``: former names of the task: jobs stored under them (enqueued
           before a rename, or by code that still uses the old name) run with this
           handler, and ``app.enqueue(old_name)`` stores the current name.
+        - ``encrypt``: store args and result encrypted (AES-GCM, keys from
+          ``PGQ_ENCRYPTION_KEYS``); the handler sees plain args, the dashboard,
+          the API and SQL an envelope. Needs ``pgq-jobs[encryption]``. See
+          docs/enqueueing.md#encrypted-args.
         """
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
@@ -258,6 +268,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
                 batch_wait=batch_wait,
                 validate=validate,
                 max_snoozes=max_snoozes,
+                encrypt=encrypt,
             )
             # Check the task's default queue and priority once, here, rather
             # than failing at every enqueue.
@@ -310,7 +321,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
                 ),
                 self.settings.max_payload_bytes,
             )
-            task.encode(spec.args, self.settings.max_payload_bytes)
+            task.encode(spec.args, self.settings.max_payload_bytes, sealed=False)  # sealed when written
             if spec.name in self.schedules:
                 raise ConfigurationError(f"schedule {spec.name!r} is declared twice; give one of them name=...")
             self.schedules[spec.name] = spec
@@ -828,6 +839,21 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         from pgq.waiting import wait_async
 
         return await wait_async(self, job_id, timeout)
+
+    def decrypt(self, value: Any) -> Any:
+        """The plain value of an encrypted task's stored args or result (``job.args``,
+        ``job.result``); any other value as it is. Raises pgq.encryption.DecryptionError
+        when no key of PGQ_ENCRYPTION_KEYS opens it."""
+        from pgq.encryption import is_envelope
+
+        return open_envelope(value, self.encryption_keys) if is_envelope(value) else value
+
+    def rotate_keys(self) -> dict[str, int]:
+        """Re-encrypt, with the first key of PGQ_ENCRYPTION_KEYS, the args of live jobs and
+        schedules sealed with an older one (``pgq keys rotate``); see pgq.encryption.rotate."""
+        from pgq.encryption import rotate
+
+        return rotate(self)
 
     def job_logs(self, job_id: int) -> list[LogLine]:
         """The lines the job's handler logged through ``ctx.log``, oldest first, each with

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import psycopg
 
 from pgq.db.queries import query
 from pgq.errors import ConfigurationError, InvalidState, PgqError
 from pgq.job import FINISHED_STATUSES, STATUSES
-
-if TYPE_CHECKING:
-    from pgq.settings import Settings
+from pgq.operations import _AppLike
 
 #: Jobs per statement.
 BATCH = 1000
@@ -139,17 +137,6 @@ def action_statuses(action: str, job_filter: JobFilter) -> list[str]:
             f"{action} acts on {', '.join(statuses)} jobs; status={job_filter.status} matches none of them"
         )
     return [job_filter.status]
-
-
-class _AppLike(Protocol):
-    settings: Settings
-
-    @property
-    def schema(self) -> str: ...
-
-    def _run(
-        self, sql: str, params: dict[str, Any], connection: Any = None, *, idempotent: bool = False
-    ) -> list[dict[str, Any]]: ...
 
 
 def _query(name: str, schema: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from pgq.app import App
 from pgq.db.urls import redact
+from pgq.encryption import key_id
 from pgq.errors import ConfigurationError, PgqError
 from pgq.job import STATUSES, Job
 from pgq.output import job_detail, jobs_table, progress, schedules_table, to_json, when
@@ -256,6 +257,17 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(handler=cmd_db)
     _add_dashboard_command(commands, common)
     _add_embedded_command(commands)
+    keys = commands.add_parser("keys", help="encryption keys of encrypt=True tasks")
+    key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    rotate = key_commands.add_parser(
+        "rotate",
+        parents=[common],
+        help="re-encrypt live jobs' args with the first key of PGQ_ENCRYPTION_KEYS",
+        description="Re-encrypt, with the first key of PGQ_ENCRYPTION_KEYS, the args of live jobs and schedules "
+        "encrypted with another key of the list. Finished jobs keep theirs: keep the old keys while history "
+        "holds them. See docs/enqueueing.md#encrypted-args.",
+    )
+    rotate.set_defaults(handler=cmd_keys_rotate)
     return parser
 
 
@@ -316,6 +328,20 @@ def _add_embedded_command(commands: Any) -> None:
         else:
             one.add_argument("--force", action="store_true", help="stop it even while processes use it")
         one.set_defaults(handler=cmd_embedded, action=action)
+
+
+def cmd_keys_rotate(options: argparse.Namespace) -> int:
+    with _app(options) as app:
+        counts = app.rotate_keys()
+        current = key_id(app.encryption_keys[0])
+    print(f"re-encrypted with key {current}: {counts['jobs']} live jobs, {counts['schedules']} schedules")
+    if counts["unreadable"]:
+        print(
+            f"pgq: {counts['unreadable']} envelopes open with no key of PGQ_ENCRYPTION_KEYS: left as they are",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def cmd_embedded(options: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pgq.display import clip
+from pgq.encryption import SHOWN, is_envelope
 
 if TYPE_CHECKING:
     from pgq.job import Job
@@ -49,12 +50,13 @@ class Redactor:
 
 def redact_job(job: Job, redact: Redactor) -> Job:
     """The job as every surface shows it (pages, API, CLI): ``args``, ``result`` and ``meta``
-    with the values of secret keys masked, and those and ``errors`` cut at
+    with the values of secret keys masked (an encrypted task's args and result as
+    ``<encrypted>``), and those and ``errors`` cut at
     :data:`pgq.display.DISPLAY_DEPTH` levels. Error messages are free text: not redacted."""
     return dataclasses.replace(
         job,
-        args=redact(clip(job.args)),
-        result=redact(clip(job.result)),
+        args=_shown(job.args, redact),
+        result=_shown(job.result, redact),
         errors=clip(job.errors),
         meta=None if job.meta is None else redact(clip(job.meta)),
     )
@@ -62,4 +64,9 @@ def redact_job(job: Job, redact: Redactor) -> Job:
 
 def redact_schedule(schedule: Schedule, redact: Redactor) -> Schedule:
     """A schedule as every surface shows it: its job's args masked and bounded, as a job's."""
-    return dataclasses.replace(schedule, args=redact(clip(schedule.args)))
+    return dataclasses.replace(schedule, args=_shown(schedule.args, redact))
+
+
+def _shown(value: Any, redact: Redactor) -> Any:
+    """A stored value as shown: ``<encrypted>`` for an encrypted task's envelope."""
+    return SHOWN if is_envelope(value) else redact(clip(value))

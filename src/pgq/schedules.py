@@ -164,7 +164,7 @@ class ScheduleControls:
         task_name = getattr(task, "name", task)
         registered = self.tasks.get(task_name) if isinstance(task_name, str) else None
         if registered is not None:
-            registered.encode(args, self.settings.max_payload_bytes)
+            args = registered.stored_schedule_args(args or {}, self.settings.max_payload_bytes)
         spec = check_spec(
             ScheduleSpec(name, cron, task_name, args or {}, timezone, queue, priority, max_attempts, catch_up, enabled),
             self.settings.max_payload_bytes,

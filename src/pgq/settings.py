@@ -172,6 +172,14 @@ class Settings(BaseSettings):
             "--insecure-no-auth`). Default: none."
         ),
     )
+    encryption_keys: str | None = Field(
+        default=None,
+        description=(
+            "Keys of `@app.task(encrypt=True)`: comma-separated base64 encodings of 32-byte keys. The first "
+            "encrypts, all of them decrypt (put a new key first; `pgq keys rotate` re-encrypts live jobs). "
+            "Default: none."
+        ),
+    )
     redact_keys: Annotated[list[str], NoDecode] = Field(
         default=["password", "token", "secret", "api_key", "authorization"],
         description=(

@@ -9,9 +9,11 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+import orjson
 import pydantic
 import typing_extensions
 
+from pgq.encryption import is_envelope, open_envelope, seal
 from pgq.errors import ConfigurationError, InvalidJob
 from pgq.job import JobSpec
 from pgq.payload import encode_args
@@ -57,8 +59,13 @@ class Task(Generic[P, R]):
         batch_wait: float | timedelta | None = None,
         validate: bool = True,
         max_snoozes: int | None = DEFAULT_MAX_SNOOZES,
+        encrypt: bool = False,
     ) -> None:
         self.app = app
+        #: Args and results stored encrypted (pgq.encryption).
+        self.encrypt = bool(encrypt)
+        if encrypt and batch_size is not None:
+            raise ConfigurationError(f"task {name!r}: encrypt=True is not supported for batch tasks")
         self.fn = fn
         self.name = name
         self.queue = queue
@@ -184,14 +191,23 @@ class Task(Generic[P, R]):
             except pydantic.ValidationError as exc:
                 raise InvalidJob(self._type_errors(exc)) from None
 
-    def encode(self, args: dict[str, Any] | None, max_bytes: int) -> bytes:
+    def encode(self, args: dict[str, Any] | None, max_bytes: int, *, sealed: bool = True) -> bytes:
         """``args`` as the JSON a job of this task stores (model parameters as their JSON,
         :meth:`stored_args`), checked against the handler (:meth:`check_args`)."""
+        if self.encrypt and args is not None and is_envelope(args):
+            args = open_envelope(args, self.app.encryption_keys)  # a schedule's stored args
         if self.models is not None and type(args) is dict:
             args = self.stored_args(args)
         encoded = encode_args(args, max_bytes, self.name)
         self.check_args(args or {}, encoded)
+        if self.encrypt and sealed:
+            return seal(encoded, self.app.encryption_keys, self.name)
         return encoded
+
+    def stored_schedule_args(self, args: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+        """A schedule's args as its row keeps them: encrypted for an encrypted task."""
+        encoded = self.encode(args, max_bytes)  # checks them, in either case
+        return orjson.loads(encoded) if self.encrypt else args
 
     def stored_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """``args`` with the values of model parameters as JSON values (a model or dataclass

@@ -10,6 +10,7 @@ All times are the database's.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -70,7 +71,10 @@ class Scheduler(Service):
             now = (await (await conn.execute(query("db_now", self.schema))).fetchone())["db_now"]  # type: ignore[index]
             async with conn.transaction():
                 for spec in declared:
-                    await conn.execute(query("schedule_upsert", self.schema), upsert_params(spec, "code", now))
+                    task = self.app.tasks[spec.task]
+                    stored = task.stored_schedule_args(spec.args, self.app.settings.max_payload_bytes)
+                    row = upsert_params(dataclasses.replace(spec, args=stored), "code", now)
+                    await conn.execute(query("schedule_upsert", self.schema), row)
                 cur = await conn.execute(
                     query("schedule_disable_missing", self.schema),
                     {"declared": [s.name for s in declared], "tasks": sorted(self.app.tasks)},

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import dataclasses
 import functools
 import json
 import logging
@@ -30,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from pgq.context import JobContext
 from pgq.db.session import Unreadable
-from pgq.errors import InvalidJob, PermanentError, Retry, Snooze
+from pgq.encryption import DecryptionError, is_envelope, open_envelope, seal
+from pgq.errors import ConfigurationError, InvalidJob, PermanentError, Retry, Snooze
 from pgq.job import Job
 from pgq.task import Task
 from pgq.worker import isolation
@@ -194,6 +196,7 @@ class Executor:
                 or task is None
                 or task.batch_size is not None
                 or task.pass_context
+                or task.encrypt
                 or task.models is not None
                 or job.depends_on
                 or type(job.args) is not dict
@@ -204,6 +207,7 @@ class Executor:
                     self._settle(running, outcome)
                     return
                 assert task is not None
+                job = running.job  # with its args decrypted, for an encrypted task
             timeout = job.timeout.total_seconds() if job.timeout else task.timeout
             if timeout is not None:
                 running.timer = asyncio.get_running_loop().call_later(timeout, self.interrupt, running, "timeout")
@@ -265,6 +269,16 @@ class Executor:
             return failure(
                 job, "InvalidArgs", f"args must be a JSON object, got {type(job.args).__name__}", permanent=True
             )
+        if task.encrypt and is_envelope(job.args):
+            try:
+                plain = open_envelope(job.args, task.app.encryption_keys)
+            except (DecryptionError, ConfigurationError) as exc:
+                return failure(job, "DecryptionError", f"cannot decrypt the job's args: {exc}", permanent=True)
+            if type(plain) is not dict:
+                return failure(job, "InvalidArgs", "the decrypted args are not a JSON object", permanent=True)
+            job = running.job = dataclasses.replace(job, args=plain)
+            if running.ctx is not None:
+                running.ctx.job = job
         try:
             task.check_args(job.args)
             if task.models is not None:
@@ -522,6 +536,13 @@ class Executor:
         except (TypeError, ValueError) as exc:
             log.warning("job %s (%s): result not stored, it is not JSON-serialisable: %s", job.id, job.task, exc)
             return None
+        task = self.tasks.get(job.task)
+        if task is not None and task.encrypt:
+            try:
+                text = seal(text.encode(), task.app.encryption_keys, task.name).decode()
+            except ConfigurationError as exc:
+                log.warning("job %s (%s): result not stored, it cannot be encrypted: %s", job.id, job.task, exc)
+                return None
         if len(text.encode()) > self.max_result_bytes:
             log.warning(
                 "job %s (%s): result not stored, %d bytes is over PGQ_MAX_PAYLOAD_BYTES (%d)",
