@@ -493,6 +493,25 @@ def test_the_flash_message_survives_the_reload_after_an_action(
     shot(page, tmp_path, "job-flash-kept")
 
 
+def test_a_job_page_reloads_for_running_then_again_for_its_result(
+    app: pgq.App, serve: Callable[..., Served], page: Any, start_worker: Callable[..., Any]
+) -> None:
+    # Pending -> running -> completed within seconds: the page reloads for each change,
+    # so it ends with the result, not with "running"'s attempts under a completed badge.
+    job_id = app.enqueue("crawl", {"steps": 4, "pause": 0.75})
+    served = serve()
+    page.goto(f"{served.url}/jobs/{job_id}")
+    status = page.locator(f'[data-job-status="{job_id}"]')
+    sync_api.expect(status).to_have_text("pending")
+    start_worker(app=WEB_APP)
+    wait_job(app, job_id, "running")
+    mark_page(page)
+    wait_job(app, job_id, "completed")
+    sync_api.expect(page.locator("main")).to_contain_text('"pages": 4', timeout=5_000)
+    assert not same_page(page)  # reloaded after it completed, not only on the way to running
+    sync_api.expect(status).to_have_text("completed")
+
+
 def test_times_are_local_and_relative(app: pgq.App, serve: Callable[..., Served], browser: Any, tmp_path: Path) -> None:
     job_id = app.enqueue("echo", {})
     served = serve()

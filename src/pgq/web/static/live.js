@@ -79,16 +79,20 @@
   if (!window.EventSource || !body.dataset.live) return;
 
   // ------------------------------------------------------------ reloads
-  // Never more than one reload every 10 s per page, whatever the data says: a page
-  // that cannot show what the snapshot holds must not reload in a loop.
+  // Never more than one reload every 10 s per page for the same reason, whatever the
+  // data says: a page that cannot show what the snapshot holds must not reload in a
+  // loop. A different reason reloads at once: a job that goes pending -> running ->
+  // completed within seconds reloads for each, or its page would keep "running"'s
+  // attempts under a "completed" badge (no later snapshot would ask again).
   var RELOAD_KEY = "pgq-reload:" + location.pathname + location.search;
   var reloading = false;
-  function reloadSoon() {
+  function reloadSoon(reason) {
     if (reloading) return;
-    var last = parseInt(sessionStorage.getItem(RELOAD_KEY) || "0", 10);
-    if (Date.now() - last < 10000) return;
+    reason = reason || "";
+    var last = json(sessionStorage.getItem(RELOAD_KEY) || "null", null);
+    if (last && last.reason === reason && Date.now() - last.at < 10000) return;
     reloading = true;
-    sessionStorage.setItem(RELOAD_KEY, String(Date.now()));
+    sessionStorage.setItem(RELOAD_KEY, JSON.stringify({ at: Date.now(), reason: reason }));
     var shown = document.getElementById("flash");
     if (shown) {
       var a = shown.querySelector("a.flash-job");
@@ -309,7 +313,7 @@
           job.status === "running" || (el.dataset.keep === "1" && job.progress !== null && !!job.message));
       });
       if (body.dataset.reloadOnChange && initial[id] !== undefined && initial[id] !== job.status) {
-        reloadSoon();  // the detail page shows the new state's result and attempts
+        reloadSoon("job " + id + " " + job.status);  // the page shows the new state's result and attempts
       }
     });
     refreshExplain(data);
