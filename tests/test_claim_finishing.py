@@ -160,12 +160,14 @@ async def test_completions_a_failed_claim_carried_are_written_by_the_completer(
     async def work(n: int) -> None: ...
 
     failures = 0
+    lost_with_a_claim: list[int] = []
     claim_finishing = repo.claim_finishing
 
     async def failing(*args: Any, **kwargs: Any) -> Any:
         nonlocal failures
         if failures < 3:
             failures += 1
+            lost_with_a_claim.extend(job.id for job in args[5])
             raise psycopg.OperationalError("the connection was lost (test)")
         return await claim_finishing(*args, **kwargs)
 
@@ -173,9 +175,15 @@ async def test_completions_a_failed_claim_carried_are_written_by_the_completer(
     count = 100
     app.enqueue_many([pgq.JobSpec("work", {"n": n}) for n in range(count)])
     await _drain(app, count, concurrency=5)
-    assert failures == 3
+    # How many claims carry completions depends on how fast the completer flushes
+    # meanwhile (a loaded machine may see one): at least one failed with some.
+    assert 1 <= failures <= 3 and lost_with_a_claim
     rows = conn.execute("select status, count(*) as n, max(attempts) as a from pgq.job_history group by 1").fetchall()
     assert rows == [{"status": "completed", "n": count, "a": 1}]  # none lost, none run twice
+    written = conn.execute(
+        "select count(*) as n from pgq.job_history where id = any(%s) and status = 'completed'", [lost_with_a_claim]
+    ).fetchone()
+    assert written == {"n": len(set(lost_with_a_claim))}  # the completer wrote what the failed claims carried
 
 
 async def _drain(app: pgq.App, count: int, concurrency: int) -> None:
