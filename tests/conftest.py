@@ -139,12 +139,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     path = session.config.getoption("--reliability-report")
-    if path and _REPORT:
-        import json
+    if not path:
+        return
+    import json
 
-        with open(path, "w", encoding="utf-8") as out:
-            for entry in _REPORT:
-                out.write(json.dumps(entry, default=str) + "\n")
+    # Under pytest-xdist (-n) each worker writes its part and the controller, which
+    # finishes last, joins them into the file asked for.
+    worker = getattr(session.config, "workerinput", {}).get("workerid")
+    if worker is not None:
+        Path(f"{path}.{worker}").write_text("".join(json.dumps(e, default=str) + "\n" for e in _REPORT))
+        return
+    lines = [json.dumps(entry, default=str) + "\n" for entry in _REPORT]
+    for part in sorted(Path(path).parent.glob(Path(path).name + ".gw*")):
+        lines.append(part.read_text(encoding="utf-8"))
+        part.unlink()
+    if any(lines):
+        Path(path).write_text("".join(lines), encoding="utf-8")
 
 
 @pytest.fixture
