@@ -32,6 +32,7 @@ from pgq.db.queries import query
 from pgq.db.urls import normalize
 from pgq.encryption import open_envelope, parse_keys
 from pgq.enqueueing import (
+    Batch,
     Flow,
     drive,
     drive_async,
@@ -55,6 +56,8 @@ from pgq.schedules import ScheduleControls, ScheduleSpec, check_spec
 from pgq.settings import Settings, load_settings
 from pgq.task import DEFAULT_MAX_SNOOZES, Backoff, Task
 from pgq.task_registry import TaskRegistry, check_aliases
+from pgq.telemetry import Telemetry, with_trace
+from pgq.telemetry import get as get_telemetry
 from pgq.workflow import Node, Step, flatten, with_placeholder_parents
 
 if TYPE_CHECKING:
@@ -88,6 +91,8 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         self.tasks = TaskRegistry()
         #: PGQ_ENCRYPTION_KEYS, checked here: the first encrypts, all decrypt.
         self.encryption_keys = parse_keys(self.settings.encryption_keys)
+        #: OpenTelemetry's spans and metrics, or None (not installed, or PGQ_OTEL=false).
+        self.telemetry: Telemetry | None = get_telemetry(self.settings)
         self._url: str | None = None
         self._pools: Pools | None = None
         self._pooled_runner: PooledRunner | None = None
@@ -623,6 +628,15 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
             meta=meta,
         )
         params = self._prepare(spec, strict)
+        if self.telemetry is None:
+            return self._enqueue_one(params, connection)
+        with self.telemetry.enqueue_span(name, params["queue"]) as span:
+            self._stamp_trace(params)
+            job_id = self._enqueue_one(params, connection)
+            span.set_attribute("pgq.job.id", job_id)
+            return job_id
+
+    def _enqueue_one(self, params: dict[str, Any], connection: Any) -> int:
         try:
             if connection is None and is_plain(params):
                 return self._group_commit.enqueue(params)
@@ -632,6 +646,12 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         except QueueFull as full:
             self._count_rejected(full, [params], connection)
             raise
+
+    def _stamp_trace(self, params: dict[str, Any]) -> None:
+        """Store the current trace context in the job's meta (see pgq.telemetry)."""
+        carrier = self.telemetry.carrier() if self.telemetry is not None else None
+        if carrier is not None:
+            params["meta"] = with_trace(params["meta"], carrier)
 
     def _write_jobs(self, jobs: list[dict[str, Any]]) -> list[int]:
         """Plain jobs of concurrent enqueue calls, in one statement on pgq's pool."""
@@ -696,6 +716,15 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
             meta=meta,
         )
         params = self._prepare(spec, strict)
+        if self.telemetry is None:
+            return await self._enqueue_one_async(params, connection)
+        with self.telemetry.enqueue_span(name, params["queue"]) as span:
+            self._stamp_trace(params)
+            job_id = await self._enqueue_one_async(params, connection)
+            span.set_attribute("pgq.job.id", job_id)
+            return job_id
+
+    async def _enqueue_one_async(self, params: dict[str, Any], connection: Any) -> int:
         try:
             return await self._drive_async(
                 lambda: insert_one(self.schema, params), connection, transaction=needs_transaction([params])
@@ -716,6 +745,13 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         batch = prepare_batch(specs, self.tasks, self.settings.max_payload_bytes, strict)
         if not batch.size:
             return []
+        if self.telemetry is None:
+            return self._enqueue_batch(batch, connection)
+        with self.telemetry.enqueue_span(_batch_task(batch), None, batch.size):
+            self._stamp_batch(batch)
+            return self._enqueue_batch(batch, connection)
+
+    def _enqueue_batch(self, batch: Batch, connection: Any) -> list[int]:
         use_copy = can_copy(connection)
         # pgq's pool needs a transaction only for a batch of several statements; a
         # caller's connection is the caller's (autocommit included).
@@ -729,6 +765,13 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
             self._count_rejected(full, batch.all_params(), connection)
             raise
 
+    def _stamp_batch(self, batch: Batch) -> None:
+        carrier = self.telemetry.carrier() if self.telemetry is not None else None
+        if carrier is not None:
+            batch.trace = carrier
+            for _, params in batch.others:
+                params["meta"] = with_trace(params["meta"], carrier)
+
     async def enqueue_many_async(
         self, specs: Iterable[JobSpec], *, connection: Any = None, strict: bool = False
     ) -> list[int]:
@@ -736,6 +779,13 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         batch = prepare_batch(specs, self.tasks, self.settings.max_payload_bytes, strict)
         if not batch.size:
             return []
+        if self.telemetry is None:
+            return await self._enqueue_batch_async(batch, connection)
+        with self.telemetry.enqueue_span(_batch_task(batch), None, batch.size):
+            self._stamp_batch(batch)
+            return await self._enqueue_batch_async(batch, connection)
+
+    async def _enqueue_batch_async(self, batch: Batch, connection: Any) -> list[int]:
         use_copy = can_copy(connection)
         own = bool(batch.others)
         theirs = connection is not None and not getattr(connection, "autocommit", False)
@@ -1016,6 +1066,12 @@ def _exit_now(seconds: float) -> None:
     log.critical("the shutdown did not end within %.1f s; exiting now", seconds)
     logging.shutdown()
     os._exit(1)
+
+
+def _batch_task(batch: Batch) -> str:
+    """The task of an enqueue_many's jobs, for its span: its name, or "(several)"."""
+    names = {options.task for _, _, options in batch.rows} | {params["task"] for _, params in batch.others}
+    return names.pop() if len(names) == 1 else "(several)"
 
 
 def _ids(ids: Iterable[int] | None) -> list[int] | None:

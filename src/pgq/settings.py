@@ -172,6 +172,13 @@ class Settings(BaseSettings):
             "--insecure-no-auth`). Default: none."
         ),
     )
+    otel: bool = Field(
+        default=True,
+        description=(
+            "OpenTelemetry spans (`pgq.enqueue`, `pgq.run`) and metrics when `opentelemetry-api` is installed "
+            "(`pgq-jobs[otel]`); false turns them off. Default true."
+        ),
+    )
     encryption_keys: str | None = Field(
         default=None,
         description=(

@@ -157,7 +157,7 @@ async def drain_async(
 
     wanted = [queue] if isinstance(queue, str) else list(queue) if queue is not None else None
     app._ensure_migrated_for_worker()
-    executor = Executor(app.tasks, 1, app.settings.max_payload_bytes)
+    executor = Executor(app.tasks, 1, app.settings.max_payload_bytes, telemetry=app.telemetry)
     worker_id = uuid.uuid4()
     conn: psycopg.AsyncConnection[Row] = await psycopg.AsyncConnection.connect(
         app.url, autocommit=True, row_factory=dict_row, **connection_kwargs(app.settings, "testing drain")
@@ -293,7 +293,7 @@ async def run_job_async(
         backoff=params["backoff"],
     )
     ctx = JobContext(job, logging.getLogger(f"pgq.job.{name}"))
-    executor = Executor(app.tasks, 1, app.settings.max_payload_bytes)
+    executor = Executor(app.tasks, 1, app.settings.max_payload_bytes, telemetry=app.telemetry)
     try:
         outcome = await executor.run(RunningJob(job, ctx))
     finally:

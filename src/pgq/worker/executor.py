@@ -40,6 +40,7 @@ from pgq.worker.backoff import MAX_DELAY, retry_delay
 from pgq.worker.outcome import Outcome
 
 if TYPE_CHECKING:
+    from pgq.telemetry import Telemetry
     from pgq.worker.batch import Batch
 
 log = logging.getLogger("pgq.worker")
@@ -82,6 +83,8 @@ class RunningJob:
     timer: asyncio.TimerHandle | None = None
     #: The handler's arguments when they are not ``job.args`` as stored (model parameters).
     args: dict[str, Any] | None = None
+    #: What came of it, once settled (the attempt's span reads it).
+    outcome: Outcome | None = None
 
 
 OnOutcome = Callable[[RunningJob, Outcome | None], None]
@@ -98,6 +101,7 @@ class Executor:
         on_outcome: OnOutcome | None = None,
         before: Callable[[RunningJob], Awaitable[None]] | None = None,
         keep_log: Callable[[RunningJob], Awaitable[None]] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.tasks = tasks
         self.threads = threads
@@ -108,6 +112,8 @@ class Executor:
         self.before = before
         #: Writes the lines a handler logged through ctx.log (pgq.context.JobLog) before its outcome.
         self.keep_log = keep_log
+        #: OpenTelemetry (pgq.telemetry): a ``pgq.run`` span around each job's attempt.
+        self.telemetry = telemetry
         self._pool = self._new_pool()
         self._abandoned: set[asyncio.Future[Any] | concurrent.futures.Future[Any]] = set()
         self._waiters: dict[int, asyncio.Future[Outcome | None]] = {}
@@ -133,7 +139,12 @@ class Executor:
 
     def start(self, running: RunningJob) -> None:
         """Run ``running`` in a task of its own; its outcome goes to ``on_outcome``."""
-        running.task = asyncio.get_running_loop().create_task(self._body(running))
+        telemetry = self.telemetry
+        if telemetry is None or not telemetry.tracing():
+            body = self._body(running)
+        else:
+            body = self._traced(running, telemetry)
+        running.task = asyncio.get_running_loop().create_task(body)
 
     async def run(self, running: RunningJob) -> Outcome | None:
         """Run one job and return its outcome (``pgq.testing``'s way in)."""
@@ -173,6 +184,7 @@ class Executor:
         if running.settled:
             return
         running.settled = True
+        running.outcome = outcome
         if running.timer is not None:
             running.timer.cancel()
         waiter = self._waiters.pop(id(running), None)
@@ -181,6 +193,14 @@ class Executor:
                 waiter.set_result(outcome)
         elif self.on_outcome is not None:
             self.on_outcome(running, outcome)
+
+    async def _traced(self, running: RunningJob, telemetry: Telemetry) -> None:
+        """:meth:`_body` inside the attempt's span, current for the handler (and its thread)."""
+        span, token = telemetry.start_run(running.job)
+        try:
+            await self._body(running)
+        finally:
+            telemetry.end_run(span, token, running.outcome)
 
     async def _body(self, running: RunningJob) -> None:
         """The job's task: call the handler and settle the job with what came of it.

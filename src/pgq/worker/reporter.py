@@ -20,6 +20,7 @@ from typing import Any
 
 from pgq.events import Event
 from pgq.job import Job
+from pgq.telemetry import Telemetry
 from pgq.worker.outcome import Outcome
 
 log = logging.getLogger("pgq.worker")
@@ -29,8 +30,12 @@ SUMMARY_INTERVAL = 60.0
 
 
 class Reporter:
-    def __init__(self, hooks: dict[str, list[Callable[[Event], Any]]], name: str) -> None:
+    def __init__(
+        self, hooks: dict[str, list[Callable[[Event], Any]]], name: str, telemetry: Telemetry | None = None
+    ) -> None:
         self.hooks = hooks
+        #: OpenTelemetry's job metrics (pgq.telemetry), counted here: after the write.
+        self.telemetry = telemetry
         self.name = name
         self._tasks: set[asyncio.Future[None]] = set()
         self._counts: Counter[str] = Counter()
@@ -57,6 +62,8 @@ class Reporter:
                 )
                 continue
             counts[outcome.kind] += 1
+            if self.telemetry is not None and self.telemetry.metering():
+                self.telemetry.written(outcome)
             if hooks and hooks.get(outcome.event):
                 self._emit(
                     Event(

@@ -143,7 +143,7 @@ class Worker:
         self.db_deadline = client_deadline(settings)
         url = app.url
         self.slots = Slots(self.concurrency)
-        self.reporter = Reporter(app._hooks, self.name)
+        self.reporter = Reporter(app._hooks, self.name, app.telemetry)
         self.executor = Executor(
             app.tasks,
             self.concurrency,
@@ -151,7 +151,10 @@ class Worker:
             on_outcome=self._settled,
             before=self._read_parents,
             keep_log=self._keep_log,
+            telemetry=app.telemetry,
         )
+        if app.telemetry is not None:
+            app.telemetry.watch(app)
         silence = Silence()
         self._claims = Session(url, settings, f"worker {self.name} claims", self.db_deadline, silence)
         self._finishes = Session(url, settings, f"worker {self.name} finishes", self.db_deadline, silence)

@@ -408,6 +408,11 @@ select array(select nextval(cast(%(sequence)s as regclass)) from generate_series
 copy {schema}.jobs (id, args, task, queue, priority, max_attempts, timeout, backoff, group_key)
 from stdin (format binary);
 
+-- name: job_copy_traced
+-- job_copy with the trace context of pgq.telemetry in meta, the last field of each row.
+copy {schema}.jobs (id, args, task, queue, priority, max_attempts, timeout, backoff, group_key, meta)
+from stdin (format binary);
+
 -- name: job_wait_register
 -- app.wait: this session waits for the job's end (migration 0015; pid is this backend's).
 insert into {schema}.job_waiters (job_id) values (%(id)s);
