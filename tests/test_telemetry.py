@@ -11,9 +11,10 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import opentelemetry.metrics._internal as metrics_internal
 import pytest
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -22,26 +23,40 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util._once import Once
 
 import pgq
+import pgq.telemetry
 from pgq.telemetry import TRACE_KEY
 
 SPANS = InMemorySpanExporter()
 READER = InMemoryMetricReader()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def providers() -> None:
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(SPANS))
-        trace.set_tracer_provider(provider)
-        metrics.set_meter_provider(MeterProvider(metric_readers=[READER]))
-
-
 @pytest.fixture(autouse=True)
-def fresh_spans() -> None:
-    SPANS.clear()  # job ids start at 1 in each test's database
+def providers() -> Iterator[None]:
+    """The SDK's providers for each test only: set, then taken away again, so that every
+    other test of this process runs as an application without OpenTelemetry does (pytest
+    interleaves modules when it groups tests by server)."""
+    global SPANS, READER
+    reset_globals()
+    SPANS, READER = InMemorySpanExporter(), InMemoryMetricReader()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(SPANS))
+    trace.set_tracer_provider(provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[READER]))
+    yield
+    reset_globals()
+
+
+def reset_globals() -> None:
+    # What opentelemetry-test-utils' reset_trace_globals does: the API sets a provider once per process.
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+    metrics_internal._METER_PROVIDER_SET_ONCE = Once()
+    metrics_internal._METER_PROVIDER = None
+    # pgq's Telemetry holds proxies bound to the providers it saw: the next App makes a new one.
+    pgq.telemetry._telemetry = None
 
 
 def spans_of(name: str, job_id: int) -> list[ReadableSpan]:
