@@ -50,7 +50,9 @@ def dies(code: int) -> None:
     os._exit(code)
 
 
-@app.task(max_attempts=3, timeout=1)
+# 3 s: a child process starts (imports this app) within it even on a loaded 2-core machine,
+# so the test can find the pid the handler wrote before the timeout killed it.
+@app.task(max_attempts=3, timeout=3)
 def hangs(pid_file: str) -> None:
     Path(pid_file).write_text(str(os.getpid()))
     time.sleep(60)
