@@ -43,7 +43,7 @@ from cmp.targets import Rows, checks, context  # noqa: E402
 
 import pgq  # noqa: E402
 
-GROUPS = ("plain", "drains", "flow", "procrastinate", "enqueue", "latency", "redis")
+GROUPS = ("plain", "drains", "flow", "transactional", "procrastinate", "enqueue", "latency", "redis")
 
 
 class Run:
@@ -216,6 +216,21 @@ def main() -> None:
             "pgq_groups",
             "pgq worker at its defaults, 1,000 groups at group concurrency 1",
             lambda u: pgq_rows.pgq_drain(u, flow_jobs, groups=1000),
+        )
+
+    if "transactional" not in skip:
+        # Transactional no-op jobs (issue 21): a transaction per job that also completes it,
+        # against the plain drains above at the same concurrency.
+        tx_jobs = min(n, 10_000)
+        run.measure(
+            "pgq_tx_10",
+            "pgq worker --concurrency 10, transactional no-op tasks",
+            lambda u: pgq_rows.pgq_drain(u, tx_jobs, 10, task="noop_tx"),
+        )
+        run.measure(
+            "pgq_tx_100",
+            "pgq worker --concurrency 100, transactional no-op tasks",
+            lambda u: pgq_rows.pgq_drain(u, tx_jobs, 100, task="noop_tx"),
         )
 
     if "procrastinate" not in skip:

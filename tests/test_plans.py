@@ -146,6 +146,38 @@ def test_finish_and_progress_go_by_primary_key(
     assert conn.execute("select count(*) as n from pgq.jobs").fetchone() == {"n": BACKLOG}  # the batch finished
 
 
+@pytest.mark.parametrize("plan_mode", ["force_generic_plan", "force_custom_plan"])
+def test_a_transactional_handlers_finish_goes_by_primary_key(
+    conn: psycopg.Connection[Any], worker_with_history: tuple[uuid.UUID, list[dict[str, Any]]], plan_mode: str
+) -> None:
+    worker_id, running = worker_with_history
+    job = running[0]
+    params = {
+        "id": job["id"],
+        "queue": job["queue"],
+        "worker_id": worker_id,
+        "attempt": job["attempts"],
+        "result": '{"ok": true}',
+        "channel": "pgq_jobs",
+    }
+    conn.execute(f"set plan_cache_mode = {plan_mode}")
+    sql, names = positional(query("job_finish_in_transaction", "pgq"))
+    conn.execute(f"prepare finish_one as {sql}")
+    plan = [
+        row["QUERY PLAN"]
+        for row in psycopg.ClientCursor(conn)
+        .execute(
+            f"explain (analyze, buffers, costs off) execute finish_one({', '.join(['%s'] * len(names))})",
+            [params[n] for n in names],
+        )
+        .fetchall()
+    ]
+    assert "jobs_worker_idx" not in "\n".join(plan) and "Seq Scan on jobs" not in "\n".join(plan), "\n".join(plan)
+    assert total_buffers(plan) <= 40, "\n".join(plan)  # one job: its heap page, index and history
+    moved = conn.execute("select status, result from pgq.job_history where id = %s", [job["id"]]).fetchone()
+    assert moved == {"status": "completed", "result": {"ok": True}}
+
+
 def test_the_sweepers_rescue_reads_running_jobs_not_the_backlog(
     conn: psycopg.Connection[Any], worker_with_history: tuple[uuid.UUID, list[dict[str, Any]]]
 ) -> None:

@@ -28,11 +28,11 @@ def _app(url: str) -> pgq.App:
     return app
 
 
-def _fill(app: pgq.App, jobs: int, groups: int = 0, first: int = 0) -> None:
+def _fill(app: pgq.App, jobs: int, groups: int = 0, first: int = 0, task: str = "noop") -> None:
     for offset in range(first, first + jobs, 1000):
         app.enqueue_many(
             [
-                pgq.JobSpec("noop", {"i": i}, group=f"g{i % groups}" if groups else None)
+                pgq.JobSpec(task, {"i": i}, group=f"g{i % groups}" if groups else None)
                 for i in range(offset, min(offset + 1000, first + jobs))
             ]
         )
@@ -86,6 +86,7 @@ def pgq_drain(
     processes: int = 1,
     limit: int | None = None,
     groups: int = 0,
+    task: str = "noop",
 ) -> Result:
     """``pgq worker`` on ``jobs`` pre-filled no-op jobs. ``concurrency`` None: pgq's default.
     ``limit``: the queue's global concurrency limit; ``groups``: that many groups at group
@@ -95,7 +96,7 @@ def pgq_drain(
         app.set_queue("default", concurrency=limit)
     if groups:
         app.set_queue("default", group_concurrency=1)
-    _fill(app, jobs, groups)
+    _fill(app, jobs, groups, task=task)
     app.close()
     _checkpoint(url)
     flags = [*(["--concurrency", str(concurrency)] if concurrency else []), "--processes", str(processes)]

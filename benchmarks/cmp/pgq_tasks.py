@@ -15,6 +15,10 @@ def register(target: pgq.App) -> None:
     async def noop(i: int = 0) -> None:
         return None
 
+    @target.task(name="noop_tx", transactional=True)
+    async def noop_tx(ctx: pgq.JobContext, i: int = 0) -> None:
+        return None
+
     @target.task(name="ping")
     async def ping() -> float:
         # CLOCK_MONOTONIC is one clock for every process of the machine: the producer's

@@ -149,6 +149,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         max_snoozes: int | None = DEFAULT_MAX_SNOOZES,
         aliases: Sequence[str] = (),
         encrypt: bool = False,
+        transactional: Literal[False] = False,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     @overload
@@ -170,6 +171,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         max_snoozes: int | None = DEFAULT_MAX_SNOOZES,
         aliases: Sequence[str] = (),
         encrypt: bool = False,
+        transactional: bool = False,
     ) -> Callable[[Callable[..., R]], Task[..., R]]: ...
 
     def task(
@@ -190,6 +192,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         max_snoozes: int | None = DEFAULT_MAX_SNOOZES,
         aliases: Sequence[str] = (),
         encrypt: bool = False,
+        transactional: bool = False,
     ) -> Task[Any, Any] | Callable[[F], Task[Any, Any]]:
         """Register a handler as a task: ``@app.task`` or ``@app.task(queue=..., ...)``.
 
@@ -231,6 +234,11 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
           ``PGQ_ENCRYPTION_KEYS``); the handler sees plain args, the dashboard,
           the API and SQL an envelope. Needs ``pgq-jobs[encryption]``. See
           docs/enqueueing.md#encrypted-args.
+        - ``transactional``: run the handler in a database transaction, on
+          ``ctx.connection`` (so it takes the context: ``fn(ctx, **args)``), and
+          complete the job in that same transaction: the handler's writes and
+          the job's completion commit together, once, or not at all. See
+          docs/worker.md#transactional-handlers.
         """
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
@@ -274,6 +282,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
                 validate=validate,
                 max_snoozes=max_snoozes,
                 encrypt=encrypt,
+                transactional=transactional,
             )
             # Check the task's default queue and priority once, here, rather
             # than failing at every enqueue.

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import traceback
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from pgq.errors import ConfigurationError
 from pgq.job import Job
 
 #: Lines of ctx.log kept per run of a handler (the newest), and their bytes at most.
@@ -82,7 +84,8 @@ class JobContext:
     ``log`` is a logger whose records carry the job id, and whose lines are
     kept with the attempt (the last 200, or 64 KiB; see docs/worker.md);
     ``parent_statuses`` says how each parent (``job.depends_on``) ended and
-    ``parent_results`` maps each completed parent's id to its result.
+    ``parent_results`` maps each completed parent's id to its result;
+    ``connection`` is a transactional task's transaction.
     """
 
     def __init__(self, job: Job, logger: logging.Logger | None = None) -> None:
@@ -100,6 +103,27 @@ class JobContext:
         self.parent_statuses: dict[int, str] = {}
         #: The results of the parents that completed, by parent id.
         self.parent_results: dict[int, Any] = {}
+        #: A transactional task's transaction (``@app.task(transactional=True)``): a psycopg
+        #: ``Connection`` (``AsyncConnection`` for an async handler) in an open transaction,
+        #: which completes the job when the handler returns; None for other tasks.
+        self.connection: Any = None
+        #: Makes ``session`` (set by the runner of a transactional handler), and the one made.
+        self.new_session: Callable[[], Any] | None = None
+        self.opened_session: Any = None
+
+    @property
+    def session(self) -> Any:
+        """A transactional task's SQLAlchemy ``Session`` (``AsyncSession`` for an async
+        handler) in the job's transaction: its ``commit()`` keeps its work for the job's
+        commit, its ``rollback()`` undoes only its own work, and pgq commits it when the
+        handler returns. Made on first use. See docs/worker.md#transactional-handlers."""
+        if self.opened_session is None:
+            if self.new_session is None:
+                raise ConfigurationError(
+                    "ctx.session exists in transactional tasks only: @app.task(transactional=True)"
+                )
+            self.opened_session = self.new_session()
+        return self.opened_session
 
     @property
     def attempt(self) -> int:

@@ -60,8 +60,20 @@ class Task(Generic[P, R]):
         validate: bool = True,
         max_snoozes: int | None = DEFAULT_MAX_SNOOZES,
         encrypt: bool = False,
+        transactional: bool = False,
     ) -> None:
         self.app = app
+        #: The handler runs in a transaction on ctx.connection, which also completes the job.
+        self.transactional = bool(transactional)
+        if transactional:
+            if batch_size is not None:
+                raise ConfigurationError(
+                    f"task {name!r}: transactional=True is not supported for batch tasks: a batch's jobs are "
+                    "finished together, each with its own fence, so one transaction cannot commit them exactly "
+                    "once each; make it a task of one job a call, or write in the batch handler and make the "
+                    "writes idempotent"
+                )
+            pass_context = True  # the transaction is ctx.connection
         #: Args and results stored encrypted (pgq.encryption).
         self.encrypt = bool(encrypt)
         if encrypt and batch_size is not None:
@@ -80,8 +92,9 @@ class Task(Generic[P, R]):
         self.signature = inspect.signature(fn)
         if pass_context and not self.signature.parameters:
             raise ConfigurationError(
-                f"task {name!r} has pass_context=True but takes no arguments; "
-                "its first parameter receives the pgq.JobContext"
+                f"task {name!r} has {'transactional' if transactional else 'pass_context'}=True but takes no "
+                "arguments; its first parameter receives the pgq.JobContext"
+                + (" (ctx.connection is the transaction)" if transactional else "")
             )
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)

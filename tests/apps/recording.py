@@ -141,3 +141,16 @@ def record_batch(jobs: list[pgq.Job]) -> list[dict[str, str]]:
 async def slow_batch(jobs: list[pgq.Job]) -> list[None]:
     """A batch task whose batch waits two minutes for more jobs unless it fills up."""
     return [None for _ in jobs]
+
+
+@app.task(transactional=True, max_attempts=3)
+def transfer(ctx: pgq.JobContext, seconds: float) -> str:
+    """A transactional handler: its effect (a row of `effects`) commits with its completion.
+    It records its run outside the transaction (runs), and ignores cancellation."""
+    record_start(ctx)
+    ctx.connection.execute(
+        "insert into effects (job_id, attempt, pid) values (%s, %s, %s)", [ctx.job.id, ctx.attempt, os.getpid()]
+    )
+    time.sleep(seconds)
+    record_end(ctx)
+    return "moved"

@@ -28,13 +28,14 @@ from pgq.app import App, TaskRef
 from pgq.context import JobContext
 from pgq.db import repo
 from pgq.db.connection import Row, connection_kwargs
-from pgq.errors import UnknownTask
+from pgq.errors import ConfigurationError, UnknownTask
 from pgq.events import Event
 from pgq.job import Job, JobSpec
 from pgq.task import Task
 from pgq.worker.completer import as_row
 from pgq.worker.executor import Executor, RunningJob
 from pgq.worker.outcome import Outcome
+from pgq.worker.transactional import Transactions
 
 log = logging.getLogger("pgq.testing")
 T = TypeVar("T")
@@ -157,8 +158,15 @@ async def drain_async(
 
     wanted = [queue] if isinstance(queue, str) else list(queue) if queue is not None else None
     app._ensure_migrated_for_worker()
-    executor = Executor(app.tasks, 1, app.settings.max_payload_bytes, telemetry=app.telemetry)
     worker_id = uuid.uuid4()
+    transactions = (
+        Transactions(app.url, app.settings, app.schema, lambda: worker_id, 1, "testing drain")
+        if any(task.transactional for task in app.tasks.values())
+        else None
+    )
+    executor = Executor(
+        app.tasks, 1, app.settings.max_payload_bytes, telemetry=app.telemetry, transactions=transactions
+    )
     conn: psycopg.AsyncConnection[Row] = await psycopg.AsyncConnection.connect(
         app.url, autocommit=True, row_factory=dict_row, **connection_kwargs(app.settings, "testing drain")
     )
@@ -197,7 +205,8 @@ async def drain_async(
             outcome = await executor.run(RunningJob(job, ctx))
             if outcome is None:  # only a stopping worker gets none; drain never stops mid-job
                 raise RuntimeError(f"job {job.id}: the executor returned no outcome")
-            await repo.finish_many(conn, app.schema, worker_id, [as_row(outcome)])
+            if not outcome.written:  # a transactional handler's is written with its transaction
+                await repo.finish_many(conn, app.schema, worker_id, [as_row(outcome)])
             await _report(app, outcome)
             outcomes.append(_outcome(outcome, ctx))
     finally:
@@ -206,6 +215,8 @@ async def drain_async(
         finally:
             await conn.close()
             executor.shutdown()
+            if transactions is not None:
+                await transactions.close()
 
 
 async def _any_due(conn: psycopg.AsyncConnection[Row], app: App, queues: list[str]) -> bool:
@@ -273,6 +284,11 @@ async def run_job_async(
     if registered is None:
         known = ", ".join(sorted(app.tasks)) or "none"
         raise UnknownTask(f"task {name!r} is not registered with this app (it knows {known})")
+    if registered.transactional:
+        raise ConfigurationError(
+            f"task {name!r} is transactional: its handler completes its job in its own transaction, so it needs "
+            "a job in the database; enqueue it and run pgq.testing.drain(app) instead of run_job"
+        )
     params = app._prepare(JobSpec(name, args or {}, queue, None, None, None, None, max_attempts), strict=True)
     if not isinstance(attempt, int) or not 1 <= attempt <= params["max_attempts"]:
         raise ValueError(f"attempt must be between 1 and max_attempts ({params['max_attempts']}), got {attempt!r}")

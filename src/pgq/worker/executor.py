@@ -42,6 +42,7 @@ from pgq.worker.outcome import Outcome
 if TYPE_CHECKING:
     from pgq.telemetry import Telemetry
     from pgq.worker.batch import Batch
+    from pgq.worker.transactional import Transactions
 
 log = logging.getLogger("pgq.worker")
 
@@ -102,6 +103,7 @@ class Executor:
         before: Callable[[RunningJob], Awaitable[None]] | None = None,
         keep_log: Callable[[RunningJob], Awaitable[None]] | None = None,
         telemetry: Telemetry | None = None,
+        transactions: Transactions | None = None,
     ) -> None:
         self.tasks = tasks
         self.threads = threads
@@ -114,6 +116,8 @@ class Executor:
         self.keep_log = keep_log
         #: OpenTelemetry (pgq.telemetry): a ``pgq.run`` span around each job's attempt.
         self.telemetry = telemetry
+        #: Runs transactional handlers (pgq.worker.transactional); without it they cannot run.
+        self.transactions = transactions
         self._pool = self._new_pool()
         self._abandoned: set[asyncio.Future[Any] | concurrent.futures.Future[Any]] = set()
         self._waiters: dict[int, asyncio.Future[Outcome | None]] = {}
@@ -232,8 +236,14 @@ class Executor:
             if timeout is not None:
                 running.timer = asyncio.get_running_loop().call_later(timeout, self.interrupt, running, "timeout")
             start = time.perf_counter()
+            transacted = False
             try:
-                if job.errors and task.batch_size is None and isolation.suspect(job, task):
+                if task.transactional:
+                    # Not isolated in a child process even when suspect: the child could not
+                    # share the transaction. Its attempts still count, so a crashing job ends.
+                    transacted = True
+                    outcome = await self._transacted(running, task)
+                elif job.errors and task.batch_size is None and isolation.suspect(job, task):
                     result = await isolation.run_isolated(task, job, running.ctx)
                 else:
                     args = job.args if running.args is None else running.args
@@ -248,8 +258,9 @@ class Executor:
             except BaseException as exc:  # a handler's SystemExit is a failed attempt, not our exit
                 outcome = self._raised(job, task, exc)
             else:
-                # A handler that returns before it notices a cancellation has run: it completed.
-                outcome = Outcome(job, "completed", None if result is None else self._result_json(job, result))
+                if not transacted:
+                    # A handler that returns before it notices a cancellation has run: it completed.
+                    outcome = Outcome(job, "completed", None if result is None else self._result_json(job, result))
             if outcome is not None:
                 outcome.duration = time.perf_counter() - start
             if running.ctx is not None and running.ctx.log_lines.lines and self.keep_log is not None:
@@ -338,16 +349,33 @@ class Executor:
             return self._failed_attempt(job, task, "Timeout", message, None)
         return stopped_outcome(running, called=called)
 
+    async def _transacted(self, running: RunningJob, task: Task[Any, Any]) -> Outcome | None:
+        """A transactional handler's run: its outcome, already written with its writes
+        (None: refused by the fence, nothing written)."""
+        if self.transactions is None:
+            raise RuntimeError(
+                f"task {task.name!r} is transactional, and this runner has no connections for its transactions"
+            )
+        job = running.job
+        args = job.args if running.args is None else running.args
+
+        def completion(result: Any) -> Outcome:
+            return Outcome(job, "completed", None if result is None else self._result_json(job, result))
+
+        return await self.transactions.run(running, task, args, completion, self._call_in_thread)
+
     async def _in_thread(self, running: RunningJob, task: Task[Any, Any], args: dict[str, Any]) -> Any:
-        """A plain handler in the thread pool. A thread cannot be stopped: on a stop the
-        job is settled at once, ``ctx.cancelled`` asks the thread to end, and a thread
-        still running is counted in :meth:`stuck_threads`."""
-        context = contextvars.copy_context()
+        """A plain handler in the thread pool."""
         if task.pass_context:
-            call = functools.partial(context.run, task.fn, running.ctx, **args)
-        else:
-            call = functools.partial(context.run, task.fn, **args)
-        thread = self._pool.submit(call)
+            return await self._call_in_thread(running, functools.partial(task.fn, running.ctx, **args))
+        return await self._call_in_thread(running, functools.partial(task.fn, **args))
+
+    async def _call_in_thread(self, running: RunningJob, fn: Callable[[], Any]) -> Any:
+        """Call ``fn`` (a plain handler's run) in the thread pool. A thread cannot be
+        stopped: on a stop the job is settled at once, ``ctx.cancelled`` asks the thread
+        to end, and a thread still running is counted in :meth:`stuck_threads`."""
+        context = contextvars.copy_context()
+        thread = self._pool.submit(context.run, fn)
         running.thread = thread
         try:
             return await asyncio.wrap_future(thread)

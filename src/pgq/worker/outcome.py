@@ -29,6 +29,8 @@ class Outcome:
     error: dict[str, Any] | None = None
     delay: float | None = None
     duration: float = 0.0
+    #: Already written, in a transactional handler's own transaction: only to report.
+    written: bool = False
 
     @property
     def event(self) -> str:

@@ -51,6 +51,7 @@ from pgq.worker.outcome import Outcome
 from pgq.worker.producer import Producer, first_line
 from pgq.worker.reporter import Reporter
 from pgq.worker.slots import Slots
+from pgq.worker.transactional import Transactions
 
 if TYPE_CHECKING:
     from pgq.app import App
@@ -152,6 +153,11 @@ class Worker:
             before=self._read_parents,
             keep_log=self._keep_log,
             telemetry=app.telemetry,
+            transactions=(
+                Transactions(url, settings, app.schema, lambda: self.id, self.concurrency, f"worker {self.name}")
+                if any(task.transactional for task in app.tasks.values())
+                else None
+            ),
         )
         if app.telemetry is not None:
             app.telemetry.watch(app)
@@ -267,6 +273,8 @@ class Worker:
                 await self._claims.close()
                 await self._finishes.close()
                 await self._pools.aclose()
+                if self.executor.transactions is not None:
+                    await self.executor.transactions.close()
         except TimeoutError:
             log.warning("closing the worker's connections took too long; leaving them to the process's exit")
         finally:
@@ -367,8 +375,11 @@ class Worker:
         """A job's handler is done (or given up on): free its slot, queue its outcome."""
         self.slots.release(running)
         if outcome is not None:
-            self.completer.add(outcome)
             self.processed += 1
+            if outcome.written:  # a transactional handler's, committed with its writes
+                self._report([outcome], {outcome.job.id})
+            else:
+                self.completer.add(outcome)
 
     async def _keep_log(self, running: RunningJob) -> None:
         """Write the lines the handler logged through ctx.log, before its outcome is queued:
@@ -417,6 +428,9 @@ class Worker:
         return await repo.finish(self._finishes, self.schema, worker_id, columns)
 
     async def _written(self, outcomes: list[Outcome], accepted: set[int]) -> None:
+        self._report(outcomes, accepted)
+
+    def _report(self, outcomes: list[Outcome], accepted: set[int]) -> None:
         self.reporter.written(outcomes, accepted)
         # A job back to pending, or a freed slot of a queue with limits, may be claimable
         # now: this worker looks again (finish_jobs() has notified the others).

@@ -278,6 +278,29 @@ select {schema}.finish_jobs(
     cast(%(attempt)b as integer[]), cast(%(kind)b as text[]), cast(%(result)b as jsonb[]),
     cast(%(error)b as jsonb[]), cast(%(delay)b as float8[])) as id;
 
+-- name: job_finish_in_transaction
+-- A transactional handler's completion, in the handler's own transaction
+-- (pgq.worker.transactional): the completer's fence (this worker, this attempt,
+-- running) on one job found by its primary key, and its move to history. Not
+-- finish_jobs(): that function is planned anew at each call (1.2 ms), which a
+-- batch of outcomes shares and a transaction per job cannot. Returns the job's
+-- id, none when the fence refused; wakes the workers if its queue has limits.
+-- "is not distinct from" on worker_id, as in finish_jobs(): it cannot use
+-- jobs_worker_idx, which the planner would pick when its statistics say the
+-- worker runs few jobs (and whose dead entries made finishes scan thousands).
+with finished as (
+    delete from {schema}.jobs j
+     where j.id = %(id)s and j.queue = %(queue)s and j.worker_id is not distinct from %(worker_id)s
+       and j.attempts = %(attempt)s and j.status = 'running'
+    returning ({schema}.history_row(j, 'completed', cast(%(result)s as jsonb), null)).*
+),
+archived as (
+    insert into {schema}.job_history select * from finished
+    returning {schema}.job_history.id, {schema}.job_history.queue
+)
+select a.id, case when {schema}.any_limited(array[a.queue]) then pg_notify(%(channel)s, '') end as woken
+  from archived a;
+
 -- name: job_finish_completed
 -- A batch of plain completions (no result, error or delay), the common batch,
 -- through finish_completed() (migration 0009): the fences and history row of
