@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import threading
 import time
+import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,6 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import pgq
 import pgq.testing
+from pgq.worker import lent_session
 from tests.processes import FAST_MAINTENANCE, WorkerProcess, count, wait_for
 
 EFFECTS = "create table effects (job_id bigint not null, attempt int not null, pid int)"
@@ -236,8 +240,12 @@ class Effect(Base):
 
 @pytest.mark.parametrize("kind", ["async", "sync"])
 async def test_ctx_session_works_in_the_jobs_transaction(
-    app: pgq.App, effects: Callable[[int], list[int]], kind: str
+    app: pgq.App, effects: Callable[[int], list[int]], kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A fresh engine, as in a new process: its first connection runs SQLAlchemy's set-up
+    # queries and a rollback of its own, which must not end the session's savepoint.
+    monkeypatch.setattr(lent_session, "_engine", None)
+    monkeypatch.setattr(lent_session, "_async_engine", None)
     undone = "insert into effects (job_id, attempt) values (:id, 100)"
     if kind == "async":
 
@@ -308,3 +316,76 @@ async def test_a_job_enqueued_in_the_handlers_transaction_exists_only_if_it_comm
         await wait_until(lambda: status(app, job_id) == "completed")
         rows = conn.execute("select args from pgq.all_jobs where task = 'receipt'").fetchall()
     assert [row["args"] for row in rows] == [{"order": 2}]  # the failed attempt's enqueue rolled back
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_ctx_session_on_a_fresh_engine_completes_at_the_first_attempt(
+    app: pgq.App, effects: Callable[[int], list[int]], kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new process's first session: SQLAlchemy's set-up of its first connection ends with a
+    # rollback of its own, which must leave the session a savepoint to commit.
+    monkeypatch.setattr(lent_session, "_engine", None)
+    monkeypatch.setattr(lent_session, "_async_engine", None)
+    if kind == "async":
+
+        @app.task(transactional=True, name="record", max_attempts=1)
+        async def record_async(ctx: pgq.JobContext) -> None:
+            ctx.session.add(Effect(job_id=ctx.job.id, attempt=ctx.attempt))
+
+    else:
+
+        @app.task(transactional=True, name="record", max_attempts=1)
+        def record_sync(ctx: pgq.JobContext) -> None:
+            ctx.session.add(Effect(job_id=ctx.job.id, attempt=ctx.attempt))
+
+    job_id = app.enqueue("record")
+    (outcome,) = await pgq.testing.drain_async(app)
+    assert outcome.status == "completed", outcome.error
+    assert effects(job_id) == [1]
+
+
+def as_url(dsn: str) -> str:
+    """The tests' servers are given as libpq keywords; the example reads a URL, as users write it."""
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    user, dbname, host, port = info.get("user", ""), info["dbname"], str(info.get("host", "")), info.get("port")
+    if host.startswith("/"):
+        return f"postgresql://{user}@/{dbname}?host={host}" + (f"&port={port}" if port else "")
+    return f"postgresql://{user}@{host}{f':{port}' if port else ''}/{dbname}"
+
+
+def test_the_fastapi_example_pays_each_order_once(
+    database_url: str, conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/worker.md's FastAPI + SQLAlchemy example, run as written (its URL aside)."""
+    from fastapi.testclient import TestClient
+
+    doc = (Path(__file__).parent.parent / "docs" / "worker.md").read_text()
+    section = doc.split("### With FastAPI and SQLAlchemy", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'DATABASE_URL = "postgresql://localhost/shop"' in code
+    code = code.replace('"postgresql://localhost/shop"', repr(as_url(database_url)))
+    module = types.ModuleType("shop")  # SQLAlchemy resolves the models' annotations in their module
+    monkeypatch.setitem(sys.modules, "shop", module)
+    exec(compile(code, "docs/worker.md", "exec"), module.__dict__)
+    shop = module.__dict__
+    jobs: pgq.App = shop["jobs"]
+    try:
+        shop["Base"].metadata.create_all(shop["engine"])
+        client = TestClient(shop["api"])
+        first = client.post("/orders", params={"amount": 42}).json()
+        (outcome,) = pgq.testing.drain(jobs)
+        assert outcome.status == "completed", outcome.error
+        second = client.post("/orders", params={"amount": 7}).json()
+        (outcome,) = pgq.testing.drain(jobs)
+        assert outcome.status == "completed", outcome.error
+        rows = conn.execute(
+            "select o.id, o.paid, p.amount from orders o join payments p on p.order_id = o.id order by o.id"
+        ).fetchall()
+        assert rows == [
+            {"id": first["order"], "paid": True, "amount": 42},
+            {"id": second["order"], "paid": True, "amount": 7},
+        ]
+        assert jobs.get_job(first["job"]).result == 1  # type: ignore[union-attr]
+    finally:
+        jobs.close()
+        shop["engine"].dispose()

@@ -5,8 +5,10 @@ So SQLAlchemy gets a second psycopg wrapper of the same server connection whose
 ``commit``, ``rollback`` and ``close`` work on a savepoint instead: each
 transaction SQLAlchemy begins is a ``SAVEPOINT``, ``session.commit()``
 releases it (the work stays in pgq's transaction, and becomes visible when the
-job completes), ``session.rollback()`` rolls back to it (undoing only the
-session's work since), and nothing SQLAlchemy does can end pgq's transaction.
+job completes) and opens the next, ``session.rollback()`` rolls back to it
+(undoing only the session's work since), and nothing SQLAlchemy does can end
+pgq's transaction. Savepoints left open when SQLAlchemy lets go of the
+connection end with pgq's commit.
 When the handler returns, pgq commits the session (flushes what is pending)
 before it completes the job.
 
@@ -27,9 +29,13 @@ from pgq.errors import ConfigurationError
 #: The connection of the transactional handler running in this context.
 lent: contextvars.ContextVar[Any] = contextvars.ContextVar("pgq_lent_connection")
 
+# A savepoint is open for as long as SQLAlchemy holds the connection: its commit
+# releases it and opens the next, its rollback goes back to it (which keeps it).
+# SQLAlchemy ends transactions it did not ask for too (the rollback after its
+# first connection's set-up queries), so there must always be one to end.
 _SAVEPOINT = "savepoint pgq_session"
-_RELEASE = "release savepoint pgq_session"
-_UNDO = "rollback to savepoint pgq_session; release savepoint pgq_session"
+_RELEASE = "release savepoint pgq_session; savepoint pgq_session"
+_UNDO = "rollback to savepoint pgq_session"
 
 
 class _Lent(psycopg.Connection[Any]):
