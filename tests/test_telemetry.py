@@ -50,11 +50,15 @@ def providers() -> Iterator[None]:
 
 
 def reset_globals() -> None:
-    # What opentelemetry-test-utils' reset_trace_globals does: the API sets a provider once per process.
+    # What opentelemetry-test-utils' reset_*_globals do: the API sets a provider once per
+    # process. The proxies go too: a proxy made before (by an App of another test) would bind
+    # to the next provider set, and its instruments would take the names this module's use.
     trace._TRACER_PROVIDER_SET_ONCE = Once()
     trace._TRACER_PROVIDER = None
+    trace._PROXY_TRACER_PROVIDER = trace.ProxyTracerProvider()
     metrics_internal._METER_PROVIDER_SET_ONCE = Once()
     metrics_internal._METER_PROVIDER = None
+    metrics_internal._PROXY_METER_PROVIDER = metrics_internal._ProxyMeterProvider()
     # pgq's Telemetry holds proxies bound to the providers it saw: the next App makes a new one.
     pgq.telemetry._telemetry = None
 
