@@ -152,3 +152,29 @@ def test_migrate_through_pgbouncer(empty_database_url: str, monkeypatch: pytest.
         pgq.migrate(url)
     with psycopg.connect(empty_database_url) as conn:
         assert conn.execute("select count(*) from pgq.alembic_version").fetchone() == (1,)
+
+
+def test_transactional_handlers_through_pgbouncer_without_a_direct_url(
+    db: Any, database_url: str, bouncer: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """A transactional handler's transaction is one pooled transaction: it works behind a
+    transaction pooler with no direct URL (the worker polls), statements never prepared."""
+    db.execute("create table effects (job_id bigint not null, attempt int not null, pid int)")
+    app = pgq.App(bouncer, pooler="transaction")
+    ids = [app.enqueue("transfer", {"seconds": 0}) for _ in range(30)]  # past psycopg's prepare threshold
+    env = {
+        **FAST_MAINTENANCE,
+        "PGQ_DATABASE_URL": bouncer,
+        "PGQ_POOLER": "transaction",
+        "PGQ_POLL_INTERVAL": "0.2",
+        "RUNS_DATABASE_URL": database_url,
+    }
+    worker = start_worker("--concurrency", "5", env=env)
+    wait_for(lambda: all((j := app.get_job(i)) is not None and j.is_finished for i in ids), 120, "jobs via pgbouncer")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()[-2000:]
+    assert "Traceback" not in worker.output()
+    assert {app.get_job(i).status for i in ids} == {"completed"}  # type: ignore[union-attr]
+    effects = db.execute("select job_id, count(*) as n from effects group by job_id").fetchall()
+    assert sorted((row["job_id"], row["n"]) for row in effects) == [(i, 1) for i in sorted(ids)]
+    app.close()
