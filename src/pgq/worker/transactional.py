@@ -16,9 +16,9 @@ worker's id, this attempt, status ``running``. Then one commit.
 - A stop (timeout, cancel, shutdown) cancels an async handler: the transaction
   rolls back and the connection goes back to the pool. A plain handler's thread
   cannot be stopped; its late completion meets the fence like any late finish
-  (refused once the stop's outcome is written), and the connection's
-  ``idle_in_transaction_session_timeout`` is set to the job's timeout so a stuck
-  thread cannot hold a transaction open for ever.
+  (refused once the stop's outcome is written). With a timeout, the
+  transaction's ``idle_in_transaction_session_timeout`` is the timeout + 5 s, so
+  a stuck thread cannot hold it open for ever (without one, pgq's 60 s applies).
 
 The job's row is not locked while the handler runs: the finish's DELETE takes
 the lock at the end. A frozen worker's job is therefore rescued by the sweeper
