@@ -637,7 +637,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
             meta=meta,
         )
         params = self._prepare(spec, strict)
-        if self.telemetry is None:
+        if self.telemetry is None or not self.telemetry.active():
             return self._enqueue_one(params, connection)
         with self.telemetry.enqueue_span(name, params["queue"]) as span:
             self._stamp_trace(params)
@@ -725,7 +725,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
             meta=meta,
         )
         params = self._prepare(spec, strict)
-        if self.telemetry is None:
+        if self.telemetry is None or not self.telemetry.active():
             return await self._enqueue_one_async(params, connection)
         with self.telemetry.enqueue_span(name, params["queue"]) as span:
             self._stamp_trace(params)
@@ -754,7 +754,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         batch = prepare_batch(specs, self.tasks, self.settings.max_payload_bytes, strict)
         if not batch.size:
             return []
-        if self.telemetry is None:
+        if self.telemetry is None or not self.telemetry.active():
             return self._enqueue_batch(batch, connection)
         with self.telemetry.enqueue_span(_batch_task(batch), None, batch.size):
             self._stamp_batch(batch)
@@ -788,7 +788,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         batch = prepare_batch(specs, self.tasks, self.settings.max_payload_bytes, strict)
         if not batch.size:
             return []
-        if self.telemetry is None:
+        if self.telemetry is None or not self.telemetry.active():
             return await self._enqueue_batch_async(batch, connection)
         with self.telemetry.enqueue_span(_batch_task(batch), None, batch.size):
             self._stamp_batch(batch)
