@@ -53,11 +53,11 @@ def serve(database_url: str, tmp_path: Path) -> Iterator[Callable[..., httpx.Cli
     """serve("examples.x.api:api") runs it under uvicorn and returns a client once it answers."""
     started: list[tuple[Service, httpx.Client]] = []
 
-    def start(asgi_app: str, env: dict[str, str] | None = None) -> httpx.Client:
+    def start(asgi_app: str, env: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> httpx.Client:
         port = free_port()
         args = ["-m", "uvicorn", asgi_app, "--host", "127.0.0.1", "--port", str(port)]
         service = Service(database_url, args, tmp_path / f"api-{len(started)}.log", env)
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, headers=headers)
         started.append((service, client))
 
         def up() -> bool:
@@ -76,6 +76,10 @@ def serve(database_url: str, tmp_path: Path) -> Iterator[Callable[..., httpx.Cli
         service.stop()
 
 
+TOKEN_ENV = {"CMS_API_TOKEN": "s3cret"}
+AUTH = {"Authorization": "Bearer s3cret"}
+
+
 def finished(client: httpx.Client, ids: list[int]) -> list[dict[str, Any]] | None:
     jobs = [client.get(f"/jobs/{job_id}").json() for job_id in ids]
     return jobs if all(job["finished_at"] for job in jobs) else None
@@ -85,7 +89,7 @@ def finished(client: httpx.Client, ids: list[int]) -> list[dict[str, Any]] | Non
 def test_cms_jobs_end_to_end(
     database_url: str, serve: Callable[..., httpx.Client], start_worker: Callable[..., WorkerProcess]
 ) -> None:
-    client = serve("examples.cms_jobs.api:api")
+    client = serve("examples.cms_jobs.api:api", env=TOKEN_ENV, headers=AUTH)
     worker = start_worker("--queues", "cms", app="examples.cms_jobs.jobs:app")
 
     article = {"title": "Hello", "slug": "hello", "author_email": "ed@example.com", "tags": ["news"]}
@@ -127,3 +131,48 @@ def test_cms_jobs_end_to_end(
     assert [(f["type"], f["failed"]) for f in report["failures"]] == [("process-image", 1)]
     assert client.get("/admin/failures").json()["failures"] == []  # nothing failed yesterday
     assert "job" in worker.output()
+
+
+@pytest.mark.slow
+def test_cms_jobs_api_manages_jobs_behind_its_token(database_url: str, serve: Callable[..., httpx.Client]) -> None:
+    """The job collection's API without a worker: jobs stay waiting, so they can be changed."""
+    client = serve("examples.cms_jobs.api:api", env=TOKEN_ENV, headers=AUTH)
+    anonymous = httpx.Client(base_url=client.base_url, timeout=10)
+    assert anonymous.get("/jobs").status_code == 401
+    assert anonymous.post("/jobs", json={"type": "send-email"}).status_code == 401
+    wrong = anonymous.get("/jobs", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and "CMS_API_TOKEN" in wrong.json()["detail"]
+
+    # A closed set of types, each checked against its handler.
+    unknown = client.post("/jobs", json={"type": "send-sms", "payload": {}})
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"] == (
+        "unknown job type 'send-sms'; the CMS's types are generate-report, process-image, send-email"
+    )
+    bad = client.post("/jobs", json={"type": "send-email", "payload": {"article_id": "x", "to": "a@b.c"}})
+    assert bad.status_code == 422 and "article_id" in bad.json()["detail"]
+
+    created = client.post(
+        "/jobs", json={"type": "send-email", "payload": {"article_id": 1, "to": "a@b.c"}, "delay": 3600}
+    )
+    assert created.status_code == 201, created.text
+    job = created.json()
+    assert job["status"] == "pending" and job["type"] == "send-email" and job["priority"] == 10
+    assert job["created_at"] and job["updated_at"] == job["created_at"] and job["run_at"] > job["created_at"]
+
+    changed = client.patch(f"/jobs/{job['id']}", json={"priority": 50, "payload": {"article_id": 2, "to": "x@y.z"}})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["priority"] == 50 and changed.json()["payload"] == {"article_id": 2, "to": "x@y.z"}
+    due_now = client.patch(f"/jobs/{job['id']}", json={"delay": 0}).json()
+    assert due_now["run_at"] < job["run_at"]  # due now, not in an hour
+    assert client.patch(f"/jobs/{job['id']}", json={"payload": {"to": 1}}).status_code == 422
+    assert client.patch("/jobs/999999", json={"priority": 1}).status_code == 404
+
+    assert client.delete(f"/jobs/{job['id']}").status_code == 204
+    assert client.get(f"/jobs/{job['id']}").status_code == 404
+    assert client.delete(f"/jobs/{job['id']}").status_code == 404
+
+    # pgq's dashboard, mounted in the CMS's admin, behind the same token.
+    assert anonymous.get("/admin/jobs/api/queues").status_code == 401
+    queues = client.get("/admin/jobs/api/queues")
+    assert queues.status_code == 200, queues.text

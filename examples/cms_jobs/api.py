@@ -1,26 +1,47 @@
 """The CMS's HTTP API: ``uvicorn examples.cms_jobs.api:api``.
 
-POST /articles writes the article and enqueues its jobs in one transaction; GET /jobs and
-GET /jobs/{id} show the jobs; GET /admin/failures runs plain SQL over pgq's history.
+POST /articles writes the article and enqueues its jobs in one transaction; POST /jobs
+creates a job of any of the CMS's types, PATCH /jobs/{id} changes a waiting one and
+DELETE /jobs/{id} removes one; GET /jobs and GET /jobs/{id} show them; GET /admin/failures
+runs plain SQL over pgq's history, and /admin/jobs is pgq's dashboard. Every route asks
+for ``Authorization: Bearer $CMS_API_TOKEN``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import Depends, FastAPI, HTTPException
-from pydantic import BaseModel
+from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from pydantic import BaseModel, Field
 from sqlalchemy import Column, ForeignKey, Integer, String, Table, create_engine, insert, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import pgq
+import pgq.web
+from examples.cms_jobs.jobs import JOB_TYPES, generate_report, process_image, send_email
 from examples.cms_jobs.jobs import app as queue
-from examples.cms_jobs.jobs import generate_report, process_image, send_email
+
+log = logging.getLogger("cms")
+
+# The collection was "access: authenticated": so is this API. A real deploy sets the token.
+TOKEN = os.environ.get("CMS_API_TOKEN") or "dev-token"
+if "CMS_API_TOKEN" not in os.environ:
+    log.warning("CMS_API_TOKEN is not set: the API accepts the development token 'dev-token'")
+
+
+def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), TOKEN.encode()):
+        raise HTTPException(401, "send Authorization: Bearer <CMS_API_TOKEN>", headers={"WWW-Authenticate": "Bearer"})
+
 
 # One database for the CMS and its jobs. The engine connects with pgq's URL (PGQ_DATABASE_URL,
 # or the embedded PostgreSQL), so the articles and the jobs can share a transaction.
@@ -63,7 +84,9 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     queue.close()
 
 
-api = FastAPI(title="CMS", lifespan=lifespan)
+api = FastAPI(title="CMS", lifespan=lifespan, dependencies=[Depends(require_token)])
+# pgq's dashboard inside the CMS's admin, behind the same token (a browser logs in with it).
+api.mount("/admin/jobs", pgq.web.create_app(queue, token=TOKEN))
 
 
 def get_session() -> Iterator[Session]:
@@ -128,11 +151,84 @@ def job_view(job: pgq.Job) -> dict[str, Any]:
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
         "error": f"{last_error['type']}: {last_error['message']}" if last_error else None,
+        "run_at": job.run_at,  # when it is due (a delayed job: later than created_at)
         "processed_at": job.started_at,  # the start of the last attempt
         "completed_at": job.finished_at if job.status == "completed" else None,
         "finished_at": job.finished_at,
+        "created_at": job.created_at,
+        # pgq records no edit time: the last event it does record (finish, start, creation).
+        "updated_at": job.finished_at or job.started_at or job.created_at,
         "result": job.result,
     }
+
+
+class NewJob(BaseModel):
+    type: str
+    payload: dict[str, Any] = {}
+    priority: int | None = None
+    delay: float | None = Field(default=None, ge=0, description="seconds from now")
+    run_at: dt.datetime | None = None
+
+
+class JobChanges(BaseModel):
+    payload: dict[str, Any] | None = None
+    priority: int | None = None
+    delay: float | None = Field(default=None, ge=0, description="seconds from now")
+    run_at: dt.datetime | None = None
+
+
+def _known_type(name: str) -> pgq.Task[..., Any]:
+    task = JOB_TYPES.get(name)
+    if task is None:
+        raise HTTPException(422, f"unknown job type {name!r}; the CMS's types are {', '.join(sorted(JOB_TYPES))}")
+    return task
+
+
+@api.post("/jobs", status_code=201)
+def create_job(body: NewJob) -> dict[str, Any]:
+    """createJob(type, payload, options): a job of one of the CMS's types."""
+    task = _known_type(body.type)
+    try:
+        job_id = task.options(priority=body.priority, delay=body.delay, run_at=body.run_at).enqueue(**body.payload)
+    except (pgq.InvalidJob, pgq.ConfigurationError) as exc:
+        raise HTTPException(422, str(exc)) from None
+    return get_job(job_id)
+
+
+@api.patch("/jobs/{job_id}")
+def change_job(job_id: int, body: JobChanges) -> dict[str, Any]:
+    """Change a waiting job's payload, priority or run time; a started one is 409."""
+    changes = body.model_dump(exclude_unset=True)
+    if "payload" in changes:
+        changes["args"] = changes.pop("payload")
+    try:
+        job = queue.update_job(job_id, **changes)
+    except pgq.JobNotFound:
+        raise HTTPException(404, f"no job {job_id}") from None
+    except pgq.InvalidState as exc:
+        raise HTTPException(409, str(exc)) from None
+    except (pgq.InvalidJob, pgq.ConfigurationError) as exc:
+        raise HTTPException(422, str(exc)) from None
+    return job_view(job)
+
+
+@api.delete("/jobs/{job_id}", status_code=204)
+def remove_job(job_id: int) -> Response:
+    """Remove a job, as BullMQ's job.remove(): a waiting one is cancelled first; a running one
+    is 409 (cancel it, then remove it once it stopped)."""
+    job = queue.get_job(job_id)
+    if job is None:
+        raise HTTPException(404, f"no job {job_id}")
+    try:
+        if not job.is_finished:
+            if queue.cancel(job_id) != "cancelled":  # "cancelling": it is running
+                raise HTTPException(409, f"job {job_id} is running: it was asked to stop; DELETE it again once it has")
+        queue.delete(job_id)
+    except pgq.JobNotFound:
+        raise HTTPException(404, f"no job {job_id}") from None
+    except pgq.InvalidState as exc:
+        raise HTTPException(409, str(exc)) from None
+    return Response(status_code=204)
 
 
 @api.get("/jobs")

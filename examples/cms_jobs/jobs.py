@@ -34,3 +34,8 @@ def process_image(article_id: int, image_url: str) -> dict[str, str]:
         # Any exception is a failed attempt: retried after 2 s, 4 s, then failed for good.
         raise ValueError(f"cannot decode {image_url}")
     return {"thumbnail": image_url.rsplit(".", 1)[0] + "-thumb.jpg"}
+
+
+#: The CMS's job types, a closed set as its collection's "type" select was: POST /jobs refuses others.
+#: They share the queue "cms" (one worker command serves the CMS; priorities order them).
+JOB_TYPES: dict[str, pgq.Task[..., object]] = {task.name: task for task in (send_email, generate_report, process_image)}
