@@ -25,9 +25,9 @@ def cms(database_url: str) -> Iterator[pgq.App]:
 
 
 def test_cms_article_and_jobs_commit_together(cms: pgq.App) -> None:
-    from examples.cms_jobs.api import api
+    from examples.cms_jobs.api import TOKEN, api
 
-    with TestClient(api) as client:
+    with TestClient(api, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         body = {"title": "Hi", "slug": "hi", "author_email": "ed@example.com", "images": ["x.png"]}
         article = client.post("/articles", json=body).json()
         assert client.post("/articles", json={**body, "slug": "other", "tags": ["nope"]}).status_code == 409
