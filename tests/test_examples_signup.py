@@ -3,6 +3,7 @@ commands; and its docker-compose file, which cannot run here, checked for servic
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from psycopg.rows import dict_row
 
 from pgq.cli import build_parser
 from tests.processes import ROOT, wait_for
-from tests.test_examples_cms import Service, serve  # noqa: F401  (the serve fixture)
+from tests.test_examples_cms import Service, free_port, serve  # noqa: F401  (the serve fixture)
 
 EXAMPLE = ROOT / "examples" / "signup"
 
@@ -73,6 +74,11 @@ def test_signup_end_to_end(
         args = ["-m", "examples.signup.worker", queue]
         return Service(database_url, args, tmp_path / f"worker-{queue}.log", env={"CRM_DELAY": "2"})
 
+    # No worker yet: the health check says so (what a load balancer or an uptime check reads).
+    health = client.get("/health")
+    assert health.status_code == 503 and health.json()["workers"] == {"crm": 0, "emails": 0}
+    assert health.json()["database"] == "ok"
+
     # A double submit, while its jobs wait (the workers are not started yet): one user, one job each.
     ada = client.post("/signup", json={"email": "ada@example.com", "name": "Ada"}).json()
     again = client.post("/signup", json={"email": "ada@example.com", "name": "Ada"}).json()
@@ -120,3 +126,54 @@ def test_signup_end_to_end(
     finally:
         emails.stop()
         crm.stop()
+
+
+@pytest.mark.slow
+def test_one_command_runs_the_api_and_both_workers(database_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    everything = Service(
+        database_url,
+        ["-m", "examples.signup"],
+        tmp_path / "signup.log",
+        env={"PORT": str(port), "CRM_DELAY": "0", "PGQ_LOG_FORMAT": "json"},
+    )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    try:
+
+        def healthy() -> dict[str, Any] | None:
+            assert everything.process.poll() is None, everything.output()
+            try:
+                answer = client.get("/health")
+            except httpx.TransportError:
+                return None
+            return answer.json() if answer.status_code == 200 else None
+
+        health = wait_for(healthy, 60, "the API and both workers")
+        assert health["status"] == "ok" and health["workers"] == {"crm": 1, "emails": 1}
+        assert set(health["backlog"]) == {"crm", "emails"}
+
+        # The seed's form and answer.
+        seed = client.post("/signup", json={"userId": "u-42", "email": "grace@example.com"}).json()
+        assert seed["success"] is True and seed["jobId"] == seed["jobs"]["welcome_email"]
+        # Each failure kind, on demand.
+        transient = client.post("/simulate-error", json={"kind": "transient"}).json()
+        permanent = client.post("/simulate-error", json={"kind": "permanent"}).json()
+        assert client.post("/simulate-error", json={"kind": "meteor"}).status_code == 422
+        ids = [seed["jobId"], transient["jobId"], permanent["jobId"]]
+        done = wait_for(lambda: finished(database_url, *ids), 60, "the three welcome emails")
+        assert done[seed["jobId"]]["status"] == "completed"
+        assert done[transient["jobId"]]["status"] == "completed" and done[transient["jobId"]]["attempts"] == 2
+        assert done[permanent["jobId"]]["status"] == "failed" and done[permanent["jobId"]]["attempts"] == 1
+        # The workers log JSON lines (PGQ_LOG_FORMAT=json), the job events among them.
+        wait_for(
+            lambda: f"job {permanent['jobId']} send_welcome_email failed for good" in everything.output(), 15, "log"
+        )
+        lines = [json.loads(line) for line in everything.output().splitlines() if line.startswith("{")]
+        events = [line["message"] for line in lines if line.get("logger") == "signup.events"]
+        assert any(f"job {seed['jobId']} send_welcome_email active" in m for m in events), events
+        assert any(f"job {transient['jobId']} send_welcome_email attempt 1 failed" in m for m in events), events
+    finally:
+        client.close()
+        everything.process.send_signal(signal.SIGTERM)
+        code = everything.process.wait(60)
+    assert code == 0, f"exit {code}\n" + everything.output()[-3000:]

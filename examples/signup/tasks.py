@@ -66,6 +66,11 @@ def sync_to_crm(user_id: int) -> None:
 
 
 # Worker events, logged with what an operator needs to find the job again.
+@app.on("job_started")
+def on_started(event: pgq.Event) -> None:
+    log.info("job %s %s active (attempt %s)", event.job.id, event.job.task, event.job.attempts)
+
+
 @app.on("job_retrying")
 def on_retry(event: pgq.Event) -> None:
     error = event.error or {}

@@ -7,18 +7,17 @@ PGQ_SHUTDOWN_TIMEOUT (30 s); a second signal returns them to the queue at once.
 from __future__ import annotations
 
 import argparse
-import logging
 
 from examples.signup.tasks import CONCURRENCY, app, setup, warn_about_dead_letters
+from pgq import logs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("queue", choices=sorted(CONCURRENCY))
     queue = parser.parse_args().queue
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("psycopg.pool", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pgq worker's own log set-up, so PGQ_LOG_FORMAT=json gives JSON lines here too.
+    logs.configure(app.settings.log_format)
     setup()
     warn_about_dead_letters()
     app.run_worker(queues=[queue], concurrency=CONCURRENCY[queue])
