@@ -43,6 +43,7 @@ def test_course_platform_end_to_end(
     assert [j["id"] for j in listed] == [job_id]
     done = wait_for(lambda: (j := job())["status"] == "completed" and j, 20, "the video job")
     assert done["progress"] == 1.0 and done["result"] == {"url": "https://videos.example.com/7/720p.mp4"}
+    assert done["progress_message"] == "done"  # the handler's own last word, not "segment 10 of 10"
 
     # Service layer: schedule, cancel, retry, stats.
     later = client.post("/videos/8/process", params={"delay_seconds": 3600}).json()["job_id"]

@@ -588,3 +588,16 @@ async def test_handlers_that_ignore_their_timeout_do_not_hold_a_slot(app: pgq.Ap
         release.set()
     assert [job(app, i).status for i in ids] == ["failed", "failed", "completed"]
     assert job(app, ids[0]).errors[0]["type"] == "Timeout" and job(app, ids[1]).errors[0]["type"] == "Timeout"
+
+
+async def test_the_handlers_last_progress_message_is_kept_with_its_outcome(app: pgq.App) -> None:
+    @app.task(pass_context=True, max_attempts=1)
+    async def encode(ctx: pgq.JobContext) -> None:
+        ctx.set_progress(0.9, "segment 10 of 10")
+        await asyncio.sleep(1.2)  # the progress writer (every 0.5 s) has written it
+        ctx.set_progress(1.0, "done")  # and returns at once: no pass of the writer after this
+
+    job_id = encode.enqueue()
+    await run_until(app, finished(app, [job_id]))
+    done = job(app, job_id)
+    assert done.status == "completed" and (done.progress, done.progress_message) == (1.0, "done")

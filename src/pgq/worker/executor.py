@@ -104,6 +104,7 @@ class Executor:
         keep_log: Callable[[RunningJob], Awaitable[None]] | None = None,
         telemetry: Telemetry | None = None,
         transactions: Transactions | None = None,
+        keep_progress: Callable[[RunningJob], Awaitable[None]] | None = None,
     ) -> None:
         self.tasks = tasks
         self.threads = threads
@@ -118,6 +119,9 @@ class Executor:
         self.telemetry = telemetry
         #: Runs transactional handlers (pgq.worker.transactional); without it they cannot run.
         self.transactions = transactions
+        #: Writes the progress a handler set after the last periodic write, before its outcome:
+        #: the job keeps the handler's last word ("done"), not the step before it.
+        self.keep_progress = keep_progress
         self._pool = self._new_pool()
         self._abandoned: set[asyncio.Future[Any] | concurrent.futures.Future[Any]] = set()
         self._waiters: dict[int, asyncio.Future[Outcome | None]] = {}
@@ -263,8 +267,12 @@ class Executor:
                     outcome = Outcome(job, "completed", None if result is None else self._result_json(job, result))
             if outcome is not None:
                 outcome.duration = time.perf_counter() - start
-            if running.ctx is not None and running.ctx.log_lines.lines and self.keep_log is not None:
-                await self.keep_log(running)
+            ctx = running.ctx
+            if ctx is not None:
+                if self.keep_progress is not None and (ctx.progress, ctx.progress_message) != running.written_progress:
+                    await self.keep_progress(running)
+                if ctx.log_lines.lines and self.keep_log is not None:
+                    await self.keep_log(running)
         except asyncio.CancelledError:
             # Cancelled from outside for a reason of the caller's (the loop closing):
             # the job goes back to the queue, and the cancellation goes on.
