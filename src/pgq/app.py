@@ -30,7 +30,7 @@ from pgq.db.embedded import embedded_url
 from pgq.db.pooled import Commit, PooledRunner
 from pgq.db.queries import query
 from pgq.db.urls import normalize
-from pgq.encryption import open_envelope, parse_keys
+from pgq.encryption import is_envelope, open_envelope, parse_keys
 from pgq.enqueueing import (
     Batch,
     Flow,
@@ -777,7 +777,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
     def _stamp_batch(self, batch: Batch) -> None:
         carrier = self.telemetry.carrier() if self.telemetry is not None else None
         if carrier is not None:
-            batch.trace = carrier
+            batch.trace_meta = with_trace(None, carrier)
             for _, params in batch.others:
                 params["meta"] = with_trace(params["meta"], carrier)
 
@@ -903,8 +903,6 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         """The plain value of an encrypted task's stored args or result (``job.args``,
         ``job.result``); any other value as it is. Raises pgq.encryption.DecryptionError
         when no key of PGQ_ENCRYPTION_KEYS opens it."""
-        from pgq.encryption import is_envelope
-
         return open_envelope(value, self.encryption_keys) if is_envelope(value) else value
 
     def rotate_keys(self) -> dict[str, int]:

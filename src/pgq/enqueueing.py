@@ -15,15 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-import orjson
-
 from pgq.db.connection import CopyIn, Row
 from pgq.db.queries import query, quote_ident
 from pgq.errors import InvalidJob, PgqError, QueueFull, UnknownTask
 from pgq.job import JobSpec
 from pgq.payload import encode_args
 from pgq.task import Task
-from pgq.telemetry import TRACE_KEY
 from pgq.workflow import Node
 
 T = TypeVar("T")
@@ -400,8 +397,8 @@ class Batch:
     size: int
     rows: list[tuple[int, bytes, Options]]
     others: list[tuple[int, dict[str, Any]]]
-    #: The trace context the rows' meta carries (pgq.telemetry; ``others`` have it in their meta).
-    trace: dict[str, str] | None = None
+    #: The meta of the rows, as stored: the trace context (pgq.telemetry); ``others`` have it in theirs.
+    trace_meta: str | None = None
 
     def all_params(self) -> list[dict[str, Any]]:
         """Every job as insert parameters, in call order (the path without COPY)."""
@@ -411,8 +408,8 @@ class Batch:
     def row_params(self, args: bytes, options: Options) -> dict[str, Any]:
         """A row's insert parameters, its trace context included."""
         params = options.params(args)
-        if self.trace is not None:
-            params["meta"] = orjson.dumps({TRACE_KEY: self.trace}).decode()
+        if self.trace_meta is not None:
+            params["meta"] = self.trace_meta
         return params
 
 
@@ -571,11 +568,10 @@ def insert_batch(schema: str, batch: Batch, use_copy: bool, in_transaction: bool
         others = others + admitted
         rows = [row for row in rows if row[2].queue not in limited]
     new_ids = info["ids"][: len(rows)]
-    if batch.trace is None:
+    if batch.trace_meta is None:
         yield CopyIn(query("job_copy", schema), copy_payload(new_ids, rows)), {}
     else:
-        meta = orjson.dumps({TRACE_KEY: batch.trace})
-        yield CopyIn(query("job_copy_traced", schema), copy_payload(new_ids, rows, meta)), {}
+        yield CopyIn(query("job_copy_traced", schema), copy_payload(new_ids, rows, batch.trace_meta.encode())), {}
     for (position, _, _), job_id in zip(rows, new_ids, strict=True):
         ids[position] = job_id
     if others:

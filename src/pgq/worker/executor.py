@@ -264,7 +264,7 @@ class Executor:
             else:
                 if not transacted:
                     # A handler that returns before it notices a cancellation has run: it completed.
-                    outcome = Outcome(job, "completed", None if result is None else self._result_json(job, result))
+                    outcome = self._completed(job, result)
             if outcome is not None:
                 outcome.duration = time.perf_counter() - start
             ctx = running.ctx
@@ -366,11 +366,12 @@ class Executor:
             )
         job = running.job
         args = job.args if running.args is None else running.args
-
-        def completion(result: Any) -> Outcome:
-            return Outcome(job, "completed", None if result is None else self._result_json(job, result))
-
+        completion = functools.partial(self._completed, job)
         return await self.transactions.run(running, task, args, completion, self._call_in_thread)
+
+    def _completed(self, job: Job, result: Any) -> Outcome:
+        """The outcome of a handler that returned ``result``."""
+        return Outcome(job, "completed", None if result is None else self._result_json(job, result))
 
     async def _in_thread(self, running: RunningJob, task: Task[Any, Any], args: dict[str, Any]) -> Any:
         """A plain handler in the thread pool."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -21,6 +21,7 @@ from pgq.db.connection import Row, connection_kwargs
 from pgq.maintenance.service import Service
 
 if TYPE_CHECKING:
+    from pgq.worker.executor import RunningJob
     from pgq.worker.worker import Worker
 
 log = logging.getLogger("pgq.worker")
@@ -89,17 +90,35 @@ class ProgressWriter(Service):
 
     async def run_once(self) -> int:
         """Write the progress that changed since the last pass; the number of jobs written."""
-        worker = self.worker
-        updates = []
-        for running in list(worker.slots.jobs.values()):
-            ctx = running.ctx
-            if ctx is None:
-                continue
-            current = (ctx.progress, ctx.progress_message)
-            if current != running.written_progress and running.job.worker_id == worker.id:
-                updates.append((running.job.id, running.job.queue, running.job.attempts, *current))
-                running.written_progress = current
+        updates = [update for running in list(self.worker.slots.jobs.values()) if (update := self._take(running))]
         if updates:
-            async with worker.connection() as conn:
-                await repo.write_progress(conn, worker.schema, worker.id, updates)
+            await self._write(updates)
         return len(updates)
+
+    async def flush(self, running: RunningJob) -> None:
+        """Write ``running``'s progress if it changed since the last pass (before its outcome,
+        so that the job keeps its handler's last message). A failed write loses the message,
+        never the job, so it is logged."""
+        update = self._take(running)
+        if update is None:
+            return
+        try:
+            await self._write([update], wait=5.0)
+        except Exception as exc:
+            log.warning("job %s: its last progress was not stored: %s", running.job.id, exc)
+
+    def _take(self, running: RunningJob) -> tuple[Any, ...] | None:
+        """The progress row of ``running`` if it changed since it was last taken, marked as written."""
+        ctx = running.ctx
+        if ctx is None:
+            return None
+        current = (ctx.progress, ctx.progress_message)
+        if current == running.written_progress or running.job.worker_id != self.worker.id:
+            return None
+        running.written_progress = current
+        return (running.job.id, running.job.queue, running.job.attempts, *current)
+
+    async def _write(self, updates: list[tuple[Any, ...]], wait: float | None = None) -> None:
+        worker = self.worker
+        async with worker.connection(wait=wait) as conn:
+            await repo.write_progress(conn, worker.schema, worker.id, updates)

@@ -152,7 +152,7 @@ class Worker:
             on_outcome=self._settled,
             before=self._read_parents,
             keep_log=self._keep_log,
-            keep_progress=self._keep_progress,
+            keep_progress=lambda running: self.progress.flush(running),
             telemetry=app.telemetry,
             transactions=(
                 Transactions(url, settings, app.schema, lambda: self.id, self.concurrency, f"worker {self.name}")
@@ -399,22 +399,6 @@ class Worker:
                 await conn.execute(query("job_log_insert", self.app.schema), params)
         except Exception as exc:
             log.warning("job %s: its %d log lines were not stored: %s", running.job.id, len(rows), exc)
-
-    async def _keep_progress(self, running: RunningJob) -> None:
-        """Write the progress the handler set since the last pass of the progress writer, before
-        its outcome: a failed write loses the last message, never the job, so it is logged."""
-        ctx = running.ctx
-        assert ctx is not None
-        current = (ctx.progress, ctx.progress_message)
-        running.written_progress = current
-        job = running.job
-        if job.worker_id != self.id:
-            return
-        try:
-            async with self.connection(wait=5.0) as conn:
-                await repo.write_progress(conn, self.schema, self.id, [(job.id, job.queue, job.attempts, *current)])
-        except Exception as exc:
-            log.warning("job %s: its last progress was not stored: %s", job.id, exc)
 
     async def _read_parents(self, running: RunningJob) -> None:
         assert running.ctx is not None and running.job.depends_on
