@@ -328,3 +328,29 @@ async def test_code_schedules_fire_only_in_the_app_that_declares_their_task(
         assert tasks == ["anything", "minutely"]
     finally:
         other.close()
+
+
+async def test_a_full_queue_refuses_a_ticks_job_and_the_schedule_goes_on(
+    app: pgq.App, database_url: str, conn: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.task
+    def ping() -> None: ...
+
+    app.set_queue("default", max_pending=1)
+    app.enqueue("ping")  # the queue is full
+    app.add_schedule("every", "* * * * *", "ping")
+    backdate(conn, "every", 0)  # this minute's tick is due
+    async with schedulers(app, database_url, 1) as (scheduler,):
+        assert await scheduler.run_once() == 0
+        schedule = app.get_schedule("every")
+        assert schedule is not None and schedule.enabled and schedule.last_job_id is None
+        assert schedule.next_run_at is not None and schedule.next_run_at > datetime.now(UTC)  # the tick is taken
+        assert "schedule every: tick" in caplog.text and "is full" in caplog.text
+        assert conn.execute("select rejected from pgq.queues where name = 'default'").fetchone()["rejected"] == 1
+        assert conn.execute("select count(*) as n from pgq.jobs").fetchone()["n"] == 1
+
+        conn.execute("delete from pgq.jobs")  # room again: the next tick's job goes in
+        backdate(conn, "every", 0)
+        assert await scheduler.run_once() == 1
+    after = app.get_schedule("every")
+    assert after is not None and after.enabled and after.last_job_id is not None

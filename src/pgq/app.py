@@ -44,6 +44,7 @@ from pgq.enqueueing import (
     needs_transaction,
     prepare,
     prepare_batch,
+    rejected_count,
     translated,
 )
 from pgq.errors import ConfigurationError, PgqError, QueueFull
@@ -845,12 +846,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
     def _rejected_params(self, full: QueueFull, batch: list[dict[str, Any]], connection: Any) -> dict[str, Any] | None:
         """What to add to the queue's ``rejected`` count. Only on pgq's own connection: a
         caller's transaction still holds the queue's lock, so a count beside it would wait on it."""
-        if connection is not None or full.queue is None:
-            return None
-        refused = [
-            p for p in batch if p["queue"] == full.queue and (full.group is None or p["group_key"] == full.group)
-        ]
-        return {"name": full.queue, "n": len(refused)}
+        return None if connection is not None else rejected_count(full, batch)
 
     def _count_rejected(self, full: QueueFull, batch: list[dict[str, Any]], connection: Any) -> None:
         params = self._rejected_params(full, batch, connection)

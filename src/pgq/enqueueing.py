@@ -690,6 +690,15 @@ def queue_full(exc: BaseException) -> QueueFull | None:
     return QueueFull(message, match.group(1) if match else None, group)
 
 
+def rejected_count(full: QueueFull, batch: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The parameters of ``ops_count_rejected`` for the jobs of ``batch`` that ``full``
+    refused (those of its queue, and of its group when a group limit refused them)."""
+    if full.queue is None:
+        return None
+    refused = [p for p in batch if p["queue"] == full.queue and (full.group is None or p["group_key"] == full.group)]
+    return {"name": full.queue, "n": len(refused)}
+
+
 def translated(exc: BaseException) -> PgqError | None:
     """The pgq error that a database error raised by pgq's own SQL functions stands for."""
     full = queue_full(exc)

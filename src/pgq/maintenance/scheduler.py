@@ -21,7 +21,7 @@ import psycopg
 from pgq.cron import next_tick
 from pgq.db.connection import Row, run_async
 from pgq.db.queries import query
-from pgq.errors import PgqError
+from pgq.errors import PgqError, QueueFull
 from pgq.maintenance.service import Service
 from pgq.schedules import upsert_params
 from pgq.throttle import LogWindow
@@ -146,9 +146,24 @@ class Scheduler(Service):
                 if not run:
                     log.info("schedule %s: skipped missed ticks (catch_up='none'); next at %s", name, next_run_at)
                 return 0
-            from pgq.enqueueing import drive_async, insert_one
+            from pgq.enqueueing import drive_async, insert_one, rejected_count
 
-            job_id = await drive_async(insert_one(self.schema, spec), lambda sql, p: run_async(conn, sql, p))
+            try:
+                # A savepoint: a full queue refuses this tick's job, and the tick stays taken.
+                async with conn.transaction():
+                    job_id = await drive_async(insert_one(self.schema, spec), lambda sql, p: run_async(conn, sql, p))
+            except QueueFull as full:
+                refused = rejected_count(full, [spec])
+                if refused is not None:
+                    await conn.execute(query("ops_count_rejected", self.schema), refused)
+                log.warning(
+                    "schedule %s: tick %s was not enqueued: %s",
+                    name,
+                    tick.isoformat(),
+                    full,
+                    extra={"event": "schedule_rejected", "schedule": name, "queue": spec["queue"]},
+                )
+                return 0
             await conn.execute(query("schedule_set_last_job", self.schema), {"name": name, "job_id": job_id})
         log.info(
             "schedule %s: tick %s enqueued job %s",
