@@ -261,7 +261,7 @@ async def test_the_sweeper_prunes_idle_queue_groups(app: pgq.App, conn: Any) -> 
     )
     sweeper = Sweeper(app)
     try:
-        assert (await sweeper.run_once()).pruned_groups == 3
+        assert (await sweeper.run_once()).pruned.groups == 3
     finally:
         await sweeper.close()
     left = conn.execute("select group_key from pgq.queue_groups order by group_key").fetchall()

@@ -14,7 +14,10 @@ from typing import Any
 import pytest
 
 import pgq
-from pgq.maintenance.sweeper import PRUNE_BATCH, Sweeper, prune_history
+from pgq.db.connection import run_async
+from pgq.enqueueing import drive_async
+from pgq.maintenance.retention import PRUNE_BATCH, prune_history_flow
+from pgq.maintenance.sweeper import Sweeper
 
 
 @pytest.fixture
@@ -177,13 +180,54 @@ async def test_retention_deletes_only_what_is_due_in_batches(database_url: str, 
     finish(conn, 7, "cancelled", age_days=8)  # due
     async with await _conn(database_url) as aconn:
         # A bounded pass deletes at most max_batches batches.
-        assert await prune_history(aconn, app, max_batches=2) == 2 * PRUNE_BATCH
+        flow = prune_history_flow(app.schema, app.settings, max_batches=2)
+        assert await drive_async(flow, lambda sql, p: run_async(aconn, sql, p)) == 2 * PRUNE_BATCH
     counts = history_counts(conn)
     assert counts["completed"] + counts.get("failed", 0) + counts.get("cancelled", 0) == 2542 - 2 * PRUNE_BATCH
     pruned = app.prune()  # `pgq prune`: to the end
     assert pruned["jobs"] == 2512 - 2 * PRUNE_BATCH
     assert history_counts(conn) == {"completed": 10, "failed": 20}
     app.close()
+
+
+def leftovers(conn: Any) -> None:
+    """One row of every kind retention deletes, and one it keeps beside it."""
+    finish(conn, 2, "completed", age_days=10)
+    add_worker(conn, status="stopped", heartbeat_age=2 * 86400)
+    conn.execute(
+        "insert into pgq.queue_groups (queue, group_key, rate_tat, last_served_at) values"
+        " ('q', 'idle', null, now() - interval '2 hours'), ('q', 'recent', null, now()) on conflict do nothing"
+    )
+    conn.execute(
+        "insert into pgq.metrics (at, queue, interval_seconds)"
+        " values (now() - interval '60 days', 'q', 1), (now(), 'q', 1)"
+    )
+    conn.execute(
+        "insert into pgq.job_keys (queue, key, job_id, expires_at) values"
+        " ('q', 'spent', 1, now() - interval '2 days'), ('q', 'held', 1, now() + interval '1 day')"
+        " on conflict do nothing"
+    )
+    conn.execute("insert into pgq.job_waiters (job_id, pid) values (1, 2147483647)")  # no such session
+    conn.execute("insert into pgq.job_logs (job_id, attempt, at, level, message) values (-1, 1, now(), 'info', 'gone')")
+
+
+PRUNED_ONE_OF_EACH = {"jobs": 2, "workers": 1, "groups": 1, "metrics": 1, "keys": 1, "waiters": 1, "logs": 1}
+
+
+async def test_app_prune_and_a_sweeper_pass_delete_the_same(database_url: str, app: pgq.App, conn: Any) -> None:
+    leftovers(conn)
+    sweeping = Sweeper(app, worker_name="test")
+    try:
+        assert (await sweeping.run_once()).pruned.as_dict() == PRUNED_ONE_OF_EACH
+    finally:
+        await sweeping.close()
+    leftovers(conn)
+    assert app.prune() == PRUNED_ONE_OF_EACH
+    kept = conn.execute(
+        "select (select count(*) from pgq.queue_groups) as groups, (select count(*) from pgq.job_keys) as keys,"
+        " (select count(*) from pgq.metrics where at > now() - interval '1 day' and queue = 'q') as metrics"
+    ).fetchone()
+    assert kept == {"groups": 1, "keys": 1, "metrics": 2}  # 'recent', 'held' and both recent metrics
 
 
 async def _conn(url: str) -> Any:
@@ -196,7 +240,7 @@ async def test_old_worker_rows_are_removed(app: pgq.App, conn: Any, sweeper: Swe
     old = add_worker(conn, status="stopped", heartbeat_age=2 * 86400)
     recent = add_worker(conn, status="stopped", heartbeat_age=3600)
     result = await sweeper.run_once()
-    assert result.pruned_workers == 1
+    assert result.pruned.workers == 1
     remaining = {row["id"] for row in conn.execute("select id from pgq.workers")}
     assert remaining == {recent} and old not in remaining
 
@@ -247,7 +291,7 @@ def test_prune_cli(database_url: str, conn: Any) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "jobs: 3, workers: 0, metrics: 0"
+    assert result.stdout.strip() == "jobs: 3, workers: 0, groups: 0, metrics: 0, keys: 0, waiters: 0, logs: 0"
     assert history_counts(conn) == {}
 
 

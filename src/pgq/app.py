@@ -953,23 +953,16 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
     # ------------------------------------------------------------- controls
     # cancel, retry, promote, delete, queues, workers and stats: pgq.operations.OperationControls
 
-    def prune(self) -> dict[str, int]:
-        """What the sweeper's retention does, now and to the end: finished jobs past
-        retention (in batches), worker rows stopped over a day ago, old metrics."""
-        from pgq.maintenance.sweeper import prune_history_flow
+    def prune(self, on_history_batch: Callable[[int], None] | None = None) -> dict[str, int]:
+        """What the sweeper's retention deletes, now and to the end (``pgq prune``): finished
+        jobs past retention, worker rows stopped over a day ago, idle ``queue_groups`` rows,
+        old metrics, spent ``job_keys``, ``job_waiters`` of gone sessions and the log lines
+        of gone jobs; a count of each. ``on_history_batch`` hears each batch of jobs deleted.
+        Every statement commits on its own: what one deleted stays deleted."""
+        from pgq.maintenance.retention import retention_flow
 
-        jobs = drive(prune_history_flow(self), lambda sql, params: self._run(sql, params, idempotent=True))
-
-        def rest(conn: psycopg.Connection[Row], _: Commit | None) -> tuple[int, int]:
-            workers = conn.execute(query("sweep_prune_workers", self.schema)).rowcount
-            metrics = conn.execute(
-                query("sweep_prune_metrics", self.schema), {"keep": self.settings.metrics_retention}
-            ).rowcount
-            return workers, metrics
-
-        # Deleting what is past retention twice deletes nothing more: safe to retry.
-        workers, metrics = self._pooled(rest, idempotent=True)
-        return {"jobs": jobs, "workers": workers, "metrics": metrics}
+        flow = retention_flow(self.schema, self.settings, None, on_history_batch)
+        return drive(flow, lambda sql, params: self._run(sql, params, idempotent=True)).as_dict()
 
     # --------------------------------------------------------------- worker
 

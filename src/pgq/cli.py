@@ -708,21 +708,8 @@ def cmd_schedule_action(options: argparse.Namespace) -> int:
 
 
 def cmd_prune(options: argparse.Namespace) -> int:
-    from pgq.enqueueing import drive
-    from pgq.maintenance.sweeper import prune_history_flow
-
     with _app(options) as app, progress("deleting finished jobs past retention") as bar:
-
-        def run(sql: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
-            rows = app._run(sql, params)
-            bar.advance(bar.task_ids[0], float(rows[0]["deleted"]))
-            return rows
-
-        # The history first, batch by batch as the sweeper does, counted as it goes;
-        # then app.prune() finds no such job left and prunes worker rows and metrics.
-        jobs = drive(prune_history_flow(app), run)
-        counts = app.prune()
-        counts["jobs"] += jobs
+        counts = app.prune(lambda deleted: bar.advance(bar.task_ids[0], float(deleted)))
     print(", ".join(f"{name}: {count}" for name, count in counts.items()))
     return 0
 

@@ -26,25 +26,19 @@ from psycopg.rows import dict_row
 
 from pgq.db.connection import connection_kwargs, run_async
 from pgq.db.queries import query
-from pgq.enqueueing import Flow, drive_async
+from pgq.enqueueing import drive_async
+from pgq.maintenance.retention import PRUNE_BATCHES_PER_PASS, Pruned, retention_flow
 from pgq.maintenance.service import Service, client_deadline
 
 if TYPE_CHECKING:
     from pgq.app import App
 
-#: Rows deleted per retention statement: short locks, small WAL bursts.
-PRUNE_BATCH = 1000
-#: Retention statements per pass at most (the rest waits for the next pass).
-PRUNE_BATCHES_PER_PASS = 10
 #: Stuck jobs handled per pass at most.
 RESCUE_BATCH = 500
 #: Seconds a metrics row's window ends before now, at least: a job's finished_at is the start
 #: of the transaction that finished it, which commits a moment later. Transactions that pgq's
 #: role can see are waited for however long they take (pg_stat_activity); this covers the rest.
 METRICS_LAG = 2.0
-#: Seconds a group goes unserved (with its rate token due and no live job) before its
-#: ``queue_groups`` row is deleted: long past any rate period that matters in practice.
-GROUP_IDLE = 3600.0
 
 
 @dataclass
@@ -54,10 +48,8 @@ class SweepResult:
     retried: int = 0
     failed: int = 0
     cancelled: int = 0
-    pruned_jobs: int = 0
-    pruned_workers: int = 0
-    #: ``queue_groups`` rows of long-idle groups deleted.
-    pruned_groups: int = 0
+    #: What retention deleted this pass.
+    pruned: Pruned = field(default_factory=Pruned)
     metrics_rows: int = 0
     #: Dead rows of ``jobs`` when the sweeper vacuumed it (0: no vacuum this pass).
     vacuumed_dead_rows: int = 0
@@ -207,17 +199,8 @@ class Sweeper(Service):
             )
 
     async def _prune(self, conn: psycopg.AsyncConnection[dict[str, Any]], result: SweepResult) -> None:
-        result.pruned_jobs = await prune_history(conn, self.app, max_batches=PRUNE_BATCHES_PER_PASS)
-        cur = await conn.execute(query("sweep_prune_workers", self.schema))
-        result.pruned_workers = cur.rowcount
-        cur = await conn.execute(
-            query("sweep_prune_queue_groups", self.schema), {"idle": GROUP_IDLE, "batch": PRUNE_BATCH}
-        )
-        result.pruned_groups = cur.rowcount
-        await conn.execute(query("sweep_prune_metrics", self.schema), {"keep": self.app.settings.metrics_retention})
-        await conn.execute(query("sweep_prune_keys", self.schema))
-        await conn.execute(query("sweep_prune_waiters", self.schema))
-        await conn.execute(query("sweep_prune_logs", self.schema), {"batch": PRUNE_BATCH * PRUNE_BATCHES_PER_PASS})
+        flow = retention_flow(self.schema, self.app.settings, PRUNE_BATCHES_PER_PASS)
+        result.pruned = await drive_async(flow, lambda sql, p: run_async(conn, sql, p))
 
     async def _vacuum(self, conn: psycopg.AsyncConnection[dict[str, Any]], result: SweepResult) -> None:
         """Vacuum the live table once enough dead rows piled up. Every job leaves two
@@ -262,36 +245,3 @@ class Sweeper(Service):
         """Leave the election (closing the session frees the lock at once)."""
         self.stop()
         await self._drop()
-
-
-def retention_params(app: App) -> dict[str, Any]:
-    settings = app.settings
-    return {
-        "completed": settings.retention_completed or settings.retention,
-        "failed": settings.retention_failed or settings.retention,
-        "cancelled": settings.retention_cancelled or settings.retention,
-        "batch": PRUNE_BATCH,
-    }
-
-
-def prune_history_flow(app: App, max_batches: int | None = None) -> Flow[int]:
-    """Delete finished jobs past retention in batches of ``PRUNE_BATCH``; returns how many.
-
-    A flow (see :mod:`pgq.enqueueing`): the sweeper drives it on its async
-    session, ``pgq prune`` on a sync one, and both run this one loop."""
-    params = retention_params(app)
-    deleted = 0
-    batches = 0
-    while max_batches is None or batches < max_batches:
-        rows = yield query("sweep_prune_history", app.schema), params
-        batch = int(rows[0]["deleted"])
-        deleted += batch
-        batches += 1
-        if batch < PRUNE_BATCH:
-            break
-    return deleted
-
-
-async def prune_history(conn: psycopg.AsyncConnection[Any], app: App, max_batches: int | None = None) -> int:
-    """:func:`prune_history_flow` on an async connection."""
-    return await drive_async(prune_history_flow(app, max_batches), lambda sql, p: run_async(conn, sql, p))

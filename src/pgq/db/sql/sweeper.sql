@@ -117,23 +117,35 @@ select count(*) as deleted from deleted;
 -- name: sweep_prune_waiters
 -- Rows of job_waiters whose session is gone (a process killed in app.wait):
 -- while any row is there, every finish sends a NOTIFY (migration 0015).
-delete from {schema}.job_waiters w
- where not exists (select from pg_stat_activity a where a.pid = w.pid);
+with deleted as (
+    delete from {schema}.job_waiters w
+     where not exists (select from pg_stat_activity a where a.pid = w.pid)
+    returning 1
+)
+select count(*) as deleted from deleted;
 
 -- name: sweep_prune_logs
 -- Log lines of jobs that are gone (pruned or deleted from history), a batch at a time.
-delete from {schema}.job_logs
- where line in (
-    select l.line
-      from {schema}.job_logs l
-     where not exists (select from {schema}.jobs j where j.id = l.job_id)
-       and not exists (select from {schema}.job_history h where h.id = l.job_id)
-     limit %(batch)s);
+with deleted as (
+    delete from {schema}.job_logs
+     where line in (
+        select l.line
+          from {schema}.job_logs l
+         where not exists (select from {schema}.jobs j where j.id = l.job_id)
+           and not exists (select from {schema}.job_history h where h.id = l.job_id)
+         limit %(batch)s)
+    returning 1
+)
+select count(*) as deleted from deleted;
 
 -- name: sweep_prune_workers
 -- Rows of workers that stopped or died more than a day ago.
-delete from {schema}.workers
- where status in ('stopped', 'dead') and coalesce(stopped_at, last_heartbeat) < now() - interval '1 day';
+with deleted as (
+    delete from {schema}.workers
+     where status in ('stopped', 'dead') and coalesce(stopped_at, last_heartbeat) < now() - interval '1 day'
+    returning 1
+)
+select count(*) as deleted from deleted;
 
 -- name: sweep_prune_keys
 -- Rows of pgq.job_keys that hold nothing any more: a unique_for period over
@@ -145,12 +157,16 @@ with doomed as (
       from {schema}.job_keys k
      where case when k.expires_at is not null then k.expires_at < now() - interval '1 day'
                 else not exists (select from {schema}.jobs j where j.queue = k.queue and j.key = k.key) end
-     limit 10000
+     limit %(batch)s
        for update skip locked
+),
+deleted as (
+    delete from {schema}.job_keys k
+     using doomed d
+     where k.queue = d.queue and k.key = d.key
+    returning 1
 )
-delete from {schema}.job_keys k
- using doomed d
- where k.queue = d.queue and k.key = d.key;
+select count(*) as deleted from deleted;
 
 -- name: sweep_prune_queue_groups
 -- Rows of queue_groups whose state no longer matters: the group's rate token is
@@ -173,13 +189,21 @@ with doomed as (
                                    and j.status = 'running' and j.limit_slot)))
      limit %(batch)s
        for update skip locked
+),
+deleted as (
+    delete from {schema}.queue_groups g
+     using doomed d
+     where g.queue = d.queue and g.group_key = d.group_key
+    returning 1
 )
-delete from {schema}.queue_groups g
- using doomed d
- where g.queue = d.queue and g.group_key = d.group_key;
+select count(*) as deleted from deleted;
 
 -- name: sweep_prune_metrics
-delete from {schema}.metrics where at < now() - make_interval(secs => %(keep)s);
+with deleted as (
+    delete from {schema}.metrics where at < now() - make_interval(secs => %(keep)s)
+    returning 1
+)
+select count(*) as deleted from deleted;
 
 -- name: sweep_write_metrics
 -- One row per queue, counting what finished (or was refused at enqueue) in one
