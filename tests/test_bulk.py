@@ -77,7 +77,7 @@ def test_batches_take_every_match_and_nothing_enqueued_after_the_start(
     # The newest id at the start bounds the action: a job enqueued after it
     # began (here: an id past the one it read) is not taken.
     later = app.enqueue("t", queue="imports")
-    real_run = app._run
+    real_run = app.db.run
 
     def start_before_later(sql: str, params: dict[str, Any], *rest: Any, **options: Any) -> Any:
         rows = real_run(sql, params, *rest, **options)
@@ -85,7 +85,7 @@ def test_batches_take_every_match_and_nothing_enqueued_after_the_start(
             rows = [{**rows[0], "last": later - 1}]
         return rows
 
-    monkeypatch.setattr(app, "_run", start_before_later)
+    monkeypatch.setattr(app.db, "run", start_before_later)
     assert app.bulk("cancel", queue="imports").count == 0
     assert job(app, later).status == "pending"
 

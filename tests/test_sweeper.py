@@ -15,7 +15,7 @@ import pytest
 
 import pgq
 from pgq.db.connection import run_async
-from pgq.enqueueing import drive_async
+from pgq.db.flows import drive_async
 from pgq.maintenance.retention import PRUNE_BATCH, prune_history_flow
 from pgq.maintenance.sweeper import Sweeper
 

@@ -295,7 +295,7 @@ def test_use_database_points_an_existing_app_at_the_test_database(
         assert [o.status for o in drain(module_app)] == ["completed"]
     assert module_app.settings.database_url == "postgresql://nobody@127.0.0.1:1/nothing"
     assert module_app.settings.pooler == "transaction" and module_app.settings.listen_url is not None
-    assert module_app._pools is None
+    assert not module_app.db.started  # nothing of the test's database is kept
 
 
 # ------------------------------------------------------------- the plugin

@@ -8,34 +8,22 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 import psycopg
 
 from pgq.bulk import BulkControls
-from pgq.db.connection import (
-    CopyIn,
-    Pools,
-    Row,
-    can_copy,
-    connect,
-    is_missing_schema,
-    not_migrated,
-    run_async,
-    run_sync,
-)
-from pgq.db.embedded import embedded_url
-from pgq.db.pooled import Commit, PooledRunner
+from pgq.db.connection import Row, can_copy
+from pgq.db.database import Database
+from pgq.db.flows import drive, translated
+from pgq.db.pooled import Commit
 from pgq.db.queries import query
 from pgq.db.urls import normalize
 from pgq.encryption import is_envelope, open_envelope, parse_keys
 from pgq.enqueueing import (
     Batch,
-    Flow,
-    drive,
-    drive_async,
     insert_batch,
     insert_many,
     insert_one,
@@ -45,7 +33,6 @@ from pgq.enqueueing import (
     prepare,
     prepare_batch,
     rejected_count,
-    translated,
 )
 from pgq.errors import ConfigurationError, PgqError, QueueFull
 from pgq.events import EVENTS, Event
@@ -84,7 +71,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
     """
 
     def __init__(self, database_url: str | None = None, **settings: Any) -> None:
-        self.settings: Settings = load_settings(database_url=database_url, **settings)
+        self.settings = load_settings(database_url=database_url, **settings)
         if self.settings.database_url is not None:
             normalize(self.settings.database_url)  # a malformed URL fails here, not later
         if self.settings.listen_url is not None:
@@ -94,14 +81,10 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         self.encryption_keys = parse_keys(self.settings.encryption_keys)
         #: OpenTelemetry's spans and metrics, or None (not installed, or PGQ_OTEL=false).
         self.telemetry: Telemetry | None = get_telemetry(self.settings)
-        self._url: str | None = None
-        self._pools: Pools | None = None
-        self._pooled_runner: PooledRunner | None = None
         # Concurrent app.enqueue calls on pgq's pool share statements (pgq.group_commit).
         self._group_commit = GroupCommit(self._write_jobs, lambda params: self._write_jobs([params])[0])
-        self._checked = False
-        self._lock = threading.Lock()
-        self._hooks: dict[str, list[Callable[[Event], Any]]] = {}
+        #: The hooks of :meth:`on`, by event name (the worker and pgq.testing call them).
+        self.hooks: dict[str, list[Callable[[Event], Any]]] = {}
         #: Schedules declared in code (``@app.periodic``), upserted when a worker starts.
         self.schedules: dict[str, ScheduleSpec] = {}
 
@@ -111,7 +94,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         given = {k: v for k, v in overrides.items() if v is not None}
         if not given:
             return
-        if self._pools is not None or self._url is not None:
+        if self.db.started:
             raise ConfigurationError("configure() must be called before the app connects")
         current = self.settings.model_dump(exclude_unset=False)
         current["schema"] = current.pop("schema_name")
@@ -347,207 +330,48 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
     # -------------------------------------------------------------- database
 
     @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        """New settings take a new :class:`Database`: the old one's pools are closed."""
+        previous: Database | None = getattr(self, "db", None)
+        if previous is not None:
+            previous.close()
+        self._settings = value
+        #: pgq's way to its database: pools, the retry rule, the schema check.
+        self.db = Database(value)
+
+    @property
     def url(self) -> str:
         """The libpq URL pgq connects to (starting the embedded server if none is set)."""
-        if self._url is None:
-            with self._lock:
-                if self._url is None:
-                    if self.settings.database_url:
-                        self._url = normalize(self.settings.database_url)
-                    else:
-                        self._url = embedded_url(self.settings.data_dir)
-        return self._url
+        return self.db.url
 
     @property
     def direct_url(self) -> str | None:
         """The URL for LISTEN and the sweeper's lock session, past any transaction pooler;
         None when there is none (``PGQ_POOLER=transaction`` without ``PGQ_LISTEN_URL``)."""
-        if self.settings.listen_url:
-            return normalize(self.settings.listen_url, "PGQ_LISTEN_URL")
-        return None if self.settings.pooler == "transaction" else self.url
+        return self.db.direct_url
 
     @property
     def uses_embedded(self) -> bool:
-        return not self.settings.database_url
+        return self.db.uses_embedded
 
     @property
     def schema(self) -> str:
         return self.settings.schema_name
 
-    def _get_pools(self) -> Pools:
-        if self._pools is None:
-            url = self.url
-            with self._lock:
-                if self._pools is None:
-                    self._pools = Pools(url, self.settings)
-        return self._pools
-
-    def _check_schema(self, rows: list[Row] | None, error: BaseException | None) -> None:
-        """Decide, once, whether the schema is usable: migrate it, or say how to."""
-        from pgq.migrate import head_revision, migrate
-
-        auto = self.settings.auto_migrate
-        if auto is None:
-            auto = self.uses_embedded
-        current = rows[0]["version_num"] if rows else None
-        if current == head_revision():
-            self._checked = True
-            return
-        if auto:
-            migrate(self.url, schema=self.schema)
-            self._checked = True
-            return
-        if error is not None or current is None:
-            raise not_migrated(self.schema)
-        raise not_migrated(self.schema, f"it is at revision {current}, this pgq needs {head_revision()}")
-
-    def _ensure_schema(self, conn: psycopg.Connection[Row]) -> None:
-        if self._checked:
-            return
-        try:
-            rows = conn.execute(query("schema_version", self.schema)).fetchall()
-        except psycopg.Error as exc:
-            if not is_missing_schema(exc):
-                raise
-            self._check_schema(None, exc)
-        else:
-            self._check_schema(rows, None)
-
-    async def _ensure_schema_async(self, conn: psycopg.AsyncConnection[Row]) -> None:
-        if self._checked:
-            return
-        try:
-            cur = await conn.execute(query("schema_version", self.schema))
-            rows = await cur.fetchall()
-        except psycopg.Error as exc:
-            if not is_missing_schema(exc):
-                raise
-            self._check_schema(None, exc)
-        else:
-            self._check_schema(rows, None)
-
-    def _pooled(
-        self,
-        work: Callable[[psycopg.Connection[Row], Commit | None], T],
-        *,
-        transaction: bool = False,
-        idempotent: bool = False,
-    ) -> T:
-        """``work`` on pgq's own pool, retried once on a fresh connection when a lost
-        connection cannot have committed anything (see :mod:`pgq.db.pooled`)."""
-        try:
-            return self._runner().run(
-                lambda: self._get_pools().sync_pool(),
-                self._ensure_schema,
-                work,
-                transaction=transaction,
-                idempotent=idempotent,
-            )
-        except Exception as exc:
-            if is_missing_schema(exc):
-                raise not_migrated(self.schema) from None
-            raise
-
-    async def _pooled_async(
-        self,
-        work: Callable[[psycopg.AsyncConnection[Row], Commit | None], Awaitable[T]],
-        *,
-        transaction: bool = False,
-        idempotent: bool = False,
-    ) -> T:
-        try:
-            return await self._runner().run_async(
-                self._get_pools().async_pool,
-                self._ensure_schema_async,
-                work,
-                transaction=transaction,
-                idempotent=idempotent,
-            )
-        except Exception as exc:
-            if is_missing_schema(exc):
-                raise not_migrated(self.schema) from None
-            raise
-
-    def _runner(self) -> PooledRunner:
-        if self._pooled_runner is None:
-            self._pooled_runner = PooledRunner(self.url)
-        return self._pooled_runner
-
-    def _run(
-        self, sql: str | CopyIn, params: dict[str, Any], connection: Any = None, *, idempotent: bool = False
-    ) -> list[Row]:
-        """One statement: on the caller's connection (its errors untouched), or on pgq's
-        pool with the retry rule; ``idempotent`` statements (reads) are retried after any
-        lost connection."""
-        if connection is None:
-            return self._pooled(lambda conn, _: run_sync(conn, sql, params), idempotent=idempotent)
-        try:
-            return run_sync(connection, sql, params)
-        except Exception as exc:
-            if is_missing_schema(exc):
-                raise not_migrated(self.schema) from None
-            raise
-
-    async def _run_async(
-        self, sql: str | CopyIn, params: dict[str, Any], connection: Any = None, *, idempotent: bool = False
-    ) -> list[Row]:
-        if connection is None:
-
-            async def work(conn: psycopg.AsyncConnection[Row], _: Commit | None) -> list[Row]:
-                return await run_async(conn, sql, params)
-
-            return await self._pooled_async(work, idempotent=idempotent)
-        try:
-            return await run_async(connection, sql, params)
-        except Exception as exc:
-            if is_missing_schema(exc):
-                raise not_migrated(self.schema) from None
-            raise
-
-    def _drive(self, make_flow: Callable[[], Flow[T]], connection: Any, *, transaction: bool = False) -> T:
-        """Run a flow on the caller's connection, or on pgq's pool (in one transaction
-        when ``transaction``: statements that hold locks from one to the next, or that
-        must commit together). A retry runs a fresh flow."""
-        if connection is not None:
-            return drive(make_flow(), lambda sql, p: self._run(sql, p, connection))
-        return self._pooled(
-            lambda conn, _: drive(make_flow(), lambda sql, p: run_sync(conn, sql, p)), transaction=transaction
-        )
-
-    async def _drive_async(self, make_flow: Callable[[], Flow[T]], connection: Any, *, transaction: bool = False) -> T:
-        if connection is not None:
-            return await drive_async(make_flow(), lambda sql, p: self._run_async(sql, p, connection))
-
-        async def work(conn: psycopg.AsyncConnection[Row], _: Commit | None) -> T:
-            return await drive_async(make_flow(), lambda sql, p: run_async(conn, sql, p))
-
-        return await self._pooled_async(work, transaction=transaction)
-
-    def _ensure_migrated_for_worker(self) -> None:
-        """Check (or, for the embedded database, create) the schema before a worker starts."""
-        if self._checked:
-            return
-        with connect(self.url, self.settings, "worker") as conn:
-            self._ensure_schema(conn)
-
     def migrate(self) -> None:
         """Bring this app's schema up to date (what ``pgq migrate`` does)."""
-        from pgq.migrate import migrate
-
-        migrate(self.url, schema=self.schema)
-        self._checked = True
+        self.db.migrate()
 
     def close(self) -> None:
         """Close pgq's own connections. The app can be used again afterwards."""
-        if self._pools is not None:
-            self._pools.close()
-            self._pools = None
+        self.db.close()
 
     async def aclose(self) -> None:
-        if self._pools is not None:
-            await self._pools.aclose()
-            self._pools.close()
-            self._pools = None
+        await self.db.aclose()
 
     def __enter__(self) -> App:
         return self
@@ -650,7 +474,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         try:
             if connection is None and is_plain(params):
                 return self._group_commit.enqueue(params)
-            return self._drive(
+            return self.db.drive(
                 lambda: insert_one(self.schema, params), connection, transaction=needs_transaction([params])
             )
         except QueueFull as full:
@@ -666,7 +490,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
     def _write_jobs(self, jobs: list[dict[str, Any]]) -> list[int]:
         """Plain jobs of concurrent enqueue calls, in one statement on pgq's pool."""
         if len(jobs) > 1:
-            return self._drive(lambda: insert_many(self.schema, jobs), None)
+            return self.db.drive(lambda: insert_many(self.schema, jobs), None)
         # The one-job case is the hot path of app.enqueue: the statement of insert_one's
         # plain branch, run directly (no flow, no cursor of its own).
         sql, params = query("job_insert_plain", self.schema), jobs[0]
@@ -682,7 +506,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
             assert row is not None
             return [int(row["id"])]
 
-        return self._pooled(insert)
+        return self.db.pooled(insert)
 
     async def enqueue_async(
         self,
@@ -736,7 +560,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
 
     async def _enqueue_one_async(self, params: dict[str, Any], connection: Any) -> int:
         try:
-            return await self._drive_async(
+            return await self.db.drive_async(
                 lambda: insert_one(self.schema, params), connection, transaction=needs_transaction([params])
             )
         except QueueFull as full:
@@ -768,7 +592,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         own = bool(batch.others)
         theirs = connection is not None and not getattr(connection, "autocommit", False)
         try:
-            return self._drive(
+            return self.db.drive(
                 lambda: insert_batch(self.schema, batch, use_copy, own or theirs), connection, transaction=own
             )
         except QueueFull as full:
@@ -800,7 +624,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         own = bool(batch.others)
         theirs = connection is not None and not getattr(connection, "autocommit", False)
         try:
-            return await self._drive_async(
+            return await self.db.drive_async(
                 lambda: insert_batch(self.schema, batch, use_copy, own or theirs), connection, transaction=own
             )
         except QueueFull as full:
@@ -818,7 +642,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         """
         nodes, batch = self._prepare_workflow(workflow, strict)
         try:
-            return self._drive(lambda: insert_workflow(self.schema, nodes, batch), connection, transaction=True)
+            return self.db.drive(lambda: insert_workflow(self.schema, nodes, batch), connection, transaction=True)
         except QueueFull as full:
             self._count_rejected(full, batch, connection)
             raise
@@ -829,7 +653,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         """:meth:`enqueue_workflow` for async code."""
         nodes, batch = self._prepare_workflow(workflow, strict)
         try:
-            return await self._drive_async(
+            return await self.db.drive_async(
                 lambda: insert_workflow(self.schema, nodes, batch), connection, transaction=True
             )
         except QueueFull as full:
@@ -852,13 +676,13 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         params = self._rejected_params(full, batch, connection)
         if params is not None:
             with contextlib.suppress(Exception):  # a count, never a reason to hide the QueueFull
-                self._run(query("ops_count_rejected", self.schema), params)
+                self.db.run(query("ops_count_rejected", self.schema), params)
 
     async def _count_rejected_async(self, full: QueueFull, batch: list[dict[str, Any]], connection: Any) -> None:
         params = self._rejected_params(full, batch, connection)
         if params is not None:
             with contextlib.suppress(Exception):
-                await self._run_async(query("ops_count_rejected", self.schema), params)
+                await self.db.run_async(query("ops_count_rejected", self.schema), params)
 
     def _prepare_batch(self, specs: Iterable[JobSpec], strict: bool) -> list[dict[str, Any]]:
         batch = []
@@ -875,7 +699,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
 
     def get_job(self, job_id: int) -> Job | None:
         """The job with that id, live or finished, or None."""
-        rows = self._run(query("job_get", self.schema), {"id": int(job_id)}, idempotent=True)
+        rows = self.db.run(query("job_get", self.schema), {"id": int(job_id)}, idempotent=True)
         return Job.from_row(rows[0]) if rows else None
 
     def wait(self, job_id: int, timeout: float | None = None) -> Job:
@@ -913,7 +737,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         its attempt (the last 200 or 64 KiB of each run are kept); empty when it logged none."""
         from pgq.operations import job_id_of
 
-        rows = self._run(query("job_log_list", self.schema), {"id": job_id_of(job_id)}, idempotent=True)
+        rows = self.db.run(query("job_log_list", self.schema), {"id": job_id_of(job_id)}, idempotent=True)
         return [LogLine(**row) for row in rows]
 
     def list_jobs(
@@ -948,7 +772,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
             "before_id": before_id,
         }
         name = "job_list" if tag is None else "job_list_tagged"
-        return [Job.from_row(row) for row in self._run(query(name, self.schema), params, idempotent=True)]
+        return [Job.from_row(row) for row in self.db.run(query(name, self.schema), params, idempotent=True)]
 
     # ------------------------------------------------------------- controls
     # cancel, retry, promote, delete, queues, workers and stats: pgq.operations.OperationControls
@@ -962,7 +786,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         from pgq.maintenance.retention import retention_flow
 
         flow = retention_flow(self.schema, self.settings, None, on_history_batch)
-        return drive(flow, lambda sql, params: self._run(sql, params, idempotent=True)).as_dict()
+        return drive(flow, lambda sql, params: self.db.run(sql, params, idempotent=True)).as_dict()
 
     # --------------------------------------------------------------- worker
 
@@ -977,7 +801,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         def register(fn: Callable[[Event], Any]) -> Callable[[Event], Any]:
             if not callable(fn):
                 raise ConfigurationError(f"a hook must be callable, got {fn!r}")
-            self._hooks.setdefault(event, []).append(fn)
+            self.hooks.setdefault(event, []).append(fn)
             return fn
 
         return register if hook is None else register(hook)

@@ -190,7 +190,7 @@ def run_bulk(
             f"a bulk {action} with no filter acts on every job: give a filter (status, queue, task, key, tag, "
             "args), or all=True (--all) if every job is meant"
         )
-    start = app._run(query("bulk_last_id", app.schema), {}, idempotent=True)[0]
+    start = app.db.run(query("bulk_last_id", app.schema), {}, idempotent=True)[0]
     params: dict[str, Any] = {
         **job_filter.params(),
         "statuses": statuses,
@@ -203,7 +203,7 @@ def run_bulk(
         "cancel_channel": f"{app.schema}_cancel",
     }
     if dry_run:
-        count = app._run(_query("bulk_count", app.schema), params, idempotent=True)[0]["n"]
+        count = app.db.run(_query("bulk_count", app.schema), params, idempotent=True)[0]["n"]
         return BulkResult(action, int(count), dry_run=True)
     sql = _query(f"bulk_{action}", app.schema)
     done = flagged = 0
@@ -219,7 +219,7 @@ def run_bulk(
 def _batch(app: _AppLike, sql: str, params: dict[str, Any], done: int) -> dict[str, Any]:
     for attempt in range(3):
         try:
-            return app._run(sql, params)[0]
+            return app.db.run(sql, params)[0]
         except psycopg.errors.UniqueViolation:
             # A retry: an enqueue took one of the batch's keys after the statement's
             # snapshot, and the batch was undone as a whole; run it again.

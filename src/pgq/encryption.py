@@ -145,7 +145,7 @@ def rotate(app: Any) -> dict[str, int]:
 
     after = 0
     while True:
-        rows = app._run(
+        rows = app.db.run(
             query("keys_stale_jobs", app.schema), {"current": current, "after": after, "batch": ROTATE_BATCH}
         )
         if not rows:
@@ -158,10 +158,10 @@ def rotate(app: Any) -> dict[str, int]:
                 "old": [orjson.dumps(old).decode() for _, old, _ in batch],
                 "new": [new for _, _, new in batch],
             }
-            counts["jobs"] += len(app._run(query("keys_reseal_jobs", app.schema), params))
-    for row in app._run(query("keys_stale_schedules", app.schema), {"current": current}):
+            counts["jobs"] += len(app.db.run(query("keys_reseal_jobs", app.schema), params))
+    for row in app.db.run(query("keys_stale_schedules", app.schema), {"current": current}):
         new = resealed(row["args"])
         if new is not None:
             change = {"name": row["name"], "old": orjson.dumps(row["args"]).decode(), "new": new}
-            counts["schedules"] += len(app._run(query("keys_reseal_schedule", app.schema), change))
+            counts["schedules"] += len(app.db.run(query("keys_reseal_schedule", app.schema), change))
     return counts

@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from pgq.db.connection import CopyIn, Row
+from pgq.db.connection import CopyIn
+from pgq.db.flows import Flow
 from pgq.db.queries import query, quote_ident
 from pgq.errors import InvalidJob, PgqError, QueueFull, UnknownTask
 from pgq.job import JobSpec
 from pgq.payload import encode_args
 from pgq.task import Task
 from pgq.workflow import Node
-
-T = TypeVar("T")
-
-
-Flow = Generator[tuple[str | CopyIn, dict[str, Any]], list[Row], T]
 
 #: Queue names: ASCII letters, digits, ``_ . : -``, 1 to 128 of them. The same rule is
 #: the constraint ``jobs_queue_name_rule`` (migration 0007; the domain ``queue_name``'s
@@ -669,27 +665,6 @@ def _tags_literal(tags: list[str] | None) -> str | None:
     return "{" + ",".join('"' + tag.replace("\\", "\\\\").replace('"', '\\"') + '"' for tag in tags) + "}"
 
 
-#: SQLSTATE of the refusals of pgq.admit() and pgq.admit_group() (max_pending or
-#: group_max_pending reached, on_full "reject").
-QUEUE_FULL_STATE = "PGQ01"
-#: SQLSTATE of pgq.lock_parents()'s refusal (depends_on names no job).
-NO_PARENT_STATE = "PGQ02"
-CHECK_VIOLATION = "23514"
-
-
-def queue_full(exc: BaseException) -> QueueFull | None:
-    """The :class:`QueueFull` that a database error (psycopg's, or SQLAlchemy's around it) stands for."""
-    error = getattr(exc, "orig", None) or exc
-    if getattr(error, "sqlstate", None) != QUEUE_FULL_STATE:
-        return None
-    message = _message(error)
-    match = re.match(r"queue (\S+) is full( for group)?", message)
-    # admit_group() puts the group in DETAIL: a group name may hold any character.
-    diag = getattr(error, "diag", None)
-    group = getattr(diag, "message_detail", None) if match and match.group(2) else None
-    return QueueFull(message, match.group(1) if match else None, group)
-
-
 def rejected_count(full: QueueFull, batch: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The parameters of ``ops_count_rejected`` for the jobs of ``batch`` that ``full``
     refused (those of its queue, and of its group when a group limit refused them)."""
@@ -697,57 +672,3 @@ def rejected_count(full: QueueFull, batch: Sequence[dict[str, Any]]) -> dict[str
         return None
     refused = [p for p in batch if p["queue"] == full.queue and (full.group is None or p["group_key"] == full.group)]
     return {"name": full.queue, "n": len(refused)}
-
-
-def translated(exc: BaseException) -> PgqError | None:
-    """The pgq error that a database error raised by pgq's own SQL functions stands for."""
-    full = queue_full(exc)
-    if full is not None:
-        return full
-    error = getattr(exc, "orig", None) or exc
-    state = getattr(error, "sqlstate", None)
-    if state == NO_PARENT_STATE:
-        return InvalidJob(_message(error))
-    if state == CHECK_VIOLATION:
-        # A row the table's rules refuse (checked in Python first, so rare: a rule
-        # changed under a running app). Nothing was written: the statement failed.
-        rule = getattr(getattr(error, "diag", None), "constraint_name", None) or "?"
-        return InvalidJob(f"the database refused the job (rule {rule} of table jobs): {_message(error)}")
-    return None
-
-
-def _message(error: BaseException) -> str:
-    diag = getattr(error, "diag", None)
-    message = (getattr(diag, "message_primary", None) or str(error)).strip()
-    hint = getattr(diag, "message_hint", None)
-    return f"{message} ({hint})" if hint else message
-
-
-def drive(flow: Flow[T], execute: Callable[[str | CopyIn, dict[str, Any]], list[Row]]) -> T:
-    """Run ``flow`` with a synchronous ``execute(sql, params) -> rows``."""
-    try:
-        sql, params = next(flow)
-        while True:
-            sql, params = flow.send(execute(sql, params))
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    except Exception as exc:
-        error = translated(exc)
-        if error is None:
-            raise
-        raise error from None
-
-
-async def drive_async(flow: Flow[T], execute: Callable[[str | CopyIn, dict[str, Any]], Awaitable[list[Row]]]) -> T:
-    """Run ``flow`` with an async ``execute(sql, params) -> rows``."""
-    try:
-        sql, params = next(flow)
-        while True:
-            sql, params = flow.send(await execute(sql, params))
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    except Exception as exc:
-        error = translated(exc)
-        if error is None:
-            raise
-        raise error from None

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pgq.db.database import Database
 from pgq.db.queries import query
 from pgq.enqueueing import prepare
 from pgq.errors import ConfigurationError, InvalidState, JobNotFound
@@ -37,9 +38,8 @@ class _AppLike(Protocol):
     @property
     def tasks(self) -> Mapping[str, Any]: ...
 
-    def _run(
-        self, sql: str, params: dict[str, Any], connection: Any = None, *, idempotent: bool = False
-    ) -> list[dict[str, Any]]: ...
+    @property
+    def db(self) -> Database: ...
 
     def get_job(self, job_id: int) -> Job | None: ...
 
@@ -107,7 +107,7 @@ class JobEdits:
             **{name: checked[name] for name in ("args", "priority", "run_at", "delay", "max_attempts", "tags", "meta")},
         }
         for _ in range(3):
-            rows = self._run(query("job_update", self.schema), params)
+            rows = self.db.run(query("job_update", self.schema), params)
             if not rows:
                 raise JobNotFound(f"no job with id {job_id}")
             outcome = str(rows[0]["outcome"])

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 
+from pgq.db.database import Database
 from pgq.db.queries import query
 from pgq.enqueueing import QUEUE_NAME, QUEUE_RULE
 from pgq.errors import ConfigurationError, InvalidState, JobNotFound
@@ -45,9 +46,8 @@ class _AppLike(Protocol):
     @property
     def schema(self) -> str: ...
 
-    def _run(
-        self, sql: str, params: dict[str, Any], connection: Any = None, *, idempotent: bool = False
-    ) -> list[dict[str, Any]]: ...
+    @property
+    def db(self) -> Database: ...
 
     def get_job(self, job_id: int) -> Job | None: ...
 
@@ -181,7 +181,7 @@ def _seconds(value: float | timedelta, what: str) -> float:
 
 
 class OperationControls:
-    """The operator's actions and reads of :class:`pgq.App` (a mixin: the app supplies ``_run``)."""
+    """The operator's actions and reads of :class:`pgq.App` (a mixin: the app supplies ``db``)."""
 
     # ------------------------------------------------------------------ jobs
 
@@ -196,7 +196,7 @@ class OperationControls:
         # A claim or a finish racing the statement can leave it with nothing to
         # report (its snapshot predates the change): a fresh statement sees it.
         for _ in range(3):
-            rows = self._run(query("job_cancel", self.schema), params)
+            rows = self.db.run(query("job_cancel", self.schema), params)
             if rows:
                 break
         else:
@@ -217,7 +217,7 @@ class OperationControls:
         cancelled, or a live job holds its key)."""
         job_id = job_id_of(job_id)
         try:
-            if self._run(query("job_retry", self.schema), {"id": job_id}):
+            if self.db.run(query("job_retry", self.schema), {"id": job_id}):
                 return
         except psycopg.errors.UniqueViolation:
             raise InvalidState(
@@ -257,7 +257,7 @@ class OperationControls:
         job_id = job_id_of(job_id)
         params = {"id": job_id, "channel": f"{self.schema}_jobs"}
         for _ in range(3):  # a job moving between tables mid-statement can show in neither
-            rows = self._run(query("ops_promote", self.schema), params)
+            rows = self.db.run(query("ops_promote", self.schema), params)
             if rows:
                 break
         else:
@@ -276,7 +276,7 @@ class OperationControls:
         for a live job: cancel it first."""
         job_id = job_id_of(job_id)
         for _ in range(3):
-            rows = self._run(query("ops_delete", self.schema), {"id": job_id})
+            rows = self.db.run(query("ops_delete", self.schema), {"id": job_id})
             if rows:
                 break
         else:
@@ -291,12 +291,12 @@ class OperationControls:
         """Pause a queue: workers claim none of its jobs until it is resumed. Jobs
         already running go on; enqueueing still works. A queue can be paused
         before it has any job."""
-        self._run(query("ops_pause_queue", self.schema), {"name": check_queue_name(name)}, idempotent=True)
+        self.db.run(query("ops_pause_queue", self.schema), {"name": check_queue_name(name)}, idempotent=True)
 
     def resume_queue(self: _AppLike, name: str) -> None:
         """Resume a paused queue and wake the workers. Resuming a queue that is
         not paused does nothing."""
-        self._run(
+        self.db.run(
             query("ops_resume_queue", self.schema),
             {"name": check_queue_name(name), "channel": f"{self.schema}_jobs"},
             idempotent=True,
@@ -305,7 +305,7 @@ class OperationControls:
     def list_queues(self: _AppLike) -> list[QueueInfo]:
         """Every queue with a row in ``queues`` (paused or resumed once), a live
         job, retained history or a live worker, by name, with its live counts."""
-        rows = self._run(query("ops_list_queues", self.schema), {}, idempotent=True)
+        rows = self.db.run(query("ops_list_queues", self.schema), {}, idempotent=True)
         return [
             QueueInfo(
                 name=row["name"],
@@ -387,11 +387,11 @@ class OperationControls:
         )
         params["set_on_full"] = on_full is not UNSET
         params["on_full"] = None if on_full is UNSET else parse_on_full(on_full)
-        self._run(query("ops_set_queue", self.schema), params, idempotent=True)
+        self.db.run(query("ops_set_queue", self.schema), params, idempotent=True)
         if params["set_concurrency"] or params["set_group_concurrency"]:
-            self._run(query("ops_mark_limit_slots", self.schema), {"name": name}, idempotent=True)
+            self.db.run(query("ops_mark_limit_slots", self.schema), {"name": name}, idempotent=True)
         if params["set_group_rate"]:
-            self._run(query("ops_group_rates_reset", self.schema), {"name": name}, idempotent=True)
+            self.db.run(query("ops_group_rates_reset", self.schema), {"name": name}, idempotent=True)
         return OperationControls.get_queue(self, name)
 
     def explain(self: _AppLike, job_id: int) -> str:
@@ -402,13 +402,13 @@ class OperationControls:
         the job's process died under it (:meth:`Job.crash_note`). The same text as
         ``pgq explain ID`` and the SQL function ``pgq.explain(id)``."""
         job_id = job_id_of(job_id)
-        return str(self._run(query("ops_explain", self.schema), {"id": job_id}, idempotent=True)[0]["text"])
+        return str(self.db.run(query("ops_explain", self.schema), {"id": job_id}, idempotent=True)[0]["text"])
 
     # --------------------------------------------------------------- workers
 
     def list_workers(self: _AppLike) -> list[WorkerInfo]:
         """Every worker row (stopped and dead ones are kept a day), live ones first."""
-        rows = self._run(query("ops_list_workers", self.schema), {}, idempotent=True)
+        rows = self.db.run(query("ops_list_workers", self.schema), {}, idempotent=True)
         workers = []
         for row in rows:
             row = dict(row)
@@ -434,7 +434,7 @@ class OperationControls:
             raise ConfigurationError(
                 f"window must be at most {MAX_STATS_WINDOW / 86400:.0f} days, got {window_seconds / 86400:.1f}"
             )
-        rows = self._run(
+        rows = self.db.run(
             query("ops_stats", self.schema),
             {
                 "window": window_seconds,

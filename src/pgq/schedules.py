@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pgq.cron import check_catch_up, check_cron, check_timezone, next_tick
+from pgq.db.database import Database
 from pgq.db.queries import query
 from pgq.enqueueing import prepare
 from pgq.errors import ConfigurationError, PgqError
@@ -35,9 +36,8 @@ class _AppLike(Protocol):
     @property
     def schema(self) -> str: ...
 
-    def _run(
-        self, sql: str, params: dict[str, Any], connection: Any = None, *, idempotent: bool = False
-    ) -> list[dict[str, Any]]: ...
+    @property
+    def db(self) -> Database: ...
 
     def get_schedule(self, name: str) -> Schedule | None: ...
 
@@ -144,7 +144,7 @@ def upsert_params(spec: ScheduleSpec, source: str, db_now: datetime) -> dict[str
 
 
 class ScheduleControls:
-    """The schedule operations of :class:`pgq.App` (a mixin: the app supplies ``_run``)."""
+    """The schedule operations of :class:`pgq.App` (a mixin: the app supplies ``db``)."""
 
     def add_schedule(
         self: _AppLike,
@@ -169,20 +169,20 @@ class ScheduleControls:
             ScheduleSpec(name, cron, task_name, args or {}, timezone, queue, priority, max_attempts, catch_up, enabled),
             self.settings.max_payload_bytes,
         )
-        now = self._run(query("db_now", self.schema), {}, idempotent=True)[0]["db_now"]
-        rows = self._run(query("schedule_upsert", self.schema), upsert_params(spec, "runtime", now), idempotent=True)
+        now = self.db.run(query("db_now", self.schema), {}, idempotent=True)[0]["db_now"]
+        rows = self.db.run(query("schedule_upsert", self.schema), upsert_params(spec, "runtime", now), idempotent=True)
         return Schedule.from_row(rows[0])
 
     def list_schedules(self: _AppLike) -> list[Schedule]:
-        return [Schedule.from_row(row) for row in self._run(query("schedule_list", self.schema), {}, idempotent=True)]
+        return [Schedule.from_row(row) for row in self.db.run(query("schedule_list", self.schema), {}, idempotent=True)]
 
     def get_schedule(self: _AppLike, name: str) -> Schedule | None:
-        rows = self._run(query("schedule_get", self.schema), {"name": name}, idempotent=True)
+        rows = self.db.run(query("schedule_get", self.schema), {"name": name}, idempotent=True)
         return Schedule.from_row(rows[0]) if rows else None
 
     def remove_schedule(self: _AppLike, name: str) -> None:
         """Delete a schedule. (One declared in code comes back at the next worker start; disable it instead.)"""
-        if not self._run(query("schedule_delete", self.schema), {"name": name}):
+        if not self.db.run(query("schedule_delete", self.schema), {"name": name}):
             raise ConfigurationError(f"no schedule named {name!r}")
 
     def enable_schedule(self: _AppLike, name: str, enabled: bool = True) -> Schedule:
@@ -190,8 +190,8 @@ class ScheduleControls:
         schedule = self.get_schedule(name)
         if schedule is None:
             raise ConfigurationError(f"no schedule named {name!r}")
-        now = self._run(query("db_now", self.schema), {}, idempotent=True)[0]["db_now"]
-        rows = self._run(
+        now = self.db.run(query("db_now", self.schema), {}, idempotent=True)[0]["db_now"]
+        rows = self.db.run(
             query("schedule_set_enabled", self.schema),
             {"name": name, "enabled": enabled, "next_run_at": next_tick(schedule.cron, schedule.timezone, now)},
             idempotent=True,
@@ -214,5 +214,5 @@ class ScheduleControls:
             priority=schedule.priority,
             max_attempts=schedule.max_attempts,
         )
-        self._run(query("schedule_triggered", self.schema), {"name": name, "job_id": job_id})
+        self.db.run(query("schedule_triggered", self.schema), {"name": name, "job_id": job_id})
         return job_id

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pgq.db.flows import Flow
 from pgq.db.queries import query
-from pgq.enqueueing import Flow
 from pgq.settings import Settings
 
 #: Rows deleted per retention statement: short locks, small WAL bursts.

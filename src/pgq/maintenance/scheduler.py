@@ -118,11 +118,12 @@ class Scheduler(Service):
         spec: dict[str, Any] | None = None
         if run:
             try:
+                from pgq.enqueueing import prepare
                 from pgq.job import JobSpec
 
                 # run_at is the tick itself: the job is due at its tick, and the
                 # tick it stands for stays readable in the job's row.
-                spec = self.app._prepare(
+                spec = prepare(
                     JobSpec(
                         task=row["task"],
                         args=row["args"],
@@ -131,6 +132,8 @@ class Scheduler(Service):
                         run_at=tick,
                         max_attempts=row["max_attempts"],
                     ),
+                    self.app.tasks.get(row["task"]),
+                    self.app.settings.max_payload_bytes,
                     strict=False,
                 )
             except PgqError as exc:
@@ -146,7 +149,8 @@ class Scheduler(Service):
                 if not run:
                     log.info("schedule %s: skipped missed ticks (catch_up='none'); next at %s", name, next_run_at)
                 return 0
-            from pgq.enqueueing import drive_async, insert_one, rejected_count
+            from pgq.db.flows import drive_async
+            from pgq.enqueueing import insert_one, rejected_count
 
             try:
                 # A savepoint: a full queue refuses this tick's job, and the tick stays taken.

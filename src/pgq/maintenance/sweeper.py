@@ -25,8 +25,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgq.db.connection import connection_kwargs, run_async
+from pgq.db.flows import drive_async
 from pgq.db.queries import query
-from pgq.enqueueing import drive_async
 from pgq.maintenance.retention import PRUNE_BATCHES_PER_PASS, Pruned, retention_flow
 from pgq.maintenance.service import Service, client_deadline
 

@@ -69,7 +69,7 @@ def _find(
         raise TypeError(f"args must be a dict (matched as a subset of each job's args), got {args!r}")
     name = _task_name(task)
     waiting = enqueued_jobs(app)
-    now: Any = app._run(query("db_now", app.schema), {})[0]["db_now"] if delayed is not None else None
+    now: Any = app.db.run(query("db_now", app.schema), {})[0]["db_now"] if delayed is not None else None
     matches = [
         job
         for job in waiting

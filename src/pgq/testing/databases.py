@@ -135,18 +135,12 @@ def use_database(app: App, database_url: str) -> Iterator[App]:
     current = saved.model_dump()
     current["schema"] = current.pop("schema_name")
     current["database_url"] = database_url
-    _disconnect(app)
+    # New settings close the app's connections and take a fresh Database (its URL and
+    # schema check found again), on entry and on exit.
     # The test's database is reached directly: a pooler, a LISTEN URL or a replica
     # configured for production (say, in the environment) must not leak into tests.
     app.settings = load_settings(**current).model_copy(update={"listen_url": None, "read_url": None, "pooler": "none"})
     try:
         yield app
     finally:
-        _disconnect(app)
         app.settings = saved
-
-
-def _disconnect(app: App) -> None:
-    app.close()
-    app._url = None
-    app._checked = False

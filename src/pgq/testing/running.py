@@ -28,6 +28,7 @@ from pgq.app import App, TaskRef
 from pgq.context import JobContext
 from pgq.db import repo
 from pgq.db.connection import Row, connection_kwargs
+from pgq.enqueueing import prepare
 from pgq.errors import ConfigurationError, UnknownTask
 from pgq.events import Event
 from pgq.job import Job, JobSpec
@@ -98,7 +99,7 @@ def _run_sync(coroutine_function: Callable[[], Awaitable[T]], name: str) -> T:
 
 async def _emit(app: App, event: Event) -> None:
     """Call the app's hooks (``app.on``) as a worker would: errors are logged, never raised."""
-    for hook in app._hooks.get(event.name, ()):
+    for hook in app.hooks.get(event.name, ()):
         try:
             result = hook(event)
             if inspect.isawaitable(result):
@@ -157,7 +158,7 @@ async def drain_async(
     from pgq import __version__
 
     wanted = [queue] if isinstance(queue, str) else list(queue) if queue is not None else None
-    app._ensure_migrated_for_worker()
+    app.db.ensure_migrated()
     worker_id = uuid.uuid4()
     transactions = (
         Transactions(app.url, app.settings, app.schema, lambda: worker_id, 1, "testing drain")
@@ -289,7 +290,8 @@ async def run_job_async(
             f"task {name!r} is transactional: its handler completes its job in its own transaction, so it needs "
             "a job in the database; enqueue it and run pgq.testing.drain(app) instead of run_job"
         )
-    params = app._prepare(JobSpec(name, args or {}, queue, None, None, None, None, max_attempts), strict=True)
+    spec = JobSpec(name, args or {}, queue, max_attempts=max_attempts)
+    params = prepare(spec, registered, app.settings.max_payload_bytes, strict=True)
     if not isinstance(attempt, int) or not 1 <= attempt <= params["max_attempts"]:
         raise ValueError(f"attempt must be between 1 and max_attempts ({params['max_attempts']}), got {attempt!r}")
     now = datetime.now(UTC)

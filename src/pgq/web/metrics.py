@@ -53,7 +53,7 @@ class PgqCollector:
                 jobs.add_metric([queue, state], n)
         yield jobs
 
-        totals = app._run(query("dashboard_metric_totals", app.schema), {})
+        totals = app.db.run(query("dashboard_metric_totals", app.schema), {})
         for name in ("completed", "failed", "retried", "cancelled", "rejected"):
             window = GaugeMetricFamily(
                 f"pgq_jobs_{name}_24h",
@@ -68,7 +68,7 @@ class PgqCollector:
             "Enqueues refused and pending jobs dropped by max_pending or group_max_pending (queues.rejected)",
             labels=["queue"],
         )
-        for row in app._run(query("dashboard_rejected_totals", app.schema), {}):
+        for row in app.db.run(query("dashboard_rejected_totals", app.schema), {}):
             rejected.add_metric([row["queue"]], float(row["rejected"]))
         yield rejected
         for kind in ("run", "wait"):
@@ -82,7 +82,7 @@ class PgqCollector:
                         gauge.add_metric([row["queue"], stat], float(value) / 1000)
             yield gauge
 
-        slots = app._run(query("dashboard_worker_slots", app.schema), {})[0]
+        slots = app.db.run(query("dashboard_worker_slots", app.schema), {})[0]
         yield GaugeMetricFamily("pgq_workers", "Live workers", value=float(slots["workers"]))
         yield GaugeMetricFamily("pgq_worker_slots", "Job slots of the live workers", value=float(slots["slots"]))
         yield GaugeMetricFamily("pgq_worker_slots_in_use", "Jobs the live workers run now", value=float(slots["busy"]))

@@ -113,7 +113,7 @@ def router(d: Dashboard) -> APIRouter:
         def read_all() -> dict[str, Any]:
             app = d.app
             stats = app.stats()
-            live = app._run(query("dashboard_live", app.schema), {"ids": []})[0]
+            live = app.db.run(query("dashboard_live", app.schema), {"ids": []})[0]
             table = data.merge_counts(live["live"], data.finished_counts(stats))
             return {
                 "counts": table,

@@ -144,7 +144,7 @@ class Worker:
         self.db_deadline = client_deadline(settings)
         url = app.url
         self.slots = Slots(self.concurrency)
-        self.reporter = Reporter(app._hooks, self.name, app.telemetry)
+        self.reporter = Reporter(app.hooks, self.name, app.telemetry)
         self.executor = Executor(
             app.tasks,
             self.concurrency,
@@ -326,7 +326,7 @@ class Worker:
 
         while True:
             try:
-                await asyncio.to_thread(self.app._ensure_migrated_for_worker)
+                await asyncio.to_thread(self.app.db.ensure_migrated)
                 return
             except (*TRANSIENT, DatabaseUnavailable) as exc:
                 if self.stopping:
