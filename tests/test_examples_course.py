@@ -1,14 +1,21 @@
 """examples/course_platform end to end: its API (with pgq's REST API mounted) under uvicorn and a
-worker process; progress read live through the REST API, cron reminders, the service layer."""
+worker process; progress read live through the REST API, cron reminders, the service layer; the
+job panel's routes (create a test job, remove, priority and run time) and its BullMQ job counts,
+and the panel itself in headless Chromium."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
+import pgq
+from tests.example_browser import browser, shot, tab  # noqa: F401  (the browser fixtures)
 from tests.processes import WorkerProcess, wait_for
 from tests.test_examples_cms import serve  # noqa: F401  (the serve fixture)
 
@@ -66,8 +73,164 @@ def test_course_platform_end_to_end(
     ]
     stats = client.get("/stats").json()
     assert stats["videos"]["completed_24h"] >= 1 and stats["reminders"]["completed_24h"] >= 3
+
+    # The panel's routes on a running job: no change (409), Remove asks it to stop (409), then removes it.
+    running = client.post("/jobs/test").json()["job_id"]
+    wait_for(lambda: job_status(client, running) == "running", 20, "the test job to start")
+    changed = client.patch(f"/jobs/{running}", json={"priority": 5})
+    assert changed.status_code == 409 and "only a waiting job" in changed.json()["detail"]
+    removing = client.delete(f"/jobs/{running}")
+    assert removing.status_code == 409 and "asked to stop" in removing.json()["detail"]
+    wait_for(lambda: job_status(client, running) == "cancelled", 20, "the test job to stop")
+    assert client.delete(f"/jobs/{running}").json() == {"job_id": running, "outcome": "removed"}
+    assert client.get(f"/pgq/api/jobs/{running}").status_code == 404
+
+    # BullMQ's getJobCounts: the finished jobs and the total.
+    counts = client.get("/api/jobs/stats").json()
+    assert counts["completed"] >= 4 and counts["queues"]["videos"]["completed"] >= 1
+    assert counts["total"] == sum(counts[k] for k in ("waiting", "active", "completed", "failed", "delayed", "paused"))
     assert "Traceback" not in worker.output()
 
 
 def job_status(client: httpx.Client, job_id: int) -> str:
     return str(client.get(f"/pgq/api/jobs/{job_id}").json()["status"])
+
+
+COUNTS = ("waiting", "active", "completed", "failed", "delayed", "paused")
+
+
+@pytest.mark.slow
+def test_course_platform_panel_routes_and_job_counts(
+    database_url: str,
+    serve: Callable[..., httpx.Client],  # noqa: F811
+) -> None:
+    """Without a worker: jobs stay waiting, so they can be changed, counted, paused and removed."""
+    client = serve("examples.course_platform.api:api", env=ENV)
+    empty = client.get("/api/jobs/stats").json()
+    assert {k: empty[k] for k in (*COUNTS, "total")} == dict.fromkeys((*COUNTS, "total"), 0)
+    assert set(empty["queues"]) == {"videos", "reminders"} and empty["finished_window_seconds"] == 86400
+
+    # "Create test job": a new job on every click.
+    first, second = (client.post("/jobs/test") for _ in range(2))
+    assert first.status_code == second.status_code == 201
+    job_id, other = first.json()["job_id"], second.json()["job_id"]
+    assert job_id != other
+    created = client.get(f"/pgq/api/jobs/{job_id}").json()
+    assert (created["task"], created["queue"], created["status"]) == ("transcode_video", "videos", "pending")
+
+    # Priority and run time of a waiting job.
+    changed = client.patch(f"/jobs/{job_id}", json={"priority": 7})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["priority"] == 7 and client.get(f"/pgq/api/jobs/{job_id}").json()["priority"] == 7
+    later = client.patch(f"/jobs/{job_id}", json={"run_at": "2030-01-01T08:00:00+01:00", "priority": -3}).json()
+    assert datetime.fromisoformat(later["run_at"]) == datetime(2030, 1, 1, 7, 0, tzinfo=ZoneInfo("UTC"))
+    assert later["priority"] == -3 and later["status"] == "pending"
+
+    # Bad input: what was wrong, in JSON.
+    def error(response: httpx.Response, status: int) -> str:
+        assert response.status_code == status, response.text
+        return str(response.json()["detail"])
+
+    assert error(client.patch("/jobs/999999", json={"priority": 1}), 404) == "no job 999999"
+    for bad in ("high", 1.5, True, None):
+        assert error(client.patch(f"/jobs/{job_id}", json={"priority": bad}), 422) == (
+            f"priority must be a whole number, got {bad!r}"
+        )
+    assert "between" in error(client.patch(f"/jobs/{job_id}", json={"priority": 2**40}), 422)
+    for bad in ("tomorrow", "2030-13-01T08:00:00Z", 1893484800, None):
+        assert error(client.patch(f"/jobs/{job_id}", json={"run_at": bad}), 422) == (
+            "run_at must be an ISO 8601 time with a time zone, such as 2030-01-01T08:00:00+01:00 or "
+            f"2030-01-01T07:00:00Z; got {bad!r}"
+        )
+    assert "has no time zone" in error(client.patch(f"/jobs/{job_id}", json={"run_at": "2030-01-01T08:00"}), 422)
+    assert error(client.patch(f"/jobs/{job_id}", json={"delay": 5}), 422) == (
+        "unknown field 'delay': send priority and/or run_at"
+    )
+    assert error(client.patch(f"/jobs/{job_id}", json={}), 422) == "nothing to change: send priority and/or run_at"
+    assert client.patch(f"/jobs/{job_id}", json=[1]).status_code == 422
+    assert client.patch("/jobs/abc", json={"priority": 1}).status_code == 422
+    assert client.get(f"/pgq/api/jobs/{job_id}").json()["priority"] == -3  # nothing changed meanwhile
+
+    # BullMQ's getJobCounts: one job delayed (2030), one waiting.
+    counts = client.get("/api/jobs/stats").json()
+    assert {k: counts[k] for k in (*COUNTS, "total")} == {
+        "waiting": 1, "active": 0, "completed": 0, "failed": 0, "delayed": 1, "paused": 0, "total": 2,
+    }  # fmt: skip
+    # A paused queue's due jobs count as paused, not waiting; its delayed ones stay delayed.
+    with pgq.App(database_url) as app:
+        app.pause_queue("videos")
+        client.post("/jobs/test")
+        paused = client.get("/api/jobs/stats").json()
+        assert (paused["waiting"], paused["paused"], paused["delayed"], paused["total"]) == (0, 2, 1, 3)
+        assert paused["queues"]["videos"]["paused"] == 2 and paused["queues"]["reminders"]["paused"] == 0
+        app.resume_queue("videos")
+    resumed = client.get("/api/jobs/stats").json()
+    assert (resumed["waiting"], resumed["paused"], resumed["total"]) == (2, 0, 3)
+
+    # Remove: a waiting job is gone for good, then 404; a finished one too.
+    assert client.delete(f"/jobs/{job_id}").json() == {"job_id": job_id, "outcome": "removed"}
+    assert client.get(f"/pgq/api/jobs/{job_id}").status_code == 404
+    assert error(client.delete(f"/jobs/{job_id}"), 404) == f"no job {job_id}"
+    assert client.post(f"/jobs/{other}/cancel").json()["outcome"] == "cancelled"
+    assert "only a waiting job" in error(client.patch(f"/jobs/{other}", json={"priority": 1}), 409)
+    assert client.delete(f"/jobs/{other}").json()["outcome"] == "removed"
+    assert client.get("/api/jobs/stats").json()["total"] == 1
+
+
+@pytest.mark.slow
+def test_course_platform_panel_buttons_in_chromium(
+    serve: Callable[..., httpx.Client],  # noqa: F811
+    tab: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The panel's buttons, clicked in headless Chromium (no worker: the jobs wait)."""
+    client = serve("examples.course_platform.api:api", env=ENV)
+    tab.goto(f"{client.base_url}/")
+    tab.get_by_role("button", name="Create test job").click()
+    row = tab.locator("#jobs tbody tr").first
+    row.wait_for()
+    job_id = int(row.get_attribute("data-job-id"))
+    assert "created" in tab.locator("#message").inner_text()
+    assert row.locator("[data-cell=status]").inner_text() == "pending"
+    tab.wait_for_function("document.querySelector('[data-count=waiting]')?.textContent === 'waiting 1'")
+
+    # Priority: typed, then set; the refresh every second keeps what is being typed.
+    priority = row.locator("input[name=priority]")
+    priority.fill("42")
+    tab.wait_for_timeout(1500)
+    assert priority.input_value() == "42"
+    row.get_by_role("button", name="Set").click()
+    wait_for(lambda: client.get(f"/pgq/api/jobs/{job_id}").json()["priority"] == 42, 10, "the new priority")
+    assert tab.locator("#message").inner_text() == f"job {job_id}: priority 42"
+
+    # A bad priority: the API's error, shown, and nothing changed.
+    priority.fill("1.5")
+    row.get_by_role("button", name="Set").click()
+    tab.wait_for_function("document.querySelector('#message').className === 'error'")
+    assert "priority must be a whole number, got 1.5" in tab.locator("#message").inner_text()
+    assert client.get(f"/pgq/api/jobs/{job_id}").json()["priority"] == 42
+
+    # Run time: the browser's local time (Europe/Paris here), sent with its zone.
+    row.locator("input[name=run_at]").fill("2030-06-01T09:30")
+    row.get_by_role("button", name="Reschedule").click()
+    want = datetime(2030, 6, 1, 9, 30, tzinfo=ZoneInfo("Europe/Paris"))
+    run_at = lambda: datetime.fromisoformat(client.get(f"/pgq/api/jobs/{job_id}").json()["run_at"])  # noqa: E731
+    wait_for(lambda: run_at() == want, 10, "the new run time")
+    tab.wait_for_function("document.querySelector('[data-count=delayed]')?.textContent === 'delayed 1'")
+    shot(tab, tmp_path, "panel-waiting-job")
+
+    # Cancel, Retry, Remove.
+    row.get_by_role("button", name="Cancel").click()
+    tab.wait_for_function(
+        f"document.querySelector('tr[data-job-id=\"{job_id}\"] [data-cell=status]')?.textContent === 'cancelled'"
+    )
+    assert row.locator("input").count() == 0  # a finished job has no priority or time to change
+    row.get_by_role("button", name="Retry").click()
+    tab.wait_for_function(
+        f"document.querySelector('tr[data-job-id=\"{job_id}\"] [data-cell=status]')?.textContent === 'pending'"
+    )
+    row.get_by_role("button", name="Remove").click()
+    tab.locator(f"tr[data-job-id='{job_id}']").wait_for(state="detached")
+    assert client.get(f"/pgq/api/jobs/{job_id}").status_code == 404
+    assert tab.locator("#message").inner_text() == f"job {job_id}: removed"
+    shot(tab, tmp_path, "panel-after-remove")

@@ -1,14 +1,25 @@
-"""Submit a batch of images and an email: ``python -m examples.media_pipeline.submit [CALLBACK_URL]``."""
+"""Submit a batch of images and an email: ``python -m examples.media_pipeline.submit [CALLBACK_URL]``.
+
+The callback URL defaults to the example's own receiver (``WEBHOOK_URL``: POST /webhook-receiver of
+``uvicorn examples.media_pipeline.api:api``), so nothing leaves the machine."""
 
 from __future__ import annotations
 
 import sys
 
-from examples.media_pipeline.tasks import TABLES, app, configure_queues, connect, send_email, submit_batch
+from examples.media_pipeline.tasks import (
+    TABLES,
+    WEBHOOK_URL,
+    app,
+    configure_queues,
+    connect,
+    send_email,
+    submit_batch,
+)
 
 
 def main() -> None:
-    callback_url = sys.argv[1] if len(sys.argv) > 1 else "https://httpbin.org/post"
+    callback_url = sys.argv[1] if len(sys.argv) > 1 else WEBHOOK_URL
     app.migrate()
     configure_queues()  # webhooks: at most WEBHOOK_RATE (10/s) calls across all workers
     with connect() as conn, conn.transaction():

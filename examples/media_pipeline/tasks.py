@@ -34,7 +34,17 @@ create table if not exists images (
     url text not null,
     thumbnail text                      -- set by the image's job when it is done
 );
+-- What the example's own webhook receiver (POST /webhook-receiver in api.py) got.
+create table if not exists webhook_receipts (
+    id bigint generated always as identity primary key,
+    received_at timestamptz not null default now(),
+    body jsonb not null
+);
 """
+
+#: Where webhooks go unless told otherwise: the example's own receiver (api.py under uvicorn on its
+#: default port), so that the pipeline runs offline. MEDIA_WEBHOOK_URL changes it.
+WEBHOOK_URL = os.environ.get("MEDIA_WEBHOOK_URL", "http://127.0.0.1:8000/webhook-receiver")
 
 
 def connect() -> psycopg.Connection[tuple[Any, ...]]:
@@ -70,6 +80,15 @@ def submit_batch(conn: psycopg.Connection[Any], urls: list[str], callback_url: s
         connection=conn,
     )
     return int(batch_id)
+
+
+def submit_image(
+    conn: psycopg.Connection[Any], url: str, *, priority: int | None = None, delay: float | None = None
+) -> int:
+    """One image on its own (no batch, no callback): its row and its job, in the caller's transaction."""
+    row = conn.execute("insert into images (url) values (%s) returning id", [url]).fetchone()
+    assert row is not None
+    return process_image.options(connection=conn, priority=priority, delay=delay).enqueue(image_id=int(row[0]))
 
 
 @app.task(queue="images", pass_context=True, max_attempts=3, timeout=120)
