@@ -204,7 +204,7 @@ def test_bad_app_path_is_a_one_line_error(app_path: str, message: str) -> None:
     [
         (["--concurrency", "0"], "must be at least 1"),
         (["--concurrency", "ten"], "expected a whole number"),
-        (["--queues", "a b"], "is not a queue name"),
+        (["--queues", "a b"], "queue must be 1-128 ASCII letters, digits, '_', '.', ':' or '-', got 'a b'"),
         (["--queues", ","], "expected queue names"),
         (["--shutdown-timeout", "-1"], "must be a finite number >= 0"),
         (["--poll-interval", "0"], "must be more than 0"),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from alembic import op
 
+from pgq.db import channels
 from pgq.migrate_support import render, schema_name
 
 revision = "0015"
@@ -58,7 +59,7 @@ drop table {schema}.job_waiters;
 
 
 def _render(sql: str) -> str:
-    return render(sql).replace("{done_channel}", f"'{schema_name()}_done'")
+    return render(sql).replace("{done_channel}", f"'{channels.done(schema_name())}'")
 
 
 def upgrade() -> None:

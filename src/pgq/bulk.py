@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from pgq.db import channels
 from pgq.db.queries import query
 from pgq.errors import ConfigurationError, InvalidState, PgqError
 from pgq.job import FINISHED_STATUSES, STATUSES
@@ -200,7 +201,7 @@ def run_bulk(
         "after_at": None,
         "batch": BATCH,
         "priority": priority,
-        "cancel_channel": f"{app.schema}_cancel",
+        "cancel_channel": channels.cancel(app.schema),
     }
     if dry_run:
         count = app.db.run(_query("bulk_count", app.schema), params, idempotent=True)[0]["n"]

@@ -418,14 +418,15 @@ def non_negative_float(text: str) -> float:
 
 
 def queue_list(text: str) -> list[str]:
-    from pgq.enqueueing import QUEUE_NAME
+    from pgq import queue_names
 
     queues = [part.strip() for part in text.split(",") if part.strip()]
     if not queues:
         raise argparse.ArgumentTypeError("expected queue names separated by commas, e.g. emails,default")
     for queue in queues:
-        if not QUEUE_NAME.match(queue):
-            raise argparse.ArgumentTypeError(f"{queue!r} is not a queue name (letters, digits, '_', '.', ':', '-')")
+        wrong = queue_names.problem(queue)
+        if wrong is not None:
+            raise argparse.ArgumentTypeError(wrong)
     return queues
 
 

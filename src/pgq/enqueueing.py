@@ -21,6 +21,7 @@ from pgq.db.queries import query, quote_ident
 from pgq.errors import InvalidJob, PgqError, QueueFull, UnknownTask
 from pgq.job import JobSpec
 from pgq.payload import encode_args
+from pgq.queue_names import check_queue_name
 from pgq.task import Task
 from pgq.workflow import Node
 
@@ -29,9 +30,6 @@ from pgq.workflow import Node
 #: since 0010), which holds for every path that writes a job (this module, COPY,
 #: ``pgq.enqueue()`` in SQL, a hand-written insert); tests/test_enqueue_rules.py runs
 #: the same names through both.
-QUEUE_NAME_CHARS = r"[A-Za-z0-9_.:\-]{1,128}"
-QUEUE_NAME = re.compile(rf"\A{QUEUE_NAME_CHARS}\Z")
-QUEUE_RULE = "1-128 ASCII letters, digits, '_', '.', ':' or '-'"
 INT32 = 2**31 - 1
 #: The most attempts a job is enqueued with (CHECK ``jobs_max_attempts_limit``; a retry
 #: of a job that used them all may go one past it).
@@ -39,9 +37,7 @@ MAX_ATTEMPTS = 1000
 
 
 def check_queue(queue: Any) -> str:
-    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
-        raise InvalidJob(f"queue must be {QUEUE_RULE}, got {queue!r}")
-    return queue
+    return check_queue_name(queue, InvalidJob)
 
 
 def _check_task_name(name: Any, task: Task[Any, Any] | None, strict: bool) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from alembic import context
 
+from pgq.db import channels
+
 
 def schema_name() -> str:
     """The schema being migrated (``PGQ_SCHEMA``), already validated."""
@@ -17,7 +19,7 @@ def schema_name() -> str:
 def render(sql: str) -> str:
     """``sql`` with ``{schema}`` (quoted identifier) and ``{channel}`` (string literal) filled in."""
     schema = schema_name()
-    return sql.replace("{schema}", f'"{schema}"').replace("{channel}", f"'{schema}_jobs'")
+    return sql.replace("{schema}", f'"{schema}"').replace("{channel}", f"'{channels.jobs(schema)}'")
 
 
 def earlier_sql(path: Path, start: str, end: str | None = None) -> str:

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 
+from pgq.db import channels
 from pgq.db.database import Database
 from pgq.db.queries import query
-from pgq.enqueueing import QUEUE_NAME, QUEUE_RULE
 from pgq.errors import ConfigurationError, InvalidState, JobNotFound
 from pgq.flow import UNSET, format_rate, parse_count, parse_on_full, parse_rate
 from pgq.job import FINISHED_STATUSES, LIVE_STATUSES, Job
+from pgq.queue_names import check_queue_name
 
 if TYPE_CHECKING:
     from pgq.settings import Settings
@@ -167,12 +168,6 @@ def job_id_of(value: Any) -> int:
     raise ConfigurationError(f"a job id is a whole number, got {value!r}")
 
 
-def check_queue_name(name: Any) -> str:
-    if not isinstance(name, str) or not QUEUE_NAME.match(name):
-        raise ConfigurationError(f"queue must be {QUEUE_RULE}, got {name!r}")
-    return name
-
-
 def _seconds(value: float | timedelta, what: str) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds < float("inf"):
@@ -192,7 +187,7 @@ class OperationControls:
         ``ctx.cancelled``. Raises :class:`JobNotFound` for an unknown id and
         :class:`InvalidState` for a job that already finished."""
         job_id = job_id_of(job_id)
-        params = {"id": job_id, "cancel_channel": f"{self.schema}_cancel"}
+        params = {"id": job_id, "cancel_channel": channels.cancel(self.schema)}
         # A claim or a finish racing the statement can leave it with nothing to
         # report (its snapshot predates the change): a fresh statement sees it.
         for _ in range(3):
@@ -255,7 +250,7 @@ class OperationControls:
         :class:`JobNotFound` for an unknown id and :class:`InvalidState` for a
         job that is not pending (running, blocked or finished)."""
         job_id = job_id_of(job_id)
-        params = {"id": job_id, "channel": f"{self.schema}_jobs"}
+        params = {"id": job_id, "channel": channels.jobs(self.schema)}
         for _ in range(3):  # a job moving between tables mid-statement can show in neither
             rows = self.db.run(query("ops_promote", self.schema), params)
             if rows:
@@ -298,7 +293,7 @@ class OperationControls:
         not paused does nothing."""
         self.db.run(
             query("ops_resume_queue", self.schema),
-            {"name": check_queue_name(name), "channel": f"{self.schema}_jobs"},
+            {"name": check_queue_name(name), "channel": channels.jobs(self.schema)},
             idempotent=True,
         )
 
@@ -367,7 +362,7 @@ class OperationControls:
         Returns the queue as :meth:`get_queue` shows it. Bad values raise
         :class:`ConfigurationError` and change nothing."""
         check_queue_name(name)
-        params: dict[str, Any] = {"name": name, "channel": f"{self.schema}_queues"}
+        params: dict[str, Any] = {"name": name, "channel": channels.queues(self.schema)}
         params["set_concurrency"] = concurrency is not UNSET
         params["concurrency"] = None if concurrency is UNSET else parse_count(concurrency, "concurrency")
         params["set_group_concurrency"] = group_concurrency is not UNSET

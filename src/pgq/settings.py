@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pgq.db import channels
 from pgq.errors import ConfigurationError
 
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
@@ -236,12 +237,12 @@ class Settings(BaseSettings):
     @property
     def notify_channel(self) -> str:
         """The LISTEN/NOTIFY channel of this installation."""
-        return f"{self.schema_name}_jobs"
+        return channels.jobs(self.schema_name)
 
     @property
     def done_channel(self) -> str:
         """The channel on which a job's end wakes the sessions in ``app.wait`` (migration 0015)."""
-        return f"{self.schema_name}_done"
+        return channels.done(self.schema_name)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.rows import dict_row
 
+from pgq.db import channels
 from pgq.db.connection import connection_kwargs, run_async
 from pgq.db.flows import drive_async
 from pgq.db.queries import query
@@ -181,7 +182,7 @@ class Sweeper(Service):
                     "timeout_grace": settings.timeout_grace,
                     "claim_grace": min(5.0, self.heartbeat_timeout),
                     "batch": RESCUE_BATCH,
-                    "channel": f"{self.schema}_jobs",
+                    "channel": channels.jobs(self.schema),
                 },
             )
         ).fetchall()

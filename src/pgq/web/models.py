@@ -15,8 +15,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from pgq.enqueueing import INT32, MAX_ATTEMPTS, MAX_PARENTS, QUEUE_NAME_CHARS, QUEUE_RULE
+from pgq.enqueueing import INT32, MAX_ATTEMPTS, MAX_PARENTS
 from pgq.operations import QueueInfo, QueueStats, WorkerInfo
+from pgq.queue_names import QUEUE_NAME_CHARS, QUEUE_RULE
 from pgq.schedules import Schedule
 
 JobStatus = Literal["pending", "running", "blocked", "completed", "failed", "cancelled"]

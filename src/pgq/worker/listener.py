@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from pgq.db import channels
 from pgq.db.connection import connection_kwargs
 from pgq.settings import Settings
 from pgq.throttle import LogWindow
@@ -44,7 +45,7 @@ class Listener:
         self.handlers = handlers
         self.on_listening = on_listening
         self.probe_after = probe_after
-        self.probe_channel = f"{settings.schema_name}_probe"
+        self.probe_channel = channels.probe(settings.schema_name)
         self.listening = False
         self._stopping = False
         self._conn: psycopg.AsyncConnection[Any] | None = None

@@ -31,7 +31,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from pgq.context import JobContext
-from pgq.db import repo
+from pgq.db import channels, repo
 from pgq.db.connection import Pools, Row
 from pgq.db.queries import query
 from pgq.db.session import Session, Silence
@@ -100,8 +100,8 @@ class Worker:
         scheduler: bool = True,
         sweeper: bool = True,
     ) -> None:
-        from pgq.enqueueing import QUEUE_NAME
         from pgq.errors import ConfigurationError
+        from pgq.queue_names import check_queue_name
 
         settings = app.settings
         self.app = app
@@ -110,8 +110,7 @@ class Worker:
         if not self.queues:
             raise ConfigurationError("a worker needs at least one queue (--queues or PGQ_QUEUES)")
         for queue in self.queues:
-            if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
-                raise ConfigurationError(f"queue names are 1-128 letters, digits, '_', '.', ':' or '-'; got {queue!r}")
+            check_queue_name(queue)
         self._concurrency_given = concurrency is not None or settings.concurrency is not None
         if concurrency is None:
             concurrency = settings.concurrency if settings.concurrency is not None else default_concurrency(app.tasks)
@@ -206,9 +205,9 @@ class Worker:
             direct or self.app.url,
             self.app.settings,
             {
-                f"{self.schema}_jobs": self._on_jobs,
-                f"{self.schema}_cancel": self._on_cancel,
-                f"{self.schema}_queues": self.producer.on_queues,
+                channels.jobs(self.schema): self._on_jobs,
+                channels.cancel(self.schema): self._on_cancel,
+                channels.queues(self.schema): self.producer.on_queues,
             },
             self.producer.wake.set,
         )
