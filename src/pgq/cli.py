@@ -300,9 +300,9 @@ def _serve_worker_metrics(app: App, options: argparse.Namespace) -> None:
             "each on its own port, instead of --processes"
         )
     try:
-        from pgq.web.worker_metrics import serve_worker_metrics
+        from pgq.worker.prometheus import serve_worker_metrics
     except ModuleNotFoundError as exc:
-        raise ConfigurationError(f"--metrics-port needs {exc.name}: pip install 'pgq-jobs[web]'") from None
+        raise ConfigurationError(f"--metrics-port needs {exc.name}: pip install 'pgq-jobs[metrics]'") from None
     from pgq.worker.worker import default_concurrency
 
     slots = options.concurrency or app.settings.concurrency or default_concurrency(app.tasks)
