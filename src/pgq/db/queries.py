@@ -1,7 +1,8 @@
 """pgq's SQL, loaded once from the named blocks in ``db/sql/*.sql``.
 
 This module is the only reader of SQL text: everything else asks for a query
-by name. ``-- name: x`` starts a block; ``{schema}`` becomes the quoted schema.
+by name. ``-- name: x`` starts a block; ``{schema}`` becomes the quoted schema;
+``{part:x}`` becomes the text of block ``x`` (a part two queries share).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from importlib import resources
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+_PART = re.compile(r"\{part:(\w+)\}")
 
 
 def quote_ident(name: str) -> str:
@@ -42,4 +44,5 @@ def query(name: str, schema: str) -> str:
         raw = _raw()[name]
     except KeyError:
         raise KeyError(f"no query named {name!r} in pgq/db/sql") from None
-    return raw.replace("{schema}", quote_ident(schema))
+    whole = _PART.sub(lambda part: _raw()[part.group(1)], raw)
+    return whole.replace("{schema}", quote_ident(schema))

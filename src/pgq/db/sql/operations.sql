@@ -113,12 +113,14 @@ update {schema}.queues set rejected = rejected + %(n)s where name = %(name)s;
 -- name: ops_explain
 select {schema}.explain(%(id)s) as text;
 
--- name: ops_list_queues
--- Every queue that has a row in queues, a live job, retained history or a
--- live worker serving it, with live counts (exact: jobs holds only the
--- backlog). History's queues are read by a skip scan of its
+-- name: queue_names_and_live_counts
+-- A part of ops_list_queues and ops_stats (written {part:queue_names_and_live_counts}
+-- after "with recursive"), not a query: the CTEs names (every queue that has a
+-- row in queues, a live job, retained history or a live worker serving it),
+-- live (its live counts, exact: jobs holds only the backlog) and staff (its
+-- live workers). History's queues are read by a skip scan of its
 -- (queue, status, finished_at) index: one probe per queue, not per row.
-with recursive history_queues as (
+history_queues as (
     (select queue from {schema}.job_history order by queue limit 1)
     union all
     select (select h.queue from {schema}.job_history h where h.queue > hq.queue order by h.queue limit 1)
@@ -148,6 +150,10 @@ names as (
     union select queue from history_queues where queue is not null
     union select queue from staff
 )
+
+-- name: ops_list_queues
+-- Every queue (see queue_names_and_live_counts), with its settings and live counts.
+with recursive {part:queue_names_and_live_counts}
 select n.queue as name,
        coalesce(p.paused, false) as paused,
        p.updated_at,
@@ -176,36 +182,7 @@ select n.queue as name,
 -- only what no row covers (after the queue's latest row: seconds, with a
 -- sweeper running), by index range per status. Without metrics (no sweeper
 -- runs) that is the whole window, still index ranges.
-with recursive history_queues as (
-    (select queue from {schema}.job_history order by queue limit 1)
-    union all
-    select (select h.queue from {schema}.job_history h where h.queue > hq.queue order by h.queue limit 1)
-      from history_queues hq
-     where hq.queue is not null
-),
-live as (
-    select queue,
-           count(*) filter (where status = 'pending' and run_at <= now()) as waiting,
-           count(*) filter (where status = 'pending' and run_at > now()) as delayed,
-           count(*) filter (where status = 'running') as active,
-           count(*) filter (where status = 'blocked') as blocked,
-           extract(epoch from now() - min(run_at) filter (where status = 'pending' and run_at <= now()))
-               as oldest_waiting_seconds
-      from {schema}.jobs
-     group by queue
-),
-staff as (
-    select q.name as queue, count(*) as workers
-      from {schema}.workers w cross join lateral unnest(w.queues) as q(name)
-     where w.status in ('running', 'stopping')
-     group by q.name
-),
-names as (
-    select name as queue from {schema}.queues
-    union select queue from live
-    union select queue from history_queues where queue is not null
-    union select queue from staff
-),
+with recursive {part:queue_names_and_live_counts},
 win as (
     -- the two windows: finished counts, and per-minute rates
     select 'all' as kind, now() - make_interval(secs => %(window)s) as start
