@@ -12,8 +12,9 @@ that the schema is at this pgq's revision, and migrates it when allowed.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import psycopg
@@ -135,6 +136,16 @@ class Database:
 
     # ----------------------------------------------------------------- pool
 
+    @contextlib.contextmanager
+    def _schema_errors(self) -> Iterator[None]:
+        """A statement that found no pgq schema says how to make it (``pgq migrate``)."""
+        try:
+            yield
+        except Exception as exc:
+            if is_missing_schema(exc):
+                raise not_migrated(self.schema) from None
+            raise
+
     def _pools_now(self) -> Pools:
         if self._pools is None:
             url = self.url
@@ -157,7 +168,7 @@ class Database:
     ) -> T:
         """``work`` on pgq's own pool, retried once on a fresh connection when a lost
         connection cannot have committed anything (see :mod:`pgq.db.pooled`)."""
-        try:
+        with self._schema_errors():
             return self._pooled_runner().run(
                 lambda: self._pools_now().sync_pool(),
                 self._ensure_schema,
@@ -165,10 +176,6 @@ class Database:
                 transaction=transaction,
                 idempotent=idempotent,
             )
-        except Exception as exc:
-            if is_missing_schema(exc):
-                raise not_migrated(self.schema) from None
-            raise
 
     async def pooled_async(
         self,
@@ -177,7 +184,7 @@ class Database:
         transaction: bool = False,
         idempotent: bool = False,
     ) -> T:
-        try:
+        with self._schema_errors():
             return await self._pooled_runner().run_async(
                 self._pools_now().async_pool,
                 self._ensure_schema_async,
@@ -185,10 +192,6 @@ class Database:
                 transaction=transaction,
                 idempotent=idempotent,
             )
-        except Exception as exc:
-            if is_missing_schema(exc):
-                raise not_migrated(self.schema) from None
-            raise
 
     # ----------------------------------------------------------- statements
 
@@ -200,12 +203,8 @@ class Database:
         lost connection."""
         if connection is None:
             return self.pooled(lambda conn, _: run_sync(conn, sql, params), idempotent=idempotent)
-        try:
+        with self._schema_errors():
             return run_sync(connection, sql, params)
-        except Exception as exc:
-            if is_missing_schema(exc):
-                raise not_migrated(self.schema) from None
-            raise
 
     async def run_async(
         self, sql: str | CopyIn, params: dict[str, Any], connection: Any = None, *, idempotent: bool = False
@@ -216,12 +215,8 @@ class Database:
                 return await run_async(conn, sql, params)
 
             return await self.pooled_async(work, idempotent=idempotent)
-        try:
+        with self._schema_errors():
             return await run_async(connection, sql, params)
-        except Exception as exc:
-            if is_missing_schema(exc):
-                raise not_migrated(self.schema) from None
-            raise
 
     def fetch(self, name: str, params: dict[str, Any] | None = None) -> list[Row]:
         """The rows of the named read ``name`` (:mod:`pgq.db.queries`), on pgq's pool;
