@@ -39,6 +39,20 @@ def test_nothing_outside_app_py_touches_a_private_attribute_of_an_app() -> None:
     assert found == []
 
 
+def test_no_module_imports_a_private_name_of_another() -> None:
+    """``from pgq.x import _y`` ties two modules by a name one of them keeps to itself."""
+    found = []
+    for name, tree in modules().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pgq"):
+                found += [
+                    f"{name}:{node.lineno}: {alias.name} from {node.module}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    assert found == []
+
+
 def _module_level_imports(name: str, tree: ast.Module, known: set[str]) -> set[str]:
     """What importing ``name`` imports of pgq: imports at module level, outside ``if TYPE_CHECKING``."""
     targets: set[str] = set()

@@ -25,7 +25,7 @@ from psycopg_pool import PoolTimeout
 
 from pgq.app import App
 from pgq.bulk import BulkResult, JobFilter, run_bulk
-from pgq.cli import _app, positive_float
+from pgq.cli.args import open_app, positive_float
 from pgq.errors import ConfigurationError, DatabaseUnavailable, InvalidState, JobNotFound
 from pgq.operations import STATS_WINDOW, QueueStats
 from pgq.output import explain_reasons, progress, queues_table, stats_table, to_json, workers_table
@@ -294,7 +294,7 @@ def cmd_job_action(options: argparse.Namespace) -> int:
         )
     if action != "promote" and options.dry_run:
         raise ConfigurationError("--dry-run goes with a filter; with ids, pgq jobs show ID shows each job")
-    with _app(options) as app:
+    with open_app(options) as app:
 
         def done(method: Callable[[int], None], outcome: str) -> Callable[[int], str]:
             def act(job_id: int) -> str:
@@ -315,7 +315,7 @@ def cmd_job_action(options: argparse.Namespace) -> int:
 def _bulk(options: argparse.Namespace, action: str, job_filter: JobFilter) -> int:
     """An action on every job ``job_filter`` matches; cancel and delete ask first (unless --yes)."""
     priority = options.priority if action == "priority" else None
-    with _app(options) as app:
+    with open_app(options) as app:
 
         def run(dry_run: bool) -> BulkResult:
             return run_bulk(app, action, job_filter, priority=priority, all=options.all, dry_run=dry_run)
@@ -347,7 +347,7 @@ def _confirmed(action: str, count: int, job_filter: JobFilter) -> bool:
 
 
 def cmd_queues_list(options: argparse.Namespace) -> int:
-    with _app(options) as app:
+    with open_app(options) as app:
         queues = app.list_queues()
     if options.json:
         print(to_json(queues))
@@ -379,7 +379,7 @@ def cmd_queues_set(options: argparse.Namespace) -> int:
             "nothing to set: give at least one of --concurrency, --rate, --group-concurrency, --group-rate, "
             "--max-pending, --group-max-pending, --on-full (e.g. pgq queues set emails --rate 10/s)"
         )
-    with _app(options) as app:
+    with open_app(options) as app:
         info = app.set_queue(options.queue, **changes)
     if options.json:
         print(to_json(info))
@@ -404,7 +404,7 @@ def cmd_queues_set(options: argparse.Namespace) -> int:
 
 def cmd_explain(options: argparse.Namespace) -> int:
     job_id = job_id_arg(options.job_id)
-    with _app(options) as app:
+    with open_app(options) as app:
         text = app.explain(job_id)
     if text.endswith(": no such job"):
         raise JobNotFound(f"no job with id {job_id} (live or in the retained history)")
@@ -413,7 +413,7 @@ def cmd_explain(options: argparse.Namespace) -> int:
 
 
 def cmd_queue_action(options: argparse.Namespace) -> int:
-    with _app(options) as app:
+    with open_app(options) as app:
         if options.action == "pause":
             app.pause_queue(options.queue)
             print(f"queue {options.queue} paused")
@@ -424,7 +424,7 @@ def cmd_queue_action(options: argparse.Namespace) -> int:
 
 
 def cmd_workers_list(options: argparse.Namespace) -> int:
-    with _app(options) as app:
+    with open_app(options) as app:
         workers = app.list_workers()
     if options.json:
         print(to_json(workers))
@@ -443,7 +443,7 @@ def cmd_stats(options: argparse.Namespace) -> int:
         raise ConfigurationError("--json and --watch do not go together: --json prints once, for scripts")
     if options.interval is not None and not options.watch:
         raise ConfigurationError("--interval goes with --watch")
-    with _app(options) as app:
+    with open_app(options) as app:
         if options.watch:
             return _watch(app, options.window, options.interval or 2.0)
         stats = app.stats(window=options.window)

@@ -1,4 +1,4 @@
-"""The ``pgq`` command.
+"""The ``pgq`` command's parser, and its commands other than the operator's (:mod:`pgq.cli.ops`).
 
 Every command reads the ``PGQ_*`` environment (``PGQ_DATABASE_URL``,
 ``PGQ_SCHEMA``, ``PGQ_DATA_DIR``, ...) and accepts ``--database-url`` and
@@ -17,6 +17,17 @@ from datetime import datetime
 from typing import Any
 
 from pgq.app import App
+from pgq.cli import ops
+from pgq.cli.args import (
+    common_options,
+    non_negative_float,
+    open_app,
+    port_number,
+    positive_float,
+    positive_int,
+    queue_list,
+)
+from pgq.cli.ops import job_id_arg
 from pgq.db.urls import redact
 from pgq.encryption import key_id
 from pgq.errors import ConfigurationError, PgqError
@@ -35,15 +46,8 @@ environment:
 """
 
 
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--database-url", metavar="URL", help="overrides PGQ_DATABASE_URL")
-    common.add_argument("--schema", help="overrides PGQ_SCHEMA (default pgq)")
-    return common
-
-
 def build_parser() -> argparse.ArgumentParser:
-    common = _common()
+    common = common_options()
     parser = argparse.ArgumentParser(
         prog="pgq",
         description="pgq: a job queue that lives entirely in PostgreSQL.",
@@ -142,9 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--no-meta", action="store_true", help="remove its meta")
     update.add_argument("--json", action="store_true", help="the job as JSON")
     update.set_defaults(handler=cmd_jobs_update)
-    from pgq import cli_ops  # the operator's commands live there; it imports this module
 
-    cli_ops.add_job_actions(job_commands, common)
+    ops.add_job_actions(job_commands, common)
 
     worker = commands.add_parser(
         "worker",
@@ -179,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(handler=cmd_worker)
 
-    cli_ops.add_commands(commands, common)
+    ops.add_commands(commands, common)
 
     schedules = commands.add_parser("schedules", help="cron schedules")
     schedule_commands = schedules.add_subparsers(dest="schedules_command", metavar="ACTION", required=True)
@@ -331,7 +334,7 @@ def _add_embedded_command(commands: Any) -> None:
 
 
 def cmd_keys_rotate(options: argparse.Namespace) -> int:
-    with _app(options) as app:
+    with open_app(options) as app:
         counts = app.rotate_keys()
         current = key_id(app.encryption_keys[0])
     print(f"re-encrypted with key {current}: {counts['jobs']} live jobs, {counts['schedules']} schedules")
@@ -369,7 +372,7 @@ def cmd_dashboard(options: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         raise ConfigurationError(f"pgq dashboard needs {exc.name}: pip install 'pgq-jobs[web]'") from None
     return serve(
-        _app(options),
+        open_app(options),
         host=options.host,
         port=options.port,
         read_only=options.read_only,
@@ -383,61 +386,10 @@ WORKER_ENVIRONMENT_HELP = """\
 """
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def port_number(text: str) -> int:
-    value = positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"a port is 1-65535, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
-
-
-def queue_list(text: str) -> list[str]:
-    from pgq import queue_names
-
-    queues = [part.strip() for part in text.split(",") if part.strip()]
-    if not queues:
-        raise argparse.ArgumentTypeError("expected queue names separated by commas, e.g. emails,default")
-    for queue in queues:
-        wrong = queue_names.problem(queue)
-        if wrong is not None:
-            raise argparse.ArgumentTypeError(wrong)
-    return queues
-
-
 def _version() -> str:
     from pgq import __version__
 
     return __version__
-
-
-def _app(options: argparse.Namespace) -> App:
-    return App(database_url=options.database_url, schema=options.schema)
 
 
 def cmd_migrate(options: argparse.Namespace) -> int:
@@ -447,7 +399,7 @@ def cmd_migrate(options: argparse.Namespace) -> int:
         schema = options.schema or load_settings().schema_name
         sys.stdout.write(migration_sql(schema=schema, revision=options.revision))
         return 0
-    app = _app(options)
+    app = open_app(options)
     if options.downgrade:
         with progress(f"downgrading schema {app.schema} to {options.downgrade}"):
             downgrade(app.url, schema=app.schema, revision=options.downgrade)
@@ -463,7 +415,7 @@ def cmd_migrate(options: argparse.Namespace) -> int:
 def cmd_enqueue(options: argparse.Namespace) -> int:
     args = _json_object(options.args, "--args")
     run_at = _run_at(options.run_at) if options.run_at else None
-    with _app(options) as app:
+    with open_app(options) as app:
         job_id = app.enqueue(
             options.task,
             args,
@@ -495,7 +447,7 @@ def _job_ids(text: str | None, flag: str) -> list[int] | None:
 
 
 def cmd_jobs_list(options: argparse.Namespace) -> int:
-    with _app(options) as app:
+    with open_app(options) as app:
         jobs = app.list_jobs(
             status=options.status,
             queue=options.queue,
@@ -512,10 +464,9 @@ def cmd_jobs_list(options: argparse.Namespace) -> int:
 
 
 def cmd_jobs_show(options: argparse.Namespace) -> int:
-    from pgq.cli_ops import job_id_arg
 
     job_id = job_id_arg(options.id)
-    with _app(options) as app:
+    with open_app(options) as app:
         job = app.get_job(job_id)
         logs = app.job_logs(job_id) if job is not None and not options.json else []
         redact = Redactor(app.settings.redact_keys)
@@ -527,7 +478,6 @@ def cmd_jobs_show(options: argparse.Namespace) -> int:
 
 
 def cmd_jobs_update(options: argparse.Namespace) -> int:
-    from pgq.cli_ops import job_id_arg
 
     job_id = job_id_arg(options.id)
     if options.tags and options.no_tags:
@@ -554,7 +504,7 @@ def cmd_jobs_update(options: argparse.Namespace) -> int:
         changes["tags"] = None
     if options.no_meta:
         changes["meta"] = None
-    with _app(options) as app:
+    with open_app(options) as app:
         job = app.update_job(job_id, **changes)
         redact = Redactor(app.settings.redact_keys)
     job = redact_job(job, redact)
@@ -563,10 +513,9 @@ def cmd_jobs_update(options: argparse.Namespace) -> int:
 
 
 def cmd_jobs_wait(options: argparse.Namespace) -> int:
-    from pgq.cli_ops import job_id_arg
 
     job_id = job_id_arg(options.id)
-    with _app(options) as app:
+    with open_app(options) as app:
         try:
             job = app.wait(job_id, timeout=options.timeout)
         except TimeoutError as exc:
@@ -664,7 +613,7 @@ def _json_object(text: str, flag: str) -> dict[str, Any]:
 
 def cmd_schedules_add(options: argparse.Namespace) -> int:
     args = _json_object(options.args, "--args")
-    with _app(options) as app:
+    with open_app(options) as app:
         schedule = app.add_schedule(
             options.name,
             options.cron,
@@ -682,7 +631,7 @@ def cmd_schedules_add(options: argparse.Namespace) -> int:
 
 
 def cmd_schedules_list(options: argparse.Namespace) -> int:
-    with _app(options) as app:
+    with open_app(options) as app:
         redact = Redactor(app.settings.redact_keys)
         schedules = [redact_schedule(s, redact) for s in app.list_schedules()]
     if options.json:
@@ -695,7 +644,7 @@ def cmd_schedules_list(options: argparse.Namespace) -> int:
 
 
 def cmd_schedule_action(options: argparse.Namespace) -> int:
-    with _app(options) as app:
+    with open_app(options) as app:
         if options.action == "remove":
             app.remove_schedule(options.name)
             print(f"schedule {options.name} removed")
@@ -709,7 +658,7 @@ def cmd_schedule_action(options: argparse.Namespace) -> int:
 
 
 def cmd_prune(options: argparse.Namespace) -> int:
-    with _app(options) as app, progress("deleting finished jobs past retention") as bar:
+    with open_app(options) as app, progress("deleting finished jobs past retention") as bar:
         counts = app.prune(lambda deleted: bar.advance(bar.task_ids[0], float(deleted)))
     print(", ".join(f"{name}: {count}" for name, count in counts.items()))
     return 0
@@ -718,7 +667,7 @@ def cmd_prune(options: argparse.Namespace) -> int:
 def cmd_demo(options: argparse.Namespace) -> int:
     from pgq.demo import run_demo
 
-    with _app(options) as app:
+    with open_app(options) as app:
         return run_demo(app)
 
 
@@ -757,7 +706,7 @@ def cmd_bench(options: argparse.Namespace) -> int:
 
 
 def cmd_db(options: argparse.Namespace) -> int:
-    app = _app(options)
+    app = open_app(options)
     print(app.url if options.show_password else redact(app.url))
     return 0
 
