@@ -20,7 +20,7 @@ from pgq.db import channels
 from pgq.db.queries import query
 from pgq.errors import ConfigurationError, InvalidState, PgqError
 from pgq.job import FINISHED_STATUSES, STATUSES
-from pgq.operations import _AppLike
+from pgq.operations import AppLike
 
 #: Jobs per statement.
 BATCH = 1000
@@ -148,7 +148,7 @@ class BulkControls:
     """The bulk action of :class:`pgq.App`."""
 
     def bulk(
-        self: _AppLike,
+        self: AppLike,
         action: str,
         *,
         status: str | None = None,
@@ -176,7 +176,7 @@ class BulkControls:
 
 
 def run_bulk(
-    app: _AppLike,
+    app: AppLike,
     action: str,
     job_filter: JobFilter,
     *,
@@ -217,7 +217,7 @@ def run_bulk(
         params["after_id"], params["after_at"] = row["last_id"], row["last_at"]
 
 
-def _batch(app: _AppLike, sql: str, params: dict[str, Any], done: int) -> dict[str, Any]:
+def _batch(app: AppLike, sql: str, params: dict[str, Any], done: int) -> dict[str, Any]:
     for attempt in range(3):
         try:
             return app.db.run(sql, params)[0]

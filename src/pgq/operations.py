@@ -39,7 +39,7 @@ TIMING_WINDOW = 15 * 60.0
 TIMING_SAMPLE = 1000
 
 
-class _AppLike(Protocol):
+class AppLike(Protocol):
     """What the operations need from :class:`pgq.App` (a mixin's self-type)."""
 
     settings: Settings
@@ -180,7 +180,7 @@ class OperationControls:
 
     # ------------------------------------------------------------------ jobs
 
-    def cancel(self: _AppLike, job_id: int) -> str:
+    def cancel(self: AppLike, job_id: int) -> str:
         """Cancel a job. A pending (or delayed) job ends ``cancelled`` at once and
         ``"cancelled"`` is returned; a running job's worker is told to stop it
         (``"cancelling"``): an async handler is cancelled, a sync one sees
@@ -204,7 +204,7 @@ class OperationControls:
             )
         return outcome
 
-    def retry(self: _AppLike, job_id: int) -> None:
+    def retry(self: AppLike, job_id: int) -> None:
         """Put a failed or cancelled job back in its queue, with the same id, to run now.
 
         A job that used all its attempts gets one more. Raises
@@ -227,7 +227,7 @@ class OperationControls:
             )
         raise InvalidState(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
 
-    def retry_failed(self: _AppLike, *, queue: str | None = None, task: str | None = None) -> int:
+    def retry_failed(self: AppLike, *, queue: str | None = None, task: str | None = None) -> int:
         """Retry every failed job (of ``queue`` and/or ``task``); returns how many.
 
         As :meth:`retry` for each: same id, due now, one more attempt if it used
@@ -243,7 +243,7 @@ class OperationControls:
             raise ConfigurationError(f"task must be a task name, got {task!r}")
         return run_bulk(self, "retry", JobFilter(status="failed", queue=queue, task=task), all=True).count
 
-    def promote(self: _AppLike, job_id: int) -> None:
+    def promote(self: AppLike, job_id: int) -> None:
         """Run a delayed job now: its ``run_at`` becomes now and the workers are woken.
 
         A pending job that is already due is left as it is. Raises
@@ -264,7 +264,7 @@ class OperationControls:
             raise InvalidState(f"job {job_id} already finished ({outcome}); only pending jobs can be promoted")
         raise InvalidState(f"job {job_id} is {outcome}; only pending jobs can be promoted")
 
-    def delete(self: _AppLike, job_id: int) -> None:
+    def delete(self: AppLike, job_id: int) -> None:
         """Delete a finished job (completed, failed or cancelled) from history for good.
 
         Raises :class:`JobNotFound` for an unknown id and :class:`InvalidState`
@@ -282,13 +282,13 @@ class OperationControls:
 
     # ---------------------------------------------------------------- queues
 
-    def pause_queue(self: _AppLike, name: str) -> None:
+    def pause_queue(self: AppLike, name: str) -> None:
         """Pause a queue: workers claim none of its jobs until it is resumed. Jobs
         already running go on; enqueueing still works. A queue can be paused
         before it has any job."""
         self.db.run(query("ops_pause_queue", self.schema), {"name": check_queue_name(name)}, idempotent=True)
 
-    def resume_queue(self: _AppLike, name: str) -> None:
+    def resume_queue(self: AppLike, name: str) -> None:
         """Resume a paused queue and wake the workers. Resuming a queue that is
         not paused does nothing."""
         self.db.run(
@@ -297,7 +297,7 @@ class OperationControls:
             idempotent=True,
         )
 
-    def list_queues(self: _AppLike) -> list[QueueInfo]:
+    def list_queues(self: AppLike) -> list[QueueInfo]:
         """Every queue with a row in ``queues`` (paused or resumed once), a live
         job, retained history or a live worker, by name, with its live counts."""
         rows = self.db.run(query("ops_list_queues", self.schema), {}, idempotent=True)
@@ -324,7 +324,7 @@ class OperationControls:
             for row in rows
         ]
 
-    def get_queue(self: _AppLike, name: str) -> QueueInfo:
+    def get_queue(self: AppLike, name: str) -> QueueInfo:
         """One queue as :meth:`list_queues` shows it: switches, limits, live counts. A queue
         nothing knows of yet (no row, job or worker) comes back empty and without limits."""
         check_queue_name(name)
@@ -334,7 +334,7 @@ class OperationControls:
         return QueueInfo(name, False, 0, 0, 0, 0, 0, None, None)
 
     def set_queue(
-        self: _AppLike,
+        self: AppLike,
         name: str,
         *,
         concurrency: int | None = UNSET,
@@ -389,7 +389,7 @@ class OperationControls:
             self.db.run(query("ops_group_rates_reset", self.schema), {"name": name}, idempotent=True)
         return OperationControls.get_queue(self, name)
 
-    def explain(self: _AppLike, job_id: int) -> str:
+    def explain(self: AppLike, job_id: int) -> str:
         """Why isn't this job running? What holds a pending job back, one line each: its
         ``run_at``, a paused queue, a full queue or group concurrency (and the jobs filling
         it), a rate limit's next start, no live worker serving its queue or knowing its task,
@@ -401,7 +401,7 @@ class OperationControls:
 
     # --------------------------------------------------------------- workers
 
-    def list_workers(self: _AppLike) -> list[WorkerInfo]:
+    def list_workers(self: AppLike) -> list[WorkerInfo]:
         """Every worker row (stopped and dead ones are kept a day), live ones first."""
         rows = self.db.run(query("ops_list_workers", self.schema), {}, idempotent=True)
         workers = []
@@ -416,7 +416,7 @@ class OperationControls:
 
     # ----------------------------------------------------------------- stats
 
-    def stats(self: _AppLike, *, window: float | timedelta = STATS_WINDOW) -> list[QueueStats]:
+    def stats(self: AppLike, *, window: float | timedelta = STATS_WINDOW) -> list[QueueStats]:
         """Per queue, by name: live counts now, what finished over ``window``
         (default 24 hours), completions and failures per minute over the last 5
         minutes, and run and wait times (p50, p95) of recent completed jobs.
