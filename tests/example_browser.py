@@ -1,6 +1,7 @@
 """Headless Chromium for the examples' pages (Debian's `chromium`, driven by Playwright, as in
-tests/test_web_browser.py). Import the fixtures into a test module: ``from tests.example_browser
-import browser, tab``. Tests that take them skip without Playwright or /usr/bin/chromium."""
+tests/test_web_browser.py). examples/conftest.py gives the fixtures to every example's tests
+(elsewhere: ``from tests.example_browser import browser, tab``); ``shot`` saves a screenshot.
+Tests that take them skip without Playwright or /usr/bin/chromium."""
 
 from __future__ import annotations
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import pgq
 
-app = pgq.App()  # PGQ_DATABASE_URL, or the embedded PostgreSQL in ./.pgq
+# PGQ_DATABASE_URL, or an embedded PostgreSQL of this example's own in ./.pgq/cms_jobs (PGQ_DATA_DIR overrides
+# it): the other examples' jobs and tables stay out of the CMS's (see examples/README.md).
+app = pgq.App(data_dir=os.environ.get("PGQ_DATA_DIR", ".pgq/cms_jobs"))
 
 log = logging.getLogger("cms")
 

@@ -9,7 +9,9 @@ import time
 
 import pgq
 
-app = pgq.App()  # PGQ_DATABASE_URL, or the embedded PostgreSQL in ./.pgq
+# PGQ_DATABASE_URL, or an embedded PostgreSQL of this example's own in ./.pgq/course_platform (PGQ_DATA_DIR
+# overrides it): its schedule and jobs never reach another example's workers (see examples/README.md).
+app = pgq.App(data_dir=os.environ.get("PGQ_DATA_DIR", ".pgq/course_platform"))
 
 log = logging.getLogger("courses")
 

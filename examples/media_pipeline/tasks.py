@@ -16,10 +16,13 @@ import psycopg
 import pgq
 
 DAY = 24 * 3600.0
-# PGQ_DATABASE_URL, or the embedded PostgreSQL in ./.pgq. The elected sweeper deletes completed and
+# PGQ_DATABASE_URL, or an embedded PostgreSQL of this example's own in ./.pgq/media_pipeline (PGQ_DATA_DIR
+# overrides it; see examples/README.md). The elected sweeper deletes completed and
 # cancelled jobs 7 days after they finished, failed ones after 30 (PGQ_RETENTION_* in the environment
 # do the same without code).
-app = pgq.App(retention=7 * DAY, retention_failed=30 * DAY)
+app = pgq.App(
+    data_dir=os.environ.get("PGQ_DATA_DIR", ".pgq/media_pipeline"), retention=7 * DAY, retention_failed=30 * DAY
+)
 
 log = logging.getLogger("media")
 

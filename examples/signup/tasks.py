@@ -12,7 +12,9 @@ import psycopg
 import pgq
 from examples.signup.mailer import InvalidAddress, send_mail
 
-app = pgq.App()  # PGQ_DATABASE_URL from the environment (the embedded PostgreSQL when unset)
+# PGQ_DATABASE_URL from the environment; unset, an embedded PostgreSQL of this example's own in
+# ./.pgq/signup (PGQ_DATA_DIR overrides it; see examples/README.md).
+app = pgq.App(data_dir=os.environ.get("PGQ_DATA_DIR", ".pgq/signup"))
 
 log = logging.getLogger("signup.events")
 

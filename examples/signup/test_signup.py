@@ -16,8 +16,8 @@ import yaml
 from psycopg.rows import dict_row
 
 from pgq.cli import build_parser
+from tests.example_services import Service, free_port
 from tests.processes import ROOT, wait_for
-from tests.test_examples_cms import Service, free_port, serve  # noqa: F401  (the serve fixture)
 
 EXAMPLE = ROOT / "examples" / "signup"
 
@@ -59,7 +59,7 @@ def finished(database_url: str, *ids: int) -> dict[int, dict[str, Any]] | None:
 @pytest.mark.slow
 def test_signup_end_to_end(
     database_url: str,
-    serve: Callable[..., httpx.Client],  # noqa: F811  (the fixture imported above)
+    serve: Callable[..., httpx.Client],
     tmp_path: Path,
 ) -> None:
     with psycopg.connect(database_url) as conn:  # an old failure waits in the dead-letter set

@@ -6,6 +6,10 @@ this machine can start: the embedded PostgreSQL 18 and Debian's PostgreSQL 15
 existing server instead). Each test gets its own database, cloned from a
 template that was migrated once per server, so tests may commit, listen and
 start processes without seeing each other.
+
+It sits at the repository's root, not in tests/, so that the examples' own tests
+(examples/*/test_*.py, run by ``pytest examples/NAME``) share these fixtures, and
+the servers they start, with the suite.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ import pytest
 from psycopg.rows import dict_row
 
 import pgq
-from tests.example_browser import browser, shot, tab  # noqa: F401  (the browser fixtures)
+from tests.example_browser import shot
+from tests.example_services import Service
 from tests.processes import ROOT, WorkerProcess, wait_for
-from tests.test_examples_cms import Service, serve  # noqa: F401  (the serve fixture)
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ def error(response: httpx.Response, status: int) -> Any:
 
 
 @pytest.mark.slow
-def test_media_pipeline_http_api(database_url: str, serve: Callable[..., httpx.Client]) -> None:  # noqa: F811
+def test_media_pipeline_http_api(database_url: str, serve: Callable[..., httpx.Client]) -> None:
     """/api/queue/* without a worker (jobs wait, so they can be listed, cancelled and retried)."""
     client = serve(API)
 
@@ -257,7 +257,7 @@ def test_media_pipeline_http_api(database_url: str, serve: Callable[..., httpx.C
 def test_media_pipeline_runs_offline_with_its_own_receiver(
     database_url: str,
     tmp_path: Path,
-    serve: Callable[..., httpx.Client],  # noqa: F811
+    serve: Callable[..., httpx.Client],
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     """submit.py and the API's webhooks go to the example's own receiver: nothing leaves the machine."""
@@ -302,9 +302,9 @@ def row_state(page: Any, job_id: int) -> str:
 
 @pytest.mark.slow
 def test_queue_demo_page_in_chromium(
-    serve: Callable[..., httpx.Client],  # noqa: F811
+    serve: Callable[..., httpx.Client],
     start_worker: Callable[..., WorkerProcess],
-    tab: Any,  # noqa: F811
+    tab: Any,
     tmp_path: Path,
 ) -> None:
     """/queue-demo: each kind submitted by its button, seen waiting, then moving once a worker runs."""

@@ -15,16 +15,15 @@ import httpx
 import pytest
 
 import pgq
-from tests.example_browser import browser, shot, tab  # noqa: F401  (the browser fixtures)
+from tests.example_browser import shot
 from tests.processes import WorkerProcess, wait_for
-from tests.test_examples_cms import serve  # noqa: F401  (the serve fixture)
 
 ENV = {"VIDEO_STEP_SECONDS": "0.4", "REMINDER_CRON": "*/2 * * * * *"}
 
 
 @pytest.mark.slow
 def test_course_platform_end_to_end(
-    serve: Callable[..., httpx.Client],  # noqa: F811  (the fixture imported above)
+    serve: Callable[..., httpx.Client],
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     client = serve("examples.course_platform.api:api", env=ENV)
@@ -102,7 +101,7 @@ COUNTS = ("waiting", "active", "completed", "failed", "delayed", "paused")
 @pytest.mark.slow
 def test_course_platform_panel_routes_and_job_counts(
     database_url: str,
-    serve: Callable[..., httpx.Client],  # noqa: F811
+    serve: Callable[..., httpx.Client],
 ) -> None:
     """Without a worker: jobs stay waiting, so they can be changed, counted, paused and removed."""
     client = serve("examples.course_platform.api:api", env=ENV)
@@ -179,8 +178,8 @@ def test_course_platform_panel_routes_and_job_counts(
 
 @pytest.mark.slow
 def test_course_platform_panel_buttons_in_chromium(
-    serve: Callable[..., httpx.Client],  # noqa: F811
-    tab: Any,  # noqa: F811
+    serve: Callable[..., httpx.Client],
+    tab: Any,
     tmp_path: Path,
 ) -> None:
     """The panel's buttons, clicked in headless Chromium (no worker: the jobs wait)."""
@@ -234,3 +233,54 @@ def test_course_platform_panel_buttons_in_chromium(
     assert client.get(f"/pgq/api/jobs/{job_id}").status_code == 404
     assert tab.locator("#message").inner_text() == f"job {job_id}: removed"
     shot(tab, tmp_path, "panel-after-remove")
+
+
+@pytest.mark.slow
+def test_course_platform_pgq_dashboard_in_chromium(
+    serve: Callable[..., httpx.Client],
+    start_worker: Callable[..., WorkerProcess],
+    tab: Any,
+    tmp_path: Path,
+) -> None:
+    """The README's second page, pgq's dashboard at /pgq/: the platform's queues, the reminders' schedule
+    (Run now) and its jobs, and Pause/Resume of `videos`, which the platform's job counts then show."""
+    client = serve("examples.course_platform.api:api", env=ENV)
+    start_worker("--queues", "videos,reminders", app="examples.course_platform.tasks:app", env=ENV)
+    reminders = {"task": "send_lesson_reminder", "status": "completed"}
+    wait_for(lambda: len(client.get("/pgq/api/jobs", params=reminders).json()["jobs"]) >= 3, 20, "reminders")
+    later = client.post("/videos/8/process", params={"delay_seconds": 3600}).json()["job_id"]
+    tab.on("dialog", lambda dialog: dialog.accept())  # the dashboard confirms a pause
+
+    tab.goto(f"{client.base_url}/pgq/")
+    tab.get_by_role("heading", name="Overview").wait_for()
+    queues = tab.locator("section", has=tab.get_by_role("heading", name="Queues", exact=True)).inner_text()
+    assert "videos" in queues and "reminders" in queues
+    shot(tab, tmp_path, "pgq-overview")
+
+    # The cron schedule declared in tasks.py; Run now makes one more send_daily_reminders job.
+    tab.get_by_role("navigation").get_by_role("link", name="Schedules").click()
+    row = tab.locator("table.schedules tr", has_text="send_daily_reminders")
+    assert "*/2 * * * * *" in row.inner_text() and "Europe/Paris" in row.inner_text()
+    shot(tab, tmp_path, "pgq-schedules")
+    daily = lambda: len(client.get("/pgq/api/jobs", params={"task": "send_daily_reminders"}).json()["jobs"])  # noqa: E731
+    before = daily()
+    row.get_by_role("button", name="Run now").click()
+    wait_for(lambda: daily() > before, 10, "the schedule run now")
+
+    # The reminders' jobs, as the README says they are seen: on this dashboard.
+    tab.goto(f"{client.base_url}/pgq/jobs?task=send_lesson_reminder")
+    table = tab.locator("table.jobs").inner_text()
+    assert table.count("send_lesson_reminder") >= 3 and "completed" in table and "reminders" in table
+    shot(tab, tmp_path, "pgq-reminder-jobs")
+
+    # Pause videos from the dashboard: the platform's counts see it (a due job counts as paused).
+    tab.get_by_role("navigation").get_by_role("link", name="Queues").click()
+    tab.locator("table.queues tr", has_text="videos").get_by_role("button", name="Pause").click()
+    tab.locator("table.queues tr", has_text="videos").get_by_role("button", name="Resume").wait_for()
+    client.post("/jobs/test")
+    counts = client.get("/api/jobs/stats").json()["queues"]["videos"]
+    assert counts["paused"] == 1 and counts["delayed"] == 1, counts
+    shot(tab, tmp_path, "pgq-queues-videos-paused")
+    tab.locator("table.queues tr", has_text="videos").get_by_role("button", name="Resume").click()
+    tab.locator("table.queues tr", has_text="videos").get_by_role("button", name="Pause").wait_for()
+    assert job_status(client, later) == "pending"  # still delayed: nothing else was touched

@@ -11,7 +11,7 @@ import pytest
 import pgq
 from examples.sql.run import main, queries, run_all
 
-README = Path(__file__).resolve().parent.parent / "examples" / "sql" / "README.md"
+README = Path(__file__).resolve().parent / "README.md"
 
 
 def documented() -> dict[str, tuple[str, str]]:

@@ -1,13 +1,11 @@
 """examples/cms_jobs end to end: the FastAPI app (uvicorn) and `pgq worker`, as two real processes
-started the way its README says, against the test database."""
+started the way its README says, against the test database; and pgq's dashboard, mounted in the
+CMS's admin at /admin/jobs, in headless Chromium."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,66 +13,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.processes import ROOT, WorkerProcess, wait_for
-
-
-class Service:
-    """A Python command (an example's API or script) running against the test database."""
-
-    def __init__(self, database_url: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PGQ_")}
-        full_env.update(PGQ_DATABASE_URL=database_url, PYTHONUNBUFFERED="1", **(env or {}))
-        self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=full_env, stdout=log.open("ab"), stderr=subprocess.STDOUT
-        )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def serve(database_url: str, tmp_path: Path) -> Iterator[Callable[..., httpx.Client]]:
-    """serve("examples.x.api:api") runs it under uvicorn and returns a client once it answers."""
-    started: list[tuple[Service, httpx.Client]] = []
-
-    def start(asgi_app: str, env: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> httpx.Client:
-        port = free_port()
-        args = ["-m", "uvicorn", asgi_app, "--host", "127.0.0.1", "--port", str(port)]
-        service = Service(database_url, args, tmp_path / f"api-{len(started)}.log", env)
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, headers=headers)
-        started.append((service, client))
-
-        def up() -> bool:
-            assert service.process.poll() is None, f"{asgi_app} exited:\n{service.output()}"
-            try:
-                return client.get("/openapi.json").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(up, 30, f"{asgi_app} to answer")
-        return client
-
-    yield start
-    for service, client in started:
-        client.close()
-        service.stop()
-
+from tests.example_browser import shot
+from tests.processes import WorkerProcess, wait_for
 
 TOKEN_ENV = {"CMS_API_TOKEN": "s3cret"}
 AUTH = {"Authorization": "Bearer s3cret"}
@@ -176,3 +116,64 @@ def test_cms_jobs_api_manages_jobs_behind_its_token(database_url: str, serve: Ca
     assert anonymous.get("/admin/jobs/api/queues").status_code == 401
     queues = client.get("/admin/jobs/api/queues")
     assert queues.status_code == 200, queues.text
+
+
+@pytest.mark.slow
+def test_cms_admin_dashboard_in_chromium(
+    serve: Callable[..., httpx.Client], start_worker: Callable[..., WorkerProcess], tab: Any, tmp_path: Path
+) -> None:
+    """The README's "open /admin/jobs and log in with the token": the login form, then the CMS's jobs
+    on pgq's dashboard, a failed image retried and a delayed report cancelled from it."""
+    client = serve("examples.cms_jobs.api:api", env=TOKEN_ENV, headers=AUTH)
+    worker = start_worker("--queues", "cms", app="examples.cms_jobs.jobs:app")
+    article = {"title": "Hello", "slug": "hello", "author_email": "ed@example.com"}
+    ids = client.post("/articles", json={**article, "images": ["https://cdn.test/a.png", "https://cdn.test/b.gif"]})
+    done = wait_for(lambda: finished(client, ids.json()["jobs"]), 30, "the article's jobs")
+    broken = next(job for job in done if job["payload"].get("image_url") == "https://cdn.test/b.gif")
+    assert broken["status"] == "failed"
+    worker.signal(signal.SIGTERM)  # from here on, jobs wait: what the buttons do stays to be seen
+    assert worker.wait(30) == 0
+    report = client.post("/jobs", json={"type": "generate-report", "payload": {"article_id": 1}, "delay": 3600})
+    later = report.json()["id"]
+    tab.on("dialog", lambda dialog: dialog.accept())  # the dashboard confirms a cancel
+
+    # Not logged in: the dashboard's login form, which refuses a wrong token.
+    admin = f"{client.base_url}/admin/jobs"
+    tab.goto(f"{admin}/")
+    assert tab.url.startswith(f"{admin}/login"), tab.url
+    assert tab.get_by_role("heading", name="Log in").is_visible()
+    shot(tab, tmp_path, "admin-login")
+    tab.fill("input[name=token]", "wrong")
+    tab.get_by_role("button", name="Log in").click()
+    assert tab.locator(".flash.error").inner_text() == "Wrong token."
+    tab.fill("input[name=token]", "s3cret")  # CMS_API_TOKEN
+    tab.get_by_role("button", name="Log in").click()
+    tab.get_by_role("heading", name="Overview").wait_for()
+    assert tab.url.rstrip("/") == admin and tab.locator("a", has_text="cms").first.is_visible()
+    shot(tab, tmp_path, "admin-overview")
+
+    # The CMS's jobs, under its own names, in its queue.
+    tab.get_by_role("navigation").get_by_role("link", name="Jobs").click()
+    tab.get_by_role("heading", name="Jobs").wait_for()
+    table = tab.locator("table.jobs").inner_text()
+    for name in ("send-email", "generate-report", "process-image"):
+        assert name in table
+    assert table.count("process-image") == 2 and "failed" in table
+    shot(tab, tmp_path, "admin-jobs")
+
+    # The broken image: its error, and Retry (the job waits again: no worker runs now).
+    tab.goto(f"{admin}/jobs/{broken['id']}")
+    assert "ValueError" in tab.content() and "cannot decode https://cdn.test/b.gif" in tab.content()
+    shot(tab, tmp_path, "admin-failed-job")
+    tab.get_by_role("button", name="Retry").click()
+    wait_for(lambda: client.get(f"/jobs/{broken['id']}").json()["status"] == "pending", 10, "the retried job")
+    assert tab.locator("#flash").inner_text() == f"job {broken['id']} is back in its queue"
+
+    # The delayed report: Cancel, then the CMS's API says so.
+    tab.goto(f"{admin}/jobs/{later}")
+    tab.get_by_role("button", name="Cancel").click()
+    wait_for(lambda: client.get(f"/jobs/{later}").json()["status"] == "cancelled", 10, "the cancelled report")
+    tab.get_by_role("button", name="Retry").wait_for()  # the page now offers what a cancelled job allows
+    shot(tab, tmp_path, "admin-cancelled-job")
+    tab.get_by_role("button", name="Log out").click()
+    assert tab.url.startswith(f"{admin}/login")
