@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from pgq.db.connection import Row, connect, connect_async
-from pgq.db.queries import query, quote_ident
+from pgq.db.queries import query
 from pgq.errors import ConfigurationError, JobNotFound
 from pgq.job import Job
 from pgq.operations import job_id_of
@@ -66,10 +66,10 @@ def wait_flow(schema: str, channel: str, job_id: int, timeout: float | None, lis
     if listening:
         # Listen, then register, then look: a finish that commits after the look
         # saw the registration and sends a NOTIFY, which the LISTEN receives.
-        yield Sql(f"listen {quote_ident(channel)}")
+        yield Sql(query("listen", channel=channel))
         yield Sql(query("job_wait_register", schema), {"id": job_id})
         lock_ms = 0 if deadline is None else max(1, int((deadline - time.monotonic()) * 1000))
-        yield Sql(f"set lock_timeout = {lock_ms}")
+        yield Sql(query("session_lock_timeout"), {"ms": str(lock_ms)})
         try:
             yield Sql(query("job_wait_settle", schema), {"id": job_id})
         except psycopg.errors.LockNotAvailable:

@@ -27,6 +27,7 @@ from psycopg.rows import dict_row
 
 from pgq.app import App
 from pgq.bench import tasks
+from pgq.db.queries import query
 from pgq.job import JobSpec
 
 SCHEMA = "pgq_bench"
@@ -92,7 +93,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
 
 def _drop(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'drop schema if exists "{SCHEMA}" cascade')
+        conn.execute(query("bench_drop_schema", SCHEMA))
 
 
 class _Bench:
@@ -173,7 +174,7 @@ class _Bench:
 
     def _clear(self) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(f'truncate "{SCHEMA}".jobs, "{SCHEMA}".job_history')
+            conn.execute(query("bench_clear", SCHEMA))
 
     # -------------------------------------------------------------------- drain
 
@@ -204,30 +205,17 @@ class _Bench:
         connection, claim ``batch`` with ``FOR UPDATE SKIP LOCKED`` (one statement) and move them to
         a history table (a second), until none is left. What the database does per job at its
         own pace, with no handler and no worker around it."""
-        jobs, history = f'"{SCHEMA}".plain_jobs', f'"{SCHEMA}".plain_history'
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(f'create table {jobs} (like "{SCHEMA}".jobs including defaults including identity)')
-            conn.execute(f"create index on {jobs} (queue, priority desc, run_at, id) where status = 'pending'")
-            conn.execute(f'create table {history} (like "{SCHEMA}".job_history including defaults)')
-            conn.execute(
-                f"insert into {jobs} (task, args) select 'bench_async', jsonb_build_object('i', g) "
-                "from generate_series(1, %s) g",
-                [count],
-            )
-            claim = f"""update {jobs} j set status = 'running', attempts = j.attempts + 1, started_at = now()
-                         where j.id in (select id from {jobs} where queue = 'default' and status = 'pending'
-                                         order by priority desc, run_at, id limit %s for update skip locked)
-                        returning j.id"""
-            finish = f"""with d as (delete from {jobs} where id = any(%s) returning *)
-                         insert into {history} (id, queue, task, args, priority, status, attempts, max_attempts,
-                                                run_at, created_at, started_at)
-                         select id, queue, task, args, priority, 'completed', attempts, max_attempts,
-                                run_at, created_at, started_at from d"""
+            conn.execute(query("bench_plain_create_jobs", SCHEMA))
+            conn.execute(query("bench_plain_index", SCHEMA))
+            conn.execute(query("bench_plain_create_history", SCHEMA))
+            conn.execute(query("bench_plain_fill", SCHEMA), {"count": count})
+            claim, finish = query("bench_plain_claim", SCHEMA), query("bench_plain_finish", SCHEMA)
             start = time.perf_counter()
-            while ids := [r[0] for r in conn.execute(claim, [batch])]:
-                conn.execute(finish, [ids])
+            while ids := [r[0] for r in conn.execute(claim, {"batch": batch})]:
+                conn.execute(finish, {"ids": ids})
             rate = count / (time.perf_counter() - start)
-            conn.execute(f"drop table {jobs}, {history}")
+            conn.execute(query("bench_plain_drop", SCHEMA))
         return Row(f"drain, plain SQL, {batch} per claim", count, rate, note="no worker: claim, then finish")
 
     def limited_drains(self) -> None:
@@ -281,7 +269,6 @@ class _Bench:
         insides: a cheap ``exists`` on a side connection every 5 ms."""
         deadline = time.monotonic() + max(120.0, count / 200)
         early = self._memory_mark(count)
-        jobs, history = f'"{SCHEMA}".jobs', f'"{SCHEMA}".job_history'
         watch = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
         try:
             # The sweeper runs as in `pgq worker`: its vacuum of the live table is part of the drain rate.
@@ -291,12 +278,10 @@ class _Bench:
                     await asyncio.sleep(0.005)
                     checks += 1
                     if track_memory and "early" not in self.memory and checks % 10 == 0:
-                        cursor = await watch.execute(
-                            f"select count(*) from (select from {history} limit %s) h", [early]
-                        )
+                        cursor = await watch.execute(query("bench_history_reached", SCHEMA), {"n": early})
                         if (await cursor.fetchone() or [0])[0] >= early:
                             self.memory["early"] = _rss_mb()
-                    cursor = await watch.execute(f"select exists(select from {jobs})")
+                    cursor = await watch.execute(query("bench_any_job", SCHEMA))
                     if not (await cursor.fetchone() or [True])[0]:
                         if track_memory:
                             self.memory["after_all"] = _rss_mb()
@@ -312,10 +297,7 @@ class _Bench:
 
     def _db_rate(self, count: int) -> float | None:
         with psycopg.connect(self.url, row_factory=dict_row) as conn:
-            row = conn.execute(
-                f"select extract(epoch from max(finished_at) - min(started_at)) as seconds, count(*) as n "
-                f'from "{SCHEMA}".job_history'
-            ).fetchone()
+            row = conn.execute(query("bench_rate", SCHEMA)).fetchone()
         if not row or not row["seconds"]:
             return None
         return float(row["n"]) / float(row["seconds"])
@@ -347,7 +329,7 @@ class _Bench:
         deadline = time.monotonic() + max(120.0, count / 200)
         with psycopg.connect(self.url, autocommit=True) as conn:
             while time.monotonic() < deadline:
-                left = conn.execute(f'select count(*) from "{SCHEMA}".jobs').fetchone()[0]  # type: ignore[index]
+                left = conn.execute(query("bench_jobs_left", SCHEMA)).fetchone()[0]  # type: ignore[index]
                 if left == 0:
                     break
                 time.sleep(0.1)
@@ -406,31 +388,16 @@ class _Bench:
         fresh = self._drain_in_process(count, self.options.concurrency, "bench_async", "fresh")
         rows = self.options.ageing_rows
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(
-                f"""insert into "{SCHEMA}".job_history (id, queue, task, args, priority, status, attempts,
-                        max_attempts, run_at, created_at, started_at, finished_at)
-                    select -g, 'default', 'old', '{{}}', 0, 'completed', 1, 3, now(), now(), now(), now()
-                      from generate_series(1, %s) g""",
-                [rows],
-            )
-            conn.execute(f'analyze "{SCHEMA}".job_history')
+            conn.execute(query("bench_history_fill", SCHEMA), {"rows": rows})
+            conn.execute(query("bench_analyze_history", SCHEMA))
         with_history = self._drain_in_process_keep_history(count)
         # Churn: as many jobs through the live table as there are history rows, in SQL
         # (insert, then move to history), which leaves the dead tuples a real run would.
         with psycopg.connect(self.url, autocommit=True) as conn:
             for offset in range(0, rows, 50_000):
                 batch = min(50_000, rows - offset)
-                conn.execute(
-                    f"""insert into "{SCHEMA}".jobs (task, args) select 'churn', '{{}}' from generate_series(1, %s)""",
-                    [batch],
-                )
-                conn.execute(
-                    f"""with d as (delete from "{SCHEMA}".jobs where task = 'churn' returning *)
-                        insert into "{SCHEMA}".job_history (id, queue, task, args, priority, status, attempts,
-                               max_attempts, run_at, created_at, finished_at)
-                        select id, queue, task, args, priority, 'completed', 1, max_attempts, run_at, created_at, now()
-                          from d"""
-                )
+                conn.execute(query("bench_churn_insert", SCHEMA), {"batch": batch})
+                conn.execute(query("bench_churn_move", SCHEMA))
         after_churn = self._drain_in_process_keep_history(count)
         base = fresh.jobs_per_s or 0
         for label, row in (
@@ -455,11 +422,8 @@ class _Bench:
         self._fill(count, "bench_async")
         asyncio.run(self._work_until_empty(self.options.concurrency, count, track_memory=False))
         with psycopg.connect(self.url, row_factory=dict_row) as conn:
-            row = conn.execute(
-                f"""select extract(epoch from max(finished_at) - min(started_at)) as seconds, count(*) as n
-                      from "{SCHEMA}".job_history where task = 'bench_async'"""
-            ).fetchone()
-            conn.execute(f"""delete from "{SCHEMA}".job_history where task = 'bench_async'""")
+            row = conn.execute(query("bench_rate_of_bench_async", SCHEMA)).fetchone()
+            conn.execute(query("bench_delete_bench_async", SCHEMA))
             conn.commit()
         rate = float(row["n"]) / float(row["seconds"]) if row and row["seconds"] else None
         return Row("", count, rate)
@@ -512,7 +476,7 @@ def _cpu_spent(before: dict[int, float] | None, after: dict[int, float] | None) 
 def _server_facts(url: str) -> dict[str, Any]:
     with psycopg.connect(url) as conn:
         facts = {
-            name: conn.execute(f"show {name}").fetchone()[0]  # type: ignore[index]
+            name: conn.execute(query("bench_show", setting=name)).fetchone()[0]  # type: ignore[index]
             for name in ("server_version", "fsync", "synchronous_commit", "shared_buffers")
         }
     return facts

@@ -1,8 +1,21 @@
 """pgq's SQL, loaded once from the named blocks in ``db/sql/*.sql``.
 
-This module is the only reader of SQL text: everything else asks for a query
-by name. ``-- name: x`` starts a block; ``{schema}`` becomes the quoted schema;
-``{part:x}`` becomes the text of block ``x`` (a part two queries share).
+This module is the only reader of SQL text, and no module outside ``pgq.db`` and
+the migrations holds any (``tests/test_sql_text.py`` checks): everything else
+asks for a query by name, the engine's as well as the bench's (``bench.sql``),
+the test helpers' (``admin.sql``, ``testing.sql``) and the session statements
+(``session.sql``: LISTEN, savepoints, settings).
+
+In a file, ``-- name: x`` starts block ``x``; other ``--`` lines are comments.
+In a block:
+
+- ``{schema}`` becomes the quoted schema (the ``schema`` argument);
+- ``{part:x}`` becomes the text of block ``x`` (a part two queries share);
+- ``{ident:x}`` becomes the identifier given as keyword argument ``x``, quoted
+  (a LISTEN channel, a database name, a setting), so that no caller builds SQL
+  text: ``query("listen", channel="pgq_jobs")`` is ``listen "pgq_jobs"``.
+
+Values are never put in the text: they are bind parameters (``%(x)s``).
 """
 
 from __future__ import annotations
@@ -13,9 +26,12 @@ from importlib import resources
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 _PART = re.compile(r"\{part:(\w+)\}")
+#: What :func:`query` fills in, in one pass (a quoted name is never looked at again).
+_PLACEHOLDER = re.compile(r"\{schema\}|\{ident:(\w+)\}")
 
 
 def quote_ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier: in double quotes, a double quote doubled."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -37,12 +53,40 @@ def _raw() -> dict[str, str]:
     return blocks
 
 
+def query(name: str, schema: str | None = None, **identifiers: str) -> str:
+    """The text of query ``name`` for ``schema``, with ``identifiers`` quoted into its
+    ``{ident:x}`` placeholders; each placeholder must be given, and each given one used."""
+    if not identifiers:
+        return _for_schema(name, schema)
+    return _fill(name, schema, identifiers)
+
+
 @functools.cache
-def query(name: str, schema: str) -> str:
-    """The text of query ``name`` for ``schema``."""
+def _for_schema(name: str, schema: str | None) -> str:
+    return _fill(name, schema, {})
+
+
+def _fill(name: str, schema: str | None, identifiers: dict[str, str]) -> str:
     try:
         raw = _raw()[name]
     except KeyError:
         raise KeyError(f"no query named {name!r} in pgq/db/sql") from None
     whole = _PART.sub(lambda part: _raw()[part.group(1)], raw)
-    return whole.replace("{schema}", quote_ident(schema))
+    used: set[str] = set()
+
+    def fill(placeholder: re.Match[str]) -> str:
+        key = placeholder.group(1)
+        if key is None:
+            if schema is None:
+                raise TypeError(f"query {name!r} needs a schema")
+            return quote_ident(schema)
+        if key not in identifiers:
+            raise TypeError(f"query {name!r} needs the identifier {key!r}")
+        used.add(key)
+        return quote_ident(identifiers[key])
+
+    text = _PLACEHOLDER.sub(fill, whole)
+    unused = sorted(identifiers.keys() - used)
+    if unused:
+        raise TypeError(f"query {name!r} has no {{ident:...}} for {', '.join(unused)}")
+    return text

@@ -106,7 +106,7 @@ class Sweeper(Service):
         """
         conn = await self._connect()
         if not self.leader:
-            cur = await conn.execute("select pg_try_advisory_lock(%s) as held", [lock_key(self.schema)])
+            cur = await conn.execute(query("sweep_try_lock", self.schema), {"key": lock_key(self.schema)})
             row = await cur.fetchone()
             self.leader = bool(row and row["held"])
             if self.leader:

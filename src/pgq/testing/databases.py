@@ -20,15 +20,16 @@ from pathlib import Path
 import psycopg
 
 from pgq.app import App
-from pgq.db.queries import quote_ident
+from pgq.db.queries import query
 from pgq.migrate import migrate
 from pgq.settings import load_settings
 
 #: The variable naming an existing server to test on instead of the embedded one.
 URL_VARIABLE = "PGQ_TEST_DATABASE_URL"
 
-# A throwaway test server needs no durability; these make it several times faster.
-_FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+# A throwaway test server needs no durability; these make it several times faster
+# (each turns off one setting: fsync, synchronous_commit, full_page_writes).
+_FAST_SETTINGS = ("admin_fast_fsync", "admin_fast_synchronous_commit", "admin_fast_full_page_writes")
 
 
 class DatabaseServer:
@@ -68,9 +69,9 @@ class DatabaseServer:
         server = get_server(folder / "pg", cleanup_mode="delete")
         url: str = server.get_uri()
         with psycopg.connect(url, autocommit=True) as conn:
-            for setting, value in _FAST_SETTINGS.items():
-                conn.execute(f"alter system set {setting} = '{value}'")
-            conn.execute("select pg_reload_conf()")
+            for setting in _FAST_SETTINGS:
+                conn.execute(query(setting))
+            conn.execute(query("admin_reload_conf"))
 
         def stop() -> None:
             server.cleanup()
@@ -88,7 +89,7 @@ class DatabaseServer:
         """Create a database migrated to pgq's newest schema (in ``schema``,
         default ``PGQ_SCHEMA``) and return its name; :meth:`stop` drops it."""
         name = f"pgq_template_{uuid.uuid4().hex[:8]}"
-        self._execute(f"create database {quote_ident(name)}")
+        self._execute(query("admin_create_database", database=name))
         self._templates.append(name)
         migrate(self.url_for(name), schema=schema)
         return name
@@ -96,19 +97,19 @@ class DatabaseServer:
     def create_database(self, template: str) -> str:
         """A new database cloned from ``template``; returns its URL."""
         name = f"pgq_test_{uuid.uuid4().hex[:12]}"
-        self._execute(f"create database {quote_ident(name)} template {quote_ident(template)}")
+        self._execute(query("admin_create_database_from", database=name, template=template))
         return self.url_for(name)
 
     def drop_database(self, url: str) -> None:
         """Drop the database of ``url``, closing whatever is still connected to it."""
         name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
-        self._execute(f"drop database if exists {quote_ident(str(name))} with (force)")
+        self._execute(query("admin_drop_database", database=str(name)))
 
     def stop(self) -> None:
         """Drop the templates; stop and delete the server if this session started it."""
         try:
             for name in self._templates:
-                self._execute(f"drop database if exists {quote_ident(name)} with (force)")
+                self._execute(query("admin_drop_database", database=name))
             self._templates.clear()
         finally:
             if self._stop is not None:

@@ -28,6 +28,7 @@ from pgq.app import App, TaskRef
 from pgq.context import JobContext
 from pgq.db import repo
 from pgq.db.connection import Row, connection_kwargs
+from pgq.db.queries import query
 from pgq.enqueueing import prepare
 from pgq.errors import ConfigurationError, UnknownTask
 from pgq.events import Event
@@ -221,11 +222,7 @@ async def drain_async(
 
 
 async def _any_due(conn: psycopg.AsyncConnection[Row], app: App, queues: list[str]) -> bool:
-    cur = await conn.execute(
-        f"""select exists (select from "{app.schema}".jobs
-                            where queue = any(%s) and status = 'pending' and run_at <= now()) as due""",
-        [queues],
-    )
+    cur = await conn.execute(query("testing_any_due", app.schema), {"queues": queues})
     row = await cur.fetchone()
     return bool(row and row["due"])
 

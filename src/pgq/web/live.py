@@ -27,7 +27,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgq.db.connection import connection_kwargs, read_any_json
-from pgq.db.queries import query, quote_ident
+from pgq.db.queries import query
 from pgq.redaction import Redactor
 from pgq.web.data import finished_counts, merge_counts, totals
 
@@ -162,7 +162,7 @@ class LiveHub:
         read_any_json(conn)
         listening = direct is not None
         if listening:
-            await conn.execute(f"LISTEN {quote_ident(app.settings.notify_channel)}")
+            await conn.execute(query("listen", channel=app.settings.notify_channel))
         return conn, listening
 
     async def _session(self) -> None:

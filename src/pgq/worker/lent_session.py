@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 
+from pgq.db.queries import query
 from pgq.errors import ConfigurationError
 
 #: The connection of the transactional handler running in this context.
@@ -33,9 +34,9 @@ lent: contextvars.ContextVar[Any] = contextvars.ContextVar("pgq_lent_connection"
 # releases it and opens the next, its rollback goes back to it (which keeps it).
 # SQLAlchemy ends transactions it did not ask for too (the rollback after its
 # first connection's set-up queries), so there must always be one to end.
-_SAVEPOINT = "savepoint pgq_session"
-_RELEASE = "release savepoint pgq_session; savepoint pgq_session"
-_UNDO = "rollback to savepoint pgq_session"
+_SAVEPOINT = query("lent_savepoint")
+_RELEASE = query("lent_release")
+_UNDO = query("lent_rollback")
 
 
 class _Lent(psycopg.Connection[Any]):

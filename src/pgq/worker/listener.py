@@ -19,6 +19,7 @@ import psycopg
 
 from pgq.db import channels
 from pgq.db.connection import connection_kwargs
+from pgq.db.queries import query
 from pgq.settings import Settings
 from pgq.throttle import LogWindow
 
@@ -76,7 +77,7 @@ class Listener:
         kwargs = connection_kwargs(self.settings, "listener", direct=True)
         self._conn = conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, **kwargs)
         for channel in [*self.handlers, self.probe_channel]:
-            await conn.execute(f'listen "{channel}"')
+            await conn.execute(query("listen", channel=channel))
         self.listening = True
         self._errors.reset("listener: connected again; notifications resume")
         self.on_listening()
@@ -99,7 +100,9 @@ class Listener:
 
     async def _probe(self, conn: psycopg.AsyncConnection[Any]) -> None:
         token = uuid.uuid4().hex
-        await asyncio.wait_for(conn.execute("select pg_notify(%s, %s)", [self.probe_channel, token]), PROBE_TIMEOUT)
+        await asyncio.wait_for(
+            conn.execute(query("notify"), {"channel": self.probe_channel, "payload": token}), PROBE_TIMEOUT
+        )
         async for notify in conn.notifies(timeout=PROBE_TIMEOUT):
             if notify.channel == self.probe_channel and notify.payload == token:
                 return

@@ -176,7 +176,7 @@ class Transactions:
         await asyncio.to_thread(self._pools.close)
 
 
-_IDLE_LIMIT = "select set_config('idle_in_transaction_session_timeout', %(ms)s, true)"
+_IDLE_LIMIT = query("transaction_idle_limit")
 
 
 def _idle_limit(running: RunningJob, task: Task[Any, Any]) -> str:

@@ -332,3 +332,8 @@ select n_dead_tup as dead
 
 -- name: sweep_vacuum_jobs
 vacuum {schema}.jobs;
+
+-- name: sweep_try_lock
+-- The election: a session advisory lock on the sweeper's own connection, held
+-- for as long as that session lives (the key is one per schema).
+select pg_try_advisory_lock(%(key)s) as held;
