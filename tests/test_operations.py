@@ -472,6 +472,7 @@ def test_cli_queues_workers_and_stats(database_url: str, app: pgq.App, conn: Any
             "on_full": "reject",
             "rejected": 0,
             "group_max_pending": None,
+            "slo": {},  # no service-level objectives set
         }
     ]
     table = pgq_cli(database_url, "queues", "list").stdout

@@ -13,6 +13,8 @@ state does not allow, 422 a bad value.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,7 +30,14 @@ from examples.course_platform.tasks import app as queue
 
 STATIC = Path(__file__).parent / "static"
 
-api = FastAPI(title="Course platform")
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    services.set_objectives()  # the spec's success figures, shown by pgq's dashboard under /pgq/
+    yield
+
+
+api = FastAPI(title="Course platform", lifespan=lifespan)
 # pgq's dashboard and REST API, reading and acting through the same pgq.App. Without a token it
 # answers on 127.0.0.1 only: put your own authentication in front of it (see docs/dashboard.md).
 api.mount("/pgq", pgq.web.create_app(queue))

@@ -16,6 +16,18 @@ KINDS: dict[str, pgq.Task[..., Any]] = {"video": transcode_video, "reminder": se
 #: The platform's queues: what its job counts cover.
 QUEUES = ("videos", "reminders")
 
+#: The platform spec's success figures, as pgq's service-level objectives of its queues: < 100 ms queue
+#: latency, < 1 s processing, > 80 % worker utilisation, < 0.1 % errors, > 99.9 % completion. pgq measures
+#: them (pgq stats, the dashboard at /pgq/, GET /pgq/api/jobs/stats) and shows a breach in red and as
+#: the Prometheus gauge pgq_queue_slo_breached.
+OBJECTIVES: dict[str, float] = {
+    "slo_wait_p95": 0.1,
+    "slo_run_p95": 1.0,
+    "slo_utilization": 80,
+    "slo_error_rate": 0.1,
+    "slo_completion_rate": 99.9,
+}
+
 #: BullMQ's getJobCounts() keys, in its order; "total" is their sum.
 COUNTS = ("waiting", "active", "completed", "failed", "delayed", "paused")
 
@@ -111,3 +123,10 @@ def get_job_counts() -> dict[str, Any]:
         per_queue[q.queue] = {**counts, "total": sum(counts.values())}
     totals = {name: sum(counts[name] for counts in per_queue.values()) for name in (*COUNTS, "total")}
     return {**totals, "queues": per_queue, "finished_window_seconds": window}
+
+
+def set_objectives() -> None:
+    """Give the platform's queues the spec's objectives (the API does it when it starts):
+    ``app.set_queue(queue, slo_...=)``, as ``pgq queues set videos --slo-wait-p95 0.1 ...`` does."""
+    for queue in QUEUES:
+        app.set_queue(queue, **OBJECTIVES)

@@ -18,7 +18,7 @@ import pgq
 from tests.example_browser import shot
 from tests.processes import WorkerProcess, wait_for
 
-ENV = {"VIDEO_STEP_SECONDS": "0.4", "REMINDER_CRON": "*/2 * * * * *"}
+ENV = {"VIDEO_STEP_SECONDS": "0.4", "REMINDER_CRON": "*/2 * * * * *", "PGQ_HEARTBEAT_INTERVAL": "1"}
 
 
 @pytest.mark.slow
@@ -88,6 +88,26 @@ def test_course_platform_end_to_end(
     counts = client.get("/api/jobs/stats").json()
     assert counts["completed"] >= 4 and counts["queues"]["videos"]["completed"] >= 1
     assert counts["total"] == sum(counts[k] for k in ("waiting", "active", "completed", "failed", "delayed", "paused"))
+
+    # The spec's success figures, computed (whether they are met is the load's business): latency and
+    # processing p50/p95, utilisation (the worker's heartbeat measures it), error and completion rates,
+    # against the spec's thresholds, which the API set when it started.
+    def figures() -> dict[str, Any]:
+        queues = client.get("/pgq/api/jobs/stats").json()["queues"]
+        return {q["queue"]: q for q in queues}
+
+    videos = wait_for(lambda: (f := figures()["videos"])["utilization_pct"] is not None and f, 20, "utilisation")
+    assert videos["slo"] == {
+        "wait_p95_ms": 100.0,
+        "run_p95_ms": 1000.0,
+        "utilization_pct": 80.0,
+        "error_rate_pct": 0.1,
+        "completion_rate_pct": 99.9,
+    }
+    for name in ("wait_ms_p50", "wait_ms_p95", "run_ms_p50", "run_ms_p95", "error_rate_pct", "completion_rate_pct"):
+        assert isinstance(videos[name], float), (name, videos)
+    assert 0 <= videos["utilization_pct"] <= 100 and videos["run_ms_p95"] > 1000  # 10 steps of 0.4 s
+    assert "run_p95" in videos["slo_breaches"]  # a video takes 4 s here: shown as a breach
     assert "Traceback" not in worker.output()
 
 

@@ -103,3 +103,10 @@ def clip(value: Any, depth: int = DISPLAY_DEPTH) -> Any:
                 else:
                     copy[index] = item
     return root[0]
+
+
+def percent(value: float | None) -> str:
+    """A percentage for people: ``87.5%``, ``0.05%`` (two figures under 1 %), ``-`` for none."""
+    if value is None:
+        return "-"
+    return f"{value:.1f}%" if value >= 1 or value == 0 else f"{value:.2g}%"

@@ -16,7 +16,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
+from psycopg.types.json import Jsonb
 
+from pgq import slo
 from pgq.db import channels
 from pgq.db.database import Database
 from pgq.db.queries import query
@@ -83,6 +85,9 @@ class QueueInfo:
     rejected: int = 0
     #: ``max_pending`` of each group of the queue (``on_full`` applies to it too).
     group_max_pending: int | None = None
+    #: The queue's own service-level objectives, by key (``wait_p95_ms``, ``utilization_pct``, ...;
+    #: see :mod:`pgq.slo`); the ``PGQ_SLO_*`` settings fill in the rest.
+    slo: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,9 @@ class WorkerInfo:
     running: list[int] = field(default_factory=list)
     #: Task names the worker registered; None for a worker from before revision 0005.
     tasks: list[str] | None = None
+    #: Share of its slots the worker's jobs held over the last minute, in %, as its last
+    #: heartbeat measured it; None before its first heartbeat.
+    utilization_pct: float | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,18 @@ class QueueStats:
     #: gained since the queue's latest row); None when no row tells (no sweeper has run since the
     #: queue's row was made before the window).
     rejected_in_window: int | None = None
+    #: Busy slot-seconds over the slot-seconds of the live workers serving the queue, over the
+    #: last minute, in %; None when no live worker serves it.
+    utilization_pct: float | None = None
+    #: ``failed / (completed + failed)`` and ``completed / (completed + failed + cancelled)`` over
+    #: the window, in %; None when nothing finished.
+    error_rate_pct: float | None = None
+    completion_rate_pct: float | None = None
+    #: The service-level objectives that hold for the queue (its own, else ``PGQ_SLO_*``), by key
+    #: (``wait_p95_ms``, ``run_p95_ms``, ``utilization_pct``, ``error_rate_pct``,
+    #: ``completion_rate_pct``), and the names of those its figures break (see :mod:`pgq.slo`).
+    slo: dict[str, float] = field(default_factory=dict)
+    slo_breaches: list[str] = field(default_factory=list)
 
 
 def _from_row(cls: type[Any], row: dict[str, Any]) -> Any:
@@ -320,6 +340,7 @@ class OperationControls:
                 on_full=row["on_full"],
                 rejected=int(row["rejected"]),
                 group_max_pending=row["group_max_pending"],
+                slo=dict(row["slo"]),
             )
             for row in rows
         ]
@@ -344,6 +365,11 @@ class OperationControls:
         max_pending: int | None = UNSET,
         on_full: str = UNSET,
         group_max_pending: int | None = UNSET,
+        slo_wait_p95: float | timedelta | None = UNSET,
+        slo_run_p95: float | timedelta | None = UNSET,
+        slo_utilization: float | None = UNSET,
+        slo_error_rate: float | None = UNSET,
+        slo_completion_rate: float | None = UNSET,
     ) -> QueueInfo:
         """Set a queue's limits, enforced inside the claim across every worker (see
         docs/flow-control.md). Only the options given change; ``None`` removes a limit.
@@ -358,6 +384,10 @@ class OperationControls:
         - ``max_pending``: at most N pending jobs in the queue; ``group_max_pending``: at
           most N in each group of it. ``on_full`` (``"reject"`` or ``"drop_oldest"``) says
           what an enqueue beyond either does (see docs/flow-control.md).
+        - ``slo_wait_p95`` / ``slo_run_p95`` (seconds or timedelta), ``slo_utilization``,
+          ``slo_error_rate``, ``slo_completion_rate`` (percentages): the queue's service-level
+          objectives, shown by :meth:`stats`, ``pgq stats`` and the dashboard, in red when a
+          figure breaks one (see docs/operations.md#service-level-objectives).
 
         Returns the queue as :meth:`get_queue` shows it. Bad values raise
         :class:`ConfigurationError` and change nothing."""
@@ -382,7 +412,20 @@ class OperationControls:
         )
         params["set_on_full"] = on_full is not UNSET
         params["on_full"] = None if on_full is UNSET else parse_on_full(on_full)
+        to_set, to_remove = slo.changes(
+            wait_p95=slo_wait_p95,
+            run_p95=slo_run_p95,
+            utilization=slo_utilization,
+            error_rate=slo_error_rate,
+            completion_rate=slo_completion_rate,
+        )
         self.db.run(query("ops_set_queue", self.schema), params, idempotent=True)
+        if to_set or to_remove:
+            self.db.run(
+                query("ops_set_queue_slo", self.schema),
+                {"name": name, "set": Jsonb(to_set), "remove": to_remove},
+                idempotent=True,
+            )
         if params["set_concurrency"] or params["set_group_concurrency"]:
             self.db.run(query("ops_mark_limit_slots", self.schema), {"name": name}, idempotent=True)
         if params["set_group_rate"]:
@@ -462,6 +505,7 @@ class OperationControls:
                 at=row["at"],
                 rejected=int(row["rejected"]),
                 rejected_in_window=None if row["rejected_in_window"] is None else int(row["rejected_in_window"]),
+                **_objectives(row, self.settings),
             )
             for row in rows
         ]
@@ -469,3 +513,16 @@ class OperationControls:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _objectives(row: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """A stats row's figures of the service-level objectives, their thresholds and breaches."""
+    completed, failed, cancelled = int(row["completed"]), int(row["failed"]), int(row["cancelled"])
+    figures = {
+        "utilization_pct": _float(row["utilization_pct"]),
+        "error_rate_pct": slo.share(failed, completed + failed),
+        "completion_rate_pct": slo.share(completed, completed + failed + cancelled),
+    }
+    limits = slo.thresholds(row["slo"], settings)
+    measured = {**figures, "wait_ms_p95": _float(row["wait_ms_p95"]), "run_ms_p95": _float(row["run_ms_p95"])}
+    return {**figures, "slo": limits, "slo_breaches": slo.breaches(measured, limits)}

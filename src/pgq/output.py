@@ -24,7 +24,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn
 from rich.table import Table
 from rich.text import Text
 
-from pgq.display import clip
+from pgq.display import clip, percent
 from pgq.job import Job, LogLine, attempt_verb
 
 if TYPE_CHECKING:
@@ -285,7 +285,7 @@ def limits_text(q: Any) -> str:
 
 
 def workers_table(workers: Sequence[Any]) -> str:
-    headers = ("ID", "NAME", "HOST", "PID", "STATUS", "QUEUES", "SLOTS", "STARTED", "HEARTBEAT", "RUNNING")
+    headers = ("ID", "NAME", "HOST", "PID", "STATUS", "QUEUES", "SLOTS", "STARTED", "HEARTBEAT", "UTIL", "RUNNING")
     rows = [
         (
             str(w.id)[:8],
@@ -297,6 +297,7 @@ def workers_table(workers: Sequence[Any]) -> str:
             f"{len(w.running)}/{w.concurrency}",
             when(w.started_at),
             duration(w.seconds_since_heartbeat) + " ago",
+            percent(w.utilization_pct),
             _clip(" ".join(str(i) for i in w.running), 40),
         )
         for w in workers
@@ -320,7 +321,11 @@ def stats_table(stats: Sequence[Any]) -> str:
         "FAIL/MIN",
         "RUN P50/P95",
         "WAIT P50/P95",
+        "UTIL",
+        "ERRORS",
+        "DONE",
         "OLDEST",
+        "SLO",
     )
     rows = [
         (
@@ -336,13 +341,29 @@ def stats_table(stats: Sequence[Any]) -> str:
             str(s.workers),
             f"{s.completed_per_minute:.1f}",
             f"{s.failed_per_minute:.1f}",
-            f"{_ms(s.run_ms_p50)}/{_ms(s.run_ms_p95)}",
-            f"{_ms(s.wait_ms_p50)}/{_ms(s.wait_ms_p95)}",
+            _breached(f"{_ms(s.run_ms_p50)}/{_ms(s.run_ms_p95)}", s, "run_p95"),
+            _breached(f"{_ms(s.wait_ms_p50)}/{_ms(s.wait_ms_p95)}", s, "wait_p95"),
+            _breached(percent(s.utilization_pct), s, "utilization"),
+            _breached(percent(s.error_rate_pct), s, "error_rate"),
+            _breached(percent(s.completion_rate_pct), s, "completion_rate"),
             duration(s.oldest_waiting_seconds),
+            _objectives(s),
         )
         for s in stats
     ]
     return table(headers, rows)
+
+
+def _breached(text: str, stats: Any, objective: str) -> Text | str:
+    """A figure in red when it breaks its service-level objective."""
+    return Text(text, style="bold red") if objective in stats.slo_breaches else text
+
+
+def _objectives(stats: Any) -> Text | str:
+    """``ok``, or the objectives broken (in red); ``-`` when none is set."""
+    if stats.slo_breaches:
+        return Text("breached: " + ", ".join(stats.slo_breaches), style="bold red")
+    return "ok" if stats.slo else "-"
 
 
 def explain_reasons(text: str) -> list[str]:

@@ -27,7 +27,7 @@ from sqlalchemy import (
     Text,
     Uuid,
 )
-from sqlalchemy.dialects.postgresql import DOMAIN, JSONB, TIMESTAMP
+from sqlalchemy.dialects.postgresql import DOMAIN, JSONB, REAL, TIMESTAMP
 from sqlalchemy.types import TypeEngine
 
 TZ = TIMESTAMP(timezone=True)
@@ -157,6 +157,9 @@ def tables(schema: str = "pgq") -> Tables:
         Column("version", Text),
         # Task names the worker registered (revision 0005); NULL: an older worker, taken to know every task.
         Column("tasks", ARRAY(Text)),
+        # Share of its slots busy over the last minute, and busy slots by queue (revision 0017).
+        Column("utilization", REAL),
+        Column("busy_slots", JSONB, nullable=False),
     )
     metrics = Table(
         "metrics",
@@ -217,6 +220,8 @@ def tables(schema: str = "pgq") -> Tables:
         Column("group_cursor", Text),
         # max_pending of each group of the queue (revision 0005).
         Column("group_max_pending", Integer),
+        # Service-level objectives by key (revision 0017; see pgq.slo).
+        Column("slo", JSONB, nullable=False),
     )
     queue_groups = Table(
         "queue_groups",

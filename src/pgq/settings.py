@@ -131,6 +131,29 @@ class Settings(BaseSettings):
     retention_cancelled: float | None = Field(
         default=None, gt=0, description="Seconds cancelled jobs are kept. Default: `retention`."
     )
+    # Service-level objectives (see docs/operations.md#service-level-objectives): thresholds for
+    # every queue that sets none of its own; unset: not checked.
+    slo_wait_p95: float | None = Field(
+        default=None, gt=0, description="Seconds of queue latency (due to start) p95 above which a queue is in breach."
+    )
+    slo_run_p95: float | None = Field(
+        default=None, gt=0, description="Seconds of processing time p95 above which a queue is in breach."
+    )
+    slo_utilization: float | None = Field(
+        default=None, ge=0, le=100, description="Worker utilisation in % below which a queue is in breach."
+    )
+    slo_error_rate: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Error rate in % (failed over finished) above which a queue is in breach.",
+    )
+    slo_completion_rate: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Completion rate in % (completed over finished) below which a queue is in breach.",
+    )
     metrics_retention: float = Field(
         default=30 * 24 * 3600.0, gt=0, description="Seconds rows of `metrics` are kept. Default 30 days."
     )

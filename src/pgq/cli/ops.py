@@ -154,6 +154,8 @@ def add_commands(
         metavar="reject|drop_oldest",
         help="what an enqueue beyond --max-pending or --group-max-pending does",
     )
+    for flag, unit, help_text in SLO_FLAGS:
+        setting.add_argument(flag, metavar=f"{unit}|none", help=help_text)
     setting.add_argument("--json", action="store_true", help="print the queue as JSON")
     setting.set_defaults(handler=cmd_queues_set)
     for action, help_text in (
@@ -374,10 +376,15 @@ def cmd_queues_set(options: argparse.Namespace) -> int:
         value = getattr(options, option)
         if value is not None:
             changes[option] = parse(value)  # checked here, before anything connects
+    for flag, unit, _ in SLO_FLAGS:
+        option = flag[2:].replace("-", "_")
+        value = getattr(options, option)
+        if value is not None:
+            changes[option] = _slo_value(value, flag, unit)
     if not changes:
         raise ConfigurationError(
             "nothing to set: give at least one of --concurrency, --rate, --group-concurrency, --group-rate, "
-            "--max-pending, --group-max-pending, --on-full (e.g. pgq queues set emails --rate 10/s)"
+            "--max-pending, --group-max-pending, --on-full, --slo-... (e.g. pgq queues set emails --rate 10/s)"
         )
     with open_app(options) as app:
         info = app.set_queue(options.queue, **changes)
@@ -399,7 +406,34 @@ def cmd_queues_set(options: argparse.Namespace) -> int:
     if info.max_pending is not None or info.group_max_pending is not None:
         limits.append(f"on full {info.on_full}")
     print(f"queue {info.name}: " + (", ".join(limits) if limits else "no limits"))
+    if info.slo:
+        print("objectives: " + ", ".join(f"{key} {value:g}" for key, value in sorted(info.slo.items())))
     return 0
+
+
+#: ``pgq queues set``'s flags of the service-level objectives (pgq.slo): flag, unit, help.
+SLO_FLAGS = (
+    ("--slo-wait-p95", "SECONDS", "breach when the queue latency p95 (due to start) is above it"),
+    ("--slo-run-p95", "SECONDS", "breach when the processing time p95 is above it"),
+    ("--slo-utilization", "PERCENT", "breach when the workers' utilisation for the queue is below it"),
+    ("--slo-error-rate", "PERCENT", "breach when failed / finished is above it"),
+    ("--slo-completion-rate", "PERCENT", "breach when completed / finished is below it"),
+)
+
+
+def _slo_value(text: str, flag: str, unit: str) -> float | None:
+    """A flag's number (``none`` removes the objective), checked before anything connects."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigurationError(f"{flag} takes a number of {unit.lower()} or none, got {text!r}") from None
+    if unit == "PERCENT" and not 0 <= value <= 100:
+        raise ConfigurationError(f"{flag} is a percentage from 0 to 100, got {text!r}")
+    if unit == "SECONDS" and not 0 < value < float("inf"):
+        raise ConfigurationError(f"{flag} must be a positive number of seconds, got {text!r}")
+    return value
 
 
 def cmd_explain(options: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from pgq.context import JobContext
 from pgq.db.connection import Row, run_async
@@ -260,9 +261,21 @@ async def register_worker(conn: AsyncConn, schema: str, **fields: Any) -> None:
 
 
 async def heartbeat(
-    conn: AsyncConn, schema: str, worker_id: uuid.UUID, status: str, running: Sequence[int]
+    conn: AsyncConn,
+    schema: str,
+    worker_id: uuid.UUID,
+    status: str,
+    running: Sequence[int],
+    utilization: tuple[float, dict[str, float]] | None = None,
 ) -> tuple[str | None, list[int]]:
-    rows = await _rows(conn, "worker_heartbeat", schema, {"id": worker_id, "status": status, "running": list(running)})
+    params = {
+        "id": worker_id,
+        "status": status,
+        "running": list(running),
+        "utilization": utilization[0] if utilization else None,
+        "busy_slots": Jsonb(utilization[1]) if utilization else None,
+    }
+    rows = await _rows(conn, "worker_heartbeat", schema, params)
     row = rows[0]
     return row["status"], [int(i) for i in row["cancel_ids"] or []]
 

@@ -18,6 +18,10 @@ own counters (``pgq worker --metrics-port``) are real counters.
 | ``pgq_workers`` | gauge | | live workers |
 | ``pgq_worker_slots`` | gauge | | their concurrency, summed |
 | ``pgq_worker_slots_in_use`` | gauge | | jobs they run now |
+| ``pgq_queue_utilization_ratio`` | gauge | queue | busy over serving slots, last minute (``App.stats``) |
+| ``pgq_queue_error_rate_ratio`` | gauge | queue | failed / (completed + failed), last 24 hours |
+| ``pgq_queue_completion_rate_ratio`` | gauge | queue | completed / (completed + failed + cancelled), same |
+| ``pgq_queue_slo_breached`` | gauge | queue, objective | 1 while broken, 0 while held (see :mod:`pgq.slo`) |
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from pgq.db.queries import query
+from pgq.slo import OBJECTIVES
 from pgq.web import data
 
 if TYPE_CHECKING:
@@ -86,6 +91,31 @@ class PgqCollector:
         yield GaugeMetricFamily("pgq_workers", "Live workers", value=float(slots["workers"]))
         yield GaugeMetricFamily("pgq_worker_slots", "Job slots of the live workers", value=float(slots["slots"]))
         yield GaugeMetricFamily("pgq_worker_slots_in_use", "Jobs the live workers run now", value=float(slots["busy"]))
+        yield from _objectives(app)
+
+
+def _objectives(app: App) -> Iterator[Metric]:
+    """The figures of the service-level objectives, and which objectives each queue breaks."""
+    stats = app.stats()
+    for name, field, text in (
+        ("utilization", "utilization_pct", "Busy slots over the slots of the workers serving the queue, last minute"),
+        ("error_rate", "error_rate_pct", "Failed over completed + failed, last 24 hours"),
+        ("completion_rate", "completion_rate_pct", "Completed over completed + failed + cancelled, last 24 hours"),
+    ):
+        gauge = GaugeMetricFamily(f"pgq_queue_{name}_ratio", text, labels=["queue"])
+        for queue in stats:
+            value = getattr(queue, field)
+            if value is not None:
+                gauge.add_metric([queue.queue], value / 100.0)
+        yield gauge
+    breached = GaugeMetricFamily(
+        "pgq_queue_slo_breached", "1 while the queue breaks the service-level objective", labels=["queue", "objective"]
+    )
+    for queue in stats:
+        for objective in OBJECTIVES:
+            if objective.key in queue.slo:
+                breached.add_metric([queue.queue, objective.name], float(objective.name in queue.slo_breaches))
+    yield breached
 
 
 def registry_for(app: App) -> CollectorRegistry:

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import jinja2
 from markupsafe import Markup, escape
 
-from pgq.display import clip
+from pgq.display import clip, percent
 
 NAV = (
     ("/", "Overview"),
@@ -92,6 +92,6 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=when, duration=duration, ms=ms, pretty_json=pretty_json, short_json=short_json)
+    env.filters.update(when=when, duration=duration, ms=ms, pct=percent, pretty_json=pretty_json, short_json=short_json)
     env.globals["NAV"] = NAV
     return env

@@ -19,6 +19,7 @@ from psycopg_pool import PoolTimeout
 from pgq.db import repo
 from pgq.db.connection import Row, connection_kwargs
 from pgq.maintenance.service import Service
+from pgq.worker.slots import Utilization
 
 if TYPE_CHECKING:
     from pgq.worker.executor import RunningJob
@@ -37,6 +38,7 @@ class Heartbeat(Service):
         super().__init__(worker.heartbeat_interval)
         self.worker = worker
         self.log = log
+        self.utilization = Utilization(worker.slots)
 
     async def run_once(self) -> str | None:
         """One beat; the worker's status, None when it had been declared dead."""
@@ -65,7 +67,9 @@ class Heartbeat(Service):
         worker = self.worker
         status = "stopping" if worker.stopping else "running"
         held = worker.slots.jobs
-        found, cancel_ids = await repo.heartbeat(conn, worker.schema, worker.id, status, sorted(held))
+        found, cancel_ids = await repo.heartbeat(
+            conn, worker.schema, worker.id, status, sorted(held), self.utilization.sample()
+        )
         if found is not None:
             for job_id in cancel_ids:
                 worker.cancel_local(job_id)

@@ -139,7 +139,10 @@ live as (
      group by queue
 ),
 staff as (
-    select q.name as queue, count(*) as workers
+    -- slots: of the live workers serving the queue; busy: the slots its jobs held on
+    -- average over the last minute (each worker's own measure, its busy_slots).
+    select q.name as queue, count(*) as workers, sum(w.concurrency) as slots,
+           sum(coalesce(cast(w.busy_slots ->> q.name as float8), 0)) as busy
       from {schema}.workers w cross join lateral unnest(w.queues) as q(name)
      where w.status in ('running', 'stopping')
      group by q.name
@@ -165,7 +168,8 @@ select n.queue as name,
        coalesce(l.active, 0) as active,
        coalesce(l.blocked, 0) as blocked,
        coalesce(s.workers, 0) as workers,
-       l.oldest_waiting_seconds
+       l.oldest_waiting_seconds,
+       coalesce(p.slo, '{}') as slo
   from names n
   left join {schema}.queues p on p.name = n.queue
   left join live l on l.queue = n.queue
@@ -287,6 +291,8 @@ select n.queue,
        coalesce(c.completed, 0) as completed, coalesce(c.failed, 0) as failed,
        coalesce(c.cancelled, 0) as cancelled,
        coalesce(s.workers, 0) as workers,
+       100.0 * s.busy / nullif(s.slots, 0) as utilization_pct,
+       coalesce(p.slo, '{}') as slo,
        coalesce(c.recent_completed, 0) * 60.0 / %(rate_window)s as completed_per_minute,
        coalesce(c.recent_failed, 0) * 60.0 / %(rate_window)s as failed_per_minute,
        l.oldest_waiting_seconds,
@@ -308,11 +314,20 @@ select n.queue,
   left join rejections rj on rj.queue = n.queue
  order by n.queue;
 
+-- name: ops_set_queue_slo
+-- Set some of a queue's service-level objectives and remove others (keys of
+-- queues.slo, see pgq.slo); a queue may be set before it has any job.
+insert into {schema}.queues as q (name, slo)
+values (%(name)s, %(set)s)
+on conflict (name) do update
+   set slo = (q.slo || excluded.slo) - cast(%(remove)s as text[]),
+       updated_at = now();
+
 -- name: ops_list_workers
 -- Every worker row (stopped and dead ones are kept a day), live ones first.
 -- `running` is read from jobs, so it is exact now, not as of the last heartbeat.
 select w.id, w.name, w.host, w.pid, w.status, w.queues, w.concurrency, w.started_at,
-       w.last_heartbeat, w.stopped_at, w.version, w.tasks,
+       w.last_heartbeat, w.stopped_at, w.version, w.tasks, 100.0 * w.utilization as utilization_pct,
        extract(epoch from now() - w.last_heartbeat) as seconds_since_heartbeat,
        array(select j.id from {schema}.jobs j
               where j.worker_id = w.id and j.status = 'running'

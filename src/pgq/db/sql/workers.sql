@@ -9,9 +9,11 @@ values (%(id)s, %(name)s, %(host)s, %(pid)s, cast(%(queues)s as text[]), %(concu
 -- name: worker_heartbeat
 -- Returns the worker's status (no row: the sweeper declared it dead and
 -- removed it) and the ids of its running jobs that someone asked to cancel.
+-- utilization and busy_slots: the worker's own measure of the last minute.
 with beat as (
     update {schema}.workers
-       set last_heartbeat = now(), running = cast(%(running)s as bigint[]), status = %(status)s
+       set last_heartbeat = now(), running = cast(%(running)s as bigint[]), status = %(status)s,
+           utilization = %(utilization)s, busy_slots = coalesce(%(busy_slots)s, busy_slots)
      where id = %(id)s and status in ('running', 'stopping')
     returning status
 )
