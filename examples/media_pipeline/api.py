@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 import pgq
 from examples.media_pipeline.tasks import (
     TABLES,
+    WARMED,
     app,
     configure_queues,
     connect,
@@ -41,6 +42,7 @@ from examples.media_pipeline.tasks import (
     send_email,
     submit_batch,
     submit_image,
+    warm_previews,
 )
 
 STATIC = Path(__file__).parent / "static"
@@ -143,7 +145,9 @@ def submit(body: Submission, request: Request) -> dict[str, Any]:
             if not isinstance(url, str) or not url:
                 raise HTTPException(422, f"data.url must be an image URL, got {url!r}")
             with connect() as conn, conn.transaction():
-                return {"kind": body.kind, "job_ids": [submit_image(conn, url, **options)]}
+                job_id = submit_image(conn, url, **options)
+            warm_previews.enqueue(url=url)  # the fast lane: in this process, nothing written
+            return {"kind": body.kind, "job_ids": [job_id]}
         # image_batch
         if body.priority is not None or body.delay is not None:
             raise HTTPException(422, "priority and delay apply to one job; an image_batch takes neither")
@@ -182,7 +186,7 @@ def list_jobs(
         raise HTTPException(422, f"unknown state {state!r}; the states are {', '.join(STATES)}")
     if queue is not None and queue not in QUEUES:
         raise HTTPException(422, f"unknown queue {queue!r}; the pipeline's queues are {', '.join(QUEUES)}")
-    tasks = sorted(app.tasks.names())
+    tasks = sorted(name for name in app.tasks.names() if app.tasks[name].lane is None)  # durable: in the database
     if task is not None and task not in tasks:
         raise HTTPException(422, f"unknown task {task!r}; the pipeline's tasks are {', '.join(tasks)}")
     try:
@@ -226,7 +230,11 @@ def stats() -> dict[str, Any]:
     timings of the last 15 minutes (a queue nothing used yet is all zeros)."""
     found = {q.queue: dataclasses.asdict(q) for q in app.stats() if q.queue in QUEUES}
     empty = {"waiting": 0, "delayed": 0, "active": 0, "blocked": 0, "completed": 0, "failed": 0, "cancelled": 0}
-    return {"queues": {name: found.get(name, {"queue": name, **empty}) for name in QUEUES}}
+    return {
+        "queues": {name: found.get(name, {"queue": name, **empty}) for name in QUEUES},
+        # The fast lane of this process (warm_previews): counts since it started, and the previews warmed.
+        "fast_lane": {**app.fast_lane.stats(), "warmed": len(WARMED)},
+    }
 
 
 @api.post("/api/queue/cleanup")

@@ -219,7 +219,10 @@ def test_media_pipeline_http_api(database_url: str, serve: Callable[..., httpx.C
     assert error(client.post("/api/queue/jobs/999999/cancel"), 404) == "no job 999999"
     assert error(client.post("/api/queue/jobs/999999/retry"), 404) == "no job 999999"
 
-    # Stats: the pipeline's three queues, live counts now.
+    # Stats: the pipeline's three queues, live counts now; and the API process's fast lane, which
+    # warmed the preview of each image submitted on its own (nothing of it in the database).
+    fast = wait_for(lambda: (f := client.get("/api/queue/stats").json()["fast_lane"])["live"] == 0 and f, 10, "lane")
+    assert fast["completed"] == fast["enqueued"] == fast["warmed"] >= 1 and fast.get("failed", 0) == 0
     queues = client.get("/api/queue/stats").json()["queues"]
     assert list(queues) == ["emails", "images", "webhooks"]
     assert (queues["emails"]["waiting"], queues["images"]["waiting"], queues["images"]["delayed"]) == (1, 5, 1)

@@ -9,7 +9,7 @@ import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 import psycopg
@@ -36,6 +36,7 @@ from pgq.enqueueing import (
 )
 from pgq.errors import ConfigurationError, PgqError, QueueFull
 from pgq.events import EVENTS, Event
+from pgq.fast_lane import FastLane, check_options
 from pgq.group_commit import GroupCommit
 from pgq.job import Job, JobSpec, LogLine
 from pgq.job_edits import JobEdits
@@ -87,6 +88,8 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         self.hooks: dict[str, list[Callable[[Event], Any]]] = {}
         #: Schedules declared in code (``@app.periodic``), upserted when a worker starts.
         self.schedules: dict[str, ScheduleSpec] = {}
+        #: The jobs of ``durable=False`` tasks, run in this process (pgq.fast_lane).
+        self.fast_lane = FastLane(self)
 
     def configure(self, **overrides: Any) -> None:
         """Override settings after construction (the CLI's flags do this); only
@@ -134,6 +137,9 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         aliases: Sequence[str] = (),
         encrypt: bool = False,
         transactional: Literal[False] = False,
+        durable: bool = True,
+        concurrency: int | None = None,
+        rate: str | tuple[int, float | timedelta] | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     @overload
@@ -156,6 +162,9 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         aliases: Sequence[str] = (),
         encrypt: bool = False,
         transactional: bool = False,
+        durable: bool = True,
+        concurrency: int | None = None,
+        rate: str | tuple[int, float | timedelta] | None = None,
     ) -> Callable[[Callable[..., R]], Task[..., R]]: ...
 
     def task(
@@ -177,6 +186,9 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         aliases: Sequence[str] = (),
         encrypt: bool = False,
         transactional: bool = False,
+        durable: bool = True,
+        concurrency: int | None = None,
+        rate: str | tuple[int, float | timedelta] | None = None,
     ) -> Task[Any, Any] | Callable[[F], Task[Any, Any]]:
         """Register a handler as a task: ``@app.task`` or ``@app.task(queue=..., ...)``.
 
@@ -223,6 +235,13 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
           complete the job in that same transaction: the handler's writes and
           the job's completion commit together, once, or not at all. See
           docs/worker.md#transactional-handlers.
+        - ``durable``: False makes it a fast-lane task (pgq.fast_lane): its jobs run in
+          this process, on a background thread's loop, and are never written to the
+          database; **they are lost when the process ends**. For short work whose loss
+          costs nothing (cache warm-ups, previews). ``concurrency`` (default 10) and
+          ``rate`` (``"20/s"``) bound its jobs; ``batch_size``, ``max_attempts``,
+          ``backoff`` and ``timeout`` apply as for a durable task. See
+          docs/enqueueing.md#the-fast-lane.
         """
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
@@ -251,6 +270,15 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
                     f"max_snoozes of task {task_name!r} must be an integer >= 0, or None for no limit, "
                     f"got {max_snoozes!r}"
                 )
+            lane = check_options(
+                task_name,
+                durable=durable,
+                concurrency=concurrency,
+                rate=rate,
+                pass_context=pass_context,
+                transactional=transactional,
+                encrypt=encrypt,
+            )
             registered = Task(
                 self,
                 func,
@@ -268,6 +296,7 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
                 encrypt=encrypt,
                 transactional=transactional,
             )
+            registered.lane = lane
             # Check the task's default queue and priority once, here, rather
             # than failing at every enqueue.
             prepare(
@@ -312,6 +341,11 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
             if not isinstance(task, Task):
                 raise ConfigurationError(
                     f"@app.periodic must be stacked above @app.task (it got {task!r}, not a pgq task)"
+                )
+            if task.lane is not None:
+                raise ConfigurationError(
+                    f"task {task.name!r} is durable=False: a schedule's ticks are jobs in the database, taken by "
+                    "one worker each; make the task durable to schedule it"
                 )
             spec = check_spec(
                 ScheduleSpec(
@@ -367,10 +401,13 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         self.db.migrate()
 
     def close(self) -> None:
-        """Close pgq's own connections. The app can be used again afterwards."""
+        """Close pgq's own connections, and stop the fast lane (its waiting jobs are dropped:
+        ``app.fast_lane.drain()`` first to finish them). The app can be used again afterwards."""
+        self.fast_lane.close()
         self.db.close()
 
     async def aclose(self) -> None:
+        self.fast_lane.close()
         await self.db.aclose()
 
     def __enter__(self) -> App:
@@ -385,6 +422,33 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         if isinstance(task, Task):
             return task.name, task
         return task, self.tasks.get(task) if isinstance(task, str) else None
+
+    def _fast_task(self, spec: JobSpec) -> Task[Any, Any] | None:
+        """The registered ``durable=False`` task of ``spec``, if it is one."""
+        registered = self.tasks.get(spec.task)
+        return registered if registered is not None and registered.lane is not None else None
+
+    def _enqueue_fast(self, task: Task[Any, Any], params: dict[str, Any], connection: Any) -> int:
+        """A fast-lane job: queued in this process, nothing written (pgq.fast_lane)."""
+        refused = [
+            option
+            for option, given in (
+                ("connection", connection is not None),
+                ("key", params["key"] is not None),
+                ("group", params["group_key"] is not None),
+                ("depends_on", params["depends_on"] is not None),
+            )
+            if given
+        ]
+        if refused:
+            raise ConfigurationError(
+                f"task {task.name!r} is durable=False: its jobs are never written to the database, so they take "
+                f"no {', '.join(refused)}; make the task durable for that"
+            )
+        delay = params["delay"]
+        if params["run_at"] is not None:
+            delay = (params["run_at"] - datetime.now(UTC)).total_seconds()
+        return self.fast_lane.submit(task, params, max(delay or 0.0, 0.0))
 
     def _prepare(self, spec: JobSpec, strict: bool) -> dict[str, Any]:
         _, registered = self._task_for(spec.task)
@@ -462,6 +526,9 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
             meta=meta,
         )
         params = self._prepare(spec, strict)
+        lane = self._fast_task(spec)
+        if lane is not None:
+            return self._enqueue_fast(lane, params, connection)
         if self.telemetry is None or not self.telemetry.active():
             return self._enqueue_one(params, connection)
         with self.telemetry.enqueue_span(name, params["queue"]) as span:
@@ -550,6 +617,9 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
             meta=meta,
         )
         params = self._prepare(spec, strict)
+        lane = self._fast_task(spec)
+        if lane is not None:
+            return self._enqueue_fast(lane, params, connection)
         if self.telemetry is None or not self.telemetry.active():
             return await self._enqueue_one_async(params, connection)
         with self.telemetry.enqueue_span(name, params["queue"]) as span:
@@ -689,6 +759,11 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         for index, spec in enumerate(specs):
             if not isinstance(spec, JobSpec):
                 raise TypeError(f"enqueue_many takes pgq.JobSpec items; item {index} is {spec!r}")
+            if self._fast_task(spec) is not None:
+                raise ConfigurationError(
+                    f"job {index} of the batch: task {spec.task!r} is durable=False; enqueue_many and workflows "
+                    "write jobs to the database: enqueue fast-lane jobs one by one (task.enqueue)"
+                )
             try:
                 batch.append(self._prepare(spec, strict))
             except PgqError as exc:

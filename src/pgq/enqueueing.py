@@ -18,7 +18,7 @@ from typing import Any
 from pgq.db.connection import CopyIn
 from pgq.db.flows import Flow
 from pgq.db.queries import query, quote_ident
-from pgq.errors import InvalidJob, PgqError, QueueFull, UnknownTask
+from pgq.errors import ConfigurationError, InvalidJob, PgqError, QueueFull, UnknownTask
 from pgq.job import JobSpec
 from pgq.payload import encode_args
 from pgq.queue_names import check_queue_name
@@ -468,6 +468,11 @@ def _task_defaults(name: Any, tasks: dict[str, Task[Any, Any]], strict: bool) ->
     _check_task_name(name, task, strict)
     if task is None:
         return None, Options.of(name, "default", 0, 3, None, None, None)
+    if task.lane is not None:
+        raise ConfigurationError(
+            f"task {task.name!r} is durable=False; enqueue_many writes jobs to the database: enqueue "
+            "fast-lane jobs one by one (task.enqueue)"
+        )
     # Checked when the task was registered; checked again here, once per call, so that a
     # task changed since then cannot write a row that the table's rules refuse.
     queue = check_queue(task.queue or "default")

@@ -20,6 +20,7 @@ from pgq.payload import encode_args
 
 if TYPE_CHECKING:
     from pgq.app import App
+    from pgq.fast_lane import LaneOptions
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -63,6 +64,8 @@ class Task(Generic[P, R]):
         transactional: bool = False,
     ) -> None:
         self.app = app
+        #: How a ``durable=False`` task's jobs run in this process (pgq.fast_lane); None: durable.
+        self.lane: LaneOptions | None = None
         #: The handler runs in a transaction on ctx.connection, which also completes the job.
         self.transactional = bool(transactional)
         if transactional:
