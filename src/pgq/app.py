@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import os
 import signal
@@ -373,9 +374,42 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         previous: Database | None = getattr(self, "db", None)
         if previous is not None:
             previous.close()
+        self._close_reader()
         self._settings = value
         #: pgq's way to its database: pools, the retry rule, the schema check.
         self.db = Database(value)
+
+    @property
+    def reader(self) -> App:
+        """This app as the dashboard, its API's reads and ``pgq stats`` see it: its read methods
+        (``list_jobs``, ``get_job``, ``stats``, ``list_queues``, ...) run on the read replica of
+        ``PGQ_READ_URL`` when one is set, else it is the app itself. It may lag the primary:
+        act, enqueue and read what you just wrote through the app itself (see docs/scaling.md)."""
+        if not self.settings.read_url:
+            return self
+        reader: App | None = self.__dict__.get("_reader")
+        if reader is None:
+            reader = copy.copy(self)
+            replica = self.settings.model_copy(
+                update={"database_url": self.settings.read_url, "auto_migrate": False, "pooler": "none"}
+            )
+            reader.__dict__["db"] = Database(replica)
+            reader.__dict__["_reader"] = reader
+            self.__dict__["_reader"] = reader
+        return reader
+
+    def replica_lag(self) -> float | None:
+        """Seconds the read replica is behind the primary (0 when it has replayed all it
+        received); None without ``PGQ_READ_URL``."""
+        if not self.settings.read_url:
+            return None
+        row = self.reader.db.fetch("replica_lag")[0]
+        return None if row["lag"] is None else float(row["lag"])
+
+    def _close_reader(self) -> None:
+        reader: App | None = self.__dict__.pop("_reader", None)
+        if reader is not None and reader is not self:
+            reader.db.close()
 
     @property
     def url(self) -> str:
@@ -405,10 +439,16 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         ``app.fast_lane.drain()`` first to finish them). The app can be used again afterwards."""
         self.fast_lane.close()
         self.db.close()
+        reader: App | None = self.__dict__.get("_reader")
+        if reader is not None and reader is not self:
+            reader.db.close()
 
     async def aclose(self) -> None:
         self.fast_lane.close()
         await self.db.aclose()
+        reader: App | None = self.__dict__.get("_reader")
+        if reader is not None and reader is not self:
+            await reader.db.aclose()
 
     def __enter__(self) -> App:
         return self

@@ -391,3 +391,10 @@ def embedded_text(status: EmbeddedStatus, *, uses_url: bool) -> str:
     if uses_url:
         lines.append("PGQ_DATABASE_URL is set: pgq uses that server, not this one")
     return "\n".join(lines)
+
+
+def replica_text(lag: float | None) -> str:
+    """Where figures were read, with ``PGQ_READ_URL`` set (``pgq stats`` and the dashboard)."""
+    if lag is None:
+        return "read from PGQ_READ_URL, which is not a standby (no lag to show)"
+    return f"read from the replica (PGQ_READ_URL), {lag:.1f} s behind the primary"

@@ -183,7 +183,10 @@ class Settings(BaseSettings):
     )
     read_url: str | None = Field(
         default=None,
-        description="URL of a read replica for dashboards and stats. Default: `database_url`.",
+        description=(
+            "URL of a read replica: the dashboard's pages, the REST API's GETs and `pgq stats` read there "
+            "(`app.reader`); actions and enqueues stay on the primary. Default: none (all on `database_url`)."
+        ),
     )
     log_format: str = Field(default="text", description="`text` or `json`. Default `text`.")
 

@@ -28,7 +28,15 @@ from pgq.bulk import BulkResult, JobFilter, run_bulk
 from pgq.cli.args import open_app, positive_float
 from pgq.errors import ConfigurationError, DatabaseUnavailable, InvalidState, JobNotFound
 from pgq.operations import STATS_WINDOW, QueueStats
-from pgq.output import explain_reasons, progress, queues_table, stats_table, to_json, workers_table
+from pgq.output import (
+    explain_reasons,
+    progress,
+    queues_table,
+    replica_text,
+    stats_table,
+    to_json,
+    workers_table,
+)
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -480,16 +488,21 @@ def cmd_stats(options: argparse.Namespace) -> int:
     with open_app(options) as app:
         if options.watch:
             return _watch(app, options.window, options.interval or 2.0)
-        stats = app.stats(window=options.window)
+        stats = app.reader.stats(window=options.window)
+        view = None if options.json else _stats_view(app, stats)
     if options.json:
         print(to_json(stats))
     else:
-        print(_stats_view(stats))
+        print(view)
     return 0
 
 
-def _stats_view(stats: Sequence[QueueStats]) -> str:
-    return stats_table(stats) if stats else "no queues"
+def _stats_view(app: App, stats: Sequence[QueueStats]) -> str:
+    """The table, and where it was read: the replica of PGQ_READ_URL says how far behind it is."""
+    body = stats_table(stats) if stats else "no queues"
+    if not app.settings.read_url:
+        return body
+    return f"{body}\n\n{replica_text(app.replica_lag())}"
 
 
 def _watch(app: App, window_seconds: float, interval: float) -> int:
@@ -499,8 +512,8 @@ def _watch(app: App, window_seconds: float, interval: float) -> int:
     try:
         while True:
             try:
-                stats = app.stats(window=window_seconds)
-                body = _stats_view(stats)
+                stats = app.reader.stats(window=window_seconds)
+                body = _stats_view(app, stats)
                 at = stats[0].at.strftime("%Y-%m-%d %H:%M:%S %Z") if stats else time.strftime("%Y-%m-%d %H:%M:%S")
             except (DatabaseUnavailable, psycopg.OperationalError, PoolTimeout) as exc:
                 if first:

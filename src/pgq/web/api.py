@@ -197,7 +197,7 @@ def router(d: Dashboard) -> APIRouter:
         if unknown:
             raise WebError(422, f"unknown query parameter(s) {', '.join(unknown)}; known: {', '.join(LIST_PARAMS)}")
         jobs = await read(
-            d.app.list_jobs,
+            d.reads.list_jobs,
             status=status,
             queue=queue or None,
             task=task or None,
@@ -249,13 +249,14 @@ def router(d: Dashboard) -> APIRouter:
     @api.get("/jobs/stats", response_model=StatsOut, tags=["jobs"], operation_id="jobStats", responses=_errors())
     async def stats() -> Any:
         """Per queue: live counts, finished over 24 h, rates and timings (as ``pgq stats --json``)."""
-        return {"queues": await read(d.app.stats)}
+        lag = await read(d.app.replica_lag) if d.reads is not d.app else None
+        return {"queues": await read(d.reads.stats), "replica_lag_seconds": lag}
 
     @api.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"], operation_id="getJob", responses=_errors(404))
     async def get_job(job_id: JobIdPath) -> Any:
         """One job, live or finished."""
         found = job_id_param(job_id)
-        job = await read(d.app.get_job, found)
+        job, _ = await read(d.job, found)
         if job is None:
             raise WebError(404, f"no job with id {found} (live or in the retained history)")
         return data.job_json(job, d.redact)
@@ -288,7 +289,9 @@ def router(d: Dashboard) -> APIRouter:
     async def explain(job_id: JobIdPath) -> Any:
         """Why isn't this job running? (as ``pgq explain ID`` and the SQL function ``pgq.explain(id)``)"""
         found = job_id_param(job_id)
-        text = await read(d.app.explain, found)
+        text = await read(d.reads.explain, found)
+        if text.endswith(": no such job") and d.reads is not d.app:
+            text = await read(d.app.explain, found)  # not on the replica yet: the primary has it
         if text.endswith(": no such job"):
             raise WebError(404, f"no job with id {found} (live or in the retained history)")
         return {"id": found, "text": text, "reasons": data.explain_reasons(text)}
@@ -335,7 +338,7 @@ def router(d: Dashboard) -> APIRouter:
     @api.get("/queues", response_model=QueueList, tags=["queues"], operation_id="listQueues", responses=_errors())
     async def list_queues() -> Any:
         """Every queue with its live counts, whether it is paused, and its limits."""
-        return {"queues": await read(d.app.list_queues)}
+        return {"queues": await read(d.reads.list_queues)}
 
     @api.post(
         "/queues/{name}/limits",
@@ -377,7 +380,7 @@ def router(d: Dashboard) -> APIRouter:
     @api.get("/workers", response_model=WorkerList, tags=["workers"], operation_id="listWorkers", responses=_errors())
     async def list_workers() -> Any:
         """Every worker row (stopped and dead ones for a day), live ones first."""
-        return {"workers": await read(d.app.list_workers)}
+        return {"workers": await read(d.reads.list_workers)}
 
     # ------------------------------------------------------------- schedules
 
@@ -390,7 +393,7 @@ def router(d: Dashboard) -> APIRouter:
     )
     async def list_schedules() -> Any:
         """Every schedule, with its args redacted."""
-        return {"schedules": [_schedule_out(s, d) for s in await read(d.app.list_schedules)]}
+        return {"schedules": [_schedule_out(s, d) for s in await read(d.reads.list_schedules)]}
 
     @api.post(
         "/schedules/{name:path}/action",

@@ -37,6 +37,7 @@ from pgq.web.security import (
 
 if TYPE_CHECKING:
     from pgq.app import App
+    from pgq.job import Job
 
 log = logging.getLogger("pgq.web")
 
@@ -70,16 +71,28 @@ class Dashboard:
         from pgq.redaction import Redactor
 
         self.app = app
+        #: Where the pages and the API's GETs read: PGQ_READ_URL's replica when set (App.reader);
+        #: actions, enqueues and the job that follows an action go to the primary (``app``).
+        self.reads = app.reader
         self.read_only = read_only
         self.token = token
         self.redact = Redactor(redact_keys)
         self.strict = strict
         self.hub = LiveHub(app, self.redact, tick=tick)
-        self.registry = registry_for(app)
+        self.registry = registry_for(self.reads)
         self.templates = environment()
         self.throttle = Throttle()
         self.routes: list[Any] = []
         self._openapi: dict[str, dict[str, Any]] = {}
+
+    def job(self, job_id: int) -> tuple[Job | None, App]:
+        """A job read where the pages read, else on the primary (a job enqueued or changed a
+        moment ago may not have reached the replica yet: read-your-writes); and the app that
+        found it, for the reads that go with it."""
+        found = self.reads.get_job(job_id)
+        if found is not None or self.reads is self.app:
+            return found, self.reads
+        return self.app.get_job(job_id), self.app
 
     def openapi(self, root_path: str) -> dict[str, Any]:
         if root_path not in self._openapi:

@@ -234,6 +234,10 @@ class WorkerList(BaseModel):
 
 class StatsOut(BaseModel):
     queues: list[QueueStats] = Field(description="as pgq stats --json (docs/operations.md)")
+    replica_lag_seconds: float | None = Field(
+        default=None,
+        description="with PGQ_READ_URL: seconds the replica these figures were read from is behind the primary",
+    )
 
 
 class ScheduleList(BaseModel):

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response, Streamin
 from pgq.bulk import JobFilter, run_bulk
 from pgq.db.queries import query
 from pgq.job import STATUSES, Job, attempt_verb
-from pgq.output import limits_text
+from pgq.output import limits_text, replica_text
 from pgq.redaction import redact_job, redact_schedule
 from pgq.web import data, security
 from pgq.web.metrics import render
@@ -111,7 +111,7 @@ def router(d: Dashboard) -> APIRouter:
     @pages.get("/")
     async def overview(request: Request) -> Response:
         def read_all() -> dict[str, Any]:
-            app = d.app
+            app = d.reads
             stats = app.stats()
             live = app.db.run(query("dashboard_live", app.schema), {"ids": []})[0]
             table = data.merge_counts(live["live"], data.finished_counts(stats))
@@ -123,6 +123,7 @@ def router(d: Dashboard) -> APIRouter:
                 "stats": stats,
                 "workers": app.list_workers(),
                 "last_hour": data.last_hour(app),
+                "replica": None if app is d.app else replica_text(d.app.replica_lag()),
             }
 
         context = await read(read_all)
@@ -131,18 +132,18 @@ def router(d: Dashboard) -> APIRouter:
     @pages.get("/queues")
     async def queues(request: Request) -> Response:
         def read_all() -> dict[str, Any]:
-            listed = d.app.list_queues()
-            return {"queues": listed, "failed": data.failed_by_queue(d.app, [q.name for q in listed])}
+            listed = d.reads.list_queues()
+            return {"queues": listed, "failed": data.failed_by_queue(d.reads, [q.name for q in listed])}
 
         return d.render(request, "queues.html", "Queues", **await read(read_all), limits_text=limits_text)
 
     @pages.get("/workers")
     async def workers(request: Request) -> Response:
-        return d.render(request, "workers.html", "Workers", workers=await read(d.app.list_workers))
+        return d.render(request, "workers.html", "Workers", workers=await read(d.reads.list_workers))
 
     @pages.get("/schedules")
     async def schedules(request: Request) -> Response:
-        listed = [redact_schedule(s, d.redact) for s in await read(d.app.list_schedules)]
+        listed = [redact_schedule(s, d.redact) for s in await read(d.reads.list_schedules)]
         return d.render(request, "schedules.html", "Schedules", schedules=listed)
 
     @pages.get("/jobs")
@@ -166,8 +167,8 @@ def router(d: Dashboard) -> APIRouter:
         before_id = data.job_id(before) if before else None
 
         def read_page() -> tuple[list[Job], datetime]:
-            found = d.app.list_jobs(limit=PAGE_SIZE + 1, before_id=before_id, **{**filters, "args": args})
-            return found, data.db_now(d.app)
+            found = d.reads.list_jobs(limit=PAGE_SIZE + 1, before_id=before_id, **{**filters, "args": args})
+            return found, data.db_now(d.reads)
 
         listed, now = await read(read_page)
         shown = [redact_job(job, d.redact) for job in listed[:PAGE_SIZE]]
@@ -193,8 +194,7 @@ def router(d: Dashboard) -> APIRouter:
             raise WebError(404, f"{job_id!r} is not a job id")
 
         def read_job() -> dict[str, Any] | None:
-            app = d.app
-            stored = app.get_job(found)
+            stored, app = d.job(found)
             if stored is None:
                 return None
             waiting = stored.status in WAITING_STATUSES

@@ -335,3 +335,14 @@ select w.id, w.name, w.host, w.pid, w.status, w.queues, w.concurrency, w.started
   from {schema}.workers w
  order by case w.status when 'running' then 0 when 'stopping' then 1 when 'dead' then 2 else 3 end,
           w.started_at desc, w.id;
+
+-- name: replica_lag
+-- On a streaming standby: seconds it is behind its primary, 0 when it replayed all the WAL it
+-- received (an idle primary sends nothing: the last replay time alone would look like lag).
+-- Null on a server that is not in recovery (PGQ_READ_URL naming the primary itself).
+select case
+         when not pg_is_in_recovery() then null
+         when pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() then 0.0
+         else greatest(extract(epoch from now() - pg_last_xact_replay_timestamp()), 0.0)
+       end as lag;
+
