@@ -40,7 +40,9 @@ class Pair:
 def _start(bindir: Path, folder: Path, data: str, port: int) -> None:
     options = " ".join(
         [f"-p {port}", f"-k {folder}", "-c listen_addresses=127.0.0.1", "-c max_connections=100"]
-        + [f"-c {k}={v}" for k, v in FAST_SETTINGS.items() if k != "full_page_writes"]
+        # Not synchronous_commit: a setting on the command line would win over ALTER SYSTEM, and the
+        # failover scenarios turn synchronous replication on (full_page_writes: needed by pg_basebackup).
+        + [f"-c {k}={v}" for k, v in FAST_SETTINGS.items() if k not in ("full_page_writes", "synchronous_commit")]
         + ["-c wal_level=replica", "-c max_wal_senders=5", "-c hot_standby=on", "-c wal_receiver_status_interval=1"]
     )
     subprocess.run(
