@@ -150,3 +150,35 @@ def test_close_drops_what_waits_and_says_so(caplog: pytest.LogCaptureFixture) ->
     later.enqueue()  # the next enqueue starts the lane again
     assert app.fast_lane.drain(10)
     app.close()
+
+
+def test_many_threads_enqueue_into_one_lane_per_task() -> None:
+    app = pgq.App("postgresql://nobody@127.0.0.1:1/nothing")
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    @app.task(durable=False, concurrency=2)
+    def slow() -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+
+    def enqueue() -> None:
+        for _ in range(10):
+            slow.enqueue()
+
+    threads = [threading.Thread(target=enqueue) for _ in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert app.fast_lane.drain(20)
+        assert app.fast_lane.stats()["completed"] == 80 and most == 2  # the task's concurrency, not twice it
+    finally:
+        app.close()

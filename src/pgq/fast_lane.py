@@ -86,11 +86,12 @@ class FastLane:
             run_at=now + timedelta(seconds=delay or 0),
             created_at=now,
         )
-        with self._guard:
+        with self._guard:  # one lane per task, however many threads enqueue at once
             loop = self._running_loop()
+            lane = self._lane(task)
             self._live += 1
             self.counts["enqueued"] += 1
-        loop.call_soon_threadsafe(self._lane(task).put, job, delay or 0.0)
+        loop.call_soon_threadsafe(lane.put, job, delay or 0.0)
         return job.id
 
     def stats(self) -> dict[str, int]:

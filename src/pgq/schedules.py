@@ -114,7 +114,7 @@ def check_spec(spec: ScheduleSpec, max_payload_bytes: int) -> ScheduleSpec:
         encode_args(spec.args, max_payload_bytes, spec.task)
         # The same checks as an enqueue of its job: queue name, priority and attempts ranges.
         prepare(
-            JobSpec(spec.task, spec.args, spec.queue, spec.priority, max_attempts=spec.max_attempts),
+            JobSpec(spec.task, spec.args, queue=spec.queue, priority=spec.priority, max_attempts=spec.max_attempts),
             None,
             max_payload_bytes,
             strict=False,
