@@ -106,3 +106,43 @@ def test_pgq_stats_reads_the_replica_and_says_how_far_behind(pair: Pair) -> None
         replay(pair, paused=False)
     without = pgq_cli(pair.primary, "stats")
     assert "PGQ_READ_URL" not in without.stdout and "2" in without.stdout
+
+
+async def test_the_live_ticker_reads_the_replica_and_listens_on_the_primary(pair: Pair) -> None:
+    import asyncio
+    import json
+
+    from pgq.redaction import Redactor
+    from pgq.web.live import LiveHub
+
+    app = pgq.App(pair.primary, read_url=pair.standby)
+    hub = LiveHub(app, Redactor([]), tick=0.3)
+
+    async def snapshot(stream: Any) -> dict[str, Any]:
+        while True:
+            chunk = await asyncio.wait_for(stream.__anext__(), 10)
+            if chunk.startswith("event: snapshot"):
+                return dict(json.loads(chunk.split("data: ", 1)[1]))
+
+    app.enqueue("t", queue="live")
+    caught_up(pair)
+    stream = hub.stream(frozenset())
+    try:
+        first = await snapshot(stream)
+        assert first["counts"]["live"]["pending"] == 1
+        replay(pair, paused=True)
+        try:
+            app.enqueue("t", queue="live")  # the NOTIFY wakes the ticker; the replica still has one job
+            await asyncio.sleep(1.0)
+            assert hub._common is not None and hub._common["counts"]["live"]["pending"] == 1
+        finally:
+            replay(pair, paused=False)
+        later = await snapshot(stream)
+        while later["counts"]["live"]["pending"] != 2:
+            later = await snapshot(stream)
+    finally:
+        await stream.aclose()
+        await hub.aclose()
+        app.close()
+        with psycopg.connect(pair.primary, autocommit=True) as conn:
+            conn.execute("truncate pgq.jobs, pgq.job_history")

@@ -121,7 +121,7 @@ def test_hostile_names_are_data_or_rejected(app: pgq.App, conn: Any, database_ur
         app.enqueue("t", {}, queue=EVIL)
     with pytest.raises(pgq.ConfigurationError, match="PGQ_SCHEMA"):
         pgq.App(database_url, schema='pgq"; drop schema pgq cascade; --')
-    with pytest.raises(pgq.ConfigurationError, match="queue names"):
+    with pytest.raises(pgq.ConfigurationError, match="queue must be 1-128 ASCII letters"):
         from pgq.worker import Worker
 
         Worker(app, queues=[EVIL])

@@ -1,13 +1,15 @@
 """Live updates: one ticker per dashboard feeds every browser through Server-Sent Events.
 
-The ticker holds one database session. It LISTENs on the installation's jobs
-channel (a NOTIFY follows every insert into ``jobs``) and re-reads at most once
-per ``tick`` seconds otherwise, because claims, finishes and progress writes
-send no notification. Each read is one statement (``dashboard_live``) whatever
-the number of browsers: the live counts, the running jobs with their progress,
-and the state of every job some browser has on its screen. Finished counts
-(``App.stats()``, the last 24 hours) are re-read when the live counts change,
-at most every ``finished_every`` seconds, and every 30 seconds otherwise.
+The ticker LISTENs on the installation's jobs channel through
+:class:`pgq.db.listener.Listener` (on the primary, past any pooler: a NOTIFY
+follows every insert into ``jobs``) and re-reads at most once per ``tick``
+seconds otherwise, because claims, finishes and progress writes send no
+notification. Its reads go where the pages read (``app.reader``). Each read is
+one statement (``dashboard_live``) whatever the number of browsers: the live
+counts, the running jobs with their progress, and the state of every job some
+browser has on its screen. Finished counts (``App.stats()``, the last 24 hours)
+are re-read when the live counts change, at most every ``finished_every``
+seconds, and every 30 seconds otherwise.
 Browsers never poll: they keep one EventSource open.
 """
 
@@ -23,11 +25,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg.rows import dict_row
-
-from pgq.db.connection import connection_kwargs, read_any_json
-from pgq.db.queries import query
+from pgq.db.listener import Listener
 from pgq.redaction import Redactor
 from pgq.web.data import finished_counts, merge_counts, totals
 
@@ -133,51 +131,47 @@ class LiveHub:
     # --------------------------------------------------------------- ticker
 
     async def _run(self) -> None:
-        while self.subscribers:
-            try:
-                await self._session()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("dashboard live updates: %s; retrying in %.1f s", exc, self._backoff)
-                await self._publish_error(str(exc))
-                await asyncio.sleep(self._backoff)
-                # At most a few seconds: the pages' banner goes as soon as the database is back.
-                self._backoff = min(self._backoff * 2, 4.0)
-
-    async def _connect(self) -> tuple[psycopg.AsyncConnection[dict[str, Any]], bool]:
-        from starlette.concurrency import run_in_threadpool
-
-        app = self.app
-        url = await run_in_threadpool(lambda: app.url)  # may start the embedded server
-        direct = app.direct_url
-        target = direct or url
-        conn = await psycopg.AsyncConnection.connect(
-            target,
-            autocommit=True,
-            row_factory=dict_row,
-            **connection_kwargs(app.settings, "dashboard", direct=direct is not None),
-        )
-        read_any_json(conn)
-        listening = direct is not None
-        if listening:
-            await conn.execute(query("listen", channel=app.settings.notify_channel))
-        return conn, listening
-
-    async def _session(self) -> None:
-        conn, listening = await self._connect()
+        listener, listening = self._listen()
         try:
             while self.subscribers:
-                await self._read(conn)
-                await self._wait(conn, listening)
+                try:
+                    await self._read()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("dashboard live updates: %s; retrying in %.1f s", exc, self._backoff)
+                    await self._publish_error(str(exc))
+                    await asyncio.sleep(self._backoff)
+                    # At most a few seconds: the pages' banner goes as soon as the database is back.
+                    self._backoff = min(self._backoff * 2, 4.0)
+                    continue
+                await self._wait()
             # Set before any await, so that a browser arriving now starts a new ticker.
             self._task = None
         finally:
-            with contextlib.suppress(Exception):
-                await conn.close()
+            if listener is not None and listening is not None:
+                await listener.stop()
+                listening.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await listening
 
-    async def _wait(self, conn: psycopg.AsyncConnection[dict[str, Any]], listening: bool) -> None:
+    def _listen(self) -> tuple[Listener | None, asyncio.Task[None] | None]:
+        """LISTEN on the primary, past any pooler (notifications reach neither a pooler's
+        transaction nor a standby); without a direct URL the ticker reads on its timer alone."""
+        direct = self.app.direct_url
+        if direct is None:
+            return None, None
+        listener = Listener(
+            direct,
+            self.app.settings,
+            {self.app.settings.notify_channel: lambda _: self._wake.set()},
+            self._wake.set,
+            logger=log,
+            purpose="dashboard",
+        )
+        return listener, asyncio.create_task(listener.run(), name="pgq-dashboard-listen")
+
+    async def _wait(self) -> None:
         """Until the next tick, or sooner (but not before a quarter tick) after a NOTIFY or a new browser."""
         started = time.monotonic()
         deadline = started + self.tick
@@ -192,17 +186,18 @@ class LiveHub:
                 woken = True
                 continue
             step = min(deadline - now, 0.1 if not woken else earliest - now)
-            if listening:
-                async for _ in conn.notifies(timeout=max(step, 0.01), stop_after=1):
-                    woken = True
-            else:
-                await asyncio.sleep(max(step, 0.01))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(step, 0.01))
 
-    async def _read(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
-        schema = self.app.schema
+    async def _read(self) -> None:
+        """One read of everything the pages show live, where the pages read (``app.reader``: the
+        replica of PGQ_READ_URL when set), on pgq's pool in a thread."""
+        from starlette.concurrency import run_in_threadpool
+
         ids = sorted(set().union(*(s.ids for s in self.subscribers))) if self.subscribers else []
-        cur = await conn.execute(query("dashboard_live", schema), {"ids": ids})
-        row = await cur.fetchone()
+        reads = self.app.reader
+        rows = await run_in_threadpool(lambda: reads.db.fetch("dashboard_live", {"ids": ids}))
+        row = rows[0] if rows else None
         self.reads += 1
         self._backoff = 0.5
         if row is None:  # pragma: no cover - one row always
@@ -214,9 +209,7 @@ class LiveHub:
             self._finished_stale = True  # a job may have finished: count again, within finished_every
         due = now - self._finished_at >= (self.finished_every if self._finished_stale else 30.0)
         if due or not self._finished_at:
-            from starlette.concurrency import run_in_threadpool
-
-            self._finished = finished_counts(await run_in_threadpool(self.app.stats))
+            self._finished = finished_counts(await run_in_threadpool(reads.stats))
             self.reads += 1
             self._finished_at = now
             self._finished_stale = False

@@ -9,7 +9,7 @@
   (:class:`~pgq.worker.reporter.Reporter`);
 - :class:`~pgq.worker.heartbeat.Heartbeat` and
   :class:`~pgq.worker.heartbeat.ProgressWriter` are periodic services;
-- the :class:`~pgq.worker.listener.Listener` turns notifications into wake-ups.
+- the :class:`~pgq.db.listener.Listener` turns notifications into wake-ups.
 
 Database errors never stop the worker: each loop logs a bounded number of
 lines, waits, and tries again.
@@ -33,6 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 from pgq.context import JobContext
 from pgq.db import channels, repo
 from pgq.db.connection import Pools, Row
+from pgq.db.listener import Listener
 from pgq.db.queries import query
 from pgq.db.session import Session, Silence
 from pgq.job import Job
@@ -46,7 +47,6 @@ from pgq.worker.batch import Batches
 from pgq.worker.completer import Completer
 from pgq.worker.executor import STOP_WAIT, Executor, RunningJob
 from pgq.worker.heartbeat import Heartbeat, ProgressWriter
-from pgq.worker.listener import Listener
 from pgq.worker.outcome import Outcome
 from pgq.worker.producer import Producer, first_line
 from pgq.worker.reporter import Reporter

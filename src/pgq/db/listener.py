@@ -1,10 +1,12 @@
-"""The LISTEN connection: a hint that wakes the producer, never a source of truth.
+"""The LISTEN connection: a hint that wakes its owner, never a source of truth.
 
-One autocommit session per worker. When it drops it reconnects with backoff,
-and every (re)LISTEN is followed by a claim, since notifications sent while
-it was away are gone. When no notification has arrived for a while it sends
-itself one (a probe) and reconnects if that does not come back: a half-open
-socket would otherwise leave the worker waiting on its poll interval.
+One autocommit session per owner: a worker (its producer claims when woken) and
+a dashboard (its live ticker reads when woken). When it drops it reconnects with
+backoff, and every (re)LISTEN calls ``on_listening``, since notifications sent
+while it was away are gone: the owner reads (or claims) then. When no
+notification has arrived for a while it sends itself one (a probe) and
+reconnects if that does not come back: a half-open socket would otherwise leave
+the owner waiting on its poll interval.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class Listener:
         on_listening: Callable[[], None],
         *,
         probe_after: float = PROBE_AFTER,
+        logger: logging.Logger = log,
+        purpose: str = "listener",
     ) -> None:
         self.url = url
         self.settings = settings
@@ -50,7 +54,8 @@ class Listener:
         self.listening = False
         self._stopping = False
         self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._errors = LogWindow(log, 30.0)
+        self.purpose = purpose
+        self._errors = LogWindow(logger, 30.0)
 
     async def run(self) -> None:
         backoff = 0.5
@@ -63,9 +68,9 @@ class Listener:
                 if self._stopping:
                     break
                 self._errors.warning(
-                    "listener: connection lost (%s); polling every %.1f s until it is back",
+                    "%s: LISTEN connection lost (%s); reading on a timer until it is back",
+                    self.purpose,
                     str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-                    self.settings.poll_interval,
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -74,12 +79,12 @@ class Listener:
                 await self._close()
 
     async def _listen(self) -> None:
-        kwargs = connection_kwargs(self.settings, "listener", direct=True)
+        kwargs = connection_kwargs(self.settings, self.purpose, direct=True)
         self._conn = conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, **kwargs)
         for channel in [*self.handlers, self.probe_channel]:
             await conn.execute(query("listen", channel=channel))
         self.listening = True
-        self._errors.reset("listener: connected again; notifications resume")
+        self._errors.reset(f"{self.purpose}: LISTEN connected again; notifications resume")
         self.on_listening()
         while not self._stopping:
             heard = False
@@ -96,7 +101,7 @@ class Listener:
         try:
             handler(payload)
         except Exception:  # a malformed payload is ignored, the listener carries on
-            log.exception("listener: ignoring notification on %s with payload %r", channel, payload[:100])
+            log.exception("%s: ignoring notification on %s with payload %r", self.purpose, channel, payload[:100])
 
     async def _probe(self, conn: psycopg.AsyncConnection[Any]) -> None:
         token = uuid.uuid4().hex
