@@ -6,12 +6,32 @@ import asyncio
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import pgq
 from pgq.events import Event
+
+
+def overlap_probe(app: pgq.App, concurrency: int, seconds: float) -> tuple[Any, Callable[[], int]]:
+    """A fast-lane task ``slow`` that sleeps ``seconds``, and the most of its jobs seen running at once."""
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    @app.task(durable=False, concurrency=concurrency, name="slow")
+    def slow() -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(seconds)
+        with lock:
+            running -= 1
+
+    return slow, lambda: most
 
 
 def test_fast_jobs_run_in_process_and_never_touch_the_database(app: pgq.App, conn: Any) -> None:
@@ -38,21 +58,9 @@ def test_fast_jobs_run_in_process_and_never_touch_the_database(app: pgq.App, con
 
 def test_concurrency_rate_and_batches() -> None:
     app = pgq.App("postgresql://nobody@127.0.0.1:1/nothing")  # no database at all
-    running = 0
-    most = 0
-    lock = threading.Lock()
     starts: list[float] = []
     batches: list[int] = []
-
-    @app.task(durable=False, concurrency=2)
-    def slow() -> None:
-        nonlocal running, most
-        with lock:
-            running += 1
-            most = max(most, running)
-        time.sleep(0.05)
-        with lock:
-            running -= 1
+    slow, most = overlap_probe(app, concurrency=2, seconds=0.05)
 
     @app.task(durable=False, concurrency=1, rate="20/s")
     async def paced() -> None:
@@ -71,7 +79,7 @@ def test_concurrency_rate_and_batches() -> None:
         for n in range(12):
             thumbnails.enqueue(n=n)
         assert app.fast_lane.drain(10)
-        assert most == 2
+        assert most() == 2
         gaps = [b - a for a, b in itertools.pairwise(starts)]
         assert len(starts) == 5 and min(gaps) >= 0.04  # 20 a second: one start every 50 ms
         assert sum(batches) == 12 and max(batches) == 5
@@ -154,19 +162,7 @@ def test_close_drops_what_waits_and_says_so(caplog: pytest.LogCaptureFixture) ->
 
 def test_many_threads_enqueue_into_one_lane_per_task() -> None:
     app = pgq.App("postgresql://nobody@127.0.0.1:1/nothing")
-    running = 0
-    most = 0
-    lock = threading.Lock()
-
-    @app.task(durable=False, concurrency=2)
-    def slow() -> None:
-        nonlocal running, most
-        with lock:
-            running += 1
-            most = max(most, running)
-        time.sleep(0.02)
-        with lock:
-            running -= 1
+    slow, most = overlap_probe(app, concurrency=2, seconds=0.02)
 
     def enqueue() -> None:
         for _ in range(10):
@@ -179,6 +175,6 @@ def test_many_threads_enqueue_into_one_lane_per_task() -> None:
         for thread in threads:
             thread.join()
         assert app.fast_lane.drain(20)
-        assert app.fast_lane.stats()["completed"] == 80 and most == 2  # the task's concurrency, not twice it
+        assert app.fast_lane.stats()["completed"] == 80 and most() == 2  # the task's concurrency, not twice it
     finally:
         app.close()

@@ -29,8 +29,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pgq.errors import PermanentError
+from pgq.errors import ConfigurationError, PermanentError
 from pgq.events import Event
+from pgq.flow import parse_count, parse_rate
 from pgq.job import Job
 
 if TYPE_CHECKING:
@@ -315,9 +316,6 @@ def check_options(
     encrypt: bool,
 ) -> LaneOptions | None:
     """A fast-lane task's options, or :class:`ConfigurationError` saying what cannot be."""
-    from pgq.errors import ConfigurationError
-    from pgq.flow import parse_count, parse_rate
-
     if durable:
         if concurrency is not None or rate is not None:
             raise ConfigurationError(
