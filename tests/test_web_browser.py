@@ -150,9 +150,13 @@ def test_overview_counts_and_a_job_enqueued_elsewhere_shows_up_live(
     app.enqueue("send", {"to": "bob"}, queue="emails", delay=3600)
     app.cancel(app.enqueue("send", {"to": "eve"}, queue="emails"))
     app.enqueue("report", {}, queue="reports")
+    app.set_queue("emails", slo_completion_rate=99)  # one cancelled, none completed: a breach
     served = serve()
 
     page.goto(served.url + "/")
+    breach = page.locator("table.stats td.breach", has_text="breached: completion_rate")
+    sync_api.expect(breach).to_be_visible()
+    assert breach.evaluate("e => getComputedStyle(e).color") == "rgb(192, 57, 43)"  # --bad: red
     assert count(page, "emails", "pending") == "1"
     assert count(page, "emails", "delayed") == "1"
     assert count(page, "emails", "cancelled") == "1"
