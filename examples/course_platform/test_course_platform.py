@@ -209,6 +209,8 @@ def test_course_platform_panel_buttons_in_chromium(
     row = tab.locator("#jobs tbody tr").first
     row.wait_for()
     job_id = int(row.get_attribute("data-job-id"))
+    # The panel's refresh may show the row before the browser reads the response that sets the message.
+    tab.wait_for_function("document.querySelector('#message').textContent.includes('created')")
     assert "created" in tab.locator("#message").inner_text()
     assert row.locator("[data-cell=status]").inner_text() == "pending"
     tab.wait_for_function("document.querySelector('[data-count=waiting]')?.textContent === 'waiting 1'")
@@ -220,6 +222,8 @@ def test_course_platform_panel_buttons_in_chromium(
     assert priority.input_value() == "42"
     row.get_by_role("button", name="Set").click()
     wait_for(lambda: client.get(f"/pgq/api/jobs/{job_id}").json()["priority"] == 42, 10, "the new priority")
+    # The row commits before the browser reads the response that sets the message: wait for it.
+    tab.wait_for_function(f"document.querySelector('#message').textContent === 'job {job_id}: priority 42'")
     assert tab.locator("#message").inner_text() == f"job {job_id}: priority 42"
 
     # A bad priority: the API's error, shown, and nothing changed.
@@ -251,6 +255,7 @@ def test_course_platform_panel_buttons_in_chromium(
     row.get_by_role("button", name="Remove").click()
     tab.locator(f"tr[data-job-id='{job_id}']").wait_for(state="detached")
     assert client.get(f"/pgq/api/jobs/{job_id}").status_code == 404
+    tab.wait_for_function(f"document.querySelector('#message').textContent === 'job {job_id}: removed'")
     assert tab.locator("#message").inner_text() == f"job {job_id}: removed"
     shot(tab, tmp_path, "panel-after-remove")
 
