@@ -84,6 +84,8 @@
   // loop. A different reason reloads at once: a job that goes pending -> running ->
   // completed within seconds reloads for each, or its page would keep "running"'s
   // attempts under a "completed" badge (no later snapshot would ask again).
+  // sessionStorage outlives a page, so a reason seen by the page before a navigation
+  // counts too: reasons say what the page showed, not only what it is told.
   var RELOAD_KEY = "pgq-reload:" + location.pathname + location.search;
   var reloading = false;
   function reloadSoon(reason) {
@@ -313,7 +315,10 @@
           job.status === "running" || (el.dataset.keep === "1" && job.progress !== null && !!job.message));
       });
       if (body.dataset.reloadOnChange && initial[id] !== undefined && initial[id] !== job.status) {
-        reloadSoon("job " + id + " " + job.status);  // the page shows the new state's result and attempts
+        // The reason names the state this page showed as well as the new one: the page
+        // a form leaves may see the same change just before the page the form loads
+        // renders, and must not stop that page's own reload for the 10 s guard.
+        reloadSoon("job " + id + " " + initial[id] + " -> " + job.status);
       }
     });
     refreshExplain(data);
