@@ -25,6 +25,9 @@ FAST_SETTINGS = {
     "synchronous_commit": "off",
     "full_page_writes": "off",
 }
+#: Room for the fault scenario of 22 worker processes (about 7 sessions each: pool,
+#: claims, finishes, LISTEN, the sweeper's election, the handlers' bookkeeping).
+MAX_CONNECTIONS = 300
 
 
 @dataclass
@@ -139,6 +142,10 @@ def _start_embedded() -> Server:
             command[4:4] = ["-o", f'-h "" -k {socket_dir}', "-l", str(folder / "pg" / "log")]
         return ["runuser", "-u", "embedded_postgres", "--", *command] if os.geteuid() == 0 else command
 
+    with psycopg.connect(url, autocommit=True) as conn:
+        # max_connections needs a restart (the embedded server starts with 100).
+        conn.execute(f"alter system set max_connections = {MAX_CONNECTIONS}")
+    subprocess.run(control("restart"), check=True, capture_output=True, timeout=60)
     return Server("pg18", url, _server_version(url), [stop], control)
 
 
@@ -180,7 +187,7 @@ def _start_debian(version: int) -> Server:
     )
     port = _free_port()
     options = " ".join(
-        [f"-p {port}", f"-k {folder}", "-c listen_addresses=127.0.0.1", "-c max_connections=200"]
+        [f"-p {port}", f"-k {folder}", "-c listen_addresses=127.0.0.1", f"-c max_connections={MAX_CONNECTIONS}"]
         + [f"-c {k}={v}" for k, v in FAST_SETTINGS.items()]
     )
     subprocess.run(
