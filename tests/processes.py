@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -57,6 +58,18 @@ class WorkerProcess:
             self.process.wait(10)
 
 
+def stop_all(workers: list[WorkerProcess], *, died_ok: bool = False) -> None:
+    """SIGTERM to every worker still running; each must exit within 60 s with code 0. A worker
+    that had already exited passes only with ``died_ok`` (a plain worker that ran a job which
+    killed its own process, say)."""
+    for worker in workers:
+        if worker.process.poll() is None:
+            worker.signal(signal.SIGTERM)
+        elif died_ok:
+            continue
+        assert worker.wait(60) == 0, worker.output()[-3000:]
+
+
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -70,6 +83,11 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 
 def count(conn: psycopg.Connection[Any], sql: str, *params: Any) -> int:
     return int(conn.execute(sql, params or None).fetchone()["n"])  # type: ignore[index]
+
+
+def finished(conn: psycopg.Connection[Any], ids: list[int]) -> int:
+    """How many of these jobs are in the history (completed, failed or cancelled)."""
+    return count(conn, "select count(*) as n from pgq.job_history where id = any(%s)", ids)
 
 
 def pgq_cli(database_url: str, *args: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ import pgq
 from tests import pgservers
 from tests.faults.consistency import Counts
 from tests.faults.proxy import Proxy
-from tests.processes import FAST_MAINTENANCE, WorkerProcess, count, wait_for
+from tests.processes import FAST_MAINTENANCE, WorkerProcess, count, stop_all, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -48,13 +48,6 @@ def wake_latency_ms(url: str, samples: int = 5) -> list[float]:
     finally:
         app.close()
     return lags
-
-
-def stop_all(workers: list[WorkerProcess]) -> None:
-    for worker in workers:
-        worker.signal(signal.SIGTERM)
-    for worker in workers:
-        assert worker.wait(60) == 0, worker.output()[-3000:]
 
 
 @pytest.fixture
