@@ -53,6 +53,17 @@ def _raw() -> dict[str, str]:
     return blocks
 
 
+def names() -> list[str]:
+    """Every named block, sorted (for checks that read all of pgq's SQL)."""
+    return sorted(_raw())
+
+
+def identifier_names(name: str) -> list[str]:
+    """The ``{ident:x}`` placeholders query ``name`` needs, sorted."""
+    whole = _PART.sub(lambda part: _raw()[part.group(1)], _raw()[name])
+    return sorted({m.group(1) for m in _PLACEHOLDER.finditer(whole) if m.group(1)})
+
+
 def query(name: str, schema: str | None = None, **identifiers: str) -> str:
     """The text of query ``name`` for ``schema``, with ``identifiers`` quoted into its
     ``{ident:x}`` placeholders; each placeholder must be given, and each given one used."""
