@@ -14,7 +14,6 @@ the servers they start, with the suite.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,9 @@ import psycopg
 import pytest
 
 import pgq
+from pgq.testing.databases import DatabaseServer
 from tests import pgservers
 from tests.processes import WorkerProcess
-
-TEMPLATE = "pgq_template"
 
 
 def _server_params() -> list[object]:
@@ -40,47 +38,44 @@ def _server_params() -> list[object]:
 
 @pytest.fixture(scope="session", params=_server_params())
 def pg_server(request: pytest.FixtureRequest) -> Iterator[pgservers.Server]:
+    """A server, with its databases made as pgq.testing makes them for users: a template
+    migrated once (``server.databases.template``), cloned for each test."""
     server = pgservers.start(request.param)
     try:
-        with psycopg.connect(server.url, autocommit=True) as conn:
-            conn.execute(f"drop database if exists {TEMPLATE}")
-            conn.execute(f"create database {TEMPLATE}")
-        pgq.migrate(server.url_for(TEMPLATE))
+        server.databases = DatabaseServer(server.url)  # the server itself is stopped below
+        server.databases.template = server.databases.create_template()
         yield server
     finally:
+        if server.databases is not None:
+            server.databases.stop()
         server.stop()
 
 
-def _create_database(server: pgservers.Server, template: str) -> str:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute(f"create database {name} template {template}")
-    return name
-
-
-def _drop_database(server: pgservers.Server, name: str) -> None:
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute(f"drop database if exists {name} with (force)")
+def _databases(server: pgservers.Server) -> DatabaseServer:
+    assert server.databases is not None
+    return server.databases
 
 
 @pytest.fixture
 def database_url(pg_server: pgservers.Server) -> Iterator[str]:
     """A fresh, migrated database of its own for this test."""
-    name = _create_database(pg_server, TEMPLATE)
+    databases = _databases(pg_server)
+    url = databases.create_database(databases.template)
     try:
-        yield pg_server.url_for(name)
+        yield url
     finally:
-        _drop_database(pg_server, name)
+        databases.drop_database(url)
 
 
 @pytest.fixture
 def empty_database_url(pg_server: pgservers.Server) -> Iterator[str]:
     """A fresh database without pgq's schema."""
-    name = _create_database(pg_server, "template1")
+    databases = _databases(pg_server)
+    url = databases.create_database("template1")
     try:
-        yield pg_server.url_for(name)
+        yield url
     finally:
-        _drop_database(pg_server, name)
+        databases.drop_database(url)
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psycopg
 
+from pgq.testing.databases import DatabaseServer
+
 FAST_SETTINGS = {
     "fsync": "off",
     "synchronous_commit": "off",
@@ -38,6 +40,8 @@ class Server:
     _stop: list[object] = field(default_factory=list, repr=False)
     #: action, *args -> the pg_ctl command line for this server
     control: Callable[..., list[str]] | None = field(default=None, repr=False)
+    #: Its template and per-test databases (pgq.testing's; set by the pg_server fixture).
+    databases: DatabaseServer | None = field(default=None, repr=False)
 
     def url_for(self, dbname: str) -> str:
         params = psycopg.conninfo.conninfo_to_dict(self.url)

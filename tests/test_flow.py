@@ -18,25 +18,8 @@ import pytest
 import pgq
 from pgq.db.queries import query
 from pgq.flow import parse_rate
+from tests.rows import add_worker
 from tests.test_operations import assert_error, pgq_cli
-
-
-def register(conn: psycopg.Connection[Any], queues: list[str]) -> uuid.UUID:
-    worker_id = uuid.uuid4()
-    conn.execute(
-        query("worker_register", "pgq"),
-        {
-            "id": worker_id,
-            "name": "t",
-            "host": "h",
-            "pid": 1,
-            "queues": queues,
-            "concurrency": 10,
-            "version": "t",
-            "tasks": None,
-        },
-    )
-    return worker_id
 
 
 def claim_limited(conn: psycopg.Connection[Any], worker_id: uuid.UUID, queue: str, limit: int) -> list[dict[str, Any]]:
@@ -136,7 +119,7 @@ def test_bad_queue_name_and_group(app: pgq.App) -> None:
 def test_concurrency_limit_counts_running_jobs(app: pgq.App, conn: Any) -> None:
     app.set_queue("q", concurrency=2)
     app.enqueue_many([pgq.JobSpec("t", queue="q") for _ in range(5)])
-    worker = register(conn, ["q"])
+    worker = add_worker(conn, queues=["q"], concurrency=10)
     # The claim of queues without limits leaves a limited queue alone.
     assert claim(conn, worker, ["q"], 10) == []
     first = claim_limited(conn, worker, "q", 10)
@@ -153,7 +136,7 @@ def test_jobs_running_before_a_limit_is_set_count_against_it(app: pgq.App, conn:
     """Unlimited claims write no entry of jobs_running_idx (limit_slot stays null): set_queue
     marks the jobs already running when it sets a concurrency limit, so they count."""
     app.enqueue_many([pgq.JobSpec("t", queue="q") for _ in range(5)])
-    worker = register(conn, ["q"])
+    worker = add_worker(conn, queues=["q"], concurrency=10)
     early = claim(conn, worker, ["q"], 2)
     assert len(early) == 2
     assert conn.execute("select count(*) as n from pgq.jobs where limit_slot").fetchone()["n"] == 0
@@ -163,7 +146,7 @@ def test_jobs_running_before_a_limit_is_set_count_against_it(app: pgq.App, conn:
     assert len(claim_limited(conn, worker, "q", 10)) == 1
     # A worker that hears of the limit marks its own running jobs too (a claim in flight
     # while set_queue marked them): the query it runs.
-    other = register(conn, ["r"])
+    other = add_worker(conn, queues=["r"], concurrency=10)
     app.enqueue("t", queue="r")
     [late] = claim(conn, other, ["r"], 1)
     conn.execute(query("job_mark_limit_slots", "pgq"), {"worker_id": other, "queues": ["r"]})
@@ -173,10 +156,10 @@ def test_jobs_running_before_a_limit_is_set_count_against_it(app: pgq.App, conn:
 def test_a_dead_or_paused_worker_claims_nothing(app: pgq.App, conn: Any) -> None:
     app.set_queue("q", concurrency=5)
     app.enqueue("t", queue="q")
-    worker = register(conn, ["q"])
+    worker = add_worker(conn, queues=["q"], concurrency=10)
     conn.execute("update pgq.workers set status = 'dead' where id = %s", [worker])
     assert claim_limited(conn, worker, "q", 10) == []
-    other = register(conn, ["q"])
+    other = add_worker(conn, queues=["q"], concurrency=10)
     app.pause_queue("q")
     assert claim_limited(conn, other, "q", 10) == []
     app.resume_queue("q")
@@ -186,7 +169,7 @@ def test_a_dead_or_paused_worker_claims_nothing(app: pgq.App, conn: Any) -> None
 def test_rate_limit_spaces_starts_evenly_and_says_when_the_next_is_due(app: pgq.App, conn: Any) -> None:
     app.set_queue("q", rate="20/s")
     app.enqueue_many([pgq.JobSpec("t", queue="q") for _ in range(100)])
-    worker = register(conn, ["q"])
+    worker = add_worker(conn, queues=["q"], concurrency=10)
     started = []
     import time
 
@@ -208,7 +191,7 @@ def test_group_concurrency_round_robin_and_order(app: pgq.App, conn: Any) -> Non
     big = app.enqueue_many([pgq.JobSpec("t", queue="q", group="big") for _ in range(6)])
     small = app.enqueue_many([pgq.JobSpec("t", queue="q", group="small") for _ in range(2)])
     loose = app.enqueue("t", queue="q")  # no group: not held by group limits
-    worker = register(conn, ["q"])
+    worker = add_worker(conn, queues=["q"], concurrency=10)
     first = claim_limited(conn, worker, "q", 10)
     # One job per group (concurrency 1 each), each group's first in enqueue order.
     assert sorted(r["id"] for r in first) == sorted([big[0], small[0], loose])
@@ -230,7 +213,7 @@ def test_groups_are_served_round_robin_not_oldest_first(app: pgq.App, conn: Any)
     a = app.enqueue_many([pgq.JobSpec("t", queue="q", group="a") for _ in range(10)])
     b = app.enqueue_many([pgq.JobSpec("t", queue="q", group="b") for _ in range(10)])
     c = app.enqueue_many([pgq.JobSpec("t", queue="q", group="c") for _ in range(10)])
-    worker = register(conn, ["q"])
+    worker = add_worker(conn, queues=["q"], concurrency=10)
     taken = [r["id"] for r in claim_limited(conn, worker, "q", 6)]
     assert sorted(taken) == sorted(a[:2] + b[:2] + c[:2])
     # The group served longest ago goes first: with one slot at a time, a, b, c take turns.
@@ -242,7 +225,7 @@ def test_group_rate(app: pgq.App, conn: Any) -> None:
     app.set_queue("q", group_rate="1/h")
     a = app.enqueue_many([pgq.JobSpec("t", queue="q", group="a") for _ in range(3)])
     b = app.enqueue_many([pgq.JobSpec("t", queue="q", group="b") for _ in range(3)])
-    worker = register(conn, ["q"])
+    worker = add_worker(conn, queues=["q"], concurrency=10)
     assert sorted(r["id"] for r in claim_limited(conn, worker, "q", 10)) == [a[0], b[0]]
     assert claim_limited(conn, worker, "q", 10) == []
     wait = conn.execute(query("job_next_token", "pgq"), {"queues": ["q"]}).fetchone()["wait"]
@@ -261,7 +244,7 @@ def test_explain_names_each_blocker(app: pgq.App, conn: Any) -> None:
     text = app.explain(delayed)
     assert "its run_at is in the future" in text
     assert "no live worker serves its queue q" in text
-    worker = register(conn, ["q", "r"])
+    worker = add_worker(conn, queues=["q", "r"], concurrency=10)
 
     app.set_queue("q", concurrency=1)
     running = app.enqueue("t", queue="q")

@@ -21,6 +21,7 @@ import pytest
 import pgq
 from pgq import bulk
 from tests.processes import pgq_cli
+from tests.rows import add_worker
 
 # ------------------------------------------------------------------ helpers
 
@@ -263,12 +264,8 @@ def test_list_queues_counts(app: pgq.App, conn: Any) -> None:
     set_running(conn, app.enqueue("t", queue="a"))
     finished_job(conn, "completed", queue="old")  # only history
     app.pause_queue("p")
-    conn.execute(
-        """insert into pgq.workers (id, name, host, pid, queues, concurrency)
-           values (gen_random_uuid(), 'w', 'h', 1, '{a,idle}', 4),
-                  (gen_random_uuid(), 'gone', 'h', 2, '{a,gone}', 4)"""
-    )
-    conn.execute("update pgq.workers set status = 'dead' where name = 'gone'")
+    add_worker(conn, queues=["a", "idle"], concurrency=4)
+    add_worker(conn, name="gone", queues=["a", "gone"], concurrency=4, status="dead")
     queues = {q.name: q for q in app.list_queues()}
     assert sorted(queues) == ["a", "idle", "old", "p"]
     a = queues["a"]

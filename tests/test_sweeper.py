@@ -18,6 +18,7 @@ from pgq.db.connection import run_async
 from pgq.db.flows import drive_async
 from pgq.maintenance.retention import PRUNE_BATCH, prune_history_flow
 from pgq.maintenance.sweeper import Sweeper
+from tests.rows import add_worker
 
 
 @pytest.fixture
@@ -25,16 +26,6 @@ async def sweeper(app: pgq.App) -> AsyncIterator[Sweeper]:
     sweeping = Sweeper(app, worker_name="test")
     yield sweeping
     await sweeping.close()
-
-
-def add_worker(conn: Any, *, heartbeat_age: float = 0, status: str = "running") -> uuid.UUID:
-    worker_id = uuid.uuid4()
-    conn.execute(
-        "insert into pgq.workers (id, name, host, pid, queues, concurrency, status, last_heartbeat) "
-        "values (%s, 'w', 'h', 1, '{default}', 1, %s, now() - make_interval(secs => %s))",
-        [worker_id, status, heartbeat_age],
-    )
-    return worker_id
 
 
 def add_running_job(

@@ -25,6 +25,7 @@ from pgq.errors import ConfigurationError
 from pgq.web import create_app
 from pgq.web.server import check_exposure
 from tests.openapi_check import CheckedClient, check_responses
+from tests.rows import add_worker
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -234,10 +235,7 @@ def test_queues_and_workers_api(api: TestClient, app: pgq.App, database_url: str
     app.cancel(failed)
     with psycopg.connect(database_url, autocommit=True) as conn:  # a failed job, as a worker leaves it
         conn.execute("update pgq.job_history set status = 'failed' where id = %s", [failed])
-        conn.execute(
-            "insert into pgq.workers (id, name, host, pid, queues, concurrency)"
-            " values (gen_random_uuid(), 'w-1', 'h', 1, '{emails}', 4)"
-        )
+        add_worker(conn, name="w-1", queues=["emails"], concurrency=4)
     app.enqueue("t", {}, queue="emails")
 
     paused = api.post("/api/queues/emails/pause")
@@ -292,10 +290,7 @@ def test_explain_endpoint_and_the_job_pages_panel(api: TestClient, app: pgq.App,
     job_id = app.enqueue(task, queue="mail")
     app.pause_queue("mail")
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            "insert into pgq.workers (id, name, host, pid, queues, concurrency, tasks)"
-            " values (gen_random_uuid(), 'w', 'h', 1, '{mail}', 1, '{other}')"
-        )
+        add_worker(conn, queues=["mail"], tasks=["other"])
     body = api.get(f"/api/jobs/{job_id}/explain").json()
     assert body["id"] == job_id and body["text"] == app.explain(job_id)
     assert body["reasons"] == [
@@ -546,10 +541,7 @@ def test_metrics(api: TestClient, app: pgq.App, database_url: str) -> None:
             " ('emails', now() - interval '25 hours', 10, 100, 100, 100, null, null, 100)"
         )
         conn.execute("insert into pgq.queues (name, rejected) values ('emails', 107)")
-        conn.execute(
-            "insert into pgq.workers (id, name, host, pid, queues, concurrency, running)"
-            " values (gen_random_uuid(), 'w', 'h', 1, '{emails}', 10, '{1,2,3}')"
-        )
+        add_worker(conn, queues=["emails"], concurrency=10, running=[1, 2, 3])
     text = api.get("/metrics").text
     assert 'pgq_jobs{queue="emails",state="pending"} 1.0' in text
     assert 'pgq_jobs{queue="emails",state="delayed"} 1.0' in text
@@ -954,10 +946,7 @@ def test_job_page_shows_children_graph_and_worker_name(api: TestClient, app: pgq
     assert "<dt>children</dt>" in page
     assert all(f'href="/jobs/{i}">#{i}</a>' in page for i in ids[1:3])
     assert page.count('<g class="node') == 4 and page.count('<line class="edge"') == 4
-    conn.execute(
-        "insert into pgq.workers (id, name, host, pid, queues, concurrency)"
-        " values ('00000000-0000-0000-0000-0000000000aa', 'mailer-1', 'h', 1, '{default}', 1)"
-    )
+    add_worker(conn, name="mailer-1", worker_id="00000000-0000-0000-0000-0000000000aa")
     conn.execute("update pgq.jobs set worker_id = '00000000-0000-0000-0000-0000000000aa' where id = %s", [ids[0]])
     page = api.get(f"/jobs/{ids[0]}").text
     assert 'href="/workers#w-00000000-0000-0000-0000-0000000000aa"' in page and ">mailer-1</a>" in page

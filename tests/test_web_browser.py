@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 import pgq
+from tests.rows import add_worker
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
@@ -463,9 +464,13 @@ def test_pause_and_heartbeats_update_live(
     app: pgq.App, serve: Callable[..., Served], page: Any, tmp_path: Path, conn: Any
 ) -> None:
     app.enqueue("echo", {}, queue="emails")
-    conn.execute(
-        "insert into pgq.workers (id, name, host, pid, queues, concurrency, last_heartbeat)"
-        " values ('00000000-0000-0000-0000-0000000000bb', 'w-1', 'h', 1, '{emails}', 2, now() - interval '40 s')"
+    add_worker(
+        conn,
+        name="w-1",
+        queues=["emails"],
+        concurrency=2,
+        heartbeat_age=40,
+        worker_id="00000000-0000-0000-0000-0000000000bb",
     )
     served = serve()
     page.goto(served.url + "/queues")

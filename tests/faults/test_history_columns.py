@@ -25,6 +25,7 @@ import pytest
 import pgq
 from pgq.maintenance.sweeper import Sweeper
 from tests.processes import wait_for
+from tests.rows import add_worker
 
 pytestmark = pytest.mark.faults
 
@@ -123,16 +124,6 @@ def insert(conn: Any, row: dict[str, Any]) -> int:
     return int(conn.execute(f"insert into pgq.jobs ({columns}) values ({marks}) returning id", row).fetchone()["id"])
 
 
-def add_worker(conn: Any, heartbeat_age: float) -> uuid.UUID:
-    worker_id = uuid.uuid4()
-    conn.execute(
-        "insert into pgq.workers (id, name, host, pid, queues, concurrency, status, last_heartbeat) "
-        "values (%s, 'w', 'h', 1, '{q}', 1, 'running', now() - make_interval(secs => %s))",
-        [worker_id, heartbeat_age],
-    )
-    return worker_id
-
-
 def test_worker_finishes_keep_every_column(app: pgq.App, captured: Any) -> None:
     conn = captured
     tries: dict[str, int] = {}
@@ -188,8 +179,8 @@ def test_cancel_keeps_every_column(app: pgq.App, captured: Any) -> None:
 
 def test_sweeper_rescues_keep_every_column(app: pgq.App, captured: Any) -> None:
     conn = captured
-    dead = add_worker(conn, heartbeat_age=600)
-    alive = add_worker(conn, heartbeat_age=0)
+    dead = add_worker(conn, queues=["q"], heartbeat_age=600)
+    alive = add_worker(conn, queues=["q"], heartbeat_age=0)
     died = insert(
         conn, filled(conn, status="running", attempts=5, worker_id=dead, started_at=None, key=None)
     )  # its worker died on its last attempt, and not for the first time (two crashes are given back)
