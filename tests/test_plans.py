@@ -401,3 +401,28 @@ def test_the_newest_jobs_are_read_from_both_primary_keys(conn: psycopg.Connectio
         )
     )
     assert "jobs_tags_idx" in tagged and "job_history_tags_idx" in tagged, tagged
+
+
+def test_a_prune_with_nothing_expired_reads_no_history(conn: psycopg.Connection[Any]) -> None:
+    """Every sweep runs the prune; when fewer than a batch of rows have expired it must
+    stop at the shortest retention, not walk the whole history in finished_at order
+    looking for more (it took 2 s a sweep with 10 million rows)."""
+    conn.execute(
+        """insert into pgq.job_history (id, queue, task, args, priority, status, attempts,
+               max_attempts, run_at, created_at, started_at, finished_at)
+           select -g, 'default', 'old', '{}', 0, case when g %% 10 = 0 then 'failed' else 'completed' end,
+                  1, 3, now(), now(), now(), now() - interval '1 hour' + g * interval '1 ms'
+             from generate_series(1, %s) g""",
+        [BACKLOG],
+    )
+    conn.execute("analyze pgq.job_history")
+    params = {"completed": 86400.0, "failed": 30 * 86400.0, "cancelled": 86400.0, "batch": 1000}
+    plan = [
+        row["QUERY PLAN"]
+        for row in psycopg.ClientCursor(conn)
+        .execute("explain (analyze, buffers, costs off) " + query("sweep_prune_history", "pgq"), params)
+        .fetchall()
+    ]
+    text = "\n".join(plan)
+    assert "Seq Scan on job_history" not in text, text
+    assert total_buffers(plan) <= 20, text

@@ -96,10 +96,14 @@ select null, 'notified' from woken;
 
 -- name: sweep_prune_history
 -- One batch of finished jobs past their status's retention; returns how many.
+-- The first bound (the shortest retention) is what the finished_at index
+-- scan stops at: without it, a sweep that finds fewer than a batch of expired
+-- rows walks the whole history (2 s for 10 million rows, every sweep).
 with doomed as (
     select id, queue
       from {schema}.job_history
-     where finished_at < now() - make_interval(secs => case status
+     where finished_at < now() - make_interval(secs => least(%(completed)s, %(failed)s, %(cancelled)s))
+       and finished_at < now() - make_interval(secs => case status
                when 'completed' then %(completed)s
                when 'failed' then %(failed)s
                else %(cancelled)s end)
