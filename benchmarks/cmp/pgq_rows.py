@@ -231,13 +231,20 @@ def pgq_ageing(url: str, jobs: int, churn: int, history_rows: int, progress: Any
     progress(f"  ageing: after churn {results['churned'].jobs_per_s or 0:,.0f} jobs/s; adding {history_rows:,} rows")
     with psycopg.connect(url, autocommit=True) as conn:
         for offset in range(0, history_rows, 1_000_000):
+            # Spread over the six days before now, inside the default 7-day retention (a week of
+            # history, not ten million jobs that all finished this second), one in a hundred failed.
             conn.execute(
                 """insert into pgq.job_history (id, queue, task, args, priority, status, attempts,
                         max_attempts, run_at, created_at, started_at, finished_at)
-                   select -g, 'default', 'old', '{}', 0, 'completed', 1, 3, now(), now(), now(), now()
-                     from generate_series(%s::bigint, %s::bigint) g""",
+                   select -g, 'default', 'old', '{}', 0,
+                          case when g %% 100 = 0 then 'failed' else 'completed' end, 1, 3, t, t, t, t
+                     from generate_series(%s::bigint, %s::bigint) g,
+                          lateral (select now() - (g %% 518400) * interval '1 second' as t) at""",
                 [offset + 1, min(offset + 1_000_000, history_rows)],
             )
+        # What autovacuum does after such a load (insert-triggered vacuum and analyze, within a
+        # minute or two): the drain then meets a settled table, as it would in production.
+        conn.execute("vacuum analyze pgq.job_history")
     results["history"] = _ageing_drain(url, jobs)
     return results
 
