@@ -76,6 +76,12 @@ def total_buffers(plan_lines: list[str]) -> int:
     raise AssertionError("no Buffers line in the plan:\n" + "\n".join(plan_lines))
 
 
+def explained(conn: psycopg.Connection[Any], name: str, params: dict[str, Any]) -> list[str]:
+    """The lines of EXPLAIN (ANALYZE, BUFFERS) of named query ``name`` run with ``params``."""
+    sql = "explain (analyze, buffers, costs off) " + query(name, "pgq")
+    return [row["QUERY PLAN"] for row in psycopg.ClientCursor(conn).execute(sql, params).fetchall()]
+
+
 @pytest.fixture
 def worker_with_history(app: pgq.App, conn: psycopg.Connection[Any]) -> tuple[uuid.UUID, list[dict[str, Any]]]:
     """A registered worker that claimed and finished HISTORY jobs (their index
@@ -185,12 +191,7 @@ def test_the_sweepers_rescue_reads_running_jobs_not_the_backlog(
     pending jobs that must stay an index read of the running ones."""
     conn.execute("analyze pgq.jobs")  # with fresh statistics too: BATCH running rows of BACKLOG + BATCH
     params = {"heartbeat_timeout": 30.0, "timeout_grace": 30.0, "claim_grace": 5.0, "batch": 500, "channel": "x"}
-    plan = [
-        row["QUERY PLAN"]
-        for row in psycopg.ClientCursor(conn)
-        .execute("explain (analyze, buffers, costs off) " + query("sweep_rescue_jobs", "pgq"), params)
-        .fetchall()
-    ]
+    plan = explained(conn, "sweep_rescue_jobs", params)
     text = "\n".join(plan)
     assert "Seq Scan on jobs" not in text, text
     assert total_buffers(plan) <= MAX_BUFFERS, text
@@ -215,10 +216,7 @@ def test_an_idle_workers_next_wake_up_reads_one_entry_per_priority(conn: psycopg
     sql, params = query("job_next_run_at", "pgq"), {"queues": ["default"]}
     wait = conn.execute(sql, params).fetchone()["wait"]  # type: ignore[index]
     assert 590 < float(wait) <= 600  # the 'soonest' job, though its priority is the lowest
-    plan = [
-        row["QUERY PLAN"]
-        for row in psycopg.ClientCursor(conn).execute("explain (analyze, buffers, costs off) " + sql, params).fetchall()
-    ]
+    plan = explained(conn, "job_next_run_at", params)
     text = "\n".join(plan)
     assert "Seq Scan on jobs" not in text, text
     assert total_buffers(plan) <= 200, text
@@ -417,12 +415,7 @@ def test_a_prune_with_nothing_expired_reads_no_history(conn: psycopg.Connection[
     )
     conn.execute("analyze pgq.job_history")
     params = {"completed": 86400.0, "failed": 30 * 86400.0, "cancelled": 86400.0, "batch": 1000}
-    plan = [
-        row["QUERY PLAN"]
-        for row in psycopg.ClientCursor(conn)
-        .execute("explain (analyze, buffers, costs off) " + query("sweep_prune_history", "pgq"), params)
-        .fetchall()
-    ]
+    plan = explained(conn, "sweep_prune_history", params)
     text = "\n".join(plan)
     assert "Seq Scan on job_history" not in text, text
     assert total_buffers(plan) <= 20, text
