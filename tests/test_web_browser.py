@@ -573,3 +573,39 @@ def test_charts_say_where_the_recorded_metrics_end(
     sync_api.expect(note).to_contain_text("sweeper records the next one (every 10 s)")
     sync_api.expect(page.locator("[data-chart-queue]").first.locator(".figures")).to_contain_text("Nothing finished")
     shot(page, tmp_path, "overview-charts-until")
+
+
+def test_a_live_reload_never_replaces_a_submitted_action(
+    app: pgq.App, serve: Callable[..., Served], page: Any, conn: Any
+) -> None:
+    """A snapshot that asks for a reload (here: another queue paused elsewhere) starts a
+    300 ms timer; a Pause clicked meanwhile must still reach the server. The timer is
+    stretched to 1.5 s and the POST held for 3 s, so that the timer would fire in the
+    middle of the action's navigation: before the fix it reloaded, the POST never left
+    (the last CI run: a Resume that did nothing)."""
+    app.enqueue("echo", {}, queue="emails")
+    app.enqueue("echo", {}, queue="other")
+    page.add_init_script(
+        "(() => { const later = window.setTimeout;"
+        " window.setTimeout = (f, ms, ...rest) => later(f, ms === 300 ? 1500 : ms, ...rest); })()"
+    )
+    posted: list[str] = []
+
+    def hold(route: Any) -> None:
+        posted.append(route.request.method)
+        time.sleep(3)
+        route.continue_()
+
+    served = serve()
+    page.route("**/actions/queue", hold)
+    page.goto(served.url + "/queues")
+    reload_key = "pgq-reload:/queues"
+    page.evaluate(f"sessionStorage.removeItem({json.dumps(reload_key)})")
+    app.pause_queue("other")  # its Resume button comes from the server: the next snapshot asks for a reload
+    page.wait_for_function(f"sessionStorage.getItem({json.dumps(reload_key)}) !== null", timeout=15_000)
+    page.on("dialog", lambda dialog: dialog.accept())
+    row = page.locator("table.queues tr", has_text="emails")
+    row.get_by_role("button", name="Pause").click()
+    sync_api.expect(row.get_by_role("button", name="Resume")).to_be_visible(timeout=15_000)
+    assert posted == ["POST"]
+    assert conn.execute("select paused from pgq.queues where name = 'emails'").fetchone()["paused"] is True

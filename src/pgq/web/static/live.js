@@ -12,11 +12,19 @@
     try { return JSON.parse(text); } catch (e) { return fallback; }
   }
 
+  // A live reload must never take the place of the user's own action: once a form is
+  // submitted, a reload that was due is cancelled and no new one is started (the page
+  // the form loads is the fresh one). Without this, a reload 300 ms after a snapshot
+  // replaced a Resume click's POST with a GET, and the queue stayed paused.
+  var submitting = false, reloadTimer = null;
   document.addEventListener("submit", function (event) {
     var form = event.target;
     if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
       event.preventDefault();
+      return;
     }
+    submitting = true;
+    if (reloadTimer) { clearTimeout(reloadTimer); reloadTimer = null; }
   });
 
   // ------------------------------------------------------------ times
@@ -89,7 +97,7 @@
   var RELOAD_KEY = "pgq-reload:" + location.pathname + location.search;
   var reloading = false;
   function reloadSoon(reason) {
-    if (reloading) return;
+    if (reloading || submitting) return;
     reason = reason || "";
     var last = json(sessionStorage.getItem(RELOAD_KEY) || "null", null);
     if (last && last.reason === reason && Date.now() - last.at < 10000) return;
@@ -103,7 +111,7 @@
         href: a ? a.getAttribute("href") : null, link: a ? a.textContent : null, at: Date.now()
       }));
     }
-    setTimeout(function () { window.location.reload(); }, 300);
+    reloadTimer = setTimeout(function () { window.location.reload(); }, 300);
   }
 
   var watch = json(body.dataset.watch || "[]", []);
