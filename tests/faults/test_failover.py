@@ -109,6 +109,18 @@ def test_workers_follow_the_promoted_standby(
         producer = Producer(url)
         producer.start()
         wait_for(lambda: len(producer.acknowledged) >= 100, 30, "jobs before the failover")
+        # Both workers are up and running jobs before the primary dies: the scenario is workers
+        # that follow a failover, not one that starts in the middle of it (the last CI run saw
+        # a worker still starting when the primary was stopped, 0.2 s after the first).
+        pids = [w.process.pid for w in workers]
+        with psycopg.connect(database_url, autocommit=True) as runs:
+            wait_for(
+                lambda: (
+                    runs.execute("select count(distinct pid) from runs where pid = any(%s)", [pids]).fetchone() == (2,)
+                ),
+                60,
+                "both workers to run jobs",
+            )
 
         # The primary dies (as a crash: no shutdown checkpoint), the standby is promoted.
         pg_ctl(pair, "primary", "-m", "immediate", "stop")
