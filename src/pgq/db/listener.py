@@ -55,6 +55,7 @@ class Listener:
         self._stopping = False
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self.purpose = purpose
+        self._log = logger
         self._errors = LogWindow(logger, 30.0)
 
     async def run(self) -> None:
@@ -101,7 +102,7 @@ class Listener:
         try:
             handler(payload)
         except Exception:  # a malformed payload is ignored, the listener carries on
-            log.exception("%s: ignoring notification on %s with payload %r", self.purpose, channel, payload[:100])
+            self._log.exception("%s: ignoring notification on %s with payload %r", self.purpose, channel, payload[:100])
 
     async def _probe(self, conn: psycopg.AsyncConnection[Any]) -> None:
         token = uuid.uuid4().hex

@@ -60,8 +60,16 @@ def names() -> list[str]:
 
 def identifier_names(name: str) -> list[str]:
     """The ``{ident:x}`` placeholders query ``name`` needs, sorted."""
-    whole = _PART.sub(lambda part: _raw()[part.group(1)], _raw()[name])
-    return sorted({m.group(1) for m in _PLACEHOLDER.finditer(whole) if m.group(1)})
+    return sorted({m.group(1) for m in _PLACEHOLDER.finditer(_with_parts(name)) if m.group(1)})
+
+
+def _with_parts(name: str) -> str:
+    """Block ``name`` with its ``{part:x}`` filled in, placeholders still open."""
+    try:
+        raw = _raw()[name]
+    except KeyError:
+        raise KeyError(f"no query named {name!r} in pgq/db/sql") from None
+    return _PART.sub(lambda part: _raw()[part.group(1)], raw)
 
 
 def query(name: str, schema: str | None = None, **identifiers: str) -> str:
@@ -78,11 +86,7 @@ def _for_schema(name: str, schema: str | None) -> str:
 
 
 def _fill(name: str, schema: str | None, identifiers: dict[str, str]) -> str:
-    try:
-        raw = _raw()[name]
-    except KeyError:
-        raise KeyError(f"no query named {name!r} in pgq/db/sql") from None
-    whole = _PART.sub(lambda part: _raw()[part.group(1)], raw)
+    whole = _with_parts(name)
     used: set[str] = set()
 
     def fill(placeholder: re.Match[str]) -> str:

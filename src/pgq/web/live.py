@@ -131,7 +131,8 @@ class LiveHub:
     # --------------------------------------------------------------- ticker
 
     async def _run(self) -> None:
-        listener, listening = self._listen()
+        listener = self._listener()
+        listening = asyncio.create_task(listener.run(), name="pgq-dashboard-listen") if listener else None
         try:
             while self.subscribers:
                 try:
@@ -149,19 +150,19 @@ class LiveHub:
             # Set before any await, so that a browser arriving now starts a new ticker.
             self._task = None
         finally:
-            if listener is not None and listening is not None:
+            if listener is not None and listening is not None:  # both or neither
                 await listener.stop()
                 listening.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await listening
 
-    def _listen(self) -> tuple[Listener | None, asyncio.Task[None] | None]:
+    def _listener(self) -> Listener | None:
         """LISTEN on the primary, past any pooler (notifications reach neither a pooler's
         transaction nor a standby); without a direct URL the ticker reads on its timer alone."""
         direct = self.app.direct_url
         if direct is None:
-            return None, None
-        listener = Listener(
+            return None
+        return Listener(
             direct,
             self.app.settings,
             {self.app.settings.notify_channel: lambda _: self._wake.set()},
@@ -169,7 +170,6 @@ class LiveHub:
             logger=log,
             purpose="dashboard",
         )
-        return listener, asyncio.create_task(listener.run(), name="pgq-dashboard-listen")
 
     async def _wait(self) -> None:
         """Until the next tick, or sooner (but not before a quarter tick) after a NOTIFY or a new browser."""
