@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import time
 from pathlib import Path
 
 import psycopg
+from cmp.common import free_port, proc_cpu, rss_mb
 from psycopg.rows import dict_row
 
 import pgq
@@ -36,13 +36,6 @@ from pgq.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 DBNAME = "pgq_many_workers"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_bouncer(folder: Path, host: str, port: int, pool_size: int) -> tuple[subprocess.Popen[bytes], int]:
@@ -77,18 +70,6 @@ logfile = {folder / "pgbouncer.log"}
         except psycopg.Error:
             time.sleep(0.1)
     raise SystemExit("pgbouncer did not start")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main() -> int:
@@ -157,10 +138,10 @@ def main() -> int:
         time.sleep(10)  # settle: first heartbeats, elections, schedules
 
         idle = workers[options.active :]
-        before = {w.pid: cpu_seconds(w.pid) for w in idle}
+        before = {w.pid: proc_cpu(w.pid) or 0.0 for w in idle}
         time.sleep(options.idle_seconds)
-        per_idle = [(cpu_seconds(w.pid) - before[w.pid]) / options.idle_seconds * 1000 for w in idle]
-        rss = [rss_mb(w.pid) for w in workers]
+        per_idle = [((proc_cpu(w.pid) or 0.0) - before[w.pid]) / options.idle_seconds * 1000 for w in idle]
+        rss = [rss_mb([w.pid]) for w in workers]
         with psycopg.connect(direct, autocommit=True, row_factory=dict_row) as conn:
             sessions = conn.execute(
                 "select coalesce(application_name, '') as name, count(*) as n from pg_stat_activity "

@@ -120,25 +120,16 @@ def function_statements(conn: psycopg.Connection[Any]) -> Iterator[tuple[str, st
             # libpg_query resolves a schema-qualified type (pgq.jobs as a row type) only in
             # public: the schema's name does not matter to this check.
             definition = definition.replace("pgq.", "public.")
-            for mode, text in plpgsql_queries(json.loads(parser.parse_plpgsql_json(definition))):
+            for node in walk(json.loads(parser.parse_plpgsql_json(definition))):
+                expr = node.get("PLpgSQL_expr")
+                if not isinstance(expr, dict) or "query" not in expr:
+                    continue
                 # parseMode 0 is a whole statement; 2 an expression (if, return); 3-5 an
                 # assignment ("x := expr", "x[i] := expr").
+                mode, text = int(expr.get("parseMode", 0)), expr["query"]
                 if mode >= 3:
                     text = text.split(":=", 1)[1]
                 yield name, text if mode == 0 else f"select {text}"
-
-
-def plpgsql_queries(node: Any) -> Iterator[tuple[int, str]]:
-    if isinstance(node, dict):
-        expr = node.get("PLpgSQL_expr")
-        if isinstance(expr, dict) and "query" in expr:
-            yield int(expr.get("parseMode", 0)), expr["query"]
-            return
-        for value in node.values():
-            yield from plpgsql_queries(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from plpgsql_queries(value)
 
 
 def walk(node: Any) -> Iterator[dict[str, Any]]:

@@ -15,6 +15,7 @@ import pgq
 from pgq.migrate import migrate
 from tests.processes import pgq_cli
 from tests.replication import Pair, caught_up, start_pair
+from tests.sse import next_snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -110,7 +111,6 @@ def test_pgq_stats_reads_the_replica_and_says_how_far_behind(pair: Pair) -> None
 
 async def test_the_live_ticker_reads_the_replica_and_listens_on_the_primary(pair: Pair) -> None:
     import asyncio
-    import json
 
     from pgq.redaction import Redactor
     from pgq.web.live import LiveHub
@@ -118,17 +118,11 @@ async def test_the_live_ticker_reads_the_replica_and_listens_on_the_primary(pair
     app = pgq.App(pair.primary, read_url=pair.standby)
     hub = LiveHub(app, Redactor([]), tick=0.3)
 
-    async def snapshot(stream: Any) -> dict[str, Any]:
-        while True:
-            chunk = await asyncio.wait_for(stream.__anext__(), 10)
-            if chunk.startswith("event: snapshot"):
-                return dict(json.loads(chunk.split("data: ", 1)[1]))
-
     app.enqueue("t", queue="live")
     caught_up(pair)
     stream = hub.stream(frozenset())
     try:
-        first = await snapshot(stream)
+        first = await next_snapshot(stream, 10)
         assert first["counts"]["live"]["pending"] == 1
         replay(pair, paused=True)
         try:
@@ -137,9 +131,9 @@ async def test_the_live_ticker_reads_the_replica_and_listens_on_the_primary(pair
             assert hub._common is not None and hub._common["counts"]["live"]["pending"] == 1
         finally:
             replay(pair, paused=False)
-        later = await snapshot(stream)
+        later = await next_snapshot(stream, 10)
         while later["counts"]["live"]["pending"] != 2:
-            later = await snapshot(stream)
+            later = await next_snapshot(stream, 10)
     finally:
         await stream.aclose()
         await hub.aclose()

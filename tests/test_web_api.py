@@ -26,6 +26,7 @@ from pgq.web import create_app
 from pgq.web.server import check_exposure
 from tests.openapi_check import CheckedClient, check_responses
 from tests.rows import add_worker
+from tests.sse import next_snapshot
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -566,12 +567,6 @@ async def test_live_hub_reads_once_per_tick_for_all_browsers(app: pgq.App, datab
 
     job_id = app.enqueue("t", {}, queue="live")
     hub = LiveHub(app, Redactor([]), tick=0.3)
-
-    async def next_snapshot(stream: Any) -> dict[str, Any]:
-        while True:
-            chunk = await asyncio.wait_for(stream.__anext__(), 5)
-            if chunk.startswith("event: snapshot"):
-                return dict(json.loads(chunk.split("data: ", 1)[1]))
 
     streams = [hub.stream(frozenset({job_id})) for _ in range(3)]
     try:
