@@ -175,11 +175,11 @@ def relations(level: dict[str, Any], ctes: set[str]) -> dict[str, str]:
 def quals(level: dict[str, Any]) -> list[Any]:
     """The conditions of this level: WHERE and the ON of its joins."""
     found = [level.get("whereClause")]
-    for item in walk(level.get("fromClause") or []):
-        if "JoinExpr" in item:
-            found.append(item["JoinExpr"].get("quals"))
-        if "RangeSubselect" in item:
-            break
+    joins = [item["JoinExpr"] for item in level.get("fromClause") or [] if "JoinExpr" in item]
+    while joins:  # the ON of each join, nested joins included, never a subquery's
+        join = joins.pop()
+        found.append(join.get("quals"))
+        joins += [side["JoinExpr"] for side in (join.get("larg"), join.get("rarg")) if side and "JoinExpr" in side]
     return found
 
 
