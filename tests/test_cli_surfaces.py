@@ -173,7 +173,7 @@ def test_prune_and_bulk_retry_print_only_their_result_when_piped(database_url: s
     for _ in range(3):
         app.cancel(app.enqueue("t"))
     result = pgq_cli(database_url, "prune")
-    nothing = "jobs: 0, workers: 0, groups: 0, metrics: 0, keys: 0, waiters: 0, logs: 0"
+    nothing = "jobs: 0, workers: 0, groups: 0, metrics: 0, keys: 0, waiters: 0, logs: 0, partitions: 0"
     assert result.returncode == 0 and result.stdout.strip() == nothing and not result.stderr
     result = pgq_cli(database_url, "jobs", "retry", "--failed")
     assert result.returncode == 0 and result.stdout.strip() == "0 jobs retried (status=failed)" and not result.stderr

@@ -25,6 +25,10 @@ PGQ_TABLES = {
     "job_keys",
     "job_waiters",
     "job_logs",
+    "history_partitions",
+    # job_history's partitions (0018): the history from before them, and the rows none covers.
+    "job_history_legacy",
+    "job_history_default",
     "alembic_version",
 }
 
@@ -163,7 +167,12 @@ def test_tables_match_sqlalchemy_metadata(database_url: str) -> None:
             real = actual.columns[column.name]
             assert real.nullable == column.nullable, f"{table.name}.{column.name} nullable"
             assert real.type.compile(dialect) == column.type.compile(dialect), f"{table.name}.{column.name}"
-        assert {c.name for c in actual.primary_key} == {c.name for c in table.primary_key}, table.name
+        keyed = actual
+        if table.name == "job_history":
+            # A partitioned table has no key of its own (0018): each partition has it.
+            assert not actual.primary_key.columns
+            keyed = sa.Table("job_history_default", reflected, autoload_with=engine, schema="pgq")
+        assert {c.name for c in keyed.primary_key} == {c.name for c in table.primary_key}, table.name
     engine.dispose()
 
 
@@ -191,3 +200,58 @@ def test_reviewed_sql_can_be_applied_by_hand(empty_database_url: str) -> None:
                 conn.execute("select pgq.enqueue('t', '[1]')")
     finally:
         app.close()
+
+
+def test_a_plain_history_becomes_partitioned_with_its_rows_and_back(empty_database_url: str) -> None:
+    """0018 keeps the history from before it (the old table becomes a partition), keeps who was
+    granted it, and its downgrade puts every row, old and new, back into one plain table."""
+    url = empty_database_url
+    pgq.migrate(url, revision="0017")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("drop role if exists pgq_reader")
+        conn.execute("create role pgq_reader")
+        conn.execute("grant usage on schema pgq to pgq_reader")
+        conn.execute("grant select on pgq.job_history to pgq_reader")
+        old = conn.execute("select pgq.enqueue('t', queue => 'q')").fetchone()[0]
+        conn.execute(
+            "insert into pgq.job_history (id, queue, task, args, priority, status, attempts, max_attempts, run_at,"
+            " created_at, finished_at) select -g, 'q', 'old', '{}', 0, 'completed', 1, 3, now(), now(),"
+            " now() - g * interval '1 hour' from generate_series(1, 100) g"
+        )
+    app = pgq.App(url, auto_migrate=False)
+    try:
+        pgq.migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            parts = conn.execute(
+                "select count(*) from pgq.job_history where tableoid = 'pgq.job_history_legacy'::regclass"
+            ).fetchone()[0]
+            assert parts == 100
+            assert (
+                conn.execute("select relkind from pg_class where oid = 'pgq.job_history'::regclass").fetchone()[0]
+                == "p"
+            )
+            readable = conn.execute("select has_table_privilege('pgq_reader', 'pgq.job_history', 'select')")
+            assert readable.fetchone()[0] is True
+        assert app.cancel(old)
+        cancelled = app.get_job(old)
+        assert cancelled is not None and cancelled.status == "cancelled"
+        oldest = app.get_job(-100)
+        assert oldest is not None and oldest.task == "old"
+
+        downgrade(url, revision="0017")
+        with psycopg.connect(url, autocommit=True) as conn:
+            kind = conn.execute("select relkind from pg_class where oid = 'pgq.job_history'::regclass")
+            assert kind.fetchone()[0] == "r"
+            assert conn.execute("select count(*) from pgq.job_history").fetchone()[0] == 101
+            key = conn.execute(
+                "select pg_get_constraintdef(oid) from pg_constraint"
+                " where conrelid = 'pgq.job_history'::regclass and contype = 'p'"
+            ).fetchone()[0]
+            assert key == "PRIMARY KEY (id, queue)"
+        pgq.migrate(url)
+        assert app.get_job(old) is not None and app.get_job(-1) is not None
+    finally:
+        app.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("drop owned by pgq_reader")
+            conn.execute("drop role pgq_reader")

@@ -172,7 +172,7 @@ async def test_retention_deletes_only_what_is_due_in_batches(database_url: str, 
     async with await _conn(database_url) as aconn:
         # A bounded pass deletes at most max_batches batches.
         flow = prune_history_flow(app.schema, app.settings, max_batches=2)
-        assert await drive_async(flow, lambda sql, p: run_async(aconn, sql, p)) == 2 * PRUNE_BATCH
+        assert await drive_async(flow, lambda sql, p: run_async(aconn, sql, p)) == (2 * PRUNE_BATCH, 0, None)
     counts = history_counts(conn)
     assert counts["completed"] + counts.get("failed", 0) + counts.get("cancelled", 0) == 2542 - 2 * PRUNE_BATCH
     pruned = app.prune()  # `pgq prune`: to the end
@@ -202,7 +202,16 @@ def leftovers(conn: Any) -> None:
     conn.execute("insert into pgq.job_logs (job_id, attempt, at, level, message) values (-1, 1, now(), 'info', 'gone')")
 
 
-PRUNED_ONE_OF_EACH = {"jobs": 2, "workers": 1, "groups": 1, "metrics": 1, "keys": 1, "waiters": 1, "logs": 1}
+PRUNED_ONE_OF_EACH = {
+    "jobs": 2,
+    "workers": 1,
+    "groups": 1,
+    "metrics": 1,
+    "keys": 1,
+    "waiters": 1,
+    "logs": 1,
+    "partitions": 0,
+}
 
 
 async def test_app_prune_and_a_sweeper_pass_delete_the_same(database_url: str, app: pgq.App, conn: Any) -> None:
@@ -282,7 +291,9 @@ def test_prune_cli(database_url: str, conn: Any) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "jobs: 3, workers: 0, groups: 0, metrics: 0, keys: 0, waiters: 0, logs: 0"
+    assert result.stdout.strip() == (
+        "jobs: 3, workers: 0, groups: 0, metrics: 0, keys: 0, waiters: 0, logs: 0, partitions: 0"
+    )
     assert history_counts(conn) == {}
 
 

@@ -224,6 +224,13 @@ def pgq_ageing(url: str, jobs: int, churn: int, history_rows: int, progress: Any
     ``history_rows`` rows added to job_history with generate_series, and a drain after that.
     Each drain is ``jobs`` jobs and counts only its own rows of history."""
     results: dict[str, Result] = {}
+    app = _app(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        # Daily partitions over the week before now, as an install that upgraded to 0018 a week
+        # ago has: the history rows below go to the partitions of their days.
+        conn.execute("select pgq.begin_history_partitions(date_trunc('day', now(), 'UTC') - interval '7 days')")
+    app.prune()
+    app.close()
     results["fresh"] = _ageing_drain(url, jobs)
     progress(f"  ageing: fresh drain {results['fresh'].jobs_per_s or 0:,.0f} jobs/s; churning {churn:,} jobs")
     results["rss"] = _churn(url, churn, progress)

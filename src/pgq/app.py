@@ -901,7 +901,10 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         from pgq.maintenance.retention import retention_flow
 
         flow = retention_flow(self.schema, self.settings, None, on_history_batch)
-        return drive(flow, lambda sql, params: self.db.run(sql, params, idempotent=True)).as_dict()
+        pruned = drive(flow, lambda sql, params: self.db.run(sql, params, idempotent=True))
+        if pruned.refused:
+            log.warning("could not make or drop a partition of %s.job_history: %s", self.schema, pruned.refused)
+        return pruned.as_dict()
 
     # --------------------------------------------------------------- worker
 

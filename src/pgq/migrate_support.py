@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from alembic import context
+from alembic import context, op
 
 from pgq.db import channels
 
@@ -36,3 +36,20 @@ def earlier_sql(path: Path, start: str, end: str | None = None) -> str:
     first = text.index(start)
     last = len(text) if end is None else text.index(end, first) + len(end)
     return text[first:last].replace("create function", "create or replace function", 1)
+
+
+def in_own_transactions(statements: list[str]) -> None:
+    """Commit what the migration did so far, then run each statement in a transaction of
+    its own: for work that must not hold its locks until the migration ends (VALIDATE
+    CONSTRAINT after ADD ... NOT VALID). Online, the migration's advisory lock is the
+    session's and outlives the commits; a script's is the transaction's, and the caller
+    takes it again."""
+    if context.is_offline_mode():
+        for statement in ["commit;", *statements, "begin;"]:
+            op.execute(statement)
+    else:
+        bind = op.get_bind()
+        bind.commit()
+        for statement in statements:
+            op.execute(statement)
+            bind.commit()

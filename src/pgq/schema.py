@@ -46,6 +46,7 @@ class Tables:
     job_keys: Table
     job_waiters: Table
     job_logs: Table
+    history_partitions: Table
 
 
 #: Revision 0010: the columns of ``jobs`` whose rules are domains (checked when the
@@ -259,6 +260,28 @@ def tables(schema: str = "pgq") -> Tables:
         Column("level", Text, nullable=False),
         Column("message", Text, nullable=False),
     )
+    # The range of each partition of job_history, and its ids once closed (revision 0018).
+    history_partitions = Table(
+        "history_partitions",
+        metadata,
+        Column("name", Text, primary_key=True),
+        # NULL: the history from before partitions (everything before its end).
+        Column("starts", TZ),
+        Column("ends", TZ, nullable=False),
+        Column("min_id", BigInteger),
+        Column("max_id", BigInteger),
+    )
     return Tables(
-        metadata, jobs, job_history, workers, metrics, schedules, queues, queue_groups, job_keys, job_waiters, job_logs
+        metadata,
+        jobs,
+        job_history,
+        workers,
+        metrics,
+        schedules,
+        queues,
+        queue_groups,
+        job_keys,
+        job_waiters,
+        job_logs,
+        history_partitions,
     )

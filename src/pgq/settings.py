@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     )
     retention_cancelled: float | None = Field(
         default=None, gt=0, description="Seconds cancelled jobs are kept. Default: `retention`."
+    )
+    history_partition: Literal["hourly", "daily", "weekly"] = Field(
+        default="daily",
+        description=(
+            "How much finished time one partition of `job_history` holds: hourly, daily or weekly (UTC). "
+            "Retention drops a partition whole once all of it has expired. Default daily."
+        ),
     )
     # Service-level objectives (see docs/operations.md#service-level-objectives): thresholds for
     # every queue that sets none of its own; unset: not checked.

@@ -4,14 +4,17 @@ One flow (see :mod:`pgq.enqueueing`) lists every table pgq prunes and how.
 The sweeper drives it on its session each pass, a bounded number of batches
 per table; ``app.prune()`` and ``pgq prune`` drive it to the end. Each
 statement deletes one batch and returns how many rows it deleted, so that a
-batch smaller than ``PRUNE_BATCH`` says the table is done.
+batch smaller than ``PRUNE_BATCH`` says the table is done. The history is
+partitioned by finished_at (migration 0018): its expired partitions are dropped
+whole, and only what a drop would keep too long is deleted row by row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from datetime import timedelta
+from typing import Any, NamedTuple
 
 from pgq.db.flows import Flow
 from pgq.db.queries import query
@@ -44,9 +47,22 @@ class Pruned:
     waiters: int = 0
     #: ``job_logs`` lines of jobs that are gone.
     logs: int = 0
+    #: Partitions of ``job_history`` dropped whole (their rows are not in ``jobs``).
+    partitions: int = 0
+    #: Why a partition could not be made or dropped (pgq's role may not), else None.
+    refused: str | None = None
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        """The counts (``refused`` is not one)."""
+        return {name: value for name, value in asdict(self).items() if name != "refused"}
+
+
+class HistoryPruned(NamedTuple):
+    """What the history's retention did."""
+
+    jobs: int
+    partitions: int
+    refused: str | None
 
 
 def history_params(settings: Settings) -> dict[str, Any]:
@@ -58,10 +74,45 @@ def history_params(settings: Settings) -> dict[str, Any]:
     }
 
 
+STATUSES = ("completed", "failed", "cancelled")
+#: PGQ_HISTORY_PARTITION: the period's name for date_trunc, and its length in seconds.
+PARTITION_PERIODS = {"hourly": ("hour", 3600.0), "daily": ("day", 86400.0), "weekly": ("week", 7 * 86400.0)}
+#: Partitions are made this many periods ahead, and at least a day: a sweeper that
+#: stops leaves the workers that long before rows fall to the default partition.
+PARTITIONS_AHEAD = 3
+
+
+def partition_params(settings: Settings) -> dict[str, Any]:
+    """``maintain_history_partitions``'s arguments: a partition is dropped once the longest
+    retention has passed over its end, when every row in it has expired."""
+    period, seconds = PARTITION_PERIODS[settings.history_partition]
+    retentions = history_params(settings)
+    return {
+        "period": period,
+        "ahead": timedelta(seconds=max(PARTITIONS_AHEAD * seconds, 86400.0)),
+        "keep": timedelta(seconds=max(retentions[status] for status in STATUSES)),
+    }
+
+
+def row_pruned_statuses(settings: Settings) -> list[str]:
+    """The statuses whose rows are deleted one by one, everywhere: those kept shorter than
+    the longest retention (their partition outlives them), or shorter than a partition's
+    period (waiting for the partition would keep them far past their retention). The
+    rest leave with their partition, at most one period after they expire."""
+    retentions = history_params(settings)
+    longest = max(retentions[status] for status in STATUSES)
+    period = PARTITION_PERIODS[settings.history_partition][1]
+    return [status for status in STATUSES if retentions[status] < longest or retentions[status] < period]
+
+
 def _batches(
-    sql: str, params: dict[str, Any], max_batches: int | None, on_batch: Callable[[int], None] | None = None
-) -> Flow[int]:
-    """Run one batch statement until it deletes less than a batch (or ``max_batches`` times)."""
+    sql: str,
+    params: dict[str, Any],
+    max_batches: int | None,
+    on_batch: Callable[[int], None] | None = None,
+) -> Flow[tuple[int, int]]:
+    """Run one batch statement until it deletes less than a batch (or ``max_batches`` times);
+    returns the rows deleted and the batches run."""
     deleted = 0
     batches = 0
     while max_batches is None or batches < max_batches:
@@ -73,14 +124,40 @@ def _batches(
             on_batch(batch)
         if batch < PRUNE_BATCH:
             break
+    return deleted, batches
+
+
+def _deleted(flow: Flow[tuple[int, int]]) -> Flow[int]:
+    deleted, _ = yield from flow
     return deleted
 
 
 def prune_history_flow(
     schema: str, settings: Settings, max_batches: int | None = None, on_batch: Callable[[int], None] | None = None
-) -> Flow[int]:
-    """Delete finished jobs past retention in batches; returns how many."""
-    return (yield from _batches(query("sweep_prune_history", schema), history_params(settings), max_batches, on_batch))
+) -> Flow[HistoryPruned]:
+    """Keep the history's partitions (make them ahead, drop the expired whole), then delete
+    in batches the finished jobs past retention that no partition drop takes.
+    ``max_batches`` bounds the row batches of the whole history."""
+    upkeep = (yield query("history_maintain", schema), partition_params(settings))[0]
+    params = history_params(settings)
+    left = max_batches
+    deleted = 0
+    statuses = row_pruned_statuses(settings)
+    statements: list[tuple[str, dict[str, Any]]] = []
+    if statuses:
+        shortest = min(params[status] for status in statuses)
+        by_status = {**params, "statuses": statuses, "shortest": shortest}
+        statements.append((query("sweep_prune_history", schema), by_status))
+    for table in upkeep["row_pruned"]:
+        statements.append((query("sweep_prune_history_in", schema, table=table), params))
+    for sql, statement_params in statements:
+        if left is not None and left <= 0:
+            break
+        rows, batches = yield from _batches(sql, statement_params, left, on_batch)
+        deleted += rows
+        if left is not None:
+            left -= batches
+    return HistoryPruned(deleted, int(upkeep["dropped"]), upkeep["refused"])
 
 
 def retention_flow(
@@ -95,11 +172,15 @@ def retention_flow(
     progress bar). Every statement is idempotent: deleting what is past retention twice
     deletes nothing more, so a driver may retry any of them."""
     pruned = Pruned()
-    pruned.jobs = yield from prune_history_flow(schema, settings, max_batches, on_history_batch)
+    pruned.jobs, pruned.partitions, pruned.refused = yield from prune_history_flow(
+        schema, settings, max_batches, on_history_batch
+    )
     pruned.workers = (yield query("sweep_prune_workers", schema), {})[0]["deleted"]
-    pruned.groups = yield from _batches(query("sweep_prune_queue_groups", schema), {"idle": GROUP_IDLE}, max_batches)
+    pruned.groups = yield from _deleted(
+        _batches(query("sweep_prune_queue_groups", schema), {"idle": GROUP_IDLE}, max_batches)
+    )
     pruned.metrics = (yield query("sweep_prune_metrics", schema), {"keep": settings.metrics_retention})[0]["deleted"]
-    pruned.keys = yield from _batches(query("sweep_prune_keys", schema), {}, max_batches)
+    pruned.keys = yield from _deleted(_batches(query("sweep_prune_keys", schema), {}, max_batches))
     pruned.waiters = (yield query("sweep_prune_waiters", schema), {})[0]["deleted"]
-    pruned.logs = yield from _batches(query("sweep_prune_logs", schema), {}, max_batches)
+    pruned.logs = yield from _deleted(_batches(query("sweep_prune_logs", schema), {}, max_batches))
     return pruned

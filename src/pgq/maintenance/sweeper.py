@@ -81,6 +81,7 @@ class Sweeper(Service):
         self._recovered_at: float | None = None
         self._outage = False
         self._vacuum_refused = False
+        self._partitions_refused = False
         # A pass is bounded on this side too: a half-open lock session must not
         # hang the sweeper (the server ends that session by idle_session_timeout).
         self.deadline = client_deadline(settings) + PRUNE_BATCHES_PER_PASS * settings.statement_timeout
@@ -202,6 +203,15 @@ class Sweeper(Service):
     async def _prune(self, conn: psycopg.AsyncConnection[dict[str, Any]], result: SweepResult) -> None:
         flow = retention_flow(self.schema, self.app.settings, PRUNE_BATCHES_PER_PASS)
         result.pruned = await drive_async(flow, lambda sql, p: run_async(conn, sql, p))
+        if result.pruned.refused and not self._partitions_refused:
+            self._partitions_refused = True
+            self.log.warning(
+                "the sweeper may not make or drop partitions of %s.job_history (%s); finished jobs go to its "
+                "default partition and are deleted one by one: grant pgq's user the schema's tables (own them)",
+                self.schema,
+                result.pruned.refused,
+                extra={"event": "partitions_refused"},
+            )
 
     async def _vacuum(self, conn: psycopg.AsyncConnection[dict[str, Any]], result: SweepResult) -> None:
         """Vacuum the live table once enough dead rows piled up. Every job leaves two

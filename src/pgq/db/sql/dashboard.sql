@@ -68,19 +68,25 @@ select max(at) as until from {schema}.metrics;
 -- of them in depends_on. A child is enqueued after its parents (a workflow's
 -- jobs in one transaction), so children are looked for among the next
 -- %(window)s ids by primary key, and waiting ones also by
--- jobs_blocked_parents_idx wherever they are.
-select id, task, status, run_at <= now() as ready, depends_on
-  from {schema}.all_jobs
+-- jobs_blocked_parents_idx wherever they are. Finished ones are read from the
+-- history's partitions that can hold those ids (history_between, 0018).
+select id, cast(task as text) as task, cast(status as text) as status, run_at <= now() as ready, depends_on
+  from {schema}.jobs
  where id = any(cast(%(ids)s as bigint[]))
 union
 select id, task, status, run_at <= now(), depends_on
-  from {schema}.all_jobs
+  from {schema}.jobs
  where id > %(low)s and id <= %(high)s + %(window)s
    and depends_on && cast(%(ids)s as bigint[])
 union
 select id, task, status, run_at <= now(), depends_on
   from {schema}.jobs
  where status = 'blocked' and depends_on && cast(%(ids)s as bigint[])
+union
+select id, task, status, run_at <= now(), depends_on
+  from {schema}.history_between(%(low)s, %(high)s + %(window)s) h
+ where h.id = any(cast(%(ids)s as bigint[]))
+    or (h.id > %(low)s and h.depends_on && cast(%(ids)s as bigint[]))
  order by id
  limit %(limit)s;
 

@@ -74,7 +74,7 @@ select {schema}.settle_blocked(cast(%(ids)s as bigint[]));
 -- (pruned by retention) has a null status.
 select p.id, h.status, h.result
   from unnest(cast(%(ids)s as bigint[])) as p(id)
-  left join lateral (select status, result from {schema}.job_history where id = p.id limit 1) h on true;
+  left join lateral (select status, result from {schema}.find_in_history(p.id) limit 1) h on true;
 
 -- name: job_key_take
 -- unique_for and debounce: take the lock of the key's row in job_keys (made
@@ -133,9 +133,13 @@ select j.queue, j.key, j.id
     on j.queue = k.queue and j.key = k.key;
 
 -- name: job_get
+-- A finished job is read from the partitions that can hold its id
+-- (find_in_history, migration 0018), not from every one.
 select *
   from {schema}.all_jobs
- where id = %(id)s;
+ where id = %(id)s and finished_at is null
+union all
+select * from {schema}.find_in_history(%(id)s);
 
 -- name: job_list
 -- Newest first; keyset pagination on id (before_id) keeps deep pages cheap.
@@ -338,8 +342,8 @@ select 'cancelled' as outcome from archived
 union all
 select 'cancelling' from flagged
 union all
-select 'finished:' || status from {schema}.job_history
- where id = %(id)s and not exists (select from archived) and not exists (select from flagged);
+select 'finished:' || status from {schema}.find_in_history(%(id)s)
+ where not exists (select from archived) and not exists (select from flagged);
 
 -- name: job_retry
 -- Bring a failed or cancelled job back from history with the same id. A job
@@ -478,8 +482,8 @@ select case when status in ('pending', 'blocked') then 'attempts:' || attempts e
   from {schema}.jobs
  where id = %(id)s and not exists (select from changed)
 union all
-select status from {schema}.job_history
- where id = %(id)s and not exists (select from changed);
+select status from {schema}.find_in_history(%(id)s)
+ where not exists (select from changed);
 
 -- name: job_log_insert
 -- The lines one run of a job's handler logged through ctx.log (migration 0016).

@@ -18,8 +18,8 @@ union all
 select status from {schema}.jobs
  where id = %(id)s and not exists (select from promoted)
 union all
-select status from {schema}.job_history
- where id = %(id)s and not exists (select from promoted);
+select status from {schema}.find_in_history(%(id)s)
+ where not exists (select from promoted);
 
 -- name: ops_delete
 -- A finished job leaves history for good; a live one is left alone and its

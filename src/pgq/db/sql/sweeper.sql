@@ -94,19 +94,23 @@ select id, outcome from retried
 union all
 select null, 'notified' from woken;
 
+-- name: history_maintain
+-- Partition upkeep (migration 0018): close, make ahead, drop the expired whole.
+select * from {schema}.maintain_history_partitions(%(period)s, %(ahead)s, %(keep)s);
+
 -- name: sweep_prune_history
--- One batch of finished jobs past their status's retention; returns how many.
--- The first bound (the shortest retention) is what the finished_at index
--- scan stops at: without it, a sweep that finds fewer than a batch of expired
--- rows walks the whole history (2 s for 10 million rows, every sweep).
+-- One batch of finished jobs of the statuses retention deletes row by row (those
+-- kept shorter than the longest retention, or shorter than a partition); returns
+-- how many. The first bound (the shortest of their retentions) is what the
+-- finished_at index scan stops at: without it, a sweep that finds fewer than a
+-- batch of expired rows walks the whole history (2 s for 10 million rows, every
+-- sweep).
 with doomed as (
     select id, queue
       from {schema}.job_history
-     where finished_at < now() - make_interval(secs => least(%(completed)s, %(failed)s, %(cancelled)s))
-       and finished_at < now() - make_interval(secs => case status
-               when 'completed' then %(completed)s
-               when 'failed' then %(failed)s
-               else %(cancelled)s end)
+     where finished_at < now() - make_interval(secs => %(shortest)s)
+       and status = any(cast(%(statuses)s as text[]))
+       and {part:history_expired}
      order by finished_at
      limit %(batch)s
 ),
@@ -117,6 +121,32 @@ deleted as (
     returning 1
 )
 select count(*) as deleted from deleted;
+
+-- name: sweep_prune_history_in
+-- The same for every status, in one partition that is never dropped whole while
+-- it takes rows (the default partition) or that holds the history from before
+-- partitions.
+with doomed as (
+    select id, queue
+      from {schema}.{ident:table}
+     where finished_at < now() - make_interval(secs => least(%(completed)s, %(failed)s, %(cancelled)s))
+       and {part:history_expired}
+     order by finished_at
+     limit %(batch)s
+),
+deleted as (
+    delete from {schema}.{ident:table} h
+     using doomed d
+     where h.id = d.id and h.queue = d.queue
+    returning 1
+)
+select count(*) as deleted from deleted;
+
+-- name: history_expired
+finished_at < now() - make_interval(secs => case status
+               when 'completed' then %(completed)s
+               when 'failed' then %(failed)s
+               else %(cancelled)s end)
 
 -- name: sweep_prune_waiters
 -- Rows of job_waiters whose session is gone (a process killed in app.wait):
