@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -246,6 +248,8 @@ def test_partitions_begin_earlier_only_before_any_and_over_no_later_row(
     with pytest.raises(psycopg.errors.CheckViolation, match="job_history_legacy"):
         conn.execute("select pgq.begin_history_partitions(now() - interval '1 day')")
     conn.execute("delete from pgq.job_history")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="can begin earlier than"):
+        conn.execute("select pgq.begin_history_partitions(now() + interval '3 days')")
     partitions_since(conn, "day", 0)
     with pgq.App(database_url) as app:
         app.prune()
@@ -297,3 +301,33 @@ def test_a_role_that_may_not_make_partitions_still_prunes_row_by_row(
     finally:
         conn.execute("drop owned by pgq_runner")
         conn.execute("drop role pgq_runner")
+
+
+def test_two_upkeeps_at_once_make_each_partition_once(database_url: str, conn: psycopg.Connection[Any]) -> None:
+    """The sweeper and a `pgq prune` may run the upkeep together: the second waits for the
+    first and finds its partitions made. Without that wait, the second made the same table
+    as soon as the first committed, and failed (duplicate table)."""
+    partitions_since(conn, "hour", 0)  # nothing to close: the upkeeps meet over making partitions
+    params = {"period": "hour", "ahead": timedelta(days=1), "keep": timedelta(days=30)}
+    failures: list[BaseException] = []
+    app = pgq.App(database_url, history_partition="hourly", retention=30 * 86400)
+
+    def second_upkeep() -> None:
+        try:
+            app.prune()
+        except BaseException as exc:  # reported by the assertion below
+            failures.append(exc)
+
+    thread = threading.Thread(target=second_upkeep)
+    try:
+        with conn.transaction():
+            made = conn.execute(query("history_maintain", "pgq"), params).fetchone()["created"]
+            assert made >= 24
+            thread.start()
+            time.sleep(0.5)  # the second upkeep is waiting for this one
+        thread.join()
+    finally:
+        app.close()
+    assert failures == []
+    names = [p["name"] for p in partitions(conn)]
+    assert len(names) == len(set(names)) == made + 1

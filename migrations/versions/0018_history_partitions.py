@@ -189,6 +189,11 @@ begin
         raise exception 'pgq: history partitions exist already; they start at %',
             (select min(starts) from {schema}.history_partitions) using errcode = '55000';
     end if;
+    -- Later would send rows to the old table past the bound its check holds it to.
+    if at > (select ends from {schema}.history_partitions where name = 'job_history_legacy') then
+        raise exception 'pgq: history partitions can begin earlier than %, not later',
+            (select ends from {schema}.history_partitions where name = 'job_history_legacy') using errcode = '22023';
+    end if;
     alter table {schema}.job_history detach partition {schema}.job_history_legacy;
     execute format('alter table {schema}.job_history attach partition {schema}.job_history_legacy'
                    ' for values from (minvalue) to (%L)', at);
@@ -225,6 +230,9 @@ begin
     step := ('1 ' || period)::interval;
     created := 0;
     dropped := 0;
+    -- One upkeep at a time (the sweeper and a `pgq prune`): the second waits, then
+    -- finds the partitions the first made.
+    perform pg_advisory_xact_lock(hashtext('pgq history partitions {schema}'));
     perform set_config('lock_timeout', (extract(epoch from wait) * 1000)::bigint::text, true);
 
     for part in
