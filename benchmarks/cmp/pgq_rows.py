@@ -263,7 +263,7 @@ def _ageing_drain(url: str, jobs: int) -> Result:
     _fill(app, jobs)
     app.close()
     _checkpoint(url)
-    drain = Drain(DRAIN.jobs, DRAIN.history, f"finished_at >= '{since.isoformat()}'")
+    drain = Drain(DRAIN.jobs, DRAIN.history, f"finished_at >= '{since.isoformat()}'", since=since.isoformat())
     worker = WorkerProcess(url)
     try:
         result = watch_drain(url, drain, [worker.process], jobs, timeout=max(300.0, jobs / 100))

@@ -251,6 +251,9 @@ select count(*) as deleted from deleted;
 -- before now: a finish that commits after this statement read the history
 -- falls in the next window, never before this one's end.
 -- %(now)s (null: the database clock) lets tests place sweeps in time.
+-- The history is read within the one-row bounds, not joined to windows (one row
+-- per queue, all with the same bounds): joined to windows the planner hashed the
+-- whole history, 2.6 s a sweep with a million rows in 126 partitions (0.24 s now).
 with clock as (
     select least(coalesce(cast(%(now)s as timestamptz), now()) - make_interval(secs => %(lag)s),
                  coalesce((select min(a.xact_start)
@@ -297,8 +300,8 @@ done as (
                filter (where h.started_at is not null) as wait_ms_mean,
            percentile_cont(0.95) within group (order by greatest(extract(epoch from h.started_at - greatest(h.run_at, h.created_at)) * 1000, 0))
                filter (where h.started_at is not null) as wait_ms_p95
-      from {schema}.job_history h join windows w on w.queue = h.queue
-     where h.finished_at > w.since and h.finished_at <= w.at
+      from {schema}.job_history h, bounds b
+     where h.finished_at > b.since and h.finished_at <= b.at and b.at > b.since
      group by h.queue
 ),
 retries as (
@@ -311,9 +314,9 @@ retries as (
              where j.errors <> '[]'::jsonb and jsonb_typeof(j.errors) = 'array'
             union all
             select h.queue, e.entry, h.status in ('failed', 'cancelled') and e.n = jsonb_array_length(h.errors)
-              from {schema}.job_history h join windows w on w.queue = h.queue
+              from {schema}.job_history h cross join bounds b
              cross join lateral jsonb_array_elements(h.errors) with ordinality as e(entry, n)
-             where h.finished_at > w.since and h.errors <> '[]'::jsonb and jsonb_typeof(h.errors) = 'array') x
+             where h.finished_at > b.since and b.at > b.since and h.errors <> '[]'::jsonb and jsonb_typeof(h.errors) = 'array') x
       join windows w on w.queue = x.queue
      where jsonb_typeof(x.entry) = 'object'
        and (x.entry->>'at')::timestamptz > w.since and (x.entry->>'at')::timestamptz <= w.at and not x.final
