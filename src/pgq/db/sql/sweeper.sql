@@ -253,7 +253,14 @@ select count(*) as deleted from deleted;
 -- %(now)s (null: the database clock) lets tests place sweeps in time.
 -- The history is read within the one-row bounds, not joined to windows (one row
 -- per queue, all with the same bounds): joined to windows the planner hashed the
--- whole history, 2.6 s a sweep with a million rows in 126 partitions (0.24 s now).
+-- whole history, 2.6 s a sweep with a million rows in 126 partitions.
+-- It is read twice, not three times: `done` takes every count, mean and retry of
+-- the window in one pass (a hash aggregate), and `tails` the p95s. A p95 is exact
+-- up to 10,000 finishes of a queue in a window; beyond that it is taken over a
+-- sample of about 10,000 of them. Sorting every finish cost 85 ms per p95
+-- for the 250,000 of a 10-second window at 25,000 jobs/s, and the statement took
+-- 270 ms of a server core each sweep (drains right after a burst lost 20 %).
+-- date_part, not extract: extract returns numeric, 30 % slower to average and sort.
 with clock as (
     select least(coalesce(cast(%(now)s as timestamptz), now()) - make_interval(secs => %(lag)s),
                  coalesce((select min(a.xact_start)
@@ -270,11 +277,37 @@ bounds as (
 last_rows as (
     select queue, max(at) as at from {schema}.metrics group by queue
 ),
+done as (
+    -- Rows finished after the window are read too (a moment's worth: the window ends
+    -- at most the lag before now, or at the oldest open transaction): their failed
+    -- attempts inside the window are this window's retries. Every other figure counts
+    -- only the window's own rows. Of a failed or cancelled job, the final error entry
+    -- is its failure, not a retry.
+    select h.queue,
+           count(*) filter (where h.finished_at <= b.at) as finished,
+           -- `tails` samples 1 finish in `sampling` (1: every finish)
+           (count(*) filter (where h.finished_at <= b.at) + 9999) / 10000 as sampling,
+           count(*) filter (where h.finished_at <= b.at and h.status = 'completed') as completed,
+           count(*) filter (where h.finished_at <= b.at and h.status = 'failed') as failed,
+           count(*) filter (where h.finished_at <= b.at and h.status = 'cancelled') as cancelled,
+           avg(date_part('epoch', h.finished_at - h.started_at) * 1000)
+               filter (where h.finished_at <= b.at and h.started_at is not null) as run_ms_mean,
+           avg(greatest(date_part('epoch', h.started_at - greatest(h.run_at, h.created_at)) * 1000, 0))
+               filter (where h.finished_at <= b.at and h.started_at is not null) as wait_ms_mean,
+           coalesce(sum((select count(*)
+                           from jsonb_array_elements(h.errors) with ordinality as e(entry, n)
+                          where jsonb_typeof(e.entry) = 'object'
+                            and (e.entry->>'at')::timestamptz > b.since and (e.entry->>'at')::timestamptz <= b.at
+                            and not (h.status in ('failed', 'cancelled') and e.n = jsonb_array_length(h.errors))))
+                    filter (where h.errors <> '[]'::jsonb and jsonb_typeof(h.errors) = 'array'), 0) as retried
+      from {schema}.job_history h, bounds b
+     where h.finished_at > b.since and b.at > b.since
+     group by h.queue
+),
 names as (
     select distinct queue from {schema}.jobs
     union select name from {schema}.queues
-    union select distinct h.queue from {schema}.job_history h, bounds b
-     where h.finished_at > b.since and h.finished_at <= b.at
+    union select queue from done where finished > 0
 ),
 windows as (
     -- every queue shares the window; none is written when the clock has not moved past the last one
@@ -288,38 +321,37 @@ live as (
            count(*) filter (where status = 'blocked') as blocked
       from {schema}.jobs group by queue
 ),
-done as (
+tails as (
     select h.queue,
-           count(*) filter (where h.status = 'completed') as completed,
-           count(*) filter (where h.status = 'failed') as failed,
-           count(*) filter (where h.status = 'cancelled') as cancelled,
-           avg(extract(epoch from h.finished_at - h.started_at) * 1000) filter (where h.started_at is not null) as run_ms_mean,
-           percentile_cont(0.95) within group (order by extract(epoch from h.finished_at - h.started_at) * 1000)
-               filter (where h.started_at is not null) as run_ms_p95,
-           avg(greatest(extract(epoch from h.started_at - greatest(h.run_at, h.created_at)) * 1000, 0))
-               filter (where h.started_at is not null) as wait_ms_mean,
-           percentile_cont(0.95) within group (order by greatest(extract(epoch from h.started_at - greatest(h.run_at, h.created_at)) * 1000, 0))
-               filter (where h.started_at is not null) as wait_ms_p95
-      from {schema}.job_history h, bounds b
+           percentile_cont(0.95) within group (order by date_part('epoch', h.finished_at - h.started_at) * 1000)
+               as run_ms_p95,
+           percentile_cont(0.95) within group (order by greatest(date_part('epoch', h.started_at - greatest(h.run_at, h.created_at)) * 1000, 0))
+               as wait_ms_p95
+      from {schema}.job_history h
+     cross join bounds b
+      join done d on d.queue = h.queue
      where h.finished_at > b.since and h.finished_at <= b.at and b.at > b.since
+       and h.started_at is not null
+       -- The sample: ids whose hash falls in 1 of `sampling` buckets (a hash,
+       -- not `id % k`, so that jobs enqueued in a repeating pattern are not sampled in step).
+       and hashint8(h.id) %% d.sampling = 0
      group by h.queue
 ),
 retries as (
-    -- Failed attempts that led to a retry: every error entry of a live job, and
-    -- of a finished one except the final failure itself.
-    select x.queue, count(*) as retried
-      from (select j.queue, e.entry, false as final
+    -- Failed attempts inside the window that led to a retry: every error entry of a
+    -- live job, and those of finished jobs counted in `done`.
+    select x.queue, sum(x.retried) as retried
+      from (select j.queue, count(*) as retried
               from {schema}.jobs j
              cross join lateral jsonb_array_elements(j.errors) as e(entry)
+             cross join bounds b
              where j.errors <> '[]'::jsonb and jsonb_typeof(j.errors) = 'array'
+               and jsonb_typeof(e.entry) = 'object'
+               and (e.entry->>'at')::timestamptz > b.since and (e.entry->>'at')::timestamptz <= b.at
+             group by j.queue
             union all
-            select h.queue, e.entry, h.status in ('failed', 'cancelled') and e.n = jsonb_array_length(h.errors)
-              from {schema}.job_history h cross join bounds b
-             cross join lateral jsonb_array_elements(h.errors) with ordinality as e(entry, n)
-             where h.finished_at > b.since and b.at > b.since and h.errors <> '[]'::jsonb and jsonb_typeof(h.errors) = 'array') x
+            select queue, retried from done where retried > 0) x
       join windows w on w.queue = x.queue
-     where jsonb_typeof(x.entry) = 'object'
-       and (x.entry->>'at')::timestamptz > w.since and (x.entry->>'at')::timestamptz <= w.at and not x.final
      group by x.queue
 ),
 staff as (
@@ -348,14 +380,15 @@ rejections as (
 insert into {schema}.metrics
     (queue, at, interval_seconds, pending, scheduled, running, blocked, workers, completed, failed, retried,
      cancelled, run_ms_mean, run_ms_p95, wait_ms_mean, wait_ms_p95, rejected, rejected_total)
-select w.queue, w.at, extract(epoch from w.at - w.since),
+select w.queue, w.at, date_part('epoch', w.at - w.since),
        coalesce(l.pending, 0), coalesce(l.scheduled, 0), coalesce(l.running, 0), coalesce(l.blocked, 0),
        coalesce(s.workers, 0), coalesce(d.completed, 0), coalesce(d.failed, 0), coalesce(r.retried, 0),
-       coalesce(d.cancelled, 0), d.run_ms_mean, d.run_ms_p95, d.wait_ms_mean, d.wait_ms_p95,
+       coalesce(d.cancelled, 0), d.run_ms_mean, t.run_ms_p95, d.wait_ms_mean, t.wait_ms_p95,
        coalesce(rj.rejected, 0), rj.total
   from windows w
   left join live l on l.queue = w.queue
   left join done d on d.queue = w.queue
+  left join tails t on t.queue = w.queue
   left join retries r on r.queue = w.queue
   left join staff s on s.queue = w.queue
   left join rejections rj on rj.queue = w.queue
