@@ -183,7 +183,7 @@ async def test_rejections_appear_in_the_metrics_rows(database_url: str, conn: An
             # Between rows, stats add what the total gained since the latest row.
             stats = {s.queue: s for s in app.stats()}
             assert (stats["capped"].rejected_in_window, stats["capped"].rejected) == (4, 4)
-            sweeper._last_metrics = 0.0  # the next pass writes metrics again
+            sweeper.metrics.written_at = 0.0  # the next pass writes metrics again
             await sweeper.run_once()
             latest = conn.execute(
                 "select rejected, rejected_total from pgq.metrics where queue = 'capped' order by at desc limit 1"

@@ -18,7 +18,8 @@ import psycopg
 import pytest
 
 import pgq
-from pgq.maintenance.sweeper import METRICS_LAG, Sweeper
+from pgq.maintenance.metrics import METRICS_LAG
+from pgq.maintenance.sweeper import Sweeper
 
 
 def history(conn: Any, queue: str, status: str, at: datetime) -> None:
@@ -57,11 +58,11 @@ async def test_irregular_sweeps_count_every_job_once(database_url: str, conn: An
     app = pgq.App(database_url)
     sweeper = Sweeper(app)
     try:
-        conn_ = await sweeper._connect()
+        conn_ = await sweeper.election.connection()
         at = base - timedelta(seconds=30)
         for gap in (0.0, 3.0, 14.7, 0.3, 42.0, 240.0, 14.7, 14.7, 61.0, 300.0, 1.0, 500.0):
             at += timedelta(seconds=gap + rnd.random())
-            await sweeper.write_metrics(conn_, now=at)
+            await sweeper.metrics.run_once(conn_, now=at)
         # The last sweep is after every finish: together the rows are the history.
         assert at - timedelta(seconds=METRICS_LAG) > base + timedelta(seconds=600)
     finally:
@@ -105,16 +106,16 @@ async def test_finishes_committing_during_sweeps_are_counted_once(database_url: 
     sweeper = Sweeper(app)
     rnd = random.Random(11)
     try:
-        sweep_conn = await sweeper._connect()
+        sweep_conn = await sweeper.election.connection()
         thread.start()
         deadline = time.monotonic() + 8
         while time.monotonic() < deadline:
-            await sweeper.write_metrics(sweep_conn)
+            await sweeper.metrics.run_once(sweep_conn)
             time.sleep(0.05 + rnd.random() * 0.75)
         stop.set()
         thread.join(10)
         time.sleep(METRICS_LAG + 0.2)
-        await sweeper.write_metrics(sweep_conn)
+        await sweeper.metrics.run_once(sweep_conn)
     finally:
         stop.set()
         await sweeper.close()
@@ -135,10 +136,10 @@ async def test_prometheus_window_agrees_with_the_job_counts(database_url: str, c
     app = pgq.App(database_url)
     sweeper = Sweeper(app)
     try:
-        sweep_conn = await sweeper._connect()
-        await sweeper.write_metrics(sweep_conn, now=now - timedelta(minutes=25))  # a first row, early
+        sweep_conn = await sweeper.election.connection()
+        await sweeper.metrics.run_once(sweep_conn, now=now - timedelta(minutes=25))  # a first row, early
         history(conn, "wf", "completed", now - timedelta(minutes=10))  # a queue the first row did not know
-        await sweeper.write_metrics(sweep_conn)
+        await sweeper.metrics.run_once(sweep_conn)
         text = render(registry_for(app)).decode()
     finally:
         await sweeper.close()

@@ -138,8 +138,8 @@ async def test_one_sweeper_at_a_time_and_takeover(app: pgq.App, database_url: st
         else:
             raise AssertionError("the second sweeper never took over within 5 s of the leader's exit")
         # The lock session has a server-side idle timeout, so a half-open leader cannot hold it forever.
-        assert second._conn is not None
-        timeout = await (await second._conn.execute("show idle_session_timeout")).fetchone()
+        session = await second.election.connection()
+        timeout = await (await session.execute("show idle_session_timeout")).fetchone()
         assert timeout is not None and timeout["idle_session_timeout"] not in ("0", "0ms")
     finally:
         await first.close()
@@ -317,7 +317,7 @@ async def test_metrics_p95_exact_up_to_ten_thousand_finishes_then_sampled(databa
     sweeper = Sweeper(app)
     try:
         async with await _conn(database_url) as sweep_conn:
-            await sweeper.write_metrics(sweep_conn, now=at + timedelta(seconds=2))
+            await sweeper.metrics.run_once(sweep_conn, now=at + timedelta(seconds=2))
     finally:
         await sweeper.close()
         app.close()

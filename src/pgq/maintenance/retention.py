@@ -11,12 +11,16 @@ whole, and only what a drop would keep too long is deleted row by row.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from pgq.db.flows import Flow
+import psycopg
+
+from pgq.db.connection import run_async
+from pgq.db.flows import Flow, drive_async
 from pgq.db.queries import query
 from pgq.settings import Settings
 
@@ -184,3 +188,28 @@ def retention_flow(
     pruned.waiters = (yield query("sweep_prune_waiters", schema), {})[0]["deleted"]
     pruned.logs = yield from _deleted(_batches(query("sweep_prune_logs", schema), {}, max_batches))
     return pruned
+
+
+class Retention:
+    """The sweeper's retention pass: :func:`retention_flow` on its session, at most
+    ``PRUNE_BATCHES_PER_PASS`` batches per table, so that one pass stays short."""
+
+    def __init__(self, schema: str, settings: Settings) -> None:
+        self.schema = schema
+        self.settings = settings
+        self.log = logging.getLogger("pgq.sweeper")
+        self._refused = False
+
+    async def run_once(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> Pruned:
+        flow = retention_flow(self.schema, self.settings, PRUNE_BATCHES_PER_PASS)
+        pruned = await drive_async(flow, lambda sql, params: run_async(conn, sql, params))
+        if pruned.refused and not self._refused:
+            self._refused = True
+            self.log.warning(
+                "the sweeper may not make or drop partitions of %s.job_history (%s); finished jobs go to its "
+                "default partition and are deleted one by one: grant pgq's user the schema's tables (own them)",
+                self.schema,
+                pruned.refused,
+                extra={"event": "partitions_refused"},
+            )
+        return pruned

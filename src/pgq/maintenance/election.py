@@ -1,0 +1,76 @@
+"""The sweeper's election: a session advisory lock on the sweeper's own direct connection.
+
+Only the holder sweeps. If the leader dies its session ends and the next worker to try
+takes the lock, within one sweep interval. If the leader's connection goes half-open,
+the server ends the session after ``idle_session_timeout`` (set on that session to a few
+sweep intervals; a healthy leader runs a statement every pass), which frees the lock too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgq.db.connection import connection_kwargs
+from pgq.db.queries import query
+from pgq.settings import Settings
+
+
+def lock_key(schema: str) -> int:
+    """A stable 64-bit advisory lock key per schema."""
+    digest = hashlib.sha256(f"pgq sweeper {schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class Election:
+    """The lock session. Every pass of the sweeper runs on :meth:`connection`: a session
+    lock lasts as long as its session, so while this connection lives, a leader stays
+    leader, and a dead session surfaces as an error on the next statement, after which
+    the sweeper calls :meth:`drop` (the leadership goes with the connection)."""
+
+    def __init__(self, settings: Settings, url: str, schema: str, interval: float, worker_name: str) -> None:
+        self.settings = settings
+        self.url = url
+        self.schema = schema
+        self.interval = interval
+        self.worker_name = worker_name
+        self.leader = False
+        self.log = logging.getLogger("pgq.sweeper")
+        self._conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
+
+    async def connection(self) -> psycopg.AsyncConnection[dict[str, Any]]:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        self.leader = False
+        kwargs = connection_kwargs(self.settings, "sweeper", direct=True)
+        idle = max(10, round(self.interval * 3))
+        kwargs["options"] += f" -c idle_session_timeout={idle * 1000}"
+        self._conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, row_factory=dict_row, **kwargs)
+        return self._conn
+
+    async def elect(self) -> bool:
+        """Hold (or try to take) the sweeper lock; True if this worker is the sweeper."""
+        conn = await self.connection()
+        if not self.leader:
+            cur = await conn.execute(query("sweep_try_lock", self.schema), {"key": lock_key(self.schema)})
+            row = await cur.fetchone()
+            self.leader = bool(row and row["held"])
+            if self.leader:
+                self.log.info(
+                    "this worker (%s) is now the sweeper", self.worker_name or "?", extra={"event": "sweeper_elected"}
+                )
+        return self.leader
+
+    async def drop(self) -> None:
+        """Close the session, which frees the lock at once."""
+        conn, self._conn = self._conn, None
+        self.leader = False
+        if conn is not None and not conn.closed:
+            try:
+                await conn.close()
+            except (psycopg.Error, OSError):
+                pass

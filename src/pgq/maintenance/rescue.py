@@ -1,0 +1,103 @@
+"""The sweeper's rescue: workers that missed their heartbeats are declared dead, and the
+jobs stuck on them (or overrunning their timeout on a live one) go back to pending,
+fail for good, or end cancelled as asked.
+
+After the sweeper's own database outage it declares nobody dead for a full heartbeat
+timeout: the workers could not beat either.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from pgq.db import channels
+from pgq.db.queries import query
+from pgq.settings import Settings
+
+#: Stuck jobs handled per pass at most.
+RESCUE_BATCH = 500
+
+
+@dataclass
+class Rescued:
+    dead_workers: list[str] = field(default_factory=list)
+    retried: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+class Rescue:
+    def __init__(self, settings: Settings, schema: str) -> None:
+        self.settings = settings
+        self.schema = schema
+        self.heartbeat_timeout = settings.heartbeat_timeout
+        self.log = logging.getLogger("pgq.sweeper")
+        #: monotonic time of the first good pass after an outage (None: no outage seen)
+        self._recovered_at: float | None = None
+        self._outage = False
+
+    def outage(self) -> None:
+        """A pass failed: the database was away (or the pass broke)."""
+        self._outage = True
+
+    def answered(self) -> None:
+        """The database answers again: after an outage, the grace period starts now."""
+        if self._outage:
+            self._outage = False
+            self._recovered_at = time.monotonic()
+
+    def in_outage_grace(self) -> bool:
+        return self._recovered_at is not None and time.monotonic() - self._recovered_at < self.heartbeat_timeout
+
+    async def run_once(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> Rescued:
+        rescued = Rescued()
+        if not self.in_outage_grace():
+            rescued.dead_workers = await self._declare_dead(conn)
+        rows = await (
+            await conn.execute(
+                query("sweep_rescue_jobs", self.schema),
+                {
+                    "heartbeat_timeout": self.heartbeat_timeout,
+                    "timeout_grace": self.settings.timeout_grace,
+                    "claim_grace": min(5.0, self.heartbeat_timeout),
+                    "batch": RESCUE_BATCH,
+                    "channel": channels.jobs(self.schema),
+                },
+            )
+        ).fetchall()
+        rescued.retried = sum(1 for row in rows if row["outcome"] == "retried")
+        rescued.failed = sum(1 for row in rows if row["outcome"] == "failed")
+        rescued.cancelled = sum(1 for row in rows if row["outcome"] == "cancelled")
+        if rescued.retried or rescued.failed or rescued.cancelled:
+            self.log.warning(
+                "rescued %d stuck jobs: %d back to pending, %d failed (out of attempts), %d cancelled (as asked)",
+                rescued.retried + rescued.failed + rescued.cancelled,
+                rescued.retried,
+                rescued.failed,
+                rescued.cancelled,
+                extra={"event": "jobs_rescued", "retried": rescued.retried, "failed": rescued.failed},
+            )
+        return rescued
+
+    async def _declare_dead(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> list[str]:
+        rows = await (
+            await conn.execute(
+                query("sweep_mark_dead_workers", self.schema), {"heartbeat_timeout": self.heartbeat_timeout}
+            )
+        ).fetchall()
+        for row in rows:
+            self.log.warning(
+                "worker %s (%s, pid %s on %s) missed its heartbeats for %.0f s: declared dead",
+                row["name"],
+                row["id"],
+                row["pid"],
+                row["host"],
+                self.heartbeat_timeout,
+                extra={"event": "worker_dead", "worker_id": str(row["id"])},
+            )
+        return [str(row["id"]) for row in rows]
