@@ -18,6 +18,7 @@ import pytest
 
 import pgq
 from pgq.enqueueing import Options, copy_payload
+from tests.rows import add_history
 
 QUEUES = [
     # accepted
@@ -113,12 +114,7 @@ def test_max_attempts_one_rule_everywhere(app: pgq.App, conn: Any, max_attempts:
 
 def test_a_retry_may_go_one_past_the_attempts_limit(app: pgq.App, conn: Any) -> None:
     """The one exception to max_attempts <= 1000: retrying a job that used them all gives it one more."""
-    job_id = conn.execute(
-        """insert into pgq.job_history (id, queue, task, args, priority, status, attempts, max_attempts,
-                                        run_at, created_at, finished_at)
-           values (nextval('pgq.jobs_id_seq'), 'default', 't', '{}', 0, 'failed', 1000, 1000, now(), now(), now())
-           returning id"""
-    ).fetchone()["id"]
+    [job_id] = add_history(conn, status="failed", attempts=1000, max_attempts=1000, run=None)
     app.retry(job_id)
     assert app.get_job(job_id).max_attempts == 1001  # type: ignore[union-attr]
 

@@ -20,16 +20,11 @@ import pytest
 import pgq
 from pgq.maintenance.metrics import METRICS_LAG
 from pgq.maintenance.sweeper import Sweeper
+from tests.rows import add_history
 
 
 def history(conn: Any, queue: str, status: str, at: datetime) -> None:
-    conn.execute(
-        """insert into pgq.job_history (id, queue, task, args, priority, status, attempts, max_attempts,
-                                        run_at, created_at, started_at, finished_at)
-           values (nextval(pg_get_serial_sequence('pgq.jobs', 'id')), %s, 't', '{}', 0, %s, 1, 3,
-                   %s - interval '2 s', %s - interval '2 s', %s - interval '1 s', %s)""",
-        [queue, status, at, at, at, at],
-    )
+    add_history(conn, queue=queue, status=status, finished=at, run=1, wait=1)
 
 
 def totals(conn: Any, table: str) -> dict[tuple[str, str], int]:

@@ -21,7 +21,7 @@ import pytest
 import pgq
 from pgq import bulk
 from tests.processes import pgq_cli
-from tests.rows import add_worker
+from tests.rows import add_history, add_worker
 
 # ------------------------------------------------------------------ helpers
 
@@ -39,32 +39,20 @@ def finished_job(
     attempts: int = 3,
 ) -> int:
     """A job in history that finished ``ago`` seconds ago after running ``run`` s and waiting ``wait`` s."""
-    row = conn.execute(
-        """insert into pgq.job_history (id, queue, task, args, priority, status, attempts, max_attempts,
-                                        run_at, created_at, started_at, finished_at, key, errors)
-           select nextval(pg_get_serial_sequence('pgq.jobs', 'id')), %(queue)s, %(task)s, '{}', 0, %(status)s,
-                  %(attempts)s, 3,
-                  now() - make_interval(secs => %(ago)s + %(run)s + %(wait)s),
-                  now() - make_interval(secs => %(ago)s + %(run)s + %(wait)s),
-                  now() - make_interval(secs => %(ago)s + %(run)s),
-                  now() - make_interval(secs => %(ago)s),
-                  %(key)s,
-                  case when %(status)s = 'failed'
-                       then '[{"attempt": 3, "type": "RuntimeError", "message": "boom"}]'::jsonb
-                       else '[]'::jsonb end
-           returning id""",
-        {
-            "queue": queue,
-            "task": task,
-            "status": status,
-            "ago": ago,
-            "run": run,
-            "wait": wait,
-            "key": key,
-            "attempts": attempts,
-        },
-    ).fetchone()
-    return int(row["id"])
+    errors = [{"attempt": 3, "type": "RuntimeError", "message": "boom"}] if status == "failed" else []
+    [job_id] = add_history(
+        conn,
+        status=status,
+        queue=queue,
+        task=task,
+        key=key,
+        finished=f"now() - make_interval(secs => {ago})",
+        run=run,
+        wait=wait,
+        attempts=attempts,
+        errors=errors,
+    )
+    return job_id
 
 
 def set_running(conn: Any, job_id: int) -> None:

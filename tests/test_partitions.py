@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 
 import pgq
 from pgq.db.queries import query
+from tests.rows import add_history
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,17 +39,8 @@ def partitions_since(conn: psycopg.Connection[Any], period: str, periods_ago: in
 
 
 def finished(conn: psycopg.Connection[Any], status: str, at: str, count: int = 1) -> list[int]:
-    """``count`` jobs finished with ``status`` at ``at`` (an SQL expression)."""
-    rows = conn.execute(
-        f"""insert into pgq.job_history (id, queue, task, args, priority, status, attempts, max_attempts,
-                                         run_at, created_at, started_at, finished_at)
-            select nextval(pg_get_serial_sequence('pgq.jobs', 'id')), 'q', 't', '{{}}', 0, %s, 1, 3,
-                   {at}, {at}, {at}, {at}
-              from generate_series(1, %s)
-            returning id""",
-        [status, count],
-    ).fetchall()
-    return [row["id"] for row in rows]
+    """``count`` jobs of queue ``q`` finished with ``status`` at ``at`` (an SQL expression)."""
+    return add_history(conn, count, status=status, queue="q", finished=at, run=0)
 
 
 def insert_days(conn: psycopg.Connection[Any], start: datetime, days: int) -> None:

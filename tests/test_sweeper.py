@@ -19,7 +19,7 @@ from pgq.db.connection import run_async
 from pgq.db.flows import drive_async
 from pgq.maintenance.retention import PRUNE_BATCH, prune_history_flow
 from pgq.maintenance.sweeper import Sweeper
-from tests.rows import add_worker
+from tests.rows import add_history, add_worker
 
 
 @pytest.fixture
@@ -147,14 +147,8 @@ async def test_one_sweeper_at_a_time_and_takeover(app: pgq.App, database_url: st
 
 
 def finish(conn: Any, count: int, status: str, age_days: float, queue: str = "default") -> None:
-    conn.execute(
-        """insert into pgq.job_history (id, queue, task, args, priority, status, attempts, max_attempts,
-                                        run_at, created_at, started_at, finished_at)
-           select nextval(pg_get_serial_sequence('pgq.jobs', 'id')), %s, 't', '{}', 0, %s, 1, 3,
-                  now() - make_interval(days => %s, secs => 2), now() - make_interval(days => %s, secs => 2),
-                  now() - make_interval(days => %s, secs => 1), now() - make_interval(days => %s)
-             from generate_series(1, %s)""",
-        [queue, status, age_days, age_days, age_days, age_days, count],
+    add_history(
+        conn, count, status=status, queue=queue, finished=f"now() - make_interval(days => {age_days})", run=1, wait=1
     )
 
 
