@@ -38,6 +38,12 @@ class Result:
     extra: dict[str, float] = field(default_factory=dict)
 
 
+#: Jobs each idle-latency row runs untimed before its timed ones, 20 ms apart: every contender's
+#: first jobs pay first-use costs (statements prepared on their sixth run, plans cached per server
+#: session, code paths run once), and with 200 timed jobs two such outliers make the p99.
+LATENCY_WARM_UP = 10
+
+
 def pct(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]

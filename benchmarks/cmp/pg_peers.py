@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from cmp.common import CpuMeter, Result, Skipped
+from cmp.common import LATENCY_WARM_UP, CpuMeter, Result, Skipped
 from cmp.pgq_rows import latency_result
 
 
@@ -111,12 +111,15 @@ def pgqueuer_latency(url: str, count: int = 200) -> Result:
         worker = asyncio.create_task(manager.run())
         await asyncio.sleep(0.5)
         enqueue = Queries(AsyncpgDriver(producer)).enqueue
+        for _ in range(LATENCY_WARM_UP):
+            await enqueue(["ping"], [None], [0])
+            await asyncio.sleep(0.02)
         for _ in range(count):
             (job_id,) = await enqueue(["ping"], [None], [0])
             committed[int(job_id)] = time.monotonic()
             await asyncio.sleep(0.02)
         deadline = time.monotonic() + 30
-        while len(started) < count and time.monotonic() < deadline:
+        while len(started) < count + LATENCY_WARM_UP and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         manager.shutdown.set()
         await worker

@@ -15,7 +15,7 @@ from typing import IO, Any
 import psycopg
 
 import pgq
-from cmp.common import Drain, Result, python_env, rss_mb, stop_processes, watch_drain
+from cmp.common import LATENCY_WARM_UP, Drain, Result, python_env, rss_mb, stop_processes, watch_drain
 from cmp.pgq_tasks import register
 
 DRAIN = Drain(jobs="pgq.jobs", history="pgq.job_history")
@@ -172,8 +172,12 @@ def _latency(url: str, count: int, interval: float, batch: int, note: str) -> Re
     app = _app(url)
     worker = WorkerProcess(url)
     committed: dict[int, float] = {}
+    warm_up = LATENCY_WARM_UP if batch == 1 else 0
     try:
         worker.wait_ready(url)
+        for _ in range(warm_up):
+            app.enqueue("ping")
+            time.sleep(interval)
         next_at = time.monotonic()
         sent = 0
         while sent < count:
@@ -190,7 +194,7 @@ def _latency(url: str, count: int, interval: float, batch: int, note: str) -> Re
             delay = next_at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        started = _wait_results(url, count)
+        started = _wait_results(url, count + warm_up)
     finally:
         failure = worker.stop()
         app.close()

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cmp.common import PEERS, Result, Skipped, free_port, python_env, stop_processes, tree_cpu
+from cmp.common import LATENCY_WARM_UP, PEERS, Result, Skipped, free_port, python_env, stop_processes, tree_cpu
 from cmp.pgq_rows import latency_result
 
 
@@ -184,10 +184,13 @@ def celery_latency(count: int = 200) -> Result:
 
 
 def _ping_loop(server: RedisServer, count: int, send: Callable[[], str]) -> dict[str, float]:
-    """A warm-up job until the worker runs it, then ``count`` jobs 20 ms apart."""
+    """``LATENCY_WARM_UP`` untimed jobs until the worker ran them, then ``count`` jobs 20 ms apart."""
+    for _ in range(LATENCY_WARM_UP - 1):
+        send()
+        time.sleep(0.02)
     warm = send()
     deadline = time.monotonic() + 60
-    while not server.client.hexists("starts", warm):
+    while server.client.hlen("starts") < LATENCY_WARM_UP or not server.client.hexists("starts", warm):
         if time.monotonic() > deadline:
             raise RuntimeError("the worker ran no job within 60 s")
         time.sleep(0.05)
@@ -311,7 +314,9 @@ def bullmq_drain(jobs: int, concurrency: int = BULLMQ_CONCURRENCY) -> Result:
 def bullmq_latency(count: int = 200) -> Result:
     _node()
     with RedisServer() as server:
-        out = _bullmq(server, "latency", "--count", str(count), "--interval-ms", "20")
+        out = _bullmq(
+            server, "latency", "--count", str(count), "--interval-ms", "20", "--warm-up", str(LATENCY_WARM_UP)
+        )
     lags = sorted(float(x) for x in out["lags_ms"])
     note = "one Worker at concurrency 10, producer in the same Node process"
     if len(lags) < count:

@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from cmp.common import CpuMeter, Drain, Result, python_env, stop_processes, watch_drain
+from cmp.common import LATENCY_WARM_UP, CpuMeter, Drain, Result, python_env, stop_processes, watch_drain
 
 # pgq.jobs's and pgq.job_history's columns, fillfactor and autovacuum settings (migration 0001),
 # with the indexes an insert, a claim and a finish touch: the primary key and the claim index
@@ -254,7 +254,10 @@ def tight_latency(
     from cmp.pgq_rows import latency_result
 
     create_schema(url)
-    command = [sys.executable, "-m", "cmp.tight_loop", "--url", url, "--slots", str(slots), "--listen", str(count)]
+    warm_up = LATENCY_WARM_UP if batch == 1 else 0
+    command = [
+        sys.executable, "-m", "cmp.tight_loop", "--url", url, "--slots", str(slots), "--listen", str(count + warm_up)
+    ]  # fmt: skip
     worker = subprocess.Popen(command, env=python_env(), stdout=subprocess.PIPE, text=True)
     committed: dict[int, float] = {}
     insert = (
@@ -267,6 +270,9 @@ def tight_latency(
             raise RuntimeError("the tight loop did not start listening")
         time.sleep(0.5)
         with psycopg.connect(url, autocommit=True) as conn:
+            for _ in range(warm_up):
+                conn.execute(insert, [1]).fetchall()
+                time.sleep(interval)
             next_at = time.monotonic()
             while len(committed) < count:
                 rows = conn.execute(insert, [min(batch, count - len(committed))]).fetchall()
