@@ -50,14 +50,7 @@ moved as (
     returning h.*
 ),
 inserted as (
-    insert into {schema}.jobs
-        (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
-         key, group_key, errors, timeout, backoff, depends_on, on_parent_failure, snoozes, tags, meta)
-    select id, queue, task, args, priority, 'pending', attempts,
-           greatest(max_attempts, attempts + 1), now(), created_at,
-           key, group_key, errors, timeout, backoff, depends_on, on_parent_failure, snoozes, tags, meta
-      from moved
-    returning id
+    {part:retried_from_history}
 ),
 last_scanned as (
     select id, finished_at from scanned order by finished_at desc, id desc limit 1

@@ -364,6 +364,13 @@ moved as (
      where h.id = c.id and h.queue = c.queue
     returning h.*
 )
+{part:retried_from_history};
+
+-- name: retried_from_history
+-- A part of job_retry and bulk_retry, not a query: the rows of a CTE `moved`
+-- (history rows deleted for a retry) written back into jobs with their ids,
+-- pending now, one more attempt if they used them all; returns their ids. One
+-- column list, so that a column added to both tables is carried back in one place.
 insert into {schema}.jobs
     (id, queue, task, args, priority, status, attempts, max_attempts, run_at, created_at,
      key, group_key, errors, timeout, backoff, depends_on, on_parent_failure, snoozes, tags, meta)
@@ -371,7 +378,7 @@ select id, queue, task, args, priority, 'pending', attempts,
        greatest(max_attempts, attempts + 1), now(), created_at,
        key, group_key, errors, timeout, backoff, depends_on, on_parent_failure, snoozes, tags, meta
   from moved
-returning id;
+returning id
 
 -- name: job_return_orphans
 -- Jobs this worker holds as running in the database but not in memory (a
