@@ -146,14 +146,19 @@ select * from {schema}.find_in_history(%(id)s);
 -- args: jobs whose args contain this JSON object (args @> ...).
 select *
   from {schema}.all_jobs
- where (cast(%(status)s as text) is null or status = %(status)s)
+ where {part:job_list_filters}
+ order by id desc
+ limit %(limit)s;
+
+-- name: job_list_filters
+-- A part of job_list and job_list_tagged, not a query: the filters a list takes,
+-- each off when its parameter is null.
+(cast(%(status)s as text) is null or status = %(status)s)
    and (cast(%(queue)s as text) is null or queue = %(queue)s)
    and (cast(%(task)s as text) is null or task = %(task)s)
    and (cast(%(key)s as text) is null or key = %(key)s)
    and (cast(%(args)s as jsonb) is null or args @> cast(%(args)s as jsonb))
    and (cast(%(before_id)s as bigint) is null or id < %(before_id)s)
- order by id desc
- limit %(limit)s;
 
 -- name: job_list_tagged
 -- job_list of the jobs with one tag. The tag's test is a plain condition, not
@@ -162,12 +167,7 @@ select *
 select *
   from {schema}.all_jobs
  where tags @> array[cast(%(tag)s as text)]
-   and (cast(%(status)s as text) is null or status = %(status)s)
-   and (cast(%(queue)s as text) is null or queue = %(queue)s)
-   and (cast(%(task)s as text) is null or task = %(task)s)
-   and (cast(%(key)s as text) is null or key = %(key)s)
-   and (cast(%(args)s as jsonb) is null or args @> cast(%(args)s as jsonb))
-   and (cast(%(before_id)s as bigint) is null or id < %(before_id)s)
+   and {part:job_list_filters}
  order by id desc
  limit %(limit)s;
 
