@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 import psycopg
 
+from pgq.app_part import part_method
 from pgq.bulk import BulkControls
 from pgq.db.connection import Row, can_copy
 from pgq.db.database import Database
@@ -62,7 +63,7 @@ T = TypeVar("T")
 TaskRef = str | Task[Any, Any]
 
 
-class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
+class App:
     """One pgq installation: where its database is, and which tasks it knows.
 
     ``App()`` reads ``PGQ_*`` environment variables; keyword arguments override
@@ -91,6 +92,11 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         self.schedules: dict[str, ScheduleSpec] = {}
         #: The jobs of ``durable=False`` tasks, run in this process (pgq.fast_lane).
         self.fast_lane = FastLane(self)
+        # The parts whose methods the app's public methods below call (pgq.app_part).
+        self._operations = OperationControls(self)
+        self._schedule_controls = ScheduleControls(self)
+        self._bulk = BulkControls(self)
+        self._edits = JobEdits(self)
 
     def configure(self, **overrides: Any) -> None:
         """Override settings after construction (the CLI's flags do this); only
@@ -890,7 +896,31 @@ class App(ScheduleControls, OperationControls, BulkControls, JobEdits):
         return [Job.from_row(row) for row in self.db.run(query(name, self.schema), params, idempotent=True)]
 
     # ------------------------------------------------------------- controls
-    # cancel, retry, promote, delete, queues, workers and stats: pgq.operations.OperationControls
+    # The operator's actions and reads (pgq.operations), schedules (pgq.schedules), bulk
+    # actions (pgq.bulk) and job edits (pgq.job_edits): methods of the app's parts.
+
+    cancel = part_method("_operations", OperationControls.cancel)
+    retry = part_method("_operations", OperationControls.retry)
+    retry_failed = part_method("_operations", OperationControls.retry_failed)
+    promote = part_method("_operations", OperationControls.promote)
+    delete = part_method("_operations", OperationControls.delete)
+    pause_queue = part_method("_operations", OperationControls.pause_queue)
+    resume_queue = part_method("_operations", OperationControls.resume_queue)
+    list_queues = part_method("_operations", OperationControls.list_queues)
+    get_queue = part_method("_operations", OperationControls.get_queue)
+    set_queue = part_method("_operations", OperationControls.set_queue)
+    explain = part_method("_operations", OperationControls.explain)
+    list_workers = part_method("_operations", OperationControls.list_workers)
+    stats = part_method("_operations", OperationControls.stats)
+    add_schedule = part_method("_schedule_controls", ScheduleControls.add_schedule)
+    list_schedules = part_method("_schedule_controls", ScheduleControls.list_schedules)
+    get_schedule = part_method("_schedule_controls", ScheduleControls.get_schedule)
+    remove_schedule = part_method("_schedule_controls", ScheduleControls.remove_schedule)
+    enable_schedule = part_method("_schedule_controls", ScheduleControls.enable_schedule)
+    disable_schedule = part_method("_schedule_controls", ScheduleControls.disable_schedule)
+    trigger_schedule = part_method("_schedule_controls", ScheduleControls.trigger_schedule)
+    bulk = part_method("_bulk", BulkControls.bulk)
+    update_job = part_method("_edits", JobEdits.update_job)
 
     def prune(self, on_history_batch: Callable[[int], None] | None = None) -> dict[str, int]:
         """What the sweeper's retention deletes, now and to the end (``pgq prune``): finished

@@ -16,11 +16,11 @@ from typing import Any
 
 import psycopg
 
+from pgq.app_part import AppLike, AppPart
 from pgq.db import channels
 from pgq.db.queries import query
 from pgq.errors import ConfigurationError, InvalidState, PgqError
 from pgq.job import FINISHED_STATUSES, STATUSES
-from pgq.operations import AppLike
 
 #: Jobs per statement.
 BATCH = 1000
@@ -144,11 +144,11 @@ def _query(name: str, schema: str) -> str:
     return query(name, schema).replace("{job_filter}", JOB_FILTER)
 
 
-class BulkControls:
-    """The bulk action of :class:`pgq.App`."""
+class BulkControls(AppPart):
+    """The bulk action of :class:`pgq.App` (its part ``_bulk``)."""
 
     def bulk(
-        self: AppLike,
+        self,
         action: str,
         *,
         status: str | None = None,
@@ -172,7 +172,7 @@ class BulkControls:
         own transaction; jobs enqueued (or failing again) meanwhile are not taken.
         """
         job_filter = JobFilter(status=status, queue=queue, task=task, key=key, tag=tag, args=args)
-        return run_bulk(self, action, job_filter, priority=priority, all=all, dry_run=dry_run)
+        return run_bulk(self.app, action, job_filter, priority=priority, all=all, dry_run=dry_run)
 
 
 def run_bulk(

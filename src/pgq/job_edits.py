@@ -10,11 +10,11 @@ signature when this app registered it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from pgq.db.database import Database
+from pgq.app_part import AppPart
 from pgq.db.queries import query
 from pgq.enqueueing import prepare
 from pgq.errors import ConfigurationError, InvalidState, JobNotFound
@@ -23,32 +23,17 @@ from pgq.job import Job, JobSpec
 from pgq.operations import job_id_of
 
 if TYPE_CHECKING:
-    from pgq.settings import Settings
+    pass
 
 #: What update_job can change, as its keyword names.
 EDITABLE = ("args", "priority", "run_at", "delay", "max_attempts", "tags", "meta")
 
 
-class _AppLike(Protocol):
-    settings: Settings
-
-    @property
-    def schema(self) -> str: ...
-
-    @property
-    def tasks(self) -> Mapping[str, Any]: ...
-
-    @property
-    def db(self) -> Database: ...
-
-    def get_job(self, job_id: int) -> Job | None: ...
-
-
-class JobEdits:
-    """The edit of a waiting job, a mixin of :class:`pgq.App`."""
+class JobEdits(AppPart):
+    """The edit of a waiting job, a part of :class:`pgq.App` (``_edits``)."""
 
     def update_job(
-        self: _AppLike,
+        self,
         job_id: int,
         *,
         args: dict[str, Any] = UNSET,
@@ -84,7 +69,7 @@ class JobEdits:
                 raise ConfigurationError(f"{name}=None: give a value, or leave {name} out to keep it as it is")
         if "run_at" in given and "delay" in given:
             raise ConfigurationError("give run_at or delay, not both")
-        current = self.get_job(job_id)
+        current = self.app.get_job(job_id)
         if current is None:
             raise JobNotFound(f"no job with id {job_id}")
         spec = JobSpec(
@@ -124,7 +109,7 @@ class JobEdits:
             # A claim changed the row after this statement's snapshot: look again.
         else:
             raise InvalidState(f"job {job_id} changed state while it was being updated; try again")
-        updated = self.get_job(job_id)
+        updated = self.app.get_job(job_id)
         if updated is None:
             raise JobNotFound(f"no job with id {job_id}")
         return updated

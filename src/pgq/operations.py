@@ -1,6 +1,6 @@
 """Operating pgq: act on jobs and queues, and see what the queues and workers do.
 
-:class:`OperationControls` is a mixin of :class:`pgq.App` (as
+:class:`OperationControls` is a part of :class:`pgq.App` (as
 :class:`~pgq.schedules.ScheduleControls` is): the CLI (``pgq jobs retry``,
 ``pgq queues pause``, ``pgq stats``, ...) and the web dashboard are thin
 layers over these methods. Every action is one statement (or, for
@@ -13,18 +13,18 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from pgq import slo
+from pgq.app_part import AppPart
 from pgq.db import channels
-from pgq.db.database import Database
 from pgq.db.queries import query
 from pgq.errors import ConfigurationError, InvalidState, JobNotFound
 from pgq.flow import UNSET, format_rate, parse_count, parse_on_full, parse_rate
-from pgq.job import FINISHED_STATUSES, LIVE_STATUSES, Job
+from pgq.job import FINISHED_STATUSES, LIVE_STATUSES
 from pgq.queue_names import check_queue_name
 
 if TYPE_CHECKING:
@@ -39,20 +39,6 @@ RATE_WINDOW = 5 * 60.0
 #: Run and wait times are those of the latest TIMING_SAMPLE jobs completed in the last TIMING_WINDOW seconds.
 TIMING_WINDOW = 15 * 60.0
 TIMING_SAMPLE = 1000
-
-
-class AppLike(Protocol):
-    """What the operations need from :class:`pgq.App` (a mixin's self-type)."""
-
-    settings: Settings
-
-    @property
-    def schema(self) -> str: ...
-
-    @property
-    def db(self) -> Database: ...
-
-    def get_job(self, job_id: int) -> Job | None: ...
 
 
 @dataclass(frozen=True)
@@ -195,12 +181,12 @@ def _seconds(value: float | timedelta, what: str) -> float:
     return float(seconds)
 
 
-class OperationControls:
-    """The operator's actions and reads of :class:`pgq.App` (a mixin: the app supplies ``db``)."""
+class OperationControls(AppPart):
+    """The operator's actions and reads of :class:`pgq.App` (its part ``_operations``)."""
 
     # ------------------------------------------------------------------ jobs
 
-    def cancel(self: AppLike, job_id: int) -> str:
+    def cancel(self, job_id: int) -> str:
         """Cancel a job. A pending (or delayed) job ends ``cancelled`` at once and
         ``"cancelled"`` is returned; a running job's worker is told to stop it
         (``"cancelling"``): an async handler is cancelled, a sync one sees
@@ -224,7 +210,7 @@ class OperationControls:
             )
         return outcome
 
-    def retry(self: AppLike, job_id: int) -> None:
+    def retry(self, job_id: int) -> None:
         """Put a failed or cancelled job back in its queue, with the same id, to run now.
 
         A job that used all its attempts gets one more. Raises
@@ -238,7 +224,7 @@ class OperationControls:
             raise InvalidState(
                 f"job {job_id} cannot be retried: a live job took its key meanwhile; retry it later"
             ) from None
-        job = self.get_job(job_id)
+        job = self.app.get_job(job_id)
         if job is None:
             raise JobNotFound(f"no job with id {job_id}")
         if job.status in ("failed", "cancelled"):
@@ -247,7 +233,7 @@ class OperationControls:
             )
         raise InvalidState(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
 
-    def retry_failed(self: AppLike, *, queue: str | None = None, task: str | None = None) -> int:
+    def retry_failed(self, *, queue: str | None = None, task: str | None = None) -> int:
         """Retry every failed job (of ``queue`` and/or ``task``); returns how many.
 
         As :meth:`retry` for each: same id, due now, one more attempt if it used
@@ -261,9 +247,9 @@ class OperationControls:
             check_queue_name(queue)
         if task is not None and (not isinstance(task, str) or not task):
             raise ConfigurationError(f"task must be a task name, got {task!r}")
-        return run_bulk(self, "retry", JobFilter(status="failed", queue=queue, task=task), all=True).count
+        return run_bulk(self.app, "retry", JobFilter(status="failed", queue=queue, task=task), all=True).count
 
-    def promote(self: AppLike, job_id: int) -> None:
+    def promote(self, job_id: int) -> None:
         """Run a delayed job now: its ``run_at`` becomes now and the workers are woken.
 
         A pending job that is already due is left as it is. Raises
@@ -284,7 +270,7 @@ class OperationControls:
             raise InvalidState(f"job {job_id} already finished ({outcome}); only pending jobs can be promoted")
         raise InvalidState(f"job {job_id} is {outcome}; only pending jobs can be promoted")
 
-    def delete(self: AppLike, job_id: int) -> None:
+    def delete(self, job_id: int) -> None:
         """Delete a finished job (completed, failed or cancelled) from history for good.
 
         Raises :class:`JobNotFound` for an unknown id and :class:`InvalidState`
@@ -302,13 +288,13 @@ class OperationControls:
 
     # ---------------------------------------------------------------- queues
 
-    def pause_queue(self: AppLike, name: str) -> None:
+    def pause_queue(self, name: str) -> None:
         """Pause a queue: workers claim none of its jobs until it is resumed. Jobs
         already running go on; enqueueing still works. A queue can be paused
         before it has any job."""
         self.db.run(query("ops_pause_queue", self.schema), {"name": check_queue_name(name)}, idempotent=True)
 
-    def resume_queue(self: AppLike, name: str) -> None:
+    def resume_queue(self, name: str) -> None:
         """Resume a paused queue and wake the workers. Resuming a queue that is
         not paused does nothing."""
         self.db.run(
@@ -317,7 +303,7 @@ class OperationControls:
             idempotent=True,
         )
 
-    def list_queues(self: AppLike) -> list[QueueInfo]:
+    def list_queues(self) -> list[QueueInfo]:
         """Every queue with a row in ``queues`` (paused or resumed once), a live
         job, retained history or a live worker, by name, with its live counts."""
         rows = self.db.run(query("ops_list_queues", self.schema), {}, idempotent=True)
@@ -345,7 +331,7 @@ class OperationControls:
             for row in rows
         ]
 
-    def get_queue(self: AppLike, name: str) -> QueueInfo:
+    def get_queue(self, name: str) -> QueueInfo:
         """One queue as :meth:`list_queues` shows it: switches, limits, live counts. A queue
         nothing knows of yet (no row, job or worker) comes back empty and without limits."""
         check_queue_name(name)
@@ -355,7 +341,7 @@ class OperationControls:
         return QueueInfo(name, False, 0, 0, 0, 0, 0, None, None)
 
     def set_queue(
-        self: AppLike,
+        self,
         name: str,
         *,
         concurrency: int | None = UNSET,
@@ -432,7 +418,7 @@ class OperationControls:
             self.db.run(query("ops_group_rates_reset", self.schema), {"name": name}, idempotent=True)
         return OperationControls.get_queue(self, name)
 
-    def explain(self: AppLike, job_id: int) -> str:
+    def explain(self, job_id: int) -> str:
         """Why isn't this job running? What holds a pending job back, one line each: its
         ``run_at``, a paused queue, a full queue or group concurrency (and the jobs filling
         it), a rate limit's next start, no live worker serving its queue or knowing its task,
@@ -444,7 +430,7 @@ class OperationControls:
 
     # --------------------------------------------------------------- workers
 
-    def list_workers(self: AppLike) -> list[WorkerInfo]:
+    def list_workers(self) -> list[WorkerInfo]:
         """Every worker row (stopped and dead ones are kept a day), live ones first."""
         rows = self.db.run(query("ops_list_workers", self.schema), {}, idempotent=True)
         workers = []
@@ -459,7 +445,7 @@ class OperationControls:
 
     # ----------------------------------------------------------------- stats
 
-    def stats(self: AppLike, *, window: float | timedelta = STATS_WINDOW) -> list[QueueStats]:
+    def stats(self, *, window: float | timedelta = STATS_WINDOW) -> list[QueueStats]:
         """Per queue, by name: live counts now, what finished over ``window``
         (default 24 hours), completions and failures per minute over the last 5
         minutes, and run and wait times (p50, p95) of recent completed jobs.

@@ -8,13 +8,12 @@ transaction that enqueues its job (see ``schedule_take_tick``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from pgq.app_part import AppPart
 from pgq.cron import check_catch_up, check_cron, check_timezone, next_tick
-from pgq.db.database import Database
 from pgq.db.queries import query
 from pgq.enqueueing import prepare
 from pgq.errors import ConfigurationError, PgqError
@@ -22,36 +21,7 @@ from pgq.job import JobSpec
 from pgq.payload import encode_args
 
 if TYPE_CHECKING:
-    from pgq.settings import Settings
-
-
-class _AppLike(Protocol):
-    """What the schedule operations need from :class:`pgq.App` (a mixin's self-type)."""
-
-    settings: Settings
-
-    @property
-    def tasks(self) -> Mapping[str, Any]: ...
-
-    @property
-    def schema(self) -> str: ...
-
-    @property
-    def db(self) -> Database: ...
-
-    def get_schedule(self, name: str) -> Schedule | None: ...
-
-    def enable_schedule(self, name: str, enabled: bool = True) -> Schedule: ...
-
-    def enqueue(
-        self,
-        task: Any,
-        args: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        max_attempts: int | None = None,
-    ) -> int: ...
+    pass
 
 
 NAME_LIMIT = 200
@@ -143,11 +113,11 @@ def upsert_params(spec: ScheduleSpec, source: str, db_now: datetime) -> dict[str
     }
 
 
-class ScheduleControls:
-    """The schedule operations of :class:`pgq.App` (a mixin: the app supplies ``db``)."""
+class ScheduleControls(AppPart):
+    """The schedule operations of :class:`pgq.App` (its part ``_schedule_controls``)."""
 
     def add_schedule(
-        self: _AppLike,
+        self,
         name: str,
         cron: str,
         task: str,
@@ -173,19 +143,19 @@ class ScheduleControls:
         rows = self.db.run(query("schedule_upsert", self.schema), upsert_params(spec, "runtime", now), idempotent=True)
         return Schedule.from_row(rows[0])
 
-    def list_schedules(self: _AppLike) -> list[Schedule]:
+    def list_schedules(self) -> list[Schedule]:
         return [Schedule.from_row(row) for row in self.db.run(query("schedule_list", self.schema), {}, idempotent=True)]
 
-    def get_schedule(self: _AppLike, name: str) -> Schedule | None:
+    def get_schedule(self, name: str) -> Schedule | None:
         rows = self.db.run(query("schedule_get", self.schema), {"name": name}, idempotent=True)
         return Schedule.from_row(rows[0]) if rows else None
 
-    def remove_schedule(self: _AppLike, name: str) -> None:
+    def remove_schedule(self, name: str) -> None:
         """Delete a schedule. (One declared in code comes back at the next worker start; disable it instead.)"""
         if not self.db.run(query("schedule_delete", self.schema), {"name": name}):
             raise ConfigurationError(f"no schedule named {name!r}")
 
-    def enable_schedule(self: _AppLike, name: str, enabled: bool = True) -> Schedule:
+    def enable_schedule(self, name: str, enabled: bool = True) -> Schedule:
         """Enable (from the next tick on: missed ticks are skipped) or disable a schedule."""
         schedule = self.get_schedule(name)
         if schedule is None:
@@ -198,16 +168,16 @@ class ScheduleControls:
         )
         return Schedule.from_row(rows[0])
 
-    def disable_schedule(self: _AppLike, name: str) -> Schedule:
+    def disable_schedule(self, name: str) -> Schedule:
         return self.enable_schedule(name, enabled=False)
 
-    def trigger_schedule(self: _AppLike, name: str) -> int:
+    def trigger_schedule(self, name: str) -> int:
         """Enqueue the schedule's job now, outside its ticks; returns the job id. The schedule's
         last run and last job become this one (its next tick stays as it was)."""
         schedule = self.get_schedule(name)
         if schedule is None:
             raise ConfigurationError(f"no schedule named {name!r}")
-        job_id = self.enqueue(
+        job_id = self.app.enqueue(
             schedule.task,
             schedule.args,
             queue=schedule.queue,
