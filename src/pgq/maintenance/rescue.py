@@ -32,7 +32,7 @@ class Rescued:
 
 
 class Rescue:
-    def __init__(self, settings: Settings, schema: str) -> None:
+    def __init__(self, schema: str, settings: Settings) -> None:
         self.settings = settings
         self.schema = schema
         self.heartbeat_timeout = settings.heartbeat_timeout

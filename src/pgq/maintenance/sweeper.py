@@ -52,7 +52,7 @@ class Sweeper(Service):
         super().__init__(interval=settings.sweep_interval)
         self.schema = app.schema
         self.election = Election(settings, app.direct_url or app.url, self.schema, self.interval, worker_name)
-        self.rescue = Rescue(settings, self.schema)
+        self.rescue = Rescue(self.schema, settings)
         self.retention = Retention(self.schema, settings)
         self.vacuum = JobsVacuum(self.schema, settings.vacuum_threshold)
         self.metrics = MetricsWriter(self.schema, settings.metrics_interval)
