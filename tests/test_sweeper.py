@@ -369,6 +369,13 @@ async def test_the_sweeper_vacuums_the_live_table_once_dead_rows_pile_up(databas
         result = await sweeping.run_once()
         assert result.vacuumed_dead_rows >= 5000
         assert dead_rows(conn) == 0  # VACUUM reports its work at once
+        # It ran throttled as autovacuum is, without a statement timeout, which is set back after it.
+        session = await sweeping.election.connection()
+        shown = {
+            name: (await (await session.execute(f"show {name}")).fetchone() or {}).get(name)
+            for name in ("vacuum_cost_delay", "statement_timeout")
+        }
+        assert shown == {"vacuum_cost_delay": "2ms", "statement_timeout": "30s"}
     finally:
         await sweeping.close()
         app.close()

@@ -5,7 +5,8 @@ head of the claim index in claim order, and every claim steps over them until a 
 removes them: a million jobs through the table made claims several times slower.
 Autovacuum looks at a table at most once a minute (autovacuum_naptime); at thousands of
 jobs a second that is too rare. VACUUM takes no lock that claims or enqueues wait for,
-and skips the pages that did not change.
+and skips the pages that did not change. It is throttled as autovacuum is (see
+``sweep_vacuum_throttled``): a burst of vacuum work stalled the claims of a busy worker.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from pgq.db.queries import query
 
 
 class JobsVacuum:
-    def __init__(self, schema: str, threshold: int) -> None:
+    def __init__(self, schema: str, threshold: int, statement_timeout: float) -> None:
         self.schema = schema
         #: Dead rows that make a vacuum worth it (0: leave the table to autovacuum).
         self.threshold = threshold
+        #: The session's statement_timeout, set back after the vacuum (which runs without one).
+        self.timeout = f"{int(statement_timeout * 1000)}ms"
         self.log = logging.getLogger("pgq.sweeper")
         self._refused = False
 
@@ -35,7 +38,11 @@ class JobsVacuum:
         if dead < self.threshold:
             return 0
         try:
-            await conn.execute(query("sweep_vacuum_jobs", self.schema))
+            await conn.execute(query("sweep_vacuum_throttled", self.schema))
+            try:
+                await conn.execute(query("sweep_vacuum_jobs", self.schema))
+            finally:
+                await conn.execute(query("sweep_vacuum_done", self.schema), {"statement_timeout": self.timeout})
         except psycopg.errors.InsufficientPrivilege as exc:
             self._refused = True
             self.log.warning(
