@@ -92,7 +92,12 @@ class App:
         self.schedules: dict[str, ScheduleSpec] = {}
         #: The jobs of ``durable=False`` tasks, run in this process (pgq.fast_lane).
         self.fast_lane = FastLane(self)
-        # The parts whose methods the app's public methods below call (pgq.app_part).
+        self._attach_parts()
+
+    def _attach_parts(self) -> None:
+        """The parts whose methods the app's public methods below call (pgq.app_part), made
+        with this app: the read replica's app (``reader``) makes its own, or its reads would
+        run on the primary."""
         self._operations = OperationControls(self)
         self._schedule_controls = ScheduleControls(self)
         self._bulk = BulkControls(self)
@@ -401,6 +406,7 @@ class App:
             )
             reader.__dict__["db"] = Database(replica)
             reader.__dict__["_reader"] = reader
+            reader._attach_parts()
             self.__dict__["_reader"] = reader
         return reader
 
