@@ -267,6 +267,28 @@ async def test_notification_wakes_an_idle_worker(app: pgq.App) -> None:
             await asyncio.sleep(0.02)
 
 
+async def test_a_started_worker_has_its_claim_and_finish_sessions_open_before_any_job(app: pgq.App, conn: Any) -> None:
+    """A worker started under load opened its finishes session, and planned the finish
+    function, at its first finish, while jobs piled up; it opens both sessions and writes an
+    empty batch of completions on each before it claims (Worker._warm_up)."""
+
+    @app.task
+    def ping() -> None: ...
+
+    async with app.worker(name="w1") as worker:
+        names: set[str] = set()
+        for _ in range(100):
+            rows = conn.execute(
+                "select application_name as name from pg_stat_activity where application_name like 'pgq worker w1 %'"
+            ).fetchall()
+            names = {row["name"] for row in rows}
+            if {"pgq worker w1 claims", "pgq worker w1 finishes"} <= names:
+                break
+            await asyncio.sleep(0.05)
+        assert {"pgq worker w1 claims", "pgq worker w1 finishes"} <= names, names
+        assert worker.processed == 0
+
+
 async def test_rolled_back_enqueue_never_runs(app: pgq.App, database_url: str) -> None:
     ran: list[str] = []
 
