@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pgq.app_part import AppPart
 from pgq.db.queries import query
@@ -21,9 +21,6 @@ from pgq.errors import ConfigurationError, InvalidState, JobNotFound
 from pgq.flow import UNSET
 from pgq.job import Job, JobSpec
 from pgq.operations import job_id_of
-
-if TYPE_CHECKING:
-    pass
 
 #: What update_job can change, as its keyword names.
 EDITABLE = ("args", "priority", "run_at", "delay", "max_attempts", "tags", "meta")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pgq.app_part import AppPart
 from pgq.cron import check_catch_up, check_cron, check_timezone, next_tick
@@ -19,10 +19,6 @@ from pgq.enqueueing import prepare
 from pgq.errors import ConfigurationError, PgqError
 from pgq.job import JobSpec
 from pgq.payload import encode_args
-
-if TYPE_CHECKING:
-    pass
-
 
 NAME_LIMIT = 200
 
