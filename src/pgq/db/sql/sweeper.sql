@@ -286,8 +286,6 @@ done as (
     -- is its failure, not a retry.
     select h.queue,
            count(*) filter (where h.finished_at <= b.at) as finished,
-           -- `tails` samples 1 finish in `sampling` (1: every finish)
-           (count(*) filter (where h.finished_at <= b.at) + 9999) / 10000 as sampling,
            count(*) filter (where h.finished_at <= b.at and h.status = 'completed') as completed,
            count(*) filter (where h.finished_at <= b.at and h.status = 'failed') as failed,
            count(*) filter (where h.finished_at <= b.at and h.status = 'cancelled') as cancelled,
@@ -341,9 +339,9 @@ tails as (
       join done d on d.queue = h.queue
      where h.finished_at > b.since and h.finished_at <= b.at and b.at > b.since
        and h.started_at is not null
-       -- The sample: ids whose hash falls in 1 of `sampling` buckets (a hash,
+       -- The sample: ids whose hash falls in 1 of ceil(finished / 10,000) buckets (a hash,
        -- not `id % k`, so that jobs enqueued in a repeating pattern are not sampled in step).
-       and hashint8(h.id) %% d.sampling = 0
+       and hashint8(h.id) %% ((d.finished + 9999) / 10000) = 0
      group by h.queue
 ),
 staff as (
