@@ -54,7 +54,7 @@ class Sweeper(Service):
         self.election = Election(settings, app.direct_url or app.url, self.schema, self.interval, worker_name)
         self.rescue = Rescue(self.schema, settings)
         self.retention = Retention(self.schema, settings)
-        self.vacuum = JobsVacuum(self.schema, settings.vacuum_threshold, settings.statement_timeout)
+        self.vacuum = JobsVacuum(self.schema, settings.vacuum_threshold)
         self.metrics = MetricsWriter(self.schema, settings.metrics_interval)
         # A pass is bounded on this side too: a half-open lock session must not
         # hang the sweeper (the server ends that session by idle_session_timeout).

@@ -20,12 +20,10 @@ from pgq.db.queries import query
 
 
 class JobsVacuum:
-    def __init__(self, schema: str, threshold: int, statement_timeout: float) -> None:
+    def __init__(self, schema: str, threshold: int) -> None:
         self.schema = schema
         #: Dead rows that make a vacuum worth it (0: leave the table to autovacuum).
         self.threshold = threshold
-        #: The session's statement_timeout, set back after the vacuum (which runs without one).
-        self.timeout = f"{int(statement_timeout * 1000)}ms"
         self.log = logging.getLogger("pgq.sweeper")
         self._refused = False
 
@@ -42,7 +40,7 @@ class JobsVacuum:
             try:
                 await conn.execute(query("sweep_vacuum_jobs", self.schema))
             finally:
-                await conn.execute(query("sweep_vacuum_done", self.schema), {"statement_timeout": self.timeout})
+                await conn.execute(query("sweep_vacuum_done", self.schema))
         except psycopg.errors.InsufficientPrivilege as exc:
             self._refused = True
             self.log.warning(

@@ -404,7 +404,8 @@ select set_config('vacuum_cost_delay', '2ms', false), set_config('statement_time
 vacuum {schema}.jobs;
 
 -- name: sweep_vacuum_done
-select set_config('statement_timeout', %(statement_timeout)s, false);
+-- Back to the session's own statement timeout (the one its connection set).
+reset statement_timeout;
 
 -- name: sweep_try_lock
 -- The election: a session advisory lock on the sweeper's own connection, held
