@@ -60,10 +60,6 @@ class Sweeper(Service):
         # hang the sweeper (the server ends that session by idle_session_timeout).
         self.deadline = client_deadline(settings) + PRUNE_BATCHES_PER_PASS * settings.statement_timeout
 
-    @property
-    def leader(self) -> bool:
-        return self.election.leader
-
     async def run_once(self) -> SweepResult:
         result = SweepResult()
         try:
