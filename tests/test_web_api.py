@@ -595,6 +595,36 @@ async def test_live_hub_reads_once_per_tick_for_all_browsers(app: pgq.App, datab
     assert not hub.subscribers
 
 
+async def test_a_browser_arriving_while_reads_fail_gets_the_error_not_the_last_figures(
+    app: pgq.App, database_url: str
+) -> None:
+    from pgq.redaction import Redactor
+    from pgq.web.live import LiveHub
+
+    hub = LiveHub(app, Redactor([]), tick=0.2)
+    first = hub.stream(frozenset())
+    later = None
+    try:
+        assert (await next_snapshot(first))["error"] is None
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            # A real failure of the hub's read: the table it reads is gone for a moment.
+            conn.execute("alter table pgq.workers rename to workers_away")
+            try:
+                while (await next_snapshot(first))["error"] is None:
+                    pass
+                later = hub.stream(frozenset())
+                arrived = await next_snapshot(later)
+                assert arrived["error"] and arrived["database"] is False, arrived
+            finally:
+                conn.execute("alter table pgq.workers_away rename to workers")
+        assert (await next_snapshot(later))["error"] is None, "the figures come back with the table"
+    finally:
+        await first.aclose()
+        if later is not None:
+            await later.aclose()
+        await hub.aclose()
+
+
 # ------------------------------------------------------------ worker metrics
 
 

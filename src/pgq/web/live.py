@@ -271,6 +271,10 @@ class LiveHub:
         """Tell every page the database is gone: they show a banner over figures that stopped moving."""
         reason = text.splitlines()[0] if text else "error"
         message = json.dumps({"error": f"database unreachable ({reason})", "database": False})
+        # A browser that arrives now must not be handed the last good figures as if they were
+        # fresh: the 503 page would take them for "the database is back" and reload into the
+        # same 503, using up its reload before the database returned.
+        self._common = None
         for sub in list(self.subscribers):
             sub.message = message
             sub.event.set()

@@ -95,12 +95,24 @@
   // sessionStorage outlives a page, so a reason seen by the page before a navigation
   // counts too: reasons say what the page showed, not only what it is told.
   var RELOAD_KEY = "pgq-reload:" + location.pathname + location.search;
-  var reloading = false;
-  function reloadSoon(reason) {
+  // A page that must reload (the 503 page, once the database answers) asks again when
+  // the 10 s are up: snapshots come only on a change, so the next one may never come.
+  // Without this, a reload that still met the 503 (the pages' pool reconnects a moment
+  // after the live hub does) left the error page up for good.
+  var reloading = false, retryTimer = null;
+  function reloadSoon(reason, mustReload) {
     if (reloading || submitting) return;
     reason = reason || "";
     var last = json(sessionStorage.getItem(RELOAD_KEY) || "null", null);
-    if (last && last.reason === reason && Date.now() - last.at < 10000) return;
+    if (last && last.reason === reason && Date.now() - last.at < 10000) {
+      if (mustReload && !retryTimer) {
+        retryTimer = setTimeout(function () {
+          retryTimer = null;
+          reloadSoon(reason, true);
+        }, 10000 - (Date.now() - last.at) + 50);
+      }
+      return;
+    }
     reloading = true;
     sessionStorage.setItem(RELOAD_KEY, JSON.stringify({ at: Date.now(), reason: reason }));
     var shown = document.getElementById("flash");
@@ -262,7 +274,7 @@
       showStale(data.database === false ? "Database unreachable" : "Live updates paused");
       return;
     }
-    if (body.dataset.errorStatus === "503") { reloadSoon(); return; }  // the database is back
+    if (body.dataset.errorStatus === "503") { reloadSoon("", true); return; }  // the database is back
     lastGood = new Date();
     hideStale();
     setLive("on", "live: updated " + lastGood.toLocaleTimeString());
