@@ -202,15 +202,18 @@ def _key_period(name: str, value: float | timedelta | None, key: str | None) -> 
         return None
     if key is None:
         raise InvalidJob(f"{name} needs a key: enqueue(..., key='...', {name}=...)")
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise InvalidJob(f"{name} must be seconds (a number) or a timedelta, got {value!r}")
+    seconds = _seconds(name, value)
     if not 0 < seconds <= MAX_KEY_PERIOD:
         raise InvalidJob(f"{name} must be more than 0 s and at most ten years, got {value!r}")
     return seconds
+
+
+def _seconds(name: str, value: float | timedelta) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise InvalidJob(f"{name} must be seconds (a number) or a timedelta, got {value!r}")
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
@@ -223,12 +226,7 @@ def _check_int(name: str, value: Any, low: int, high: int) -> None:
 def _delay_seconds(delay: float | timedelta | None) -> float | None:
     if delay is None:
         return None
-    if isinstance(delay, timedelta):
-        seconds = delay.total_seconds()
-    elif isinstance(delay, int | float) and not isinstance(delay, bool):
-        seconds = float(delay)
-    else:
-        raise InvalidJob(f"delay must be seconds (a number) or a timedelta, got {delay!r}")
+    seconds = _seconds("delay", delay)
     if seconds < 0 or seconds != seconds:
         raise InvalidJob(f"delay must be zero or positive, got {delay!r}; use run_at for a fixed time")
     return seconds

@@ -47,12 +47,10 @@ UNSET: Any = _Unset()
 def parse_rate(value: Any, what: str = "rate") -> tuple[int, float] | None:
     """``"10/s"``, ``"100/min"``, ``"2/30s"`` or ``(count, seconds)`` as (count, period seconds);
     None (or ``"none"``) is no limit. :class:`ConfigurationError` saying what to write otherwise."""
-    if value is None:
+    if _no_limit(value):
         return None
     if isinstance(value, str):
         text = value.strip().lower()
-        if text == "none":
-            return None
         match = _RATE.match(text)
         unit = match.group(3) if match else ""
         unit = unit[:-1] if unit.endswith("s") and unit[:-1] in _UNITS and unit != "ms" else unit
@@ -72,6 +70,11 @@ def parse_rate(value: Any, what: str = "rate") -> tuple[int, float] | None:
     raise ConfigurationError(f"{what} {value!r} is not a rate: {RATE_HELP}")
 
 
+def _no_limit(value: Any) -> bool:
+    """None, or the word ``none`` in any case and spacing: no limit."""
+    return value is None or (isinstance(value, str) and value.strip().lower() == "none")
+
+
 def _check_rate(count: int, seconds: float, value: Any, what: str) -> tuple[int, float]:
     if not 1 <= count <= INT32:
         raise ConfigurationError(f"{what} {value!r}: the count must be at least 1; {RATE_HELP}")
@@ -84,12 +87,10 @@ def _check_rate(count: int, seconds: float, value: Any, what: str) -> tuple[int,
 
 def parse_count(value: Any, what: str, minimum: int = 1) -> int | None:
     """A whole number >= ``minimum`` (or a string of one), or None / ``"none"`` for no limit."""
-    if value is None:
+    if _no_limit(value):
         return None
     if isinstance(value, str):
-        text = value.strip().lower()
-        if text == "none":
-            return None
+        text = value.strip()
         if not re.fullmatch(r"\d+", text):
             raise ConfigurationError(f"{what} must be a whole number >= {minimum} or none, got {value!r}")
         value = int(text)

@@ -310,13 +310,7 @@ class OperationControls(AppPart):
         return [
             QueueInfo(
                 name=row["name"],
-                paused=bool(row["paused"]),
-                waiting=int(row["waiting"]),
-                delayed=int(row["delayed"]),
-                active=int(row["active"]),
-                blocked=int(row["blocked"]),
-                workers=int(row["workers"]),
-                oldest_waiting_seconds=_float(row["oldest_waiting_seconds"]),
+                **_live_figures(row),
                 updated_at=row["updated_at"],
                 concurrency=row["concurrency"],
                 rate=format_rate(row["rate_count"], row["rate_period"]),
@@ -471,18 +465,12 @@ class OperationControls(AppPart):
         return [
             QueueStats(
                 queue=row["queue"],
-                paused=bool(row["paused"]),
-                waiting=int(row["waiting"]),
-                delayed=int(row["delayed"]),
-                active=int(row["active"]),
-                blocked=int(row["blocked"]),
+                **_live_figures(row),
                 completed=int(row["completed"]),
                 failed=int(row["failed"]),
                 cancelled=int(row["cancelled"]),
-                workers=int(row["workers"]),
                 completed_per_minute=float(row["completed_per_minute"]),
                 failed_per_minute=float(row["failed_per_minute"]),
-                oldest_waiting_seconds=_float(row["oldest_waiting_seconds"]),
                 run_ms_p50=_float(row["run_ms_p50"]),
                 run_ms_p95=_float(row["run_ms_p95"]),
                 wait_ms_p50=_float(row["wait_ms_p50"]),
@@ -495,6 +483,20 @@ class OperationControls(AppPart):
             )
             for row in rows
         ]
+
+
+def _live_figures(row: dict[str, Any]) -> dict[str, Any]:
+    """What QueueInfo and QueueStats both say of a queue's live jobs (ops_list_queues and
+    ops_stats read them with the same part, queue_names_and_live_counts)."""
+    return {
+        "paused": bool(row["paused"]),
+        "waiting": int(row["waiting"]),
+        "delayed": int(row["delayed"]),
+        "active": int(row["active"]),
+        "blocked": int(row["blocked"]),
+        "workers": int(row["workers"]),
+        "oldest_waiting_seconds": _float(row["oldest_waiting_seconds"]),
+    }
 
 
 def _float(value: Any) -> float | None:
