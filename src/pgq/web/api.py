@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
@@ -63,6 +63,8 @@ from pgq.web.security import same_origin
 
 if TYPE_CHECKING:
     from pgq.web.dashboard import Dashboard
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 MAX_LIMIT = 1000
 LIST_PARAMS = ("status", "queue", "task", "key", "tag", "args", "limit", "before_id")
@@ -176,9 +178,29 @@ def router(d: Dashboard) -> APIRouter:
     api = APIRouter(prefix="/api")
     guarded = [Depends(post_guard)]
 
+    def reading(path: str, model: type[Any], tag: str, operation_id: str, *codes: int) -> Callable[[F], F]:
+        """A GET route of the API, which may also answer ``codes``."""
+        return api.get(path, response_model=model, tags=[tag], operation_id=operation_id, responses=_errors(*codes))
+
+    def acting(
+        method: str, path: str, model: type[Any], tag: str, operation_id: str, *codes: int, **extra: Any
+    ) -> Callable[[F], F]:
+        """A route that changes something: behind ``post_guard`` (403) and the body limit (413), and
+        which may also answer ``codes``."""
+        return api.api_route(
+            path,
+            methods=[method],
+            response_model=model,
+            tags=[tag],
+            operation_id=operation_id,
+            responses=_errors(403, *codes, 413),
+            dependencies=guarded,
+            **extra,
+        )
+
     # ------------------------------------------------------------------ jobs
 
-    @api.get("/jobs", response_model=JobPage, tags=["jobs"], operation_id="listJobs", responses=_errors(422))
+    @reading("/jobs", JobPage, "jobs", "listJobs", 422)
     async def list_jobs(
         request: Request,
         status: Annotated[Literal[STATUSES] | None, Query(description="only jobs in this state")] = None,  # type: ignore[valid-type]
@@ -213,15 +235,7 @@ def router(d: Dashboard) -> APIRouter:
             "next_before_id": shown[-1].id if len(jobs) > limit else None,
         }
 
-    @api.post(
-        "/jobs",
-        response_model=Enqueued,
-        status_code=201,
-        tags=["jobs"],
-        operation_id="enqueueJob",
-        responses=_errors(403, 413, 422),
-        dependencies=guarded,
-    )
+    @acting("POST", "/jobs", Enqueued, "jobs", "enqueueJob", status_code=201)
     async def enqueue(body: EnqueueIn) -> Any:
         """Enqueue a job, as ``app.enqueue``: 201 with its id (or the id of the live job holding its key)."""
         job_id = await call(
@@ -246,13 +260,13 @@ def router(d: Dashboard) -> APIRouter:
         job = await read(d.app.get_job, job_id)
         return {"id": job_id, "job": data.job_json(job, d.redact) if job else None}
 
-    @api.get("/jobs/stats", response_model=StatsOut, tags=["jobs"], operation_id="jobStats", responses=_errors())
+    @reading("/jobs/stats", StatsOut, "jobs", "jobStats")
     async def stats() -> Any:
         """Per queue: live counts, finished over 24 h, rates and timings (as ``pgq stats --json``)."""
         lag = await read(d.app.replica_lag) if d.reads is not d.app else None
         return {"queues": await read(d.reads.stats), "replica_lag_seconds": lag}
 
-    @api.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"], operation_id="getJob", responses=_errors(404))
+    @reading("/jobs/{job_id}", JobOut, "jobs", "getJob", 404)
     async def get_job(job_id: JobIdPath) -> Any:
         """One job, live or finished."""
         found = job_id_param(job_id)
@@ -261,14 +275,7 @@ def router(d: Dashboard) -> APIRouter:
             raise WebError(404, f"no job with id {found} (live or in the retained history)")
         return data.job_json(job, d.redact)
 
-    @api.patch(
-        "/jobs/{job_id}",
-        response_model=JobOut,
-        tags=["jobs"],
-        operation_id="updateJob",
-        responses=_errors(403, 404, 409, 413, 422),
-        dependencies=guarded,
-    )
+    @acting("PATCH", "/jobs/{job_id}", JobOut, "jobs", "updateJob", 404, 409)
     async def update_job(job_id: JobIdPath, body: JobUpdateIn) -> Any:
         """Change a waiting job (pending, delayed or blocked), as ``app.update_job``: only the fields
         sent change. 409 for a running or finished job."""
@@ -279,13 +286,7 @@ def router(d: Dashboard) -> APIRouter:
         job = await call(d.app.update_job, found, **changes)
         return data.job_json(job, d.redact)
 
-    @api.get(
-        "/jobs/{job_id}/explain",
-        response_model=Explanation,
-        tags=["jobs"],
-        operation_id="explainJob",
-        responses=_errors(404),
-    )
+    @reading("/jobs/{job_id}/explain", Explanation, "jobs", "explainJob", 404)
     async def explain(job_id: JobIdPath) -> Any:
         """Why isn't this job running? (as ``pgq explain ID`` and the SQL function ``pgq.explain(id)``)"""
         found = job_id_param(job_id)
@@ -296,14 +297,7 @@ def router(d: Dashboard) -> APIRouter:
             raise WebError(404, f"no job with id {found} (live or in the retained history)")
         return {"id": found, "text": text, "reasons": data.explain_reasons(text)}
 
-    @api.post(
-        "/jobs/{job_id}/action",
-        response_model=JobActionOut,
-        tags=["jobs"],
-        operation_id="actOnJob",
-        responses=_errors(403, 404, 409, 413, 422),
-        dependencies=guarded,
-    )
+    @acting("POST", "/jobs/{job_id}/action", JobActionOut, "jobs", "actOnJob", 404, 409)
     async def act_on_job(job_id: JobIdPath, body: JobActionIn) -> Any:
         """Retry, cancel, promote (run a delayed job now) or remove (delete a finished job)."""
         found = job_id_param(job_id)
@@ -316,14 +310,7 @@ def router(d: Dashboard) -> APIRouter:
             "job": data.job_json(job, d.redact) if job else None,
         }
 
-    @api.post(
-        "/jobs/bulk",
-        response_model=BulkOut,
-        tags=["jobs"],
-        operation_id="bulkAction",
-        responses=_errors(403, 409, 413, 422),
-        dependencies=guarded,
-    )
+    @acting("POST", "/jobs/bulk", BulkOut, "jobs", "bulkAction", 409)
     async def bulk_action(body: BulkIn) -> Any:
         """Retry, cancel, delete or re-prioritise every job the filter matches (``app.bulk``), in batches.
         Send ``dry_run: true`` first to get the count for a confirmation."""
@@ -335,33 +322,19 @@ def router(d: Dashboard) -> APIRouter:
 
     # ---------------------------------------------------------------- queues
 
-    @api.get("/queues", response_model=QueueList, tags=["queues"], operation_id="listQueues", responses=_errors())
+    @reading("/queues", QueueList, "queues", "listQueues")
     async def list_queues() -> Any:
         """Every queue with its live counts, whether it is paused, and its limits."""
         return {"queues": await read(d.reads.list_queues)}
 
-    @api.post(
-        "/queues/{name}/limits",
-        response_model=QueueActionOut,
-        tags=["queues"],
-        operation_id="setQueueLimits",
-        responses=_errors(403, 413, 422),
-        dependencies=guarded,
-    )
+    @acting("POST", "/queues/{name}/limits", QueueActionOut, "queues", "setQueueLimits")
     async def set_queue_limits(name: str, body: QueueLimitsIn) -> Any:
         """Set a queue's limits, as ``pgq queues set``: only the fields given change, null removes a limit."""
         changes = limit_changes(body.model_dump(exclude_unset=True), empty_removes=False)
         message = await set_limits(d.app, name, changes)
         return {"queue": name, "action": "limits", "message": message}
 
-    @api.post(
-        "/queues/{name}/{action}",
-        response_model=QueueActionOut,
-        tags=["queues"],
-        operation_id="actOnQueue",
-        responses=_errors(403, 404, 413, 422),
-        dependencies=guarded,
-    )
+    @acting("POST", "/queues/{name}/{action}", QueueActionOut, "queues", "actOnQueue", 404)
     async def act_on_queue(
         name: str,
         action: Annotated[str, Path(json_schema_extra={"enum": list(QUEUE_ACTIONS)})],
@@ -377,32 +350,19 @@ def router(d: Dashboard) -> APIRouter:
 
     # --------------------------------------------------------------- workers
 
-    @api.get("/workers", response_model=WorkerList, tags=["workers"], operation_id="listWorkers", responses=_errors())
+    @reading("/workers", WorkerList, "workers", "listWorkers")
     async def list_workers() -> Any:
         """Every worker row (stopped and dead ones for a day), live ones first."""
         return {"workers": await read(d.reads.list_workers)}
 
     # ------------------------------------------------------------- schedules
 
-    @api.get(
-        "/schedules",
-        response_model=ScheduleList,
-        tags=["schedules"],
-        operation_id="listSchedules",
-        responses=_errors(),
-    )
+    @reading("/schedules", ScheduleList, "schedules", "listSchedules")
     async def list_schedules() -> Any:
         """Every schedule, with its args redacted."""
         return {"schedules": [_schedule_out(s, d) for s in await read(d.reads.list_schedules)]}
 
-    @api.post(
-        "/schedules/{name:path}/action",
-        response_model=ScheduleActionOut,
-        tags=["schedules"],
-        operation_id="actOnSchedule",
-        responses=_errors(403, 404, 413, 422),
-        dependencies=guarded,
-    )
+    @acting("POST", "/schedules/{name:path}/action", ScheduleActionOut, "schedules", "actOnSchedule", 404)
     async def act_on_schedule(name: str, body: ScheduleActionIn) -> Any:
         """Enable, disable or trigger (enqueue its job now) a schedule."""
         message, job_id = await schedule_action(d.app, name, body.action)
@@ -417,13 +377,7 @@ def router(d: Dashboard) -> APIRouter:
 
     # --------------------------------------------------------------- metrics
 
-    @api.get(
-        "/metrics/series",
-        response_model=Series,
-        tags=["metrics"],
-        operation_id="metricSeries",
-        responses=_errors(422),
-    )
+    @reading("/metrics/series", Series, "metrics", "metricSeries", 422)
     async def metric_series(
         range: Annotated[Literal["1h", "6h", "24h", "7d"], Query(description="how far back")] = "1h",
     ) -> Any:
