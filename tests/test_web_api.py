@@ -7,6 +7,7 @@ Starlette's TestClient drives the ASGI app in process; the browser tests
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import re
 import warnings
@@ -147,6 +148,17 @@ def test_enqueue_with_parents_group_and_keys(api: TestClient, app: pgq.App) -> N
     assert "its parents are not done: job " in page
     first = api.post("/api/jobs", json={"task": "t", "key": "k", "unique_for": 60}).json()["id"]
     assert api.post("/api/jobs", json={"task": "t", "key": "k", "unique_for": 60}).json()["id"] == first
+
+
+def test_enqueue_body_fields_are_the_options_of_app_enqueue(api: TestClient) -> None:
+    """POST /api/jobs hands its body to app.enqueue field for field (``**body.model_dump()``)."""
+    from pgq.web.models import EnqueueIn
+
+    options = set(inspect.signature(pgq.App.enqueue).parameters) - {"self", "connection", "strict"}
+    assert set(EnqueueIn.model_fields) == options
+    body = {"task": "t", "args": {"n": 1}, "tags": ["a", "b"], "meta": {"by": "ops"}, "priority": -3}
+    job = api.post("/api/jobs", json=body).json()["job"]
+    assert (job["args"], job["tags"], job["meta"], job["priority"]) == ({"n": 1}, ["a", "b"], {"by": "ops"}, -3)
 
 
 def test_strict_dashboard_refuses_unknown_tasks(app: pgq.App) -> None:

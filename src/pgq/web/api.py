@@ -238,25 +238,7 @@ def router(d: Dashboard) -> APIRouter:
     @acting("POST", "/jobs", Enqueued, "jobs", "enqueueJob", status_code=201)
     async def enqueue(body: EnqueueIn) -> Any:
         """Enqueue a job, as ``app.enqueue``: 201 with its id (or the id of the live job holding its key)."""
-        job_id = await call(
-            d.app.enqueue,
-            body.task,
-            body.args,
-            queue=body.queue,
-            priority=body.priority,
-            run_at=body.run_at,
-            delay=body.delay,
-            key=body.key,
-            max_attempts=body.max_attempts,
-            group=body.group,
-            depends_on=body.depends_on,
-            on_parent_failure=body.on_parent_failure,
-            unique_for=body.unique_for,
-            debounce=body.debounce,
-            tags=body.tags,
-            meta=body.meta,
-            strict=d.strict,
-        )
+        job_id = await call(d.app.enqueue, **body.model_dump(), strict=d.strict)  # its fields are enqueue's
         job = await read(d.app.get_job, job_id)
         return {"id": job_id, "job": data.job_json(job, d.redact) if job else None}
 
