@@ -139,12 +139,7 @@ class Task(Generic[P, R]):
                 + ("; leave batch_size out for a task that takes one job a call" if batch_size in (0, 1) else "")
             )
         wait = DEFAULT_BATCH_WAIT if batch_wait is None else batch_wait
-        if isinstance(wait, timedelta):
-            seconds = wait.total_seconds()
-        elif isinstance(wait, int | float) and not isinstance(wait, bool):
-            seconds = float(wait)
-        else:
-            raise ConfigurationError(f"batch_wait of task {name!r} must be seconds or a timedelta, got {wait!r}")
+        seconds = _as_seconds(wait, f"batch_wait of task {name!r}")
         if not 0 <= seconds < float("inf"):
             raise ConfigurationError(
                 f"batch_wait of task {name!r} must be a finite number of seconds >= 0, got {wait!r} "
@@ -391,13 +386,17 @@ def _holds_model(hint: Any) -> bool:
     return any(_holds_model(arg) for arg in typing.get_args(hint))
 
 
-def _seconds(value: float | timedelta, name: str) -> float:
+def _as_seconds(value: float | timedelta, what: str) -> float:
+    """``value`` (seconds or a timedelta) in seconds; a :class:`ConfigurationError` naming ``what`` if it is neither."""
     if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise ConfigurationError(f"{name} must be seconds or a timedelta, got {value!r}")
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigurationError(f"{what} must be seconds or a timedelta, got {value!r}")
+
+
+def _seconds(value: float | timedelta, name: str) -> float:
+    seconds = _as_seconds(value, name)
     if seconds <= 0:
         raise ConfigurationError(f"{name} must be positive, got {value!r}")
     return seconds
