@@ -59,6 +59,13 @@ def translated(exc: BaseException) -> PgqError | None:
     return None
 
 
+def _raise_translated(exc: Exception) -> None:
+    """Raise the pgq error that ``exc`` stands for, if any (the drivers re-raise ``exc`` itself otherwise)."""
+    error = translated(exc)
+    if error is not None:
+        raise error from None
+
+
 def _message(error: BaseException) -> str:
     diag = getattr(error, "diag", None)
     message = (getattr(diag, "message_primary", None) or str(error)).strip()
@@ -75,10 +82,8 @@ def drive(flow: Flow[T], execute: Callable[[str | CopyIn, dict[str, Any]], list[
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     except Exception as exc:
-        error = translated(exc)
-        if error is None:
-            raise
-        raise error from None
+        _raise_translated(exc)
+        raise
 
 
 async def drive_async(flow: Flow[T], execute: Callable[[str | CopyIn, dict[str, Any]], Awaitable[list[Row]]]) -> T:
@@ -90,7 +95,5 @@ async def drive_async(flow: Flow[T], execute: Callable[[str | CopyIn, dict[str, 
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     except Exception as exc:
-        error = translated(exc)
-        if error is None:
-            raise
-        raise error from None
+        _raise_translated(exc)
+        raise
