@@ -75,8 +75,9 @@ class Database:
 
     # --------------------------------------------------------------- schema
 
-    def _check_schema(self, rows: list[Row] | None, error: BaseException | None) -> None:
-        """Decide, once, whether the schema is usable: migrate it, or say how to."""
+    def _check_schema(self, rows: list[Row] | None) -> None:
+        """Decide, once, whether the schema is usable: migrate it, or say how to. ``rows``
+        are those of ``schema_version``, None when the schema is missing."""
         from pgq.migrate import head_revision, migrate
 
         auto = self.settings.auto_migrate
@@ -90,7 +91,7 @@ class Database:
             migrate(self.url, schema=self.schema)
             self._checked = True
             return
-        if error is not None or current is None:
+        if current is None:
             raise not_migrated(self.schema)
         raise not_migrated(self.schema, f"it is at revision {current}, this pgq needs {head_revision()}")
 
@@ -102,9 +103,8 @@ class Database:
         except psycopg.Error as exc:
             if not is_missing_schema(exc):
                 raise
-            self._check_schema(None, exc)
-        else:
-            self._check_schema(rows, None)
+            rows = None
+        self._check_schema(rows)
 
     async def _ensure_schema_async(self, conn: psycopg.AsyncConnection[Row]) -> None:
         if self._checked:
@@ -115,9 +115,8 @@ class Database:
         except psycopg.Error as exc:
             if not is_missing_schema(exc):
                 raise
-            self._check_schema(None, exc)
-        else:
-            self._check_schema(rows, None)
+            rows = None
+        self._check_schema(rows)
 
     def ensure_migrated(self) -> None:
         """Check (or, for the embedded database, create) the schema now, on a connection of
