@@ -125,6 +125,14 @@ class PooledRunner:
             return exc
         return timeout
 
+    def _retry_or_raise(self, exc: Exception, commit: Commit | None, idempotent: bool, attempt: int) -> None:
+        """After ``exc``, a lost connection (not a pool timeout) in attempt 1 or 2: return
+        when the work may run again, else raise :class:`DatabaseUnavailable`."""
+        if not (idempotent or _not_committed(exc, commit)):
+            raise _unavailable(exc, self.url, None) from exc
+        if attempt == 2:
+            raise _unavailable(exc, self.url, False) from exc
+
     @staticmethod
     def _checkout(pool: ConnectionPool[psycopg.Connection[Any]]) -> psycopg.Connection[Any]:
         conn = pool.getconn()
@@ -171,10 +179,7 @@ class PooledRunner:
                 if isinstance(exc, PoolTimeout):
                     reason = self._why_no_connection(exc)
                     raise _unavailable(reason, self.url, False) from reason
-                if not (idempotent or _not_committed(exc, commit)):
-                    raise _unavailable(exc, self.url, None) from exc
-                if attempt == 2:
-                    raise _unavailable(exc, self.url, False) from exc
+                self._retry_or_raise(exc, commit, idempotent, attempt)
             finally:
                 if pool is not None and conn is not None:
                     pool.putconn(conn)
@@ -223,10 +228,7 @@ class PooledRunner:
                 if isinstance(exc, PoolTimeout):
                     reason = await self._why_no_connection_async(exc)
                     raise _unavailable(reason, self.url, False) from reason
-                if not (idempotent or _not_committed(exc, commit)):
-                    raise _unavailable(exc, self.url, None) from exc
-                if attempt == 2:
-                    raise _unavailable(exc, self.url, False) from exc
+                self._retry_or_raise(exc, commit, idempotent, attempt)
             finally:
                 if pool is not None and conn is not None:
                     await pool.putconn(conn)
