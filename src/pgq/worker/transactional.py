@@ -99,11 +99,12 @@ class Transactions:
         """Call the handler in a transaction that completes its job; returns the outcome,
         already written (None when the fence refused it). The handler's exception
         propagates once its transaction has rolled back."""
-        if task.is_async:
-            outcome = await self._run_async(running, task, args, completion)
-        else:
-            outcome = await in_thread(running, lambda: self._run_sync(running, task, args, completion))
-        if outcome is None:
+        try:
+            if task.is_async:
+                outcome = await self._run_async(running, task, args, completion)
+            else:
+                outcome = await in_thread(running, lambda: self._run_sync(running, task, args, completion))
+        except Refused:
             job = running.job
             log.warning(
                 "job %s %s: attempt %d's transaction rolled back, this worker no longer owns the job (the sweeper "
@@ -113,11 +114,13 @@ class Transactions:
                 job.attempts,
                 extra={"event": "finish_refused", "job_id": job.id},
             )
+            return None
+        outcome.written = True
         return outcome
 
     async def _run_async(
         self, running: RunningJob, task: Task[Any, Any], args: dict[str, Any], completion: Completion
-    ) -> Outcome | None:
+    ) -> Outcome:
         ctx = running.ctx
         assert ctx is not None
         pool = await self._pools.async_pool()
@@ -137,16 +140,13 @@ class Transactions:
                     cursor = await conn.execute(self._finish, self._params(outcome))
                     if await cursor.fetchone() is None:
                         raise Refused
-            except Refused:
-                return None
             finally:
                 ctx.connection = ctx.new_session = ctx.opened_session = None
-        outcome.written = True
         return outcome
 
     def _run_sync(
         self, running: RunningJob, task: Task[Any, Any], args: dict[str, Any], completion: Completion
-    ) -> Outcome | None:
+    ) -> Outcome:
         ctx = running.ctx
         assert ctx is not None
         with self._pools.sync_pool().connection() as conn:
@@ -164,11 +164,8 @@ class Transactions:
                     outcome = completion(result)
                     if conn.execute(self._finish, self._params(outcome)).fetchone() is None:
                         raise Refused
-            except Refused:
-                return None
             finally:
                 ctx.connection = ctx.new_session = ctx.opened_session = None
-        outcome.written = True
         return outcome
 
     async def close(self) -> None:
