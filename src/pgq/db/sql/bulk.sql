@@ -69,11 +69,7 @@ select (select count(*) from inserted) as done,
 with picked as (
     select x.id
       from {schema}.jobs x
-     where x.id > %(after_id)s and x.id <= %(last)s
-       and x.status = any(cast(%(statuses)s as text[]))
-       and {job_filter}
-     order by x.id
-     limit %(batch)s
+     where {part:bulk_next_batch}
        for update
 ),
 moved as (
@@ -95,9 +91,7 @@ flagged as (
 )
 select (select count(*) from archived) as done,
        (select count(*) from flagged) as flagged,
-       (select count(*) from picked) as scanned,
-       (select max(id) from picked) as last_id,
-       null::timestamptz as last_at;
+       {part:bulk_batch_counts};
 
 -- name: bulk_priority
 -- A new priority for waiting jobs (pending, delayed or blocked); a running or
@@ -105,11 +99,7 @@ select (select count(*) from archived) as done,
 with picked as (
     select x.id
       from {schema}.jobs x
-     where x.id > %(after_id)s and x.id <= %(last)s
-       and x.status = any(cast(%(statuses)s as text[]))
-       and {job_filter}
-     order by x.id
-     limit %(batch)s
+     where {part:bulk_next_batch}
        for no key update
 ),
 changed as (
@@ -121,20 +111,14 @@ changed as (
 )
 select (select count(*) from changed) as done,
        0 as flagged,
-       (select count(*) from picked) as scanned,
-       (select max(id) from picked) as last_id,
-       null::timestamptz as last_at;
+       {part:bulk_batch_counts};
 
 -- name: bulk_delete
 -- Finished jobs leave history for good.
 with picked as (
     select x.id, x.queue
       from {schema}.job_history x
-     where x.id > %(after_id)s and x.id <= %(last)s
-       and x.status = any(cast(%(statuses)s as text[]))
-       and {job_filter}
-     order by x.id
-     limit %(batch)s
+     where {part:bulk_next_batch}
 ),
 deleted as (
     delete from {schema}.job_history h
@@ -144,9 +128,24 @@ deleted as (
 )
 select (select count(*) from deleted) as done,
        0 as flagged,
-       (select count(*) from picked) as scanned,
+       {part:bulk_batch_counts};
+
+-- name: bulk_next_batch
+-- A part of bulk_cancel, bulk_priority and bulk_delete, not a query: the predicate
+-- and keyset of their batch `picked` (alias x), the next %(batch)s jobs in id
+-- order after %(after_id)s, none newer than %(last)s.
+x.id > %(after_id)s and x.id <= %(last)s
+       and x.status = any(cast(%(statuses)s as text[]))
+       and {job_filter}
+     order by x.id
+     limit %(batch)s
+
+-- name: bulk_batch_counts
+-- A part of the same three, not a query: the last columns of their result, from
+-- `picked` (an id keyset has no time).
+(select count(*) from picked) as scanned,
        (select max(id) from picked) as last_id,
-       null::timestamptz as last_at;
+       null::timestamptz as last_at
 
 -- name: bulk_last_id
 -- The newest job id now: a bulk action takes no job enqueued after it began.
