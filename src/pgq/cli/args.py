@@ -5,9 +5,13 @@ says what was wrong."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import TypeVar
 
 from pgq import queue_names
 from pgq.app import App
+
+T = TypeVar("T")
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -17,11 +21,15 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
-def positive_int(text: str) -> int:
+def _number(text: str, convert: Callable[[str], T], expected: str) -> T:
     try:
-        value = int(text)
+        return convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int, "a whole number")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
@@ -42,10 +50,7 @@ def positive_float(text: str) -> float:
 
 
 def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    value = _number(text, float, "a number of seconds")
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
     return value
