@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from pgq.cli.args import non_negative_float, port_number, positive_float, positive_int
+from pgq.cli import build_parser
+from pgq.cli.args import non_negative_float, port_number, positive_float, positive_int, print_listing
 
 
 @pytest.mark.parametrize(
@@ -37,3 +38,44 @@ def test_argument_types_return_the_number() -> None:
         0.0,
         0.5,
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "dest", "action"),
+    [
+        (["jobs", "show", "1"], "jobs_command", "show"),
+        (["schedules", "list"], "schedules_command", "list"),
+        (["keys", "rotate"], "keys_command", "rotate"),
+        (["embedded", "status"], "embedded_command", "status"),
+        (["queues", "list"], "queues_command", "list"),
+        (["workers", "list"], "workers_command", "list"),
+    ],
+)
+def test_a_command_group_names_its_action(argv: list[str], dest: str, action: str) -> None:
+    assert getattr(build_parser().parse_args(argv), dest) == action
+
+
+@pytest.mark.parametrize(
+    ("argv", "target", "value"),
+    [
+        (["schedules", "remove", "nightly"], "name", "nightly"),
+        (["schedules", "enable", "nightly"], "name", "nightly"),
+        (["schedules", "disable", "nightly"], "name", "nightly"),
+        (["schedules", "trigger", "nightly"], "name", "nightly"),
+        (["queues", "pause", "emails"], "queue", "emails"),
+        (["queues", "resume", "emails"], "queue", "emails"),
+    ],
+)
+def test_an_action_knows_which_it_is_and_its_target(argv: list[str], target: str, value: str) -> None:
+    options = build_parser().parse_args(argv)
+    assert (options.action, getattr(options, target)) == (argv[1], value)
+
+
+def test_a_listing_prints_json_a_word_or_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    def table(items: Any) -> str:
+        return f"table of {len(items)}"
+
+    print_listing([], True, "no things", table)
+    print_listing([], False, "no things", table)
+    print_listing([{"a": 1}], False, "no things", table)
+    assert capsys.readouterr().out == "[]\nno things\ntable of 1\n"

@@ -1,15 +1,16 @@
-"""What the ``pgq`` commands share: the common options, the argument types of their flags,
-and the app they act on. Each argument type raises argparse's error with a message that
-says what was wrong."""
+"""What the ``pgq`` commands share: the common options, the subcommands of one action each,
+the argument types of their flags, the app they act on and how a list prints. Each argument
+type raises argparse's error with a message that says what was wrong."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from pgq import queue_names
 from pgq.app import App
+from pgq.output import to_json
 
 T = TypeVar("T")
 
@@ -19,6 +20,32 @@ def common_options() -> argparse.ArgumentParser:
     common.add_argument("--database-url", metavar="URL", help="overrides PGQ_DATABASE_URL")
     common.add_argument("--schema", help="overrides PGQ_SCHEMA (default pgq)")
     return common
+
+
+def add_group(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str, **parser_args: Any
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """``pgq NAME ACTION``: a command whose actions are its subcommands (the one given is
+    ``options.NAME_command``); returns them, to add the actions to."""
+    group = commands.add_parser(name, help=help_text, **parser_args)
+    return group.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
+
+
+def add_actions(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    actions: Iterable[tuple[str, str]],
+    handler: Callable[[argparse.Namespace], int],
+    *,
+    target: str,
+    target_help: str,
+) -> None:
+    """A subcommand for each ``(action, help)``, each taking one positional ``target``
+    (``pgq queues pause QUEUE``); ``handler`` finds which one ran in ``options.action``."""
+    for action, help_text in actions:
+        one = commands.add_parser(action, parents=[common], help=help_text)
+        one.add_argument(target, help=target_help)
+        one.set_defaults(handler=handler, action=action)
 
 
 def _number(text: str, convert: Callable[[str], T], expected: str) -> T:
@@ -69,3 +96,13 @@ def queue_list(text: str) -> list[str]:
 
 def open_app(options: argparse.Namespace) -> App:
     return App(database_url=options.database_url, schema=options.schema)
+
+
+def print_listing(items: Sequence[T], as_json: bool, empty: str, table: Callable[[Sequence[T]], str]) -> None:
+    """What a ``list`` command prints: one JSON array, ``empty`` when there is nothing, or the table."""
+    if as_json:
+        print(to_json(list(items)))
+    elif not items:
+        print(empty)
+    else:
+        print(table(items))

@@ -19,19 +19,22 @@ from typing import Any
 from pgq.app import App
 from pgq.cli import ops
 from pgq.cli.args import (
+    add_actions,
+    add_group,
     common_options,
     non_negative_float,
     open_app,
     port_number,
     positive_float,
     positive_int,
+    print_listing,
     queue_list,
 )
 from pgq.cli.ops import job_id_arg
 from pgq.db.urls import redact
 from pgq.encryption import key_id
 from pgq.errors import ConfigurationError, PgqError
-from pgq.job import STATUSES, Job
+from pgq.job import STATUSES
 from pgq.output import job_detail, jobs_table, progress, schedules_table, to_json, when
 from pgq.redaction import Redactor, redact_job, redact_schedule
 from pgq.settings import load_settings
@@ -97,8 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--meta", metavar="JSON", help='a JSON object of your own, e.g. \'{"source": "cli"}\'')
     enqueue.set_defaults(handler=cmd_enqueue)
 
-    jobs = commands.add_parser("jobs", help="list, inspect, retry, cancel, promote and delete jobs")
-    job_commands = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+    job_commands = add_group(commands, "jobs", "list, inspect, retry, cancel, promote and delete jobs")
     listing = job_commands.add_parser("list", parents=[common], help="list jobs, newest first")
     listing.add_argument("--status", choices=STATUSES)
     listing.add_argument("--queue")
@@ -184,8 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ops.add_commands(commands, common)
 
-    schedules = commands.add_parser("schedules", help="cron schedules")
-    schedule_commands = schedules.add_subparsers(dest="schedules_command", metavar="ACTION", required=True)
+    schedule_commands = add_group(commands, "schedules", "cron schedules")
     add = schedule_commands.add_parser(
         "add",
         parents=[common],
@@ -211,15 +212,19 @@ def build_parser() -> argparse.ArgumentParser:
     listing = schedule_commands.add_parser("list", parents=[common], help="every schedule")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=cmd_schedules_list)
-    for action, help_text in (
-        ("remove", "delete a schedule (one declared in code returns at the next worker start)"),
-        ("enable", "enable a schedule from its next tick"),
-        ("disable", "disable a schedule"),
-        ("trigger", "enqueue the schedule's job now"),
-    ):
-        one = schedule_commands.add_parser(action, parents=[common], help=help_text)
-        one.add_argument("name", help="the schedule's name (pgq schedules list)")
-        one.set_defaults(handler=cmd_schedule_action, action=action)
+    add_actions(
+        schedule_commands,
+        common,
+        (
+            ("remove", "delete a schedule (one declared in code returns at the next worker start)"),
+            ("enable", "enable a schedule from its next tick"),
+            ("disable", "disable a schedule"),
+            ("trigger", "enqueue the schedule's job now"),
+        ),
+        cmd_schedule_action,
+        target="name",
+        target_help="the schedule's name (pgq schedules list)",
+    )
 
     prune = commands.add_parser(
         "prune",
@@ -260,8 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(handler=cmd_db)
     _add_dashboard_command(commands, common)
     _add_embedded_command(commands)
-    keys = commands.add_parser("keys", help="encryption keys of encrypt=True tasks")
-    key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    key_commands = add_group(commands, "keys", "encryption keys of encrypt=True tasks")
     rotate = key_commands.add_parser(
         "rotate",
         parents=[common],
@@ -313,13 +317,13 @@ def _serve_worker_metrics(app: App, options: argparse.Namespace) -> None:
 
 
 def _add_embedded_command(commands: Any) -> None:
-    embedded = commands.add_parser(
+    actions = add_group(
+        commands,
         "embedded",
-        help="see or stop the embedded PostgreSQL",
+        "see or stop the embedded PostgreSQL",
         description="The embedded PostgreSQL that pgq starts when PGQ_DATABASE_URL is not set: it lives in "
         "PGQ_DATA_DIR/pg and stops when the last process using it exits. See docs/getting-started.md.",
     )
-    actions = embedded.add_subparsers(dest="embedded_command", metavar="ACTION", required=True)
     for action, help_text in (
         ("status", "is it running, its pid and URL, and the processes using it"),
         ("stop", "stop it (refused while processes use it, unless --force)"),
@@ -459,7 +463,7 @@ def cmd_jobs_list(options: argparse.Namespace) -> int:
             before_id=options.before_id,
         )
         redact = Redactor(app.settings.redact_keys)
-    _print_jobs([redact_job(job, redact) for job in jobs], options.json)
+    print_listing([redact_job(job, redact) for job in jobs], options.json, "no jobs", jobs_table)
     return 0
 
 
@@ -525,15 +529,6 @@ def cmd_jobs_wait(options: argparse.Namespace) -> int:
     job = redact_job(job, redact)
     print(to_json(job) if options.json else job_detail(job))
     return 0 if job.status == "completed" else 1
-
-
-def _print_jobs(jobs: Sequence[Job], as_json: bool) -> None:
-    if as_json:
-        print(to_json(list(jobs)))
-    elif not jobs:
-        print("no jobs")
-    else:
-        print(jobs_table(jobs))
 
 
 def cmd_worker(options: argparse.Namespace) -> int:
@@ -634,12 +629,7 @@ def cmd_schedules_list(options: argparse.Namespace) -> int:
     with open_app(options) as app:
         redact = Redactor(app.settings.redact_keys)
         schedules = [redact_schedule(s, redact) for s in app.list_schedules()]
-    if options.json:
-        print(to_json(schedules))
-    elif not schedules:
-        print("no schedules")
-    else:
-        print(schedules_table(schedules))
+    print_listing(schedules, options.json, "no schedules", schedules_table)
     return 0
 
 

@@ -25,7 +25,7 @@ from psycopg_pool import PoolTimeout
 
 from pgq.app import App
 from pgq.bulk import BulkResult, JobFilter, run_bulk
-from pgq.cli.args import open_app, positive_float
+from pgq.cli.args import add_actions, add_group, open_app, positive_float, print_listing
 from pgq.errors import ConfigurationError, DatabaseUnavailable, InvalidState, JobNotFound
 from pgq.operations import STATS_WINDOW, QueueStats
 from pgq.output import (
@@ -134,11 +134,8 @@ def add_commands(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
     """``pgq queues``, ``pgq workers`` and ``pgq stats``."""
-    queues = commands.add_parser("queues", help="list, pause and resume queues")
-    queue_commands = queues.add_subparsers(dest="queues_command", metavar="ACTION", required=True)
-    listing = queue_commands.add_parser("list", parents=[common], help="every queue with its live counts")
-    listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
-    listing.set_defaults(handler=cmd_queues_list)
+    queue_commands = add_group(commands, "queues", "list, pause and resume queues")
+    _add_listing(queue_commands, common, "every queue with its live counts", cmd_queues_list)
     setting = queue_commands.add_parser(
         "set",
         parents=[common],
@@ -166,13 +163,17 @@ def add_commands(
         setting.add_argument(flag, metavar=f"{unit}|none", help=help_text)
     setting.add_argument("--json", action="store_true", help="print the queue as JSON")
     setting.set_defaults(handler=cmd_queues_set)
-    for action, help_text in (
-        ("pause", "stop workers claiming the queue's jobs (running ones go on; enqueueing still works)"),
-        ("resume", "let workers claim the queue's jobs again"),
-    ):
-        one = queue_commands.add_parser(action, parents=[common], help=help_text)
-        one.add_argument("queue", help="the queue's name")
-        one.set_defaults(handler=cmd_queue_action, action=action)
+    add_actions(
+        queue_commands,
+        common,
+        (
+            ("pause", "stop workers claiming the queue's jobs (running ones go on; enqueueing still works)"),
+            ("resume", "let workers claim the queue's jobs again"),
+        ),
+        cmd_queue_action,
+        target="queue",
+        target_help="the queue's name",
+    )
 
     explain = commands.add_parser(
         "explain",
@@ -187,13 +188,8 @@ def add_commands(
     explain.add_argument("--json", action="store_true", help="the id, the text and its reasons, as JSON")
     explain.set_defaults(handler=cmd_explain)
 
-    workers = commands.add_parser("workers", help="list workers")
-    worker_commands = workers.add_subparsers(dest="workers_command", metavar="ACTION", required=True)
-    listing = worker_commands.add_parser(
-        "list", parents=[common], help="every worker (stopped and dead ones are kept a day)"
-    )
-    listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
-    listing.set_defaults(handler=cmd_workers_list)
+    worker_commands = add_group(commands, "workers", "list workers")
+    _add_listing(worker_commands, common, "every worker (stopped and dead ones are kept a day)", cmd_workers_list)
 
     stats = commands.add_parser(
         "stats",
@@ -213,6 +209,18 @@ def add_commands(
         help="window of the finished counts: seconds or 15m, 24h, 7d (default 24h)",
     )
     stats.set_defaults(handler=cmd_stats)
+
+
+def _add_listing(
+    actions: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    help_text: str,
+    handler: Callable[[argparse.Namespace], int],
+) -> None:
+    """``pgq queues list``, ``pgq workers list``: a table, or with --json one JSON array."""
+    listing = actions.add_parser("list", parents=[common], help=help_text)
+    listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+    listing.set_defaults(handler=handler)
 
 
 # -------------------------------------------------------------------- jobs
@@ -359,12 +367,7 @@ def _confirmed(action: str, count: int, job_filter: JobFilter) -> bool:
 def cmd_queues_list(options: argparse.Namespace) -> int:
     with open_app(options) as app:
         queues = app.list_queues()
-    if options.json:
-        print(to_json(queues))
-    elif not queues:
-        print("no queues")
-    else:
-        print(queues_table(queues))
+    print_listing(queues, options.json, "no queues", queues_table)
     return 0
 
 
@@ -468,12 +471,7 @@ def cmd_queue_action(options: argparse.Namespace) -> int:
 def cmd_workers_list(options: argparse.Namespace) -> int:
     with open_app(options) as app:
         workers = app.list_workers()
-    if options.json:
-        print(to_json(workers))
-    elif not workers:
-        print("no workers")
-    else:
-        print(workers_table(workers))
+    print_listing(workers, options.json, "no workers", workers_table)
     return 0
 
 
