@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from typing import Any
 
 import pytest
@@ -79,3 +80,23 @@ def test_a_listing_prints_json_a_word_or_the_table(capsys: pytest.CaptureFixture
     print_listing([], False, "no things", table)
     print_listing([{"a": 1}], False, "no things", table)
     assert capsys.readouterr().out == "[]\nno things\ntable of 1\n"
+
+
+def test_the_worker_processes_get_each_flag_once() -> None:
+    options = build_parser().parse_args(
+        ["worker", "app:app", "--processes", "2", "--queues", "a,b", "--no-scheduler", "--no-sweeper"]
+    )
+    cli_main = importlib.import_module("pgq.cli.main")  # pgq.cli.main is also the function main
+    child = cli_main._child_args(options)
+    assert child == [
+        "worker",
+        "app:app",
+        "--processes",
+        "1",
+        "--log-level",
+        "INFO",
+        "--queues",
+        "a,b",
+        "--no-scheduler",
+        "--no-sweeper",
+    ]

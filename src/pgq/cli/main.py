@@ -579,9 +579,6 @@ def _child_args(options: argparse.Namespace) -> list[str]:
     args += [
         flag for flag, on in (("--no-scheduler", options.no_scheduler), ("--no-sweeper", options.no_sweeper)) if on
     ]
-    args += [
-        flag for flag, on in (("--no-scheduler", options.no_scheduler), ("--no-sweeper", options.no_sweeper)) if on
-    ]
     return args
 
 
