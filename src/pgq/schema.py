@@ -49,9 +49,9 @@ class Tables:
     history_partitions: Table
 
 
-#: Revision 0010: the columns of ``jobs`` whose rules are domains (checked when the
-#: value is written), by column: the domain's name and base type. ``job_history``
-#: keeps the base types.
+#: Revision 0010 (and 0014: tags, meta): the columns of ``jobs`` whose rules are domains
+#: (checked when the value is written), by column: the domain's name and base type.
+#: ``job_history`` keeps the base types.
 LIVE_DOMAINS: dict[str, tuple[str, TypeEngine[Any]]] = {
     "queue": ("queue_name", Text()),
     "task": ("task_name", Text()),
@@ -64,6 +64,8 @@ LIVE_DOMAINS: dict[str, tuple[str, TypeEngine[Any]]] = {
     "attempts": ("attempt_count", Integer()),
     "max_attempts": ("attempt_limit", Integer()),
     "on_parent_failure": ("parent_failure", Text()),
+    "tags": ("job_tags", ARRAY(Text)),
+    "meta": ("job_meta", JSONB()),
 }
 
 
@@ -88,8 +90,8 @@ def _later_columns(domains: str | None) -> list[Column[object]]:
     # (domains job_tags and job_meta in jobs).
     return [
         Column("snoozes", Integer, nullable=False),
-        Column("tags", DOMAIN("job_tags", ARRAY(Text), schema=domains, create_type=False) if domains else ARRAY(Text)),
-        Column("meta", DOMAIN("job_meta", JSONB(), schema=domains, create_type=False) if domains else JSONB),
+        Column("tags", _typed(domains, "tags", ARRAY(Text))),
+        Column("meta", _typed(domains, "meta", JSONB)),
     ]
 
 
