@@ -110,15 +110,7 @@ async def _emit(app: App, event: Event) -> None:
 
 
 async def _report(app: App, outcome: Outcome) -> None:
-    event = Event(
-        outcome.event,
-        outcome.job,
-        result=outcome.result_json,
-        error=outcome.error,
-        retry_in=outcome.delay,
-        duration=outcome.duration,
-    )
-    await _emit(app, event)
+    await _emit(app, outcome.as_event())
 
 
 # ------------------------------------------------------------------- drain

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pgq.events import Event
 from pgq.job import Job
 
 #: Kinds the finish statement knows: the first three move the job to history.
@@ -36,3 +37,14 @@ class Outcome:
     def event(self) -> str:
         """The hook/log event name of this outcome."""
         return EVENTS[self.kind]
+
+    def as_event(self) -> Event:
+        """What the hooks of this outcome's event are given."""
+        return Event(
+            self.event,
+            self.job,
+            result=self.result_json,
+            error=self.error,
+            retry_in=self.delay,
+            duration=self.duration,
+        )

@@ -65,16 +65,7 @@ class Reporter:
             if self.telemetry is not None and self.telemetry.metering():
                 self.telemetry.written(outcome)
             if hooks and hooks.get(outcome.event):
-                self._emit(
-                    Event(
-                        outcome.event,
-                        job,
-                        error=outcome.error,
-                        retry_in=outcome.delay,
-                        duration=outcome.duration,
-                        result=outcome.result_json,
-                    )
-                )
+                self._emit(outcome.as_event())
             if outcome.kind != "completed" or debug:
                 self._log(outcome)
         if time.monotonic() - self._since >= SUMMARY_INTERVAL:
