@@ -67,16 +67,22 @@ def run_bouncer(database_url: str) -> Iterator[str]:
         for entry in folder.iterdir():
             shutil.chown(entry, user, user)
         command = ["runuser", "-u", user, "--", *command]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # A process group of its own, signalled whole: under root, runuser does not pass SIGINT on,
+    # and each test left a PgBouncer running after the suite.
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for(lambda: _accepts(port), 20, "pgbouncer to listen")
         yield psycopg.conninfo.make_conninfo(database_url, host="127.0.0.1", port=str(port))
     finally:
-        process.send_signal(signal.SIGINT)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        wait_for(lambda: not _accepts(port), 10, "pgbouncer to stop")
         shutil.rmtree(folder, ignore_errors=True)
 
 
