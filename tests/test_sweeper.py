@@ -324,6 +324,8 @@ async def test_metrics_p95_exact_up_to_ten_thousand_finishes_then_sampled(databa
     assert busy["run_ms_p95"] == pytest.approx(38_000, rel=0.01) and busy["run_ms_p95"] != pytest.approx(38_000.05)
     assert busy["wait_ms_p95"] == pytest.approx(76_000, rel=0.01)
     assert (retries["completed"], retries["failed"], retries["retried"]) == (3, 2, 6 + 2 + 1)
+    # Means over the window's own rows of every status (1, 2, 3 and 1, 2 ms), not the late one's.
+    assert retries["run_ms_mean"] == pytest.approx(1.8) and retries["wait_ms_mean"] == pytest.approx(3.6)
 
 
 def test_prune_cli(database_url: str, conn: Any) -> None:
