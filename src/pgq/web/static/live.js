@@ -99,17 +99,19 @@
   // the 10 s are up: snapshots come only on a change, so the next one may never come.
   // Without this, a reload that still met the 503 (the pages' pool reconnects a moment
   // after the live hub does) left the error page up for good.
+  var RELOAD_GAP = 10000;  // ms between two reloads of a page for the same reason
   var reloading = false, retryTimer = null;
   function reloadSoon(reason, mustReload) {
     if (reloading || submitting) return;
     reason = reason || "";
     var last = json(sessionStorage.getItem(RELOAD_KEY) || "null", null);
-    if (last && last.reason === reason && Date.now() - last.at < 10000) {
+    var wait = last && last.reason === reason ? last.at + RELOAD_GAP - Date.now() : 0;
+    if (wait > 0) {
       if (mustReload && !retryTimer) {
         retryTimer = setTimeout(function () {
           retryTimer = null;
           reloadSoon(reason, true);
-        }, 10000 - (Date.now() - last.at) + 50);
+        }, wait + 50);
       }
       return;
     }
