@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -86,7 +87,14 @@ async def test_lines_go_with_their_job(app: pgq.App, conn: Any) -> None:
     app.delete(job_id)
     sweeper = Sweeper(app, worker_name="test")
     try:
-        await sweeper.run_once()
+        # The worker's own sweeper held the lock: the server ends its session a moment after
+        # the worker hung up (CI once swept before that, as a follower, and pruned nothing).
+        for _ in range(50):
+            if (await sweeper.run_once()).leader:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the test's sweeper was not elected within 5 s of the worker's exit")
     finally:
         await sweeper.close()
     assert conn.execute("select count(*) as n from pgq.job_logs where job_id = %s", [job_id]).fetchone()["n"] == 0
