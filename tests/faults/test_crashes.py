@@ -180,3 +180,34 @@ def test_kill_9_in_the_middle_of_workflows(
     counts = settle(ids, killed_workers=1, jobs_running_on_killed=held, workflows=20)
     assert counts.lost == 0 and counts.overlapping == 0 and counts.completed == len(ids)
     app.close()
+
+
+def test_a_sweeper_killed_inside_its_vacuum_lets_go_of_the_leadership_at_once(
+    db: Any, database_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """The sweeper's vacuum runs without a statement timeout (a throttled vacuum of a large
+    table takes longer than one). A server session goes on with its statement after its client
+    died, and the leadership is a lock of that session: the process that replaces a killed
+    leader must not wait for a vacuum nobody will read."""
+    app = pgq.App(database_url)
+    maintenance = {**FAST_MAINTENANCE, "PGQ_VACUUM_THRESHOLD": "1"}
+    leader = start_worker(env=maintenance)
+    wait_for(lambda: "is now the sweeper" in leader.output(), 30, "the first worker to be elected")
+    standby = start_worker(env=maintenance)
+    with psycopg.connect(database_url) as blocker:
+        # The lock VACUUM takes and claims, finishes and enqueues do not: the leader's next
+        # vacuum waits behind it for as long as this transaction lasts, as a long vacuum runs.
+        blocker.execute("lock table pgq.jobs in share update exclusive mode")
+        ids = app.enqueue_many([pgq.JobSpec("record", {"n": n}) for n in range(20)])
+        wait_for(lambda: finished(db, ids) == len(ids), 30, "the jobs that leave dead rows behind")
+        vacuuming = """select count(*) as n from pg_stat_activity
+                        where datname = current_database() and application_name = 'pgq sweeper'
+                          and wait_event_type = 'Lock' and query ilike 'vacuum%%'"""
+        wait_for(lambda: count(db, vacuuming) == 1, 30, "the leader's vacuum to wait for the lock")
+        leader.process.kill()
+        leader.wait(10)
+        # Its server session notices the dead client within the check interval and ends,
+        # its lock with it: the standby takes over while the vacuum's lock is still held.
+        wait_for(lambda: "is now the sweeper" in standby.output(), 15, "the standby to become the sweeper")
+    stop_all([standby])
+    app.close()

@@ -4,6 +4,9 @@ Only the holder sweeps. If the leader dies its session ends and the next worker 
 takes the lock, within one sweep interval. If the leader's connection goes half-open,
 the server ends the session after ``idle_session_timeout`` (set on that session to a few
 sweep intervals; a healthy leader runs a statement every pass), which frees the lock too.
+If the leader dies in the middle of a statement (a long vacuum), the server notices the
+closed socket within ``CLIENT_CHECK_MS`` (``client_connection_check_interval``) and ends
+the session then, instead of when the statement ends.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from psycopg.rows import dict_row
 from pgq.db.connection import connection_kwargs
 from pgq.db.queries import query
 from pgq.settings import Settings
+
+#: How often the leader's server session checks, while it runs a statement, that its
+#: client is still there (PostgreSQL 14+; a poll of the socket, nothing sent).
+CLIENT_CHECK_MS = 1000
 
 
 def lock_key(schema: str) -> int:
@@ -49,6 +56,11 @@ class Election:
         kwargs = connection_kwargs(self.settings, "sweeper", direct=True)
         idle = max(10, round(self.interval * 3))
         kwargs["options"] += f" -c idle_session_timeout={idle * 1000}"
+        # A server session goes on with its statement after its client died, and holds the
+        # lock until that statement ends: the vacuum runs without a statement timeout, so a
+        # killed leader could keep the leadership for minutes. With this check the session
+        # ends within a second of its client, inside a vacuum or a lock wait too.
+        kwargs["options"] += f" -c client_connection_check_interval={CLIENT_CHECK_MS}"
         self._conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, row_factory=dict_row, **kwargs)
         return self._conn
 
