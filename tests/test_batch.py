@@ -353,7 +353,7 @@ def test_bad_batch_options_are_configuration_errors(app: pgq.App) -> None:
         ({"batch_wait": 1.0}, "has batch_wait but no batch_size; add batch_size=N"),
         ({"batch_size": 10, "batch_wait": -1}, "finite number of seconds >= 0, got -1"),
         ({"batch_size": 10, "batch_wait": float("inf")}, "finite number of seconds >= 0, got inf"),
-        ({"batch_size": 10, "batch_wait": "1s"}, "must be seconds or a timedelta, got '1s'"),
+        ({"batch_size": 10, "batch_wait": "1s"}, r"must be seconds \(a number\) or a timedelta, got '1s'"),
         ({"batch_size": 10, "batch_wait": 5, "timeout": 5}, r"batch_wait of task 'handler' \(5 s\) must be shorter"),
         ({"batch_size": 10, "pass_context": True}, "pass_context cannot be combined with batch_size"),
     ]

@@ -18,6 +18,7 @@ from typing import Any
 from pgq.db.connection import CopyIn
 from pgq.db.flows import Flow
 from pgq.db.queries import query, quote_ident
+from pgq.durations import to_seconds
 from pgq.errors import ConfigurationError, InvalidJob, PgqError, QueueFull, UnknownTask
 from pgq.job import JobSpec
 from pgq.payload import encode_args
@@ -209,11 +210,10 @@ def _key_period(name: str, value: float | timedelta | None, key: str | None) -> 
 
 
 def _seconds(name: str, value: float | timedelta) -> float:
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise InvalidJob(f"{name} must be seconds (a number) or a timedelta, got {value!r}")
+    seconds = to_seconds(value)
+    if seconds is None:
+        raise InvalidJob(f"{name} must be seconds (a number) or a timedelta, got {value!r}")
+    return seconds
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:

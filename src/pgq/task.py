@@ -13,6 +13,7 @@ import orjson
 import pydantic
 import typing_extensions
 
+from pgq.durations import to_seconds
 from pgq.encryption import is_envelope, open_envelope, seal
 from pgq.errors import ConfigurationError, InvalidJob
 from pgq.job import JobSpec
@@ -388,11 +389,10 @@ def _holds_model(hint: Any) -> bool:
 
 def _as_seconds(value: float | timedelta, what: str) -> float:
     """``value`` (seconds or a timedelta) in seconds; a :class:`ConfigurationError` naming ``what`` if it is neither."""
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise ConfigurationError(f"{what} must be seconds or a timedelta, got {value!r}")
+    seconds = to_seconds(value)
+    if seconds is None:
+        raise ConfigurationError(f"{what} must be seconds (a number) or a timedelta, got {value!r}")
+    return seconds
 
 
 def _seconds(value: float | timedelta, name: str) -> float:
