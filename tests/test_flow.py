@@ -8,8 +8,10 @@ processes and checks the limits from job_history's own timestamps.
 from __future__ import annotations
 
 import itertools
+import random
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -17,7 +19,15 @@ import pytest
 
 import pgq
 from pgq.db.queries import query
+from pgq.db.session import Session
 from pgq.flow import parse_rate
+from pgq.job import Job
+from pgq.migrate_support import earlier_sql
+from pgq.settings import Settings
+from pgq.worker.completer import Completer
+from pgq.worker.outcome import Outcome
+from pgq.worker.producer import Producer
+from tests.processes import ROOT
 from tests.rows import add_worker
 from tests.test_operations import assert_error, pgq_cli
 
@@ -219,6 +229,109 @@ def test_groups_are_served_round_robin_not_oldest_first(app: pgq.App, conn: Any)
     # The group served longest ago goes first: with one slot at a time, a, b, c take turns.
     turns = [claim_limited(conn, worker, "q", 1)[0]["id"] for _ in range(3)]
     assert {turns[0], turns[1], turns[2]} == {a[2], b[2], c[2]}
+
+
+def test_the_grouped_claim_takes_what_the_loop_of_0006_took(app: pgq.App, conn: Any) -> None:
+    """Migration 0019 takes the first pass of a grouped claim by set (claim_group_walk). On the
+    same rows, cursor and n it must claim exactly what the loop of 0006 claimed, and leave the
+    cursor on the same group: random queues (full groups, delayed jobs, jobs without a group,
+    cursors on a group, between groups, on the jobs without one, unset), both functions side
+    by side, each in a transaction rolled back."""
+    loop_0006 = earlier_sql(
+        ROOT / "migrations" / "versions" / "0006_finish_function.py",
+        "create or replace function {schema}.claim_grouped(",
+        "$$;",
+    )
+    loop_0006 = loop_0006.replace("{schema}.claim_grouped(", "{schema}.claim_grouped_0006(")
+    conn.execute(loop_0006.replace("{schema}", "pgq"))
+    worker = add_worker(conn, queues=["q"], concurrency=100)
+    rng = random.Random(19)
+    seen = {"second pass": 0, "wrapped": 0, "full group left out": 0, "no group": 0}
+
+    def claimed(function: str, n: int) -> tuple[list[int], str | None]:
+        with conn.transaction():
+            ids = sorted(
+                r["id"]
+                for r in conn.execute(
+                    f"select id from pgq.{function}(%s, 'q', (select q from pgq.queues q where q.name = 'q'), %s)",
+                    [worker, n],
+                )
+            )
+            cursor = conn.execute("select group_cursor from pgq.queues where name = 'q'").fetchone()["group_cursor"]
+            outcome = ids, cursor
+            raise psycopg.Rollback()
+        return outcome
+
+    for _ in range(80):
+        conn.execute("delete from pgq.jobs")
+        concurrency = rng.choice([1, 1, 2, 3])
+        app.set_queue("q", group_concurrency=concurrency)
+        groups = [f"g{i:02}" for i in sorted(rng.sample(range(30), rng.randint(1, 10)))]
+        specs = [
+            pgq.JobSpec("t", queue="q", group=group, priority=rng.randint(0, 2), delay=rng.choice([None, None, 3600]))
+            for group in groups
+            for _ in range(rng.randint(0, 4))
+        ]
+        specs += [pgq.JobSpec("t", queue="q", priority=rng.randint(0, 2)) for _ in range(rng.choice([0, 0, 2]))]
+        ids = app.enqueue_many(specs) if specs else []
+        running = rng.sample(ids, min(len(ids), rng.randint(0, 4)))
+        conn.execute(
+            "update pgq.jobs set status = 'running', limit_slot = true, worker_id = %s, attempts = 1, "
+            "started_at = now() where id = any(%s)",
+            [worker, running],
+        )
+        cursor = rng.choice([None, "", *groups, groups[0] + "x", "a", "z"])
+        conn.execute("update pgq.queues set group_cursor = %s where name = 'q'", [cursor])
+        n = rng.randint(1, 12)
+        new, old = claimed("claim_grouped", n), claimed("claim_grouped_0006", n)
+        assert new == old, (concurrency, cursor, n)
+        taken = conn.execute("select group_key from pgq.jobs where id = any(%s)", [new[0]]).fetchall()
+        keys = [r["group_key"] for r in taken]
+        seen["second pass"] += len(keys) > len(set(keys))
+        seen["wrapped"] += any(k is not None and cursor is not None and k <= cursor for k in keys)
+        seen["no group"] += None in keys
+        busy = conn.execute(
+            "select count(distinct group_key) as n from pgq.jobs where status = 'running' and group_key is not null"
+        ).fetchone()["n"]
+        seen["full group left out"] += concurrency == 1 and busy > 0 and len(new[0]) > 0
+    assert all(seen.values()), seen
+
+
+async def test_outcomes_being_written_hold_back_a_capped_queue_not_the_other_groups(app: pgq.App, conn: Any) -> None:
+    """While a worker's outcomes of a queue are unwritten, the database counts their jobs as
+    running. A queue-wide limit would find no room: the producer leaves such a queue to the
+    write (which wakes it). A queue with group limits alone still has the other groups: the
+    producer claims them at once instead of waiting out the write (a grouped drain ran at
+    11,100-11,700 jobs/s with the wait, 15,600-16,700 without)."""
+    app.set_queue("grouped", group_concurrency=1)
+    app.set_queue("capped", concurrency=5)
+    grouped = app.enqueue_many([pgq.JobSpec("t", queue="grouped", group=g) for g in "abc"])
+    capped = app.enqueue_many([pgq.JobSpec("t", queue="capped") for _ in range(3)])
+    worker_id = add_worker(conn, queues=["grouped", "capped"], concurrency=10)
+    done = claim_limited(conn, worker_id, "grouped", 1) + claim_limited(conn, worker_id, "capped", 1)
+    assert [r["id"] for r in done] == [grouped[0], capped[0]]
+
+    async def never(owner: uuid.UUID, columns: Any) -> set[int]:
+        raise AssertionError("nothing is written in this test")
+
+    completer = Completer(never)
+    for r in done:
+        job = Job(r["id"], r["queue"], r["task"], r["args"], r["priority"], "running", r["attempts"],
+                  r["max_attempts"], r["run_at"], r["created_at"], worker_id=worker_id)  # fmt: skip
+        completer.add(Outcome(job, "completed"))
+    started: list[Job] = []
+    worker = SimpleNamespace(
+        id=worker_id, schema="pgq", queues=["grouped", "capped"], completer=completer, start=started.append
+    )
+    session = Session(app.url, Settings(database_url=app.url), "test producer", 10.0)
+    try:
+        producer = Producer(worker, session)  # type: ignore[arg-type]
+        claimed, _ = await producer._round(10)
+    finally:
+        await session.close()
+    assert claimed == 2 and sorted(job.id for job in started) == grouped[1:]
+    running = conn.execute("select count(*) as n from pgq.jobs where queue = 'capped' and status = 'running'")
+    assert running.fetchone()["n"] == 1  # the capped queue was left to the write
 
 
 def test_group_rate(app: pgq.App, conn: Any) -> None:

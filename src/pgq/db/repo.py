@@ -170,9 +170,10 @@ async def read_parents(conn: AsyncConn, schema: str, ctx: JobContext, parents: S
     ctx.parent_results = {int(row["id"]): row["result"] for row in rows if row["status"] == "completed"}
 
 
-async def limited_queues(session: Session, schema: str, queues: Sequence[str]) -> set[str]:
+async def limited_queues(session: Session, schema: str, queues: Sequence[str]) -> dict[str, bool]:
+    """The queues with limits, each with whether one of its limits is queue-wide."""
     rows = await session.fetch(query("job_limited_queues", schema), {"queues": list(queues)}, dict_row)
-    return {str(row["name"]) for row in rows}
+    return {str(row["name"]): bool(row["queue_wide"]) for row in rows}
 
 
 async def mark_limit_slots(session: Session, schema: str, worker_id: uuid.UUID, queues: Sequence[str]) -> None:

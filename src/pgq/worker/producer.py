@@ -41,6 +41,9 @@ class Producer:
         # Which of the queues have limits (claimed by claim_limited): loaded at
         # start, again on a notification on the queues channel and at each poll.
         self.limited: set[str] = set()
+        # Of those, the queues with a queue-wide limit (concurrency, rate): their claims
+        # wait for this worker's outcomes of them to be written (see _claim_limited).
+        self.queue_wide: set[str] = set()
         self.limits_stale = True
         self._turn = 0
         self._errors = LogWindow(log, 30.0)
@@ -79,11 +82,13 @@ class Producer:
         again if it found fewer than ``free`` (seconds, None for "at the next poll")."""
         session, schema, worker = self.session, self.schema, self.worker
         if self.limits_stale:
-            limited = await repo.limited_queues(session, schema, self.queues)
+            limits = await repo.limited_queues(session, schema, self.queues)
+            limited = set(limits)
             if limited - self.limited:
                 # Jobs this worker claimed before it heard of the limit hold slots of it.
                 await repo.mark_limit_slots(session, schema, worker.id, sorted(limited - self.limited))
             self.limited = limited
+            self.queue_wide = {queue for queue, wide in limits.items() if wide}
             self.limits_stale = False
         limited = self.limited
         unlimited = [q for q in self.queues if q not in limited] if limited else self.queues
@@ -128,13 +133,15 @@ class Producer:
     async def _claim_limited(self, free: int, claimed: int) -> dict[str, int]:
         """Claim up to ``free - claimed`` jobs of the queues with limits, one queue at a
         time (taking turns at going first), and start each at once; the jobs each queue
-        gave. Left out: queues not reached for want of slots, and queues with outcomes
-        still to be written, whose slots the database counts as taken until then (the
-        write wakes this worker: a claim before it would find nothing and cost two
-        more round trips asking when to look again)."""
+        gave. Left out: queues not reached for want of slots, and queues with a
+        queue-wide limit and outcomes still to be written, whose slots the database
+        counts as taken until then (the write wakes this worker: a claim before it would
+        find nothing and cost two more round trips asking when to look again). A queue
+        with group limits alone is claimed at once: the groups of those outcomes are
+        left out of the claim, the other groups serve."""
         ordered = [q for q in self.queues if q in self.limited]
         self._turn = (self._turn + 1) % len(ordered)
-        waiting = {outcome.job.queue for outcome in self.worker.completer.unflushed()}
+        waiting = {outcome.job.queue for outcome in self.worker.completer.unflushed()} & self.queue_wide
         given: dict[str, int] = {}
         for queue in ordered[self._turn :] + ordered[: self._turn]:
             room = free - claimed - sum(given.values())

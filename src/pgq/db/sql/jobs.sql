@@ -236,8 +236,10 @@ select id, queue, task, args, priority, attempts, max_attempts, run_at, created_
   from {schema}.claim_limited(%(worker_id)s, %(queue)s, %(limit)s);
 
 -- name: job_limited_queues
--- Which of these queues have limits (and so are claimed by claim_limited).
-select name
+-- Which of these queues have limits (and so are claimed by claim_limited), and
+-- whether a limit counts the queue's running jobs as a whole (its concurrency or
+-- rate; group limits count each group's).
+select name, (concurrency is not null or rate_count is not null) as queue_wide
   from {schema}.queues
  where name = any(cast(%(queues)s as text[]))
    and (concurrency is not null or rate_count is not null
