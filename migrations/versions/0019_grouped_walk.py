@@ -54,12 +54,9 @@ create function {schema}.claim_group_walk(
 language plpgsql volatile as $$
 begin
     return query
+    -- The walk starts from a row of its own (after_g, no job), which it then leaves out.
     with recursive walk(g, id) as (
-        (select cast(j.group_key as text), j.id from {schema}.jobs j
-          where j.queue = queue_name and j.status = 'pending' and j.group_key is not null
-            and j.group_key > after_g and j.run_at <= ts
-          order by j.group_key, j.priority desc, j.run_at, j.id
-          limit 1)
+        select after_g, cast(null as bigint)
         union all
         (select x.g, x.id
            from walk w
@@ -73,7 +70,7 @@ begin
     ),
     chosen as materialized (
         select w.g, w.id from walk w
-         where (upto_g is null or w.g <= upto_g) and w.g <> all(full_groups)
+         where w.id is not null and (upto_g is null or w.g <= upto_g) and w.g <> all(full_groups)
          limit n
     )
     select j.id, cast(j.group_key as text) from {schema}.jobs j
