@@ -1,7 +1,9 @@
-"""Helpers for tests that start real `pgq worker` processes."""
+"""Helpers for tests that start real `pgq worker` processes, and for waiting on them (or on a
+sweeper's election)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from pgq.maintenance.sweeper import Sweeper, SweepResult
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "tests.apps.recording:app"
@@ -79,6 +83,19 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
+
+
+async def sweep_until_leader(sweeper: Sweeper, what: str, within: float = 5.0) -> SweepResult:
+    """Sweep every 0.1 s until ``sweeper`` leads: after the leader closed its lock session, the
+    server ends that session (and frees the lock) a moment later, not at once."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await sweeper.run_once()
+        if result.leader:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not the sweeper within {within} s")
+        await asyncio.sleep(0.1)
 
 
 def count(conn: psycopg.Connection[Any], sql: str, *params: Any) -> int:

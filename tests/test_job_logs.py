@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -12,7 +11,7 @@ import pgq
 from pgq import context
 from pgq.maintenance.sweeper import Sweeper
 from pgq.output import job_detail
-from tests.processes import pgq_cli
+from tests.processes import pgq_cli, sweep_until_leader
 from tests.test_web_api import client
 from tests.test_worker import finished, job, run_until
 
@@ -89,12 +88,7 @@ async def test_lines_go_with_their_job(app: pgq.App, conn: Any) -> None:
     try:
         # The worker's own sweeper held the lock: the server ends its session a moment after
         # the worker hung up (CI once swept before that, as a follower, and pruned nothing).
-        for _ in range(50):
-            if (await sweeper.run_once()).leader:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("the test's sweeper was not elected within 5 s of the worker's exit")
+        await sweep_until_leader(sweeper, "the test's sweeper, after the worker's exit")
     finally:
         await sweeper.close()
     assert conn.execute("select count(*) as n from pgq.job_logs where job_id = %s", [job_id]).fetchone()["n"] == 0

@@ -19,6 +19,7 @@ from pgq.db.connection import run_async
 from pgq.db.flows import drive_async
 from pgq.maintenance.retention import PRUNE_BATCH, prune_history_flow
 from pgq.maintenance.sweeper import Sweeper
+from tests.processes import sweep_until_leader
 from tests.rows import add_history, add_worker
 
 
@@ -131,12 +132,7 @@ async def test_one_sweeper_at_a_time_and_takeover(app: pgq.App, database_url: st
         await first.close()  # the leader dies: its session ends, so does its lock
         # The server ends the closed session a moment after the client hung up: the
         # next sweeps (one per PGQ_SWEEP_INTERVAL in a worker) take over once it has.
-        for _ in range(50):
-            if (await second.run_once()).leader:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("the second sweeper never took over within 5 s of the leader's exit")
+        await sweep_until_leader(second, "the second sweeper, after the leader's exit")
         # The lock session has a server-side idle timeout, so a half-open leader cannot hold it forever.
         session = await second.election.connection()
         timeout = await (await session.execute("show idle_session_timeout")).fetchone()
