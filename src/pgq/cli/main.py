@@ -114,29 +114,28 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--before-id", type=int, help="show jobs older than this id (next page)")
     listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
     listing.set_defaults(handler=cmd_jobs_list)
-    show = job_commands.add_parser("show", parents=[common], help="one job with its errors")
-    show.add_argument("id", metavar="ID", help="the job's id")
+    show = _add_one_job_command(job_commands, common, "show", cmd_jobs_show, help="one job with its errors")
     show.add_argument("--json", action="store_true", help="the job as JSON")
-    show.set_defaults(handler=cmd_jobs_show)
-    waiting = job_commands.add_parser(
+    waiting = _add_one_job_command(
+        job_commands,
+        common,
         "wait",
-        parents=[common],
+        cmd_jobs_wait,
         help="wait for a job to end and show it",
         description="Wait until the job ends, then show it. Exit status: 0 completed, 1 failed or cancelled, "
         "3 still live when the timeout passed.",
     )
-    waiting.add_argument("id", metavar="ID", help="the job's id")
     waiting.add_argument("--timeout", type=non_negative_float, help="give up after this many seconds (default: never)")
     waiting.add_argument("--json", action="store_true", help="the job as JSON")
-    waiting.set_defaults(handler=cmd_jobs_wait)
-    update = job_commands.add_parser(
+    update = _add_one_job_command(
+        job_commands,
+        common,
         "update",
-        parents=[common],
+        cmd_jobs_update,
         help="change a waiting job",
         description="Change a pending, delayed or blocked job in place (app.update_job): only the options given "
         "change. A running or finished job is refused: cancel it and enqueue another.",
     )
-    update.add_argument("id", metavar="ID", help="the job's id")
     update.add_argument("--args", metavar="JSON", help="new args, a JSON object (replaces them whole)")
     update.add_argument("--priority", type=int, help="higher runs first")
     update.add_argument("--run-at", help="ISO 8601 time with a zone, e.g. 2026-12-01T09:00:00+00:00")
@@ -147,7 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--meta", metavar="JSON", help="new meta, a JSON object")
     update.add_argument("--no-meta", action="store_true", help="remove its meta")
     update.add_argument("--json", action="store_true", help="the job as JSON")
-    update.set_defaults(handler=cmd_jobs_update)
 
     ops.add_job_actions(job_commands, common)
 
@@ -276,6 +274,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.set_defaults(handler=cmd_keys_rotate)
     return parser
+
+
+def _add_one_job_command(
+    job_commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    **parser_args: Any,
+) -> argparse.ArgumentParser:
+    """``pgq jobs NAME ID``; returns the command, to add its own options to. Each ends with
+    --json, added by the caller so that it stays last in the command's help."""
+    one = job_commands.add_parser(name, parents=[common], **parser_args)
+    one.add_argument("id", metavar="ID", help="the job's id")
+    one.set_defaults(handler=handler)
+    return one
 
 
 def _add_dashboard_command(commands: Any, common: argparse.ArgumentParser) -> None:
