@@ -1,6 +1,6 @@
-"""What the ``pgq`` commands share: the common options, the subcommands of one action each,
-the argument types of their flags, the app they act on and how a list prints. Each argument
-type raises argparse's error with a message that says what was wrong."""
+"""What the ``pgq`` commands share: the common options, the subcommands of one action each
+and those that list, the argument types of their flags, the app they act on and how a list
+prints. Each argument type raises argparse's error with a message that says what was wrong."""
 
 from __future__ import annotations
 
@@ -46,6 +46,28 @@ def add_actions(
         one = commands.add_parser(action, parents=[common], help=help_text)
         one.add_argument(target, help=target_help)
         one.set_defaults(handler=handler, action=action)
+
+
+def add_listing(
+    actions: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    help_text: str,
+    items: Callable[[App], Sequence[T]],
+    empty: str,
+    table: Callable[[Sequence[T]], str],
+) -> None:
+    """``pgq queues list``, ``pgq workers list``: the ``items`` of the app, printed by
+    :func:`print_listing`."""
+
+    def handler(options: argparse.Namespace) -> int:
+        with open_app(options) as app:
+            found = items(app)
+        print_listing(found, options.json, empty, table)
+        return 0
+
+    listing = actions.add_parser("list", parents=[common], help=help_text)
+    listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+    listing.set_defaults(handler=handler)
 
 
 def _number(text: str, convert: Callable[[str], T], expected: str) -> T:

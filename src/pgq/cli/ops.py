@@ -25,7 +25,7 @@ from psycopg_pool import PoolTimeout
 
 from pgq.app import App
 from pgq.bulk import BulkResult, JobFilter, run_bulk
-from pgq.cli.args import add_actions, add_group, open_app, positive_float, print_listing
+from pgq.cli.args import add_actions, add_group, add_listing, open_app, positive_float
 from pgq.errors import ConfigurationError, DatabaseUnavailable, InvalidState, JobNotFound
 from pgq.operations import STATS_WINDOW, QueueStats
 from pgq.output import (
@@ -135,7 +135,7 @@ def add_commands(
 ) -> None:
     """``pgq queues``, ``pgq workers`` and ``pgq stats``."""
     queue_commands = add_group(commands, "queues", "list, pause and resume queues")
-    _add_listing(queue_commands, common, "every queue with its live counts", cmd_queues_list)
+    add_listing(queue_commands, common, "every queue with its live counts", App.list_queues, "no queues", queues_table)
     setting = queue_commands.add_parser(
         "set",
         parents=[common],
@@ -189,7 +189,14 @@ def add_commands(
     explain.set_defaults(handler=cmd_explain)
 
     worker_commands = add_group(commands, "workers", "list workers")
-    _add_listing(worker_commands, common, "every worker (stopped and dead ones are kept a day)", cmd_workers_list)
+    add_listing(
+        worker_commands,
+        common,
+        "every worker (stopped and dead ones are kept a day)",
+        App.list_workers,
+        "no workers",
+        workers_table,
+    )
 
     stats = commands.add_parser(
         "stats",
@@ -209,18 +216,6 @@ def add_commands(
         help="window of the finished counts: seconds or 15m, 24h, 7d (default 24h)",
     )
     stats.set_defaults(handler=cmd_stats)
-
-
-def _add_listing(
-    actions: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    help_text: str,
-    handler: Callable[[argparse.Namespace], int],
-) -> None:
-    """``pgq queues list``, ``pgq workers list``: a table, or with --json one JSON array."""
-    listing = actions.add_parser("list", parents=[common], help=help_text)
-    listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
-    listing.set_defaults(handler=handler)
 
 
 # -------------------------------------------------------------------- jobs
@@ -364,13 +359,6 @@ def _confirmed(action: str, count: int, job_filter: JobFilter) -> bool:
 # ------------------------------------------------------------------ queues
 
 
-def cmd_queues_list(options: argparse.Namespace) -> int:
-    with open_app(options) as app:
-        queues = app.list_queues()
-    print_listing(queues, options.json, "no queues", queues_table)
-    return 0
-
-
 def cmd_queues_set(options: argparse.Namespace) -> int:
     from pgq.flow import parse_count, parse_on_full, parse_rate
 
@@ -465,13 +453,6 @@ def cmd_queue_action(options: argparse.Namespace) -> int:
         else:
             app.resume_queue(options.queue)
             print(f"queue {options.queue} resumed")
-    return 0
-
-
-def cmd_workers_list(options: argparse.Namespace) -> int:
-    with open_app(options) as app:
-        workers = app.list_workers()
-    print_listing(workers, options.json, "no workers", workers_table)
     return 0
 
 
