@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,19 +117,10 @@ class _Bench:
         self.options.progress(f"  {row.scenario}: {', '.join(x for x in (rate, lat, row.note) if x)}")
 
     def run_all(self) -> None:
-        n = self.options.jobs
-        steps: list[tuple[str, Callable[[], None]]] = [
-            ("enqueue, one job per call", self.enqueue_single),
-            ("enqueue_many, 1,000 per call", self.enqueue_many),
-            ("drain", self.drains),
-            ("latency, idle", self.latency_idle),
-            ("latency, under load", self.latency_under_load),
-            ("ageing", self.ageing),
-        ]
-        self.options.progress(f"pgq bench: {n:,} jobs, schema {SCHEMA}")
-        for name, step in steps:
-            self.options.progress(f"{name} ...")
-            step()
+        self.options.progress(f"pgq bench: {self.options.jobs:,} jobs, schema {SCHEMA}")
+        for label, section in SECTIONS.items():
+            self.options.progress(f"{label} ...")
+            section(self)
 
     # ------------------------------------------------------------------ enqueue
 
@@ -436,6 +427,18 @@ class _Bench:
             conn.commit()
         rate = float(row["n"]) / float(row["seconds"]) if row and row["seconds"] else None
         return Row("", count, rate)
+
+
+#: What a run measures, in order: the label of each section's progress line, and the method that
+#: runs it. ``pgq bench`` sizes its progress bar by it.
+SECTIONS: Mapping[str, Callable[[_Bench], None]] = {
+    "enqueue, one job per call": _Bench.enqueue_single,
+    "enqueue_many, 1,000 per call": _Bench.enqueue_many,
+    "drain": _Bench.drains,
+    "latency, idle": _Bench.latency_idle,
+    "latency, under load": _Bench.latency_under_load,
+    "ageing": _Bench.ageing,
+}
 
 
 def _latency_row(name: str, lags: list[float]) -> Row:

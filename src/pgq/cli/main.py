@@ -673,7 +673,7 @@ def cmd_demo(options: argparse.Namespace) -> int:
 
 def cmd_bench(options: argparse.Namespace) -> int:
     from pgq.bench import BenchOptions, run_bench
-    from pgq.bench.runner import format_table
+    from pgq.bench.runner import SECTIONS, format_table
 
     if options.schema:
         raise ConfigurationError("pgq bench always runs in its own schema pgq_bench; drop --schema")
@@ -688,8 +688,7 @@ def cmd_bench(options: argparse.Namespace) -> int:
         bench_options.jobs = min(options.jobs, 5_000)
         bench_options.load_seconds = 3.0
         bench_options.ageing_rows = 20_000
-    steps = 6  # run_all's scenarios: enqueue, enqueue_many, drain, two latencies, ageing
-    with progress("pgq bench", total=steps) as bar:
+    with progress("pgq bench", total=len(SECTIONS)) as bar:
         task = bar.task_ids[0]
 
         def report_line(line: str) -> None:
