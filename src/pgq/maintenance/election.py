@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -26,6 +27,8 @@ from pgq.settings import Settings
 #: client is still there (PostgreSQL 14+; a poll of the socket, nothing sent).
 CLIENT_CHECK_MS = 1000
 
+log = logging.getLogger("pgq.sweeper")
+
 
 def lock_key(schema: str) -> int:
     """A stable 64-bit advisory lock key per schema."""
@@ -33,21 +36,23 @@ def lock_key(schema: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+@dataclass(eq=False)
 class Election:
     """The lock session. Every pass of the sweeper runs on :meth:`connection`: a session
     lock lasts as long as its session, so while this connection lives, a leader stays
     leader, and a dead session surfaces as an error on the next statement, after which
     the sweeper calls :meth:`drop` (the leadership goes with the connection)."""
 
-    def __init__(self, settings: Settings, url: str, schema: str, interval: float, worker_name: str) -> None:
-        self.settings = settings
-        self.url = url
-        self.schema = schema
-        self.interval = interval
-        self.worker_name = worker_name
-        self.leader = False
-        self.log = logging.getLogger("pgq.sweeper")
-        self._conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
+    # Both kept out of repr: they hold the database password.
+    settings: Settings = field(repr=False)
+    url: str = field(repr=False)
+    schema: str
+    #: Seconds between the sweeper's passes; the session's idle_session_timeout is a few of them.
+    interval: float
+    worker_name: str
+    #: True while this worker holds the sweeper lock (as of its last statement).
+    leader: bool = field(default=False, init=False)
+    _conn: psycopg.AsyncConnection[dict[str, Any]] | None = field(default=None, init=False, repr=False)
 
     async def connection(self) -> psycopg.AsyncConnection[dict[str, Any]]:
         if self._conn is not None and not self._conn.closed:
@@ -72,7 +77,7 @@ class Election:
             row = await cur.fetchone()
             self.leader = bool(row and row["held"])
             if self.leader:
-                self.log.info(
+                log.info(
                     "this worker (%s) is now the sweeper", self.worker_name or "?", extra={"event": "sweeper_elected"}
                 )
         return self.leader

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, NamedTuple
 
@@ -31,6 +31,8 @@ PRUNE_BATCHES_PER_PASS = 10
 #: Seconds a group goes unserved (with its rate token due and no live job) before its
 #: ``queue_groups`` row is deleted: long past any rate period that matters in practice.
 GROUP_IDLE = 3600.0
+
+log = logging.getLogger("pgq.sweeper")
 
 
 @dataclass
@@ -190,22 +192,23 @@ def retention_flow(
     return pruned
 
 
+@dataclass(eq=False)
 class Retention:
     """The sweeper's retention pass: :func:`retention_flow` on its session, at most
     ``PRUNE_BATCHES_PER_PASS`` batches per table, so that one pass stays short."""
 
-    def __init__(self, schema: str, settings: Settings) -> None:
-        self.schema = schema
-        self.settings = settings
-        self.log = logging.getLogger("pgq.sweeper")
-        self._refused = False
+    schema: str
+    # Kept out of repr: the settings hold the database URL, password and all.
+    settings: Settings = field(repr=False)
+    #: True once the refused partitions were logged: the warning is given once a process.
+    _refused: bool = field(default=False, init=False)
 
     async def run_once(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> Pruned:
         flow = retention_flow(self.schema, self.settings, PRUNE_BATCHES_PER_PASS)
         pruned = await drive_async(flow, lambda sql, params: run_async(conn, sql, params))
         if pruned.refused and not self._refused:
             self._refused = True
-            self.log.warning(
+            log.warning(
                 "the sweeper may not make or drop partitions of %s.job_history (%s); finished jobs go to its "
                 "default partition and are deleted one by one: grant pgq's user the schema's tables (own them)",
                 self.schema,

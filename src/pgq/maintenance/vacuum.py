@@ -12,20 +12,23 @@ and skips the pages that did not change. It is throttled as autovacuum is (see
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
 from pgq.db.queries import query
 
+log = logging.getLogger("pgq.sweeper")
 
+
+@dataclass(eq=False)
 class JobsVacuum:
-    def __init__(self, schema: str, threshold: int) -> None:
-        self.schema = schema
-        #: Dead rows that make a vacuum worth it (0: leave the table to autovacuum).
-        self.threshold = threshold
-        self.log = logging.getLogger("pgq.sweeper")
-        self._refused = False
+    schema: str
+    #: Dead rows that make a vacuum worth it (0: leave the table to autovacuum).
+    threshold: int
+    #: True once pgq's role was refused the vacuum: it is not tried again in this process.
+    _refused: bool = field(default=False, init=False)
 
     async def run_once(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> int:
         """Vacuum ``jobs`` if its dead rows reached the threshold; returns how many it had (0: no vacuum)."""
@@ -43,12 +46,12 @@ class JobsVacuum:
                 await conn.execute(query("sweep_vacuum_done", self.schema))
         except psycopg.errors.InsufficientPrivilege as exc:
             self._refused = True
-            self.log.warning(
+            log.warning(
                 "the sweeper may not vacuum %s.jobs (%s); autovacuum alone keeps it: grant the table to pgq's "
                 "user, or set PGQ_VACUUM_THRESHOLD=0 to silence this",
                 self.schema,
                 str(exc).strip(),
             )
             return 0
-        self.log.debug("vacuumed %s.jobs (%d dead rows)", self.schema, dead, extra={"event": "jobs_vacuumed"})
+        log.debug("vacuumed %s.jobs (%d dead rows)", self.schema, dead, extra={"event": "jobs_vacuumed"})
         return dead
