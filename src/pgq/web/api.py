@@ -23,7 +23,7 @@ from pgq.bulk import JobFilter, run_bulk
 from pgq.job import STATUSES
 from pgq.redaction import redact_schedule
 from pgq.schedules import Schedule
-from pgq.web import data
+from pgq.web import data, operations
 from pgq.web.models import (
     FIELD_RULES,
     BulkIn,
@@ -47,18 +47,7 @@ from pgq.web.models import (
     StatsOut,
     WorkerList,
 )
-from pgq.web.operations import (
-    QUEUE_ACTIONS,
-    WebError,
-    args_filter,
-    call,
-    job_action,
-    limit_changes,
-    queue_action,
-    read,
-    schedule_action,
-    set_limits,
-)
+from pgq.web.operations import WebError, call, read
 from pgq.web.security import same_origin
 
 if TYPE_CHECKING:
@@ -225,7 +214,7 @@ def router(d: Dashboard) -> APIRouter:
             task=task or None,
             key=key or None,
             tag=tag or None,
-            args=args_filter(args),
+            args=operations.args_filter(args),
             limit=limit + 1,  # one more than shown: is there a next page at all?
             before_id=before_id,
         )
@@ -283,7 +272,7 @@ def router(d: Dashboard) -> APIRouter:
     async def act_on_job(job_id: JobIdPath, body: JobActionIn) -> Any:
         """Retry, cancel, promote (run a delayed job now) or remove (delete a finished job)."""
         found = job_id_param(job_id)
-        message = await job_action(d.app, found, body.action)
+        message = await operations.job_action(d.app, found, body.action)
         job = await read(d.app.get_job, found)
         return {
             "id": found,
@@ -312,22 +301,24 @@ def router(d: Dashboard) -> APIRouter:
     @acting("POST", "/queues/{name}/limits", QueueActionOut, "queues", "setQueueLimits")
     async def set_queue_limits(name: str, body: QueueLimitsIn) -> Any:
         """Set a queue's limits, as ``pgq queues set``: only the fields given change, null removes a limit."""
-        changes = limit_changes(body.model_dump(exclude_unset=True), empty_removes=False)
-        message = await set_limits(d.app, name, changes)
+        changes = operations.limit_changes(body.model_dump(exclude_unset=True), empty_removes=False)
+        message = await operations.set_limits(d.app, name, changes)
         return {"queue": name, "action": "limits", "message": message}
 
     @acting("POST", "/queues/{name}/{action}", QueueActionOut, "queues", "actOnQueue", 404)
     async def act_on_queue(
         name: str,
-        action: Annotated[str, Path(json_schema_extra={"enum": list(QUEUE_ACTIONS)})],
+        action: Annotated[str, Path(json_schema_extra={"enum": list(operations.QUEUE_ACTIONS)})],
         body: Annotated[dict[str, Any] | None, Body(description="nothing, or {}")] = None,
     ) -> Any:
         """Pause or resume a queue, or retry every failed job of it."""
-        if action not in QUEUE_ACTIONS:
-            raise WebError(404, f"no API endpoint POST /api/queues/{name}/{action}; use {', '.join(QUEUE_ACTIONS)}")
+        if action not in operations.QUEUE_ACTIONS:
+            raise WebError(
+                404, f"no API endpoint POST /api/queues/{name}/{action}; use {', '.join(operations.QUEUE_ACTIONS)}"
+            )
         if body:
             raise WebError(422, f"this action takes no fields, got {', '.join(sorted(body))}")
-        message = await queue_action(d.app, name, action)
+        message = await operations.queue_action(d.app, name, action)
         return {"queue": name, "action": action, "message": message}
 
     # --------------------------------------------------------------- workers
@@ -347,7 +338,7 @@ def router(d: Dashboard) -> APIRouter:
     @acting("POST", "/schedules/{name:path}/action", ScheduleActionOut, "schedules", "actOnSchedule", 404)
     async def act_on_schedule(name: str, body: ScheduleActionIn) -> Any:
         """Enable, disable or trigger (enqueue its job now) a schedule."""
-        message, job_id = await schedule_action(d.app, name, body.action)
+        message, job_id = await operations.schedule_action(d.app, name, body.action)
         schedule = await read(d.app.get_schedule, name)
         return {
             "name": name,

@@ -19,24 +19,9 @@ from pgq.db.queries import query
 from pgq.job import STATUSES, Job, attempt_verb
 from pgq.output import limits_text, replica_text
 from pgq.redaction import redact_job, redact_schedule
-from pgq.web import data, security
+from pgq.web import data, operations, security
 from pgq.web.metrics import render
-from pgq.web.operations import (
-    FILTER_FIELDS,
-    JOB_ACTIONS,
-    SCHEDULE_ACTIONS,
-    WebError,
-    args_filter,
-    bulk_priority,
-    call,
-    edit_changes,
-    job_action,
-    limit_changes,
-    queue_action,
-    read,
-    schedule_action,
-    set_limits,
-)
+from pgq.web.operations import WebError, call, read
 from pgq.web.security import (
     AUTH_COOKIE,
     base_path,
@@ -154,13 +139,13 @@ def router(d: Dashboard) -> APIRouter:
             if (found := data.job_id(wanted)) is not None:
                 return RedirectResponse(f"{base_path(request.scope)}/jobs/{found}", status_code=303)
             return d.back(request, "/jobs", f"{wanted!r} is not a job id (a whole number)")
-        filters: dict[str, Any] = {k: (params.get(k) or "").strip() or None for k in FILTER_FIELDS}
+        filters: dict[str, Any] = {k: (params.get(k) or "").strip() or None for k in operations.FILTER_FIELDS}
         problem = None
         if filters["status"] not in (None, *STATUSES):
             problem = f"unknown state {filters['status']!r}; pick one of {', '.join(STATUSES)}"
             filters["status"] = None
         try:
-            args = args_filter(filters["args"])
+            args = operations.args_filter(filters["args"])
         except WebError as bad:
             problem, filters["args"], args = bad.message, None, None
         before = params.get("before_id")
@@ -239,10 +224,10 @@ def router(d: Dashboard) -> APIRouter:
         fields = await checked_form(request)
         action, text = fields.get("action", ""), fields.get("id", "")
         job_id = data.job_id(text)
-        if action not in JOB_ACTIONS or job_id is None:
+        if action not in operations.JOB_ACTIONS or job_id is None:
             raise WebError(422, f"unknown action {action!r} or job id {text!r}")
         try:
-            message = await job_action(d.app, job_id, action)
+            message = await operations.job_action(d.app, job_id, action)
         except WebError as exc:
             return d.back(request, fields.get("next"), f"Job {text}: {exc.message}")
         return d.back(request, "/jobs" if action == "remove" else fields.get("next"), message)
@@ -253,12 +238,12 @@ def router(d: Dashboard) -> APIRouter:
         the second (``confirm``) does it and goes back to the list with what it did."""
         fields = await checked_form(request)
         action = fields.get("action", "")
-        given = {k: (fields.get(k) or "").strip() or None for k in FILTER_FIELDS}
+        given = {k: (fields.get(k) or "").strip() or None for k in operations.FILTER_FIELDS}
         back = "/jobs" + ("?" + urlencode({k: v for k, v in given.items() if v}) if any(given.values()) else "")
         try:
             text = {k: v for k, v in given.items() if k != "args"}
-            job_filter = await call(lambda: JobFilter(**text, args=args_filter(given["args"])))
-            priority = bulk_priority(fields.get("priority")) if action == "priority" else None
+            job_filter = await call(lambda: JobFilter(**text, args=operations.args_filter(given["args"])))
+            priority = operations.bulk_priority(fields.get("priority")) if action == "priority" else None
             if job_filter.empty:
                 raise WebError(422, "choose a filter first: a bulk action from the dashboard never takes every job")
             if fields.get("confirm") != "1":
@@ -293,7 +278,7 @@ def router(d: Dashboard) -> APIRouter:
             current = await read(d.app.get_job, job_id)
             if current is None:
                 raise WebError(404, f"no job with id {job_id}")
-            changes = edit_changes(fields, current)
+            changes = operations.edit_changes(fields, current)
             if not changes:
                 return d.back(request, back, f"Job {job_id}: nothing changed.")
             await call(d.app.update_job, job_id, **changes)
@@ -305,11 +290,11 @@ def router(d: Dashboard) -> APIRouter:
     async def schedule_form(request: Request) -> Response:
         fields = await checked_form(request)
         action, name = fields.get("action", ""), fields.get("name", "")
-        if action not in SCHEDULE_ACTIONS:
+        if action not in operations.SCHEDULE_ACTIONS:
             raise WebError(422, f"unknown action {action!r}")
         job_id = None
         try:
-            message, job_id = await schedule_action(d.app, name, action)
+            message, job_id = await operations.schedule_action(d.app, name, action)
         except WebError as exc:
             message = exc.message
         return d.back(request, fields.get("next"), message, job_id)
@@ -320,9 +305,9 @@ def router(d: Dashboard) -> APIRouter:
         action, name = fields.get("action", ""), fields.get("name", "")
         try:
             if action == "limits":
-                message = await set_limits(d.app, name, limit_changes(fields, empty_removes=True))
+                message = await operations.set_limits(d.app, name, operations.limit_changes(fields, empty_removes=True))
             else:
-                message = await queue_action(d.app, name, action)
+                message = await operations.queue_action(d.app, name, action)
         except WebError as exc:
             message = exc.message
         return d.back(request, fields.get("next"), message)
