@@ -22,10 +22,9 @@ if TYPE_CHECKING:
     from pgq.job import Job
 
 T = TypeVar("T")
+K = TypeVar("K")
 
-JOB_ACTIONS = ("retry", "cancel", "promote", "remove")
 SCHEDULE_ACTIONS = ("enable", "disable", "trigger")
-QUEUE_ACTIONS = ("pause", "resume", "retry-failed")
 
 
 class WebError(Exception):
@@ -80,23 +79,47 @@ async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise WebError(422, f"the database refused a value: {str(exc).strip().splitlines()[0]}") from None
 
 
+#: An action on a job (K: its id) or a queue (K: its name): the App call it makes, and what
+#: happened in words, from the job or queue and what the call returned.
+Action = tuple[Callable[["App", K], Any], Callable[[K, Any], str]]
+
+JOB_ACTIONS: dict[str, Action[int]] = {
+    "retry": (lambda app, job_id: app.retry(job_id), lambda job_id, _: f"job {job_id} is back in its queue"),
+    "cancel": (
+        lambda app, job_id: app.cancel(job_id),
+        lambda job_id, outcome: (
+            f"job {job_id} is running: its worker was asked to stop it"
+            if outcome == "cancelling"
+            else f"job {job_id} cancelled"
+        ),
+    ),
+    "promote": (lambda app, job_id: app.promote(job_id), lambda job_id, _: f"job {job_id} runs now"),
+    "remove": (lambda app, job_id: app.delete(job_id), lambda job_id, _: f"job {job_id} deleted"),
+}
+QUEUE_ACTIONS: dict[str, Action[str]] = {
+    "pause": (
+        lambda app, name: app.pause_queue(name),
+        lambda name, _: f"queue {name} paused: workers take none of its jobs until it is resumed",
+    ),
+    "resume": (lambda app, name: app.resume_queue(name), lambda name, _: f"queue {name} resumed"),
+    "retry-failed": (
+        lambda app, name: app.retry_failed(queue=name),
+        lambda name, count: f"queue {name}: {count} failed job{'s' if count != 1 else ''} back in the queue",
+    ),
+}
+
+
+async def _act(app: App, actions: dict[str, Action[K]], action: str, target: K) -> str:
+    """Do ``action`` (one of ``actions``) to ``target``; returns what happened, in words."""
+    if action not in actions:
+        raise WebError(422, f"unknown action {action!r}; use one of {', '.join(actions)}")
+    do, said = actions[action]
+    return said(target, await call(do, app, target))
+
+
 async def job_action(app: App, job_id: int, action: str) -> str:
     """Do ``action`` to job ``job_id``; returns what happened, in words."""
-    if action == "retry":
-        await call(app.retry, job_id)
-        return f"job {job_id} is back in its queue"
-    if action == "cancel":
-        outcome = await call(app.cancel, job_id)
-        if outcome == "cancelling":
-            return f"job {job_id} is running: its worker was asked to stop it"
-        return f"job {job_id} cancelled"
-    if action == "promote":
-        await call(app.promote, job_id)
-        return f"job {job_id} runs now"
-    if action == "remove":
-        await call(app.delete, job_id)
-        return f"job {job_id} deleted"
-    raise WebError(422, f"unknown action {action!r}; use one of {', '.join(JOB_ACTIONS)}")
+    return await _act(app, JOB_ACTIONS, action, job_id)
 
 
 async def schedule_action(app: App, name: str, action: str) -> tuple[str, int | None]:
@@ -113,16 +136,8 @@ async def schedule_action(app: App, name: str, action: str) -> tuple[str, int | 
 
 
 async def queue_action(app: App, name: str, action: str) -> str:
-    if action == "pause":
-        await call(app.pause_queue, name)
-        return f"queue {name} paused: workers take none of its jobs until it is resumed"
-    if action == "resume":
-        await call(app.resume_queue, name)
-        return f"queue {name} resumed"
-    if action == "retry-failed":
-        count = await call(app.retry_failed, queue=name)
-        return f"queue {name}: {count} failed job{'s' if count != 1 else ''} back in the queue"
-    raise WebError(422, f"unknown action {action!r}; use one of {', '.join(QUEUE_ACTIONS)}")
+    """Do ``action`` to queue ``name``; returns what happened, in words."""
+    return await _act(app, QUEUE_ACTIONS, action, name)
 
 
 #: The limits a queue's form and ``POST /api/queues/{name}/limits`` may change (``pgq queues set``).
