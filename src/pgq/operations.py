@@ -193,16 +193,7 @@ class OperationControls(AppPart):
         ``ctx.cancelled``. Raises :class:`JobNotFound` for an unknown id and
         :class:`InvalidState` for a job that already finished."""
         job_id = job_id_of(job_id)
-        params = {"id": job_id, "cancel_channel": channels.cancel(self.schema)}
-        # A claim or a finish racing the statement can leave it with nothing to
-        # report (its snapshot predates the change): a fresh statement sees it.
-        for _ in range(3):
-            rows = self.db.run(query("job_cancel", self.schema), params)
-            if rows:
-                break
-        else:
-            raise JobNotFound(f"no job with id {job_id}")
-        outcome = str(rows[0]["outcome"])
+        outcome = self._outcome("job_cancel", job_id, cancel_channel=channels.cancel(self.schema))
         if outcome.startswith("finished:"):
             raise InvalidState(
                 f"job {job_id} already finished ({outcome.split(':', 1)[1]}); "
@@ -256,14 +247,7 @@ class OperationControls(AppPart):
         :class:`JobNotFound` for an unknown id and :class:`InvalidState` for a
         job that is not pending (running, blocked or finished)."""
         job_id = job_id_of(job_id)
-        params = {"id": job_id, "channel": channels.jobs(self.schema)}
-        for _ in range(3):  # a job moving between tables mid-statement can show in neither
-            rows = self.db.run(query("ops_promote", self.schema), params)
-            if rows:
-                break
-        else:
-            raise JobNotFound(f"no job with id {job_id}")
-        outcome = str(rows[0]["outcome"])
+        outcome = self._outcome("ops_promote", job_id, channel=channels.jobs(self.schema))
         if outcome in ("promoted", "pending"):
             return
         if outcome in FINISHED_STATUSES:
@@ -276,15 +260,21 @@ class OperationControls(AppPart):
         Raises :class:`JobNotFound` for an unknown id and :class:`InvalidState`
         for a live job: cancel it first."""
         job_id = job_id_of(job_id)
-        for _ in range(3):
-            rows = self.db.run(query("ops_delete", self.schema), {"id": job_id})
-            if rows:
-                break
-        else:
-            raise JobNotFound(f"no job with id {job_id}")
-        outcome = str(rows[0]["outcome"])
+        outcome = self._outcome("ops_delete", job_id)
         if outcome in LIVE_STATUSES:
             raise InvalidState(f"job {job_id} is {outcome}; only finished jobs can be deleted (cancel it first)")
+
+    def _outcome(self, name: str, job_id: int, **params: Any) -> str:
+        """The ``outcome`` statement ``name`` reports for job ``job_id``, or :class:`JobNotFound`.
+
+        A claim or a finish racing the statement, or the job moving between tables under it,
+        can leave it with nothing to report (its snapshot predates the change): a fresh
+        statement sees the job, so it is run up to three times before the job counts as unknown."""
+        for _ in range(3):
+            rows = self.db.run(query(name, self.schema), {"id": job_id, **params})
+            if rows:
+                return str(rows[0]["outcome"])
+        raise JobNotFound(f"no job with id {job_id}")
 
     # ---------------------------------------------------------------- queues
 
