@@ -91,40 +91,32 @@ class RunningJob:
 OnOutcome = Callable[[RunningJob, Outcome | None], None]
 
 
+@dataclass(eq=False)
 class Executor:
     """Calls handlers: async ones on the event loop, plain ones in a thread pool."""
 
-    def __init__(
-        self,
-        tasks: dict[str, Task[Any, Any]],
-        threads: int,
-        max_result_bytes: int,
-        on_outcome: OnOutcome | None = None,
-        before: Callable[[RunningJob], Awaitable[None]] | None = None,
-        keep_log: Callable[[RunningJob], Awaitable[None]] | None = None,
-        telemetry: Telemetry | None = None,
-        transactions: Transactions | None = None,
-        keep_progress: Callable[[RunningJob], Awaitable[None]] | None = None,
-    ) -> None:
-        self.tasks = tasks
-        self.threads = threads
-        self.max_result_bytes = max_result_bytes
-        #: Called once per job with its outcome (None: nothing this worker may write).
-        self.on_outcome = on_outcome
-        #: Awaited before the handler of a job with parents whose task takes a context.
-        self.before = before
-        #: Writes the lines a handler logged through ctx.log (pgq.context.JobLog) before its outcome.
-        self.keep_log = keep_log
-        #: OpenTelemetry (pgq.telemetry): a ``pgq.run`` span around each job's attempt.
-        self.telemetry = telemetry
-        #: Runs transactional handlers (pgq.worker.transactional); without it they cannot run.
-        self.transactions = transactions
-        #: Writes the progress a handler set after the last periodic write, before its outcome:
-        #: the job keeps the handler's last word ("done"), not the step before it.
-        self.keep_progress = keep_progress
+    tasks: dict[str, Task[Any, Any]]
+    threads: int
+    max_result_bytes: int
+    #: Called once per job with its outcome (None: nothing this worker may write).
+    on_outcome: OnOutcome | None = None
+    #: Awaited before the handler of a job with parents whose task takes a context.
+    before: Callable[[RunningJob], Awaitable[None]] | None = None
+    #: Writes the lines a handler logged through ctx.log (pgq.context.JobLog) before its outcome.
+    keep_log: Callable[[RunningJob], Awaitable[None]] | None = None
+    #: OpenTelemetry (pgq.telemetry): a ``pgq.run`` span around each job's attempt.
+    telemetry: Telemetry | None = None
+    #: Runs transactional handlers (pgq.worker.transactional); without it they cannot run.
+    transactions: Transactions | None = None
+    #: Writes the progress a handler set after the last periodic write, before its outcome:
+    #: the job keeps the handler's last word ("done"), not the step before it.
+    keep_progress: Callable[[RunningJob], Awaitable[None]] | None = None
+    _pool: concurrent.futures.ThreadPoolExecutor = field(init=False)
+    _abandoned: set[asyncio.Future[Any] | concurrent.futures.Future[Any]] = field(default_factory=set, init=False)
+    _waiters: dict[int, asyncio.Future[Outcome | None]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
         self._pool = self._new_pool()
-        self._abandoned: set[asyncio.Future[Any] | concurrent.futures.Future[Any]] = set()
-        self._waiters: dict[int, asyncio.Future[Outcome | None]] = {}
 
     def _new_pool(self) -> concurrent.futures.ThreadPoolExecutor:
         return concurrent.futures.ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="pgq-job")

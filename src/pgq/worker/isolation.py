@@ -30,6 +30,7 @@ import subprocess
 import sys
 import traceback
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 from pgq.context import JobContext
@@ -54,25 +55,21 @@ def suspect(job: Job, task: Task[Any, Any]) -> bool:
     return importable and job.crashes >= SUSPECT_AT
 
 
+# eq=False: it stays hashable and equal only to itself, as every exception is.
+@dataclass(eq=False)
 class ChildRaised(Exception):
     """The handler raised in its child process: what the worker needs to classify it."""
 
-    def __init__(
-        self,
-        kind: str,
-        message: str,
-        trace: str,
-        permanent: bool,
-        retry_delay: float | None,
-        snooze_delay: float | None = None,
-    ) -> None:
-        super().__init__(kind, message, trace, permanent, retry_delay, snooze_delay)
-        self.kind = kind
-        self.message = message
-        self.trace = trace
-        self.permanent = permanent
-        self.retry_delay = retry_delay
-        self.snooze_delay = snooze_delay
+    kind: str
+    message: str
+    trace: str
+    permanent: bool
+    retry_delay: float | None
+    snooze_delay: float | None = None
+
+    def __post_init__(self) -> None:
+        # args, what pickle rebuilds an exception from, would hold only the arguments passed by position.
+        super().__init__(self.kind, self.message, self.trace, self.permanent, self.retry_delay, self.snooze_delay)
 
     def __str__(self) -> str:
         return self.message
@@ -82,14 +79,14 @@ class Crashed(Exception):
     """The child running a suspect died without an answer: this job is the poison."""
 
 
+@dataclass(eq=False)
 class _Child:
     """One ``python -m pgq.worker.child``: jobs go in on its stdin, answers come back on
     a pipe of its own (the handler may print). Its death is the answer pipe's end."""
 
-    def __init__(self, process: asyncio.subprocess.Process, answers: asyncio.StreamReader, pipe: Any) -> None:
-        self.process = process
-        self.answers = answers
-        self.pipe = pipe
+    process: asyncio.subprocess.Process
+    answers: asyncio.StreamReader
+    pipe: Any
 
     @classmethod
     async def start(cls) -> _Child:
