@@ -15,6 +15,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import psycopg
@@ -33,30 +34,26 @@ PROBE_AFTER = 30.0
 PROBE_TIMEOUT = 5.0
 
 
+@dataclass(eq=False)
 class Listener:
-    def __init__(
-        self,
-        url: str,
-        settings: Settings,
-        handlers: dict[str, Callable[[str], None]],
-        on_listening: Callable[[], None],
-        *,
-        probe_after: float = PROBE_AFTER,
-        logger: logging.Logger = log,
-        purpose: str = "listener",
-    ) -> None:
-        self.url = url
-        self.settings = settings
-        self.handlers = handlers
-        self.on_listening = on_listening
-        self.probe_after = probe_after
-        self.probe_channel = channels.probe(settings.schema_name)
-        self.listening = False
-        self._stopping = False
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-        self.purpose = purpose
-        self._log = logger
-        self._errors = LogWindow(logger, 30.0)
+    # Both kept out of repr: they hold the database password.
+    url: str = field(repr=False)
+    settings: Settings = field(repr=False)
+    handlers: dict[str, Callable[[str], None]]
+    on_listening: Callable[[], None]
+    _: KW_ONLY
+    probe_after: float = PROBE_AFTER
+    logger: logging.Logger = log
+    purpose: str = "listener"
+    probe_channel: str = field(init=False)
+    listening: bool = field(default=False, init=False)
+    _stopping: bool = field(default=False, init=False)
+    _conn: psycopg.AsyncConnection[Any] | None = field(default=None, init=False)
+    _errors: LogWindow = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.probe_channel = channels.probe(self.settings.schema_name)
+        self._errors = LogWindow(self.logger, 30.0)
 
     async def run(self) -> None:
         backoff = 0.5
@@ -102,7 +99,9 @@ class Listener:
         try:
             handler(payload)
         except Exception:  # a malformed payload is ignored, the listener carries on
-            self._log.exception("%s: ignoring notification on %s with payload %r", self.purpose, channel, payload[:100])
+            self.logger.exception(
+                "%s: ignoring notification on %s with payload %r", self.purpose, channel, payload[:100]
+            )
 
     async def _probe(self, conn: psycopg.AsyncConnection[Any]) -> None:
         token = uuid.uuid4().hex
