@@ -162,3 +162,15 @@ async def test_enqueue_async(app: pgq.App) -> None:
     ids = await app.enqueue_many_async([pgq.JobSpec("resize", {"url": "c.png"})])
     assert len({first, second, *ids}) == 3
     await app.aclose()
+
+
+def test_a_misspelt_option_is_an_error_naming_it_and_writes_nothing(app: pgq.App) -> None:
+    # The options are declared once (pgq.EnqueueOptions, pgq.bulk.JobFilterOptions) and
+    # taken as **options: a name that is not one of them must still fail loudly.
+    with pytest.raises(TypeError, match="'qeue'"):
+        app.enqueue("t", {}, qeue="emails")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="'stauts'"):
+        app.list_jobs(stauts="failed")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="'stauts'"):
+        app.bulk("cancel", stauts="pending")  # type: ignore[call-arg]
+    assert app.list_jobs() == []

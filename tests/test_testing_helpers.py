@@ -272,6 +272,17 @@ def test_run_job_rejects_what_enqueue_would_reject() -> None:
         run_job(offline, "resise", {})
     with pytest.raises(ValueError, match="attempt must be between 1 and max_attempts \\(4\\)"):
         run_job(offline, resize, {"image_id": 1, "sizes": []}, attempt=5)
+    # The options are keywords of a TypedDict: a misspelt one is an error, never ignored.
+    with pytest.raises(TypeError, match="run_job takes no atempt; its options: attempt, max_attempts, queue, job_id"):
+        run_job(offline, resize, {"image_id": 1, "sizes": []}, atempt=2)  # type: ignore[call-arg]
+
+
+def test_a_misspelt_field_to_match_is_an_error_not_a_match_of_anything(app: pgq.App) -> None:
+    app.enqueue("send", {"to": "ada@example.com"}, queue="mail")
+    with pytest.raises(TypeError, match="no field qeue to match; give queue, priority, key, delayed"):
+        refute_enqueued(app, "send", qeue="other")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="no field qeue"):
+        assert_enqueued(app, "send", qeue="mail")  # type: ignore[call-arg]
 
 
 # ------------------------------------------------------------- use_database

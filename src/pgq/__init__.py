@@ -29,7 +29,7 @@ from pgq.errors import (
     UnknownTask,
 )
 from pgq.events import Event
-from pgq.job import Job, JobSpec
+from pgq.job import EnqueueOptions, Job, JobSpec
 from pgq.migrate import migrate
 from pgq.operations import QueueInfo, QueueStats, WorkerInfo
 from pgq.settings import Settings
@@ -44,6 +44,7 @@ __all__ = [
     "Chain",
     "ConfigurationError",
     "DatabaseUnavailable",
+    "EnqueueOptions",
     "Event",
     "Group",
     "InvalidJob",

@@ -11,12 +11,12 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, Unpack, cast, overload
 
 import psycopg
 
 from pgq.app_part import part_method
-from pgq.bulk import BulkControls
+from pgq.bulk import BulkControls, JobFilter, JobFilterOptions
 from pgq.db.connection import Row, can_copy
 from pgq.db.database import Database
 from pgq.db.flows import drive, translated
@@ -40,7 +40,7 @@ from pgq.errors import ConfigurationError, PgqError, QueueFull
 from pgq.events import EVENTS, Event
 from pgq.fast_lane import FastLane, check_options
 from pgq.group_commit import GroupCommit
-from pgq.job import Job, JobSpec, LogLine
+from pgq.job import EnqueueOptions, Job, JobSpec, LogLine
 from pgq.job_edits import JobEdits
 from pgq.operations import OperationControls
 from pgq.schedules import ScheduleControls, ScheduleSpec, check_spec
@@ -506,79 +506,17 @@ class App:
         _, registered = self._task_for(spec.task)
         return prepare(spec, registered, self.settings.max_payload_bytes, strict)
 
-    def enqueue(
-        self,
-        task: TaskRef,
-        args: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        run_at: datetime | None = None,
-        delay: float | timedelta | None = None,
-        key: str | None = None,
-        max_attempts: int | None = None,
-        group: str | None = None,
-        depends_on: Iterable[int] | None = None,
-        on_parent_failure: str | None = None,
-        unique_for: float | timedelta | None = None,
-        debounce: float | timedelta | None = None,
-        tags: Sequence[str] | None = None,
-        meta: dict[str, Any] | None = None,
-        connection: Any = None,
-        strict: bool = False,
-    ) -> int:
+    def enqueue(self, task: TaskRef, args: dict[str, Any] | None = None, **options: Unpack[EnqueueOptions]) -> int:
         """Enqueue one job and return its id.
 
         - ``task``: a task name or a registered :class:`Task`.
         - ``args``: keyword arguments of the handler, a JSON-serialisable dict.
-        - ``run_at`` (aware datetime) or ``delay`` (seconds or timedelta, by the
-          database clock) delays the job; default: run now.
-        - ``key``: idempotency key; while a live job of the queue holds it, the
-          existing job's id is returned and nothing is created.
-        - ``group``: flow-control group (e.g. ``"tenant:42"``): the queue's group
-          limits apply per group and groups are served round-robin
-          (see :meth:`set_queue` and docs/flow-control.md).
-        - ``depends_on``: ids of jobs this one waits for; it is ``blocked`` until
-          they all completed, and reads their results as ``ctx.parent_results``.
-          ``on_parent_failure``: ``"cancel"`` (default) cancels it when a parent
-          fails for good or is cancelled, ``"run"`` runs it anyway
-          (see docs/workflows.md).
-        - ``unique_for`` (with ``key``): seconds or timedelta the key stays taken
-          after the enqueue, even once its job finished: enqueues meanwhile
-          return that job's id.
-        - ``debounce`` (with ``key``): seconds or timedelta; while a job holds the
-          key and has not started, an enqueue replaces its args and moves its
-          run time to now + debounce; otherwise a new job is made, due then.
-        - ``tags``: labels to find the job by (``["tenant:42", "import"]``; at most
-          20 of 1 to 100 characters, without spaces or commas): ``list_jobs(tag=)``,
-          ``GET /api/jobs?tag=``, the dashboard's filter.
-        - ``meta``: a JSON object of your own, stored and shown with the job.
-        - ``connection``: a psycopg ``Connection`` or SQLAlchemy
-          ``Connection``/``Session`` whose transaction the job joins: it exists,
-          and workers are notified, only if that transaction commits.
-          Default: pgq's own pool, committed at once.
-        - ``strict``: reject task names this app has not registered.
+        - ``options``: the job's options and how it is written, each described on
+          :class:`pgq.EnqueueOptions` (``queue``, ``priority``, ``run_at`` or ``delay``,
+          ``key``, ``group``, ``depends_on``, ``tags``, ``connection``, ...).
         """
-        name, _ = self._task_for(task)
-        spec = JobSpec(
-            name,
-            args or {},
-            queue=queue,
-            priority=priority,
-            run_at=run_at,
-            delay=delay,
-            key=key,
-            max_attempts=max_attempts,
-            group=group,
-            depends_on=_ids(depends_on),
-            on_parent_failure=on_parent_failure,
-            unique_for=unique_for,
-            debounce=debounce,
-            tags=tags,
-            meta=meta,
-        )
-        params = self._prepare(spec, strict)
-        lane = self._fast_task(spec)
+        connection = options.pop("connection", None)
+        name, params, lane = self._accept(task, args, options)
         if lane is not None:
             return self._enqueue_fast(lane, params, connection)
         if self.telemetry is None or not self.telemetry.active():
@@ -588,6 +526,18 @@ class App:
             job_id = self._enqueue_one(params, connection)
             span.set_attribute("pgq.job.id", job_id)
             return job_id
+
+    def _accept(
+        self, task: TaskRef, args: dict[str, Any] | None, options: EnqueueOptions
+    ) -> tuple[str, dict[str, Any], Task[Any, Any] | None]:
+        """The task's name, the job's checked parameters, and its fast-lane task if it is one."""
+        strict = options.pop("strict", False)
+        if (parents := options.get("depends_on")) is not None:
+            options["depends_on"] = _ids(parents)
+        name, _ = self._task_for(task)
+        # What is left of options are JobSpec's own (connection and strict are taken out).
+        spec = JobSpec(name, args, **cast("dict[str, Any]", options))
+        return name, self._prepare(spec, strict), self._fast_task(spec)
 
     def _enqueue_one(self, params: dict[str, Any], connection: Any) -> int:
         try:
@@ -628,48 +578,12 @@ class App:
         return self.db.pooled(insert)
 
     async def enqueue_async(
-        self,
-        task: TaskRef,
-        args: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        run_at: datetime | None = None,
-        delay: float | timedelta | None = None,
-        key: str | None = None,
-        max_attempts: int | None = None,
-        group: str | None = None,
-        depends_on: Iterable[int] | None = None,
-        on_parent_failure: str | None = None,
-        unique_for: float | timedelta | None = None,
-        debounce: float | timedelta | None = None,
-        tags: Sequence[str] | None = None,
-        meta: dict[str, Any] | None = None,
-        connection: Any = None,
-        strict: bool = False,
+        self, task: TaskRef, args: dict[str, Any] | None = None, **options: Unpack[EnqueueOptions]
     ) -> int:
         """:meth:`enqueue` for async code; ``connection`` is a psycopg
         ``AsyncConnection`` or SQLAlchemy ``AsyncConnection``/``AsyncSession``."""
-        name, _ = self._task_for(task)
-        spec = JobSpec(
-            name,
-            args or {},
-            queue=queue,
-            priority=priority,
-            run_at=run_at,
-            delay=delay,
-            key=key,
-            max_attempts=max_attempts,
-            group=group,
-            depends_on=_ids(depends_on),
-            on_parent_failure=on_parent_failure,
-            unique_for=unique_for,
-            debounce=debounce,
-            tags=tags,
-            meta=meta,
-        )
-        params = self._prepare(spec, strict)
-        lane = self._fast_task(spec)
+        connection = options.pop("connection", None)
+        name, params, lane = self._accept(task, args, options)
         if lane is not None:
             return self._enqueue_fast(lane, params, connection)
         if self.telemetry is None or not self.telemetry.active():
@@ -868,26 +782,14 @@ class App:
         return [LogLine(**row) for row in rows]
 
     def list_jobs(
-        self,
-        *,
-        status: str | None = None,
-        queue: str | None = None,
-        task: str | None = None,
-        key: str | None = None,
-        tag: str | None = None,
-        args: dict[str, Any] | None = None,
-        limit: int = 50,
-        before_id: int | None = None,
+        self, *, limit: int = 50, before_id: int | None = None, **where: Unpack[JobFilterOptions]
     ) -> list[Job]:
-        """Jobs newest first, filtered; pass the last id as ``before_id`` for the next page.
-
-        ``tag``: jobs with this tag. ``args``: jobs whose args contain this JSON object
-        (``{"user_id": 7}`` matches every job whose ``user_id`` is 7, whatever its other args)."""
-        from pgq.bulk import JobFilter
-
+        """Jobs newest first, those that match every condition given (status, queue, task,
+        key, tag, args: :class:`pgq.bulk.JobFilterOptions`); pass the last id as
+        ``before_id`` for the next page."""
         if not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise ConfigurationError(f"limit must be between 1 and 10000, got {limit!r}")
-        chosen = JobFilter(status=status, queue=queue, task=task, key=key, tag=tag, args=args)
+        chosen = JobFilter(**where)
         params = {
             "status": chosen.status,
             "queue": chosen.queue,
@@ -898,7 +800,7 @@ class App:
             "limit": limit,
             "before_id": before_id,
         }
-        name = "job_list" if tag is None else "job_list_tagged"
+        name = "job_list" if chosen.tag is None else "job_list_tagged"
         return [Job.from_row(row) for row in self.db.run(query(name, self.schema), params, idempotent=True)]
 
     # ------------------------------------------------------------- controls
@@ -1048,7 +950,7 @@ def _batch_task(batch: Batch) -> str:
     return names.pop() if len(names) == 1 else "(several)"
 
 
-def _ids(ids: Iterable[int] | None) -> list[int] | None:
-    if ids is None or isinstance(ids, str | bytes) or not hasattr(ids, "__iter__"):
+def _ids(ids: Iterable[int]) -> list[int]:
+    if isinstance(ids, str | bytes) or not hasattr(ids, "__iter__"):
         return ids  # type: ignore[return-value]  # prepare() says what is wrong with it
     return list(ids)

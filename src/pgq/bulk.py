@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import psycopg
 
@@ -46,6 +46,22 @@ JOB_FILTER = """(cast(%(f_status)s as text) is null or x.status = %(f_status)s)
        and (cast(%(f_args)s as jsonb) is null or x.args @> cast(%(f_args)s as jsonb))"""
 
 INT32 = 2**31 - 1
+
+
+class JobFilterOptions(TypedDict, total=False):
+    """The conditions of :meth:`pgq.App.list_jobs` and :meth:`pgq.App.bulk`: a job matches
+    when all those given hold (one left out, or ``None``, matches any job)."""
+
+    status: str | None
+    """One of ``pending``, ``running``, ``blocked``, ``completed``, ``failed``, ``cancelled``."""
+    queue: str | None
+    task: str | None
+    key: str | None
+    tag: str | None
+    """Jobs with this tag."""
+    args: dict[str, Any] | None
+    """Jobs whose args contain this JSON object (``{"user_id": 7}``: every job whose
+    ``user_id`` is 7, whatever its other args)."""
 
 
 @dataclass(frozen=True)
@@ -151,15 +167,10 @@ class BulkControls(AppPart):
         self,
         action: str,
         *,
-        status: str | None = None,
-        queue: str | None = None,
-        task: str | None = None,
-        key: str | None = None,
-        tag: str | None = None,
-        args: dict[str, Any] | None = None,
         priority: int | None = None,
         all: bool = False,
         dry_run: bool = False,
+        **where: Unpack[JobFilterOptions],
     ) -> BulkResult:
         """Act on every job the filter matches: ``retry`` (failed or cancelled
         ones), ``cancel`` (pending, delayed, blocked or running ones), ``delete``
@@ -171,7 +182,7 @@ class BulkControls(AppPart):
         the action would act on now. Runs in batches of :data:`BATCH`, each its
         own transaction; jobs enqueued (or failing again) meanwhile are not taken.
         """
-        job_filter = JobFilter(status=status, queue=queue, task=task, key=key, tag=tag, args=args)
+        job_filter = JobFilter(**where)
         return run_bulk(self.app, action, job_filter, priority=priority, all=all, dry_run=dry_run)
 
 

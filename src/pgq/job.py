@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 LIVE_STATUSES = ("pending", "running", "blocked")
 FINISHED_STATUSES = ("completed", "failed", "cancelled")
@@ -36,6 +36,56 @@ def crash_count(errors: Any) -> int:
     if not isinstance(errors, list):
         return 0
     return sum(1 for entry in errors if isinstance(entry, dict) and entry.get("type") in CRASH_TYPES)
+
+
+class EnqueueOptions(TypedDict, total=False):
+    """The keywords of :meth:`pgq.App.enqueue` after the task and its args: the job's options
+    (those of :class:`JobSpec`), then how the job is written. One declaration for every call
+    that takes them, so that a new option cannot reach one and miss another. An option left
+    out (or ``None``) takes the task's default, then pgq's."""
+
+    queue: str | None
+    """The queue; default ``default``."""
+    priority: int | None
+    """Higher runs first; default 0."""
+    run_at: datetime | None
+    """When to run, an aware datetime; excludes ``delay``. Default: now."""
+    delay: float | timedelta | None
+    """Seconds (or a timedelta) from now, by the database clock; excludes ``run_at``."""
+    key: str | None
+    """Idempotency key: while a live job of the queue holds it, that job's id is returned and
+    nothing is created."""
+    max_attempts: int | None
+    """Attempts before the job fails for good (1 to 1000); default 3."""
+    group: str | None
+    """Flow-control group (``"tenant:42"``): the queue's group limits apply per group and
+    groups are served round-robin (see :meth:`pgq.App.set_queue`, docs/flow-control.md)."""
+    depends_on: Iterable[int] | None
+    """Ids of jobs this one waits for: it is ``blocked`` until they all completed, and reads
+    their results as ``ctx.parent_results`` (docs/workflows.md)."""
+    on_parent_failure: str | None
+    """With ``depends_on``: ``"cancel"`` (default) cancels the job when a parent fails for
+    good or is cancelled, ``"run"`` runs it anyway."""
+    unique_for: float | timedelta | None
+    """With ``key``: seconds or timedelta the key stays taken after the enqueue, even once its
+    job finished: enqueues meanwhile return that job's id."""
+    debounce: float | timedelta | None
+    """With ``key``: seconds or timedelta; while a job holds the key and has not started, an
+    enqueue replaces its args and moves its run time to now + debounce; otherwise a new job
+    is made, due then."""
+    tags: Sequence[str] | None
+    """Labels to find the job by (``["tenant:42", "import"]``; at most 20 of 1 to 100
+    characters, without spaces or commas): ``list_jobs(tag=)``, ``GET /api/jobs?tag=``, the
+    dashboard's filter."""
+    meta: dict[str, Any] | None
+    """A JSON object of your own, stored and shown with the job."""
+    connection: Any
+    """A psycopg ``Connection`` or SQLAlchemy ``Connection``/``Session`` (async ones for
+    :meth:`pgq.App.enqueue_async`) whose transaction the job joins: it exists, and workers
+    are notified, only if that transaction commits. Default: pgq's own pool, committed at
+    once."""
+    strict: bool
+    """Reject task names the app has not registered."""
 
 
 @dataclass(frozen=True, init=False)

@@ -7,7 +7,7 @@ transaction wrote.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from pgq.app import App, TaskRef
 from pgq.db.queries import query
@@ -56,15 +56,23 @@ def _contains(actual: Any, expected: Any) -> bool:
     return bool(actual == expected)
 
 
+class JobMatch(TypedDict, total=False):
+    """The fields :func:`assert_enqueued` and :func:`refute_enqueued` compare, besides the
+    task and its args; a field left out (or ``None``) matches any job."""
+
+    queue: str | None
+    priority: int | None
+    key: str | None
+    delayed: bool | None
+    """True: a job whose ``run_at`` is in the future (database clock); False: a due one."""
+
+
 def _find(
-    app: App,
-    task: TaskRef | None,
-    args: dict[str, Any] | None,
-    queue: str | None,
-    priority: int | None,
-    key: str | None,
-    delayed: bool | None,
+    app: App, task: TaskRef | None, args: dict[str, Any] | None, match: JobMatch
 ) -> tuple[list[Job], list[Job], str]:
+    if unknown := match.keys() - JobMatch.__optional_keys__:
+        raise TypeError(f"no field {', '.join(sorted(unknown))} to match; give {', '.join(JobMatch.__annotations__)}")
+    queue, priority, key, delayed = (match.get(field) for field in ("queue", "priority", "key", "delayed"))
     if args is not None and not isinstance(args, dict):
         raise TypeError(f"args must be a dict (matched as a subset of each job's args), got {args!r}")
     name = _task_name(task)
@@ -105,11 +113,8 @@ def assert_enqueued(
     task: TaskRef | None = None,
     args: dict[str, Any] | None = None,
     *,
-    queue: str | None = None,
-    priority: int | None = None,
-    key: str | None = None,
-    delayed: bool | None = None,
     count: int | None = None,
+    **match: Unpack[JobMatch],
 ) -> list[Job]:
     """Assert that a waiting job matches every field given, and return the matches.
 
@@ -120,7 +125,7 @@ def assert_enqueued(
     ``count`` asks for exactly that many matching jobs instead of at least one.
     The error message lists what is enqueued.
     """
-    matches, waiting, wanted = _find(app, task, args, queue, priority, key, delayed)
+    matches, waiting, wanted = _find(app, task, args, match)
     if count is not None:
         if len(matches) != count:
             raise AssertionError(
@@ -132,17 +137,10 @@ def assert_enqueued(
 
 
 def refute_enqueued(
-    app: App,
-    task: TaskRef | None = None,
-    args: dict[str, Any] | None = None,
-    *,
-    queue: str | None = None,
-    priority: int | None = None,
-    key: str | None = None,
-    delayed: bool | None = None,
+    app: App, task: TaskRef | None = None, args: dict[str, Any] | None = None, **match: Unpack[JobMatch]
 ) -> None:
     """Assert that no waiting job matches every field given (same matching as
     :func:`assert_enqueued`; with no field at all: that nothing is enqueued)."""
-    matches, _, wanted = _find(app, task, args, queue, priority, key, delayed)
+    matches, _, wanted = _find(app, task, args, match)
     if matches:
         raise AssertionError(f"expected no enqueued job matching {wanted}, found {len(matches)}.\n{_describe(matches)}")

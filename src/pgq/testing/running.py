@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import psycopg
 from psycopg.rows import dict_row
@@ -233,16 +233,18 @@ def _queues_to_drain(app: App, wanted: list[str] | None, with_scheduled: bool) -
 # ----------------------------------------------------------------- run_job
 
 
-def run_job(
-    app: App,
-    task: TaskRef,
-    args: dict[str, Any] | None = None,
-    *,
-    attempt: int = 1,
-    max_attempts: int | None = None,
-    queue: str | None = None,
-    job_id: int = 0,
-) -> JobOutcome:
+class RunOptions(TypedDict, total=False):
+    """How :func:`run_job` runs the job."""
+
+    attempt: int
+    """The attempt the handler sees (1 to ``max_attempts``); default 1."""
+    max_attempts: int | None
+    queue: str | None
+    job_id: int
+    """The id ``ctx.job.id`` shows; default 0."""
+
+
+def run_job(app: App, task: TaskRef, args: dict[str, Any] | None = None, **options: Unpack[RunOptions]) -> JobOutcome:
     """Call one task's handler as a worker would, without the queue or a database.
 
     The args go through the same checks and JSON round trip as an enqueue (a
@@ -252,23 +254,18 @@ def run_job(
     ``retry`` (with ``retry_in``), ``snooze`` (with ``retry_in``), ``failed`` or
     ``cancelled``. Nothing is written. Inside an event loop, use :func:`run_job_async`.
     """
-    return _run_sync(
-        lambda: run_job_async(app, task, args, attempt=attempt, max_attempts=max_attempts, queue=queue, job_id=job_id),
-        "run_job",
-    )
+    return _run_sync(lambda: run_job_async(app, task, args, **options), "run_job")
 
 
 async def run_job_async(
-    app: App,
-    task: TaskRef,
-    args: dict[str, Any] | None = None,
-    *,
-    attempt: int = 1,
-    max_attempts: int | None = None,
-    queue: str | None = None,
-    job_id: int = 0,
+    app: App, task: TaskRef, args: dict[str, Any] | None = None, **options: Unpack[RunOptions]
 ) -> JobOutcome:
     """:func:`run_job` for async tests."""
+    if unknown := options.keys() - RunOptions.__optional_keys__:
+        raise TypeError(
+            f"run_job takes no {', '.join(sorted(unknown))}; its options: {', '.join(RunOptions.__annotations__)}"
+        )
+    attempt, job_id = options.get("attempt", 1), options.get("job_id", 0)
     name = task.name if isinstance(task, Task) else task
     registered = app.tasks.get(name) if isinstance(name, str) else None
     if registered is None:
@@ -279,7 +276,7 @@ async def run_job_async(
             f"task {name!r} is transactional: its handler completes its job in its own transaction, so it needs "
             "a job in the database; enqueue it and run pgq.testing.drain(app) instead of run_job"
         )
-    spec = JobSpec(name, args or {}, queue, max_attempts=max_attempts)
+    spec = JobSpec(name, args or {}, queue=options.get("queue"), max_attempts=options.get("max_attempts"))
     params = prepare(spec, registered, app.settings.max_payload_bytes, strict=True)
     if not isinstance(attempt, int) or not 1 <= attempt <= params["max_attempts"]:
         raise ValueError(f"attempt must be between 1 and max_attempts ({params['max_attempts']}), got {attempt!r}")
