@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, Unpack
 
 if TYPE_CHECKING:
     from pgq.db.database import Database
-    from pgq.job import Job
+    from pgq.job import EnqueueOptions, Job
     from pgq.settings import Settings
 
 P = ParamSpec("P")
@@ -36,36 +36,14 @@ class AppLike(Protocol):
 
     def get_job(self, job_id: int) -> Job | None: ...
 
-    def enqueue(
-        self,
-        task: Any,
-        args: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        max_attempts: int | None = None,
-    ) -> int: ...
+    def enqueue(self, task: Any, args: dict[str, Any] | None = None, **options: Unpack[EnqueueOptions]) -> int: ...
 
 
 class AppPart:
+    """A part reaches the app's database, schema, settings and tasks as ``self.app.x``."""
+
     def __init__(self, app: AppLike) -> None:
         self.app = app
-
-    @property
-    def db(self) -> Database:
-        return self.app.db
-
-    @property
-    def schema(self) -> str:
-        return self.app.schema
-
-    @property
-    def settings(self) -> Settings:
-        return self.app.settings
-
-    @property
-    def tasks(self) -> Mapping[str, Any]:
-        return self.app.tasks
 
 
 def part_method(part: str, method: Callable[Concatenate[Any, P], R]) -> Callable[Concatenate[Any, P], R]:

@@ -28,12 +28,13 @@ EVENTS = (
 @dataclass(frozen=True)
 class Event:
     name: str
+    """One of :data:`EVENTS`: ``job_started``, ``job_completed``, ``job_failed``, ..."""
     job: Job
-    #: The handler's return value (``job_completed``).
     result: Any = None
-    #: The error entry written to the job (type, message, traceback, attempt).
+    """The handler's return value (``job_completed``)."""
     error: dict[str, Any] | None = None
-    #: Seconds until the job runs again (``job_retrying``, ``job_snoozed``).
+    """The error entry written to the job (type, message, traceback, attempt)."""
     retry_in: float | None = None
-    #: Seconds the attempt ran.
+    """Seconds until the job runs again (``job_retrying``, ``job_snoozed``)."""
     duration: float | None = None
+    """Seconds the attempt ran."""

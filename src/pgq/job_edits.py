@@ -79,17 +79,17 @@ class JobEdits(AppPart):
             tags=given.get("tags"),
             meta=given.get("meta"),
         )
-        task = self.tasks.get(current.task) if "args" in given else None
-        checked = prepare(spec, task, self.settings.max_payload_bytes, False)
+        task = self.app.tasks.get(current.task) if "args" in given else None
+        checked = prepare(spec, task, self.app.settings.max_payload_bytes, False)
         params: dict[str, Any] = {
             "id": job_id,
-            "channel": self.settings.notify_channel,
+            "channel": self.app.settings.notify_channel,
             **{f"set_{name}": name in given for name in ("args", "priority", "max_attempts", "tags", "meta")},
             "set_run_at": "run_at" in given or "delay" in given,
             **{name: checked[name] for name in ("args", "priority", "run_at", "delay", "max_attempts", "tags", "meta")},
         }
         for _ in range(3):
-            rows = self.db.run(query("job_update", self.schema), params)
+            rows = self.app.db.run(query("job_update", self.app.schema), params)
             if not rows:
                 raise JobNotFound(f"no job with id {job_id}")
             outcome = str(rows[0]["outcome"])

@@ -47,33 +47,39 @@ class QueueInfo:
 
     name: str
     paused: bool
-    #: Pending jobs that are due (``run_at <= now()``).
     waiting: int
-    #: Pending jobs whose ``run_at`` is in the future (delayed, or a retry waiting out its backoff).
+    """Pending jobs that are due (``run_at <= now()``)."""
     delayed: int
-    #: Running jobs.
+    """Pending jobs whose ``run_at`` is in the future (delayed, or a retry waiting out its backoff)."""
     active: int
+    """Running jobs."""
     blocked: int
-    #: Live workers (``running`` or ``stopping``) that serve the queue: processes, not slots.
     workers: int
-    #: Seconds the oldest waiting job has been due; None when none waits.
+    """Live workers (``running`` or ``stopping``) that serve the queue: processes, not slots."""
     oldest_waiting_seconds: float | None
-    #: Last change of the queue's row in ``queues`` (pause, resume or limits); None without a row.
+    """Seconds the oldest waiting job has been due; None when none waits."""
     updated_at: datetime | None
-    #: Limits (:meth:`OperationControls.set_queue`); None is no limit. Rates read like ``"10/s"``.
+    """Last change of the queue's row in ``queues`` (pause, resume or limits); None without a row."""
     concurrency: int | None = None
+    """The limits below are set by :meth:`OperationControls.set_queue`; None is no limit. This
+    one: running jobs of the queue at most, across workers."""
     rate: str | None = None
+    """Starts at most, like ``"10/s"``."""
     group_concurrency: int | None = None
+    """Running jobs at most per group."""
     group_rate: str | None = None
+    """Starts at most per group, like ``"1/s"``."""
     max_pending: int | None = None
+    """Pending jobs at most; an enqueue past it meets ``on_full``."""
     on_full: str = "reject"
-    #: Enqueues rejected (or pending jobs dropped) because of ``max_pending`` or ``group_max_pending``.
+    """What an enqueue into a full queue does: ``reject`` it, or ``drop_oldest`` pending job."""
     rejected: int = 0
-    #: ``max_pending`` of each group of the queue (``on_full`` applies to it too).
+    """Enqueues rejected (or pending jobs dropped) because of ``max_pending`` or ``group_max_pending``."""
     group_max_pending: int | None = None
-    #: The queue's own service-level objectives, by key (``wait_p95_ms``, ``utilization_pct``, ...;
-    #: see :mod:`pgq.slo`); the ``PGQ_SLO_*`` settings fill in the rest.
+    """``max_pending`` of each group of the queue (``on_full`` applies to it too)."""
     slo: dict[str, float] = field(default_factory=dict)
+    """The queue's own service-level objectives, by key (``wait_p95_ms``, ``utilization_pct``, ...; see
+    :mod:`pgq.slo`); the ``PGQ_SLO_*`` settings fill in the rest."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +199,7 @@ class OperationControls(AppPart):
         ``ctx.cancelled``. Raises :class:`JobNotFound` for an unknown id and
         :class:`InvalidState` for a job that already finished."""
         job_id = job_id_of(job_id)
-        outcome = self._outcome("job_cancel", job_id, cancel_channel=channels.cancel(self.schema))
+        outcome = self._outcome("job_cancel", job_id, cancel_channel=channels.cancel(self.app.schema))
         if outcome.startswith("finished:"):
             raise InvalidState(
                 f"job {job_id} already finished ({outcome.split(':', 1)[1]}); "
@@ -209,7 +215,7 @@ class OperationControls(AppPart):
         cancelled, or a live job holds its key)."""
         job_id = job_id_of(job_id)
         try:
-            if self.db.run(query("job_retry", self.schema), {"id": job_id}):
+            if self.app.db.run(query("job_retry", self.app.schema), {"id": job_id}):
                 return
         except psycopg.errors.UniqueViolation:
             raise InvalidState(
@@ -247,7 +253,7 @@ class OperationControls(AppPart):
         :class:`JobNotFound` for an unknown id and :class:`InvalidState` for a
         job that is not pending (running, blocked or finished)."""
         job_id = job_id_of(job_id)
-        outcome = self._outcome("ops_promote", job_id, channel=channels.jobs(self.schema))
+        outcome = self._outcome("ops_promote", job_id, channel=channels.jobs(self.app.schema))
         if outcome in ("promoted", "pending"):
             return
         if outcome in FINISHED_STATUSES:
@@ -271,7 +277,7 @@ class OperationControls(AppPart):
         can leave it with nothing to report (its snapshot predates the change): a fresh
         statement sees the job, so it is run up to three times before the job counts as unknown."""
         for _ in range(3):
-            rows = self.db.run(query(name, self.schema), {"id": job_id, **params})
+            rows = self.app.db.run(query(name, self.app.schema), {"id": job_id, **params})
             if rows:
                 return str(rows[0]["outcome"])
         raise JobNotFound(f"no job with id {job_id}")
@@ -282,21 +288,21 @@ class OperationControls(AppPart):
         """Pause a queue: workers claim none of its jobs until it is resumed. Jobs
         already running go on; enqueueing still works. A queue can be paused
         before it has any job."""
-        self.db.run(query("ops_pause_queue", self.schema), {"name": check_queue_name(name)}, idempotent=True)
+        self.app.db.run(query("ops_pause_queue", self.app.schema), {"name": check_queue_name(name)}, idempotent=True)
 
     def resume_queue(self, name: str) -> None:
         """Resume a paused queue and wake the workers. Resuming a queue that is
         not paused does nothing."""
-        self.db.run(
-            query("ops_resume_queue", self.schema),
-            {"name": check_queue_name(name), "channel": channels.jobs(self.schema)},
+        self.app.db.run(
+            query("ops_resume_queue", self.app.schema),
+            {"name": check_queue_name(name), "channel": channels.jobs(self.app.schema)},
             idempotent=True,
         )
 
     def list_queues(self) -> list[QueueInfo]:
         """Every queue with a row in ``queues`` (paused or resumed once), a live
         job, retained history or a live worker, by name, with its live counts."""
-        rows = self.db.run(query("ops_list_queues", self.schema), {}, idempotent=True)
+        rows = self.app.db.run(query("ops_list_queues", self.app.schema), {}, idempotent=True)
         return [
             QueueInfo(
                 name=row["name"],
@@ -362,7 +368,7 @@ class OperationControls(AppPart):
         Returns the queue as :meth:`get_queue` shows it. Bad values raise
         :class:`ConfigurationError` and change nothing."""
         check_queue_name(name)
-        params: dict[str, Any] = {"name": name, "channel": channels.queues(self.schema)}
+        params: dict[str, Any] = {"name": name, "channel": channels.queues(self.app.schema)}
         params["set_concurrency"] = concurrency is not UNSET
         params["concurrency"] = None if concurrency is UNSET else parse_count(concurrency, "concurrency")
         params["set_group_concurrency"] = group_concurrency is not UNSET
@@ -389,17 +395,17 @@ class OperationControls(AppPart):
             error_rate=slo_error_rate,
             completion_rate=slo_completion_rate,
         )
-        self.db.run(query("ops_set_queue", self.schema), params, idempotent=True)
+        self.app.db.run(query("ops_set_queue", self.app.schema), params, idempotent=True)
         if to_set or to_remove:
-            self.db.run(
-                query("ops_set_queue_slo", self.schema),
+            self.app.db.run(
+                query("ops_set_queue_slo", self.app.schema),
                 {"name": name, "set": Jsonb(to_set), "remove": to_remove},
                 idempotent=True,
             )
         if params["set_concurrency"] or params["set_group_concurrency"]:
-            self.db.run(query("ops_mark_limit_slots", self.schema), {"name": name}, idempotent=True)
+            self.app.db.run(query("ops_mark_limit_slots", self.app.schema), {"name": name}, idempotent=True)
         if params["set_group_rate"]:
-            self.db.run(query("ops_group_rates_reset", self.schema), {"name": name}, idempotent=True)
+            self.app.db.run(query("ops_group_rates_reset", self.app.schema), {"name": name}, idempotent=True)
         return OperationControls.get_queue(self, name)
 
     def explain(self, job_id: int) -> str:
@@ -410,13 +416,13 @@ class OperationControls(AppPart):
         the job's process died under it (:meth:`Job.crash_note`). The same text as
         ``pgq explain ID`` and the SQL function ``pgq.explain(id)``."""
         job_id = job_id_of(job_id)
-        return str(self.db.run(query("ops_explain", self.schema), {"id": job_id}, idempotent=True)[0]["text"])
+        return str(self.app.db.run(query("ops_explain", self.app.schema), {"id": job_id}, idempotent=True)[0]["text"])
 
     # --------------------------------------------------------------- workers
 
     def list_workers(self) -> list[WorkerInfo]:
         """Every worker row (stopped and dead ones are kept a day), live ones first."""
-        rows = self.db.run(query("ops_list_workers", self.schema), {}, idempotent=True)
+        rows = self.app.db.run(query("ops_list_workers", self.app.schema), {}, idempotent=True)
         workers = []
         for row in rows:
             row = dict(row)
@@ -442,8 +448,8 @@ class OperationControls(AppPart):
             raise ConfigurationError(
                 f"window must be at most {MAX_STATS_WINDOW / 86400:.0f} days, got {window_seconds / 86400:.1f}"
             )
-        rows = self.db.run(
-            query("ops_stats", self.schema),
+        rows = self.app.db.run(
+            query("ops_stats", self.app.schema),
             {
                 "window": window_seconds,
                 "rate_window": RATE_WINDOW,
@@ -469,7 +475,7 @@ class OperationControls(AppPart):
                 at=row["at"],
                 rejected=int(row["rejected"]),
                 rejected_in_window=None if row["rejected_in_window"] is None else int(row["rejected_in_window"]),
-                **_objectives(row, self.settings),
+                **_objectives(row, self.app.settings),
             )
             for row in rows
         ]

@@ -128,27 +128,32 @@ class ScheduleControls(AppPart):
     ) -> Schedule:
         """Create or replace a schedule at run time (it survives deploys: its source is ``runtime``)."""
         task_name = getattr(task, "name", task)
-        registered = self.tasks.get(task_name) if isinstance(task_name, str) else None
+        registered = self.app.tasks.get(task_name) if isinstance(task_name, str) else None
         if registered is not None:
-            args = registered.stored_schedule_args(args or {}, self.settings.max_payload_bytes)
+            args = registered.stored_schedule_args(args or {}, self.app.settings.max_payload_bytes)
         spec = check_spec(
             ScheduleSpec(name, cron, task_name, args or {}, timezone, queue, priority, max_attempts, catch_up, enabled),
-            self.settings.max_payload_bytes,
+            self.app.settings.max_payload_bytes,
         )
-        now = self.db.run(query("db_now", self.schema), {}, idempotent=True)[0]["db_now"]
-        rows = self.db.run(query("schedule_upsert", self.schema), upsert_params(spec, "runtime", now), idempotent=True)
+        now = self.app.db.run(query("db_now", self.app.schema), {}, idempotent=True)[0]["db_now"]
+        rows = self.app.db.run(
+            query("schedule_upsert", self.app.schema), upsert_params(spec, "runtime", now), idempotent=True
+        )
         return Schedule.from_row(rows[0])
 
     def list_schedules(self) -> list[Schedule]:
-        return [Schedule.from_row(row) for row in self.db.run(query("schedule_list", self.schema), {}, idempotent=True)]
+        return [
+            Schedule.from_row(row)
+            for row in self.app.db.run(query("schedule_list", self.app.schema), {}, idempotent=True)
+        ]
 
     def get_schedule(self, name: str) -> Schedule | None:
-        rows = self.db.run(query("schedule_get", self.schema), {"name": name}, idempotent=True)
+        rows = self.app.db.run(query("schedule_get", self.app.schema), {"name": name}, idempotent=True)
         return Schedule.from_row(rows[0]) if rows else None
 
     def remove_schedule(self, name: str) -> None:
         """Delete a schedule. (One declared in code comes back at the next worker start; disable it instead.)"""
-        if not self.db.run(query("schedule_delete", self.schema), {"name": name}):
+        if not self.app.db.run(query("schedule_delete", self.app.schema), {"name": name}):
             raise ConfigurationError(f"no schedule named {name!r}")
 
     def enable_schedule(self, name: str, enabled: bool = True) -> Schedule:
@@ -156,9 +161,9 @@ class ScheduleControls(AppPart):
         schedule = self.get_schedule(name)
         if schedule is None:
             raise ConfigurationError(f"no schedule named {name!r}")
-        now = self.db.run(query("db_now", self.schema), {}, idempotent=True)[0]["db_now"]
-        rows = self.db.run(
-            query("schedule_set_enabled", self.schema),
+        now = self.app.db.run(query("db_now", self.app.schema), {}, idempotent=True)[0]["db_now"]
+        rows = self.app.db.run(
+            query("schedule_set_enabled", self.app.schema),
             {"name": name, "enabled": enabled, "next_run_at": next_tick(schedule.cron, schedule.timezone, now)},
             idempotent=True,
         )
@@ -180,5 +185,5 @@ class ScheduleControls(AppPart):
             priority=schedule.priority,
             max_attempts=schedule.max_attempts,
         )
-        self.db.run(query("schedule_triggered", self.schema), {"name": name, "job_id": job_id})
+        self.app.db.run(query("schedule_triggered", self.app.schema), {"name": name, "job_id": job_id})
         return job_id
