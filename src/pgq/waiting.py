@@ -101,20 +101,20 @@ def wait(app: App, job_id: Any, timeout: float | None) -> Job:
         flow = wait_flow(app.schema, app.settings.done_channel, job_id, timeout, listening)
         step = next(flow)
         while True:
-            result: list[Row] | None = None
-            if isinstance(step, Sql):
-                try:
-                    cur = conn.execute(step.text.encode(), step.params or None)
-                except psycopg.errors.LockNotAvailable as exc:
-                    step = flow.throw(exc)
-                    continue
-                result = cur.fetchall() if cur.description else []
-            elif listening:
-                for _ in conn.notifies(timeout=step.seconds, stop_after=1):
-                    pass
-            else:
-                time.sleep(step.seconds)
-            step = flow.send(result)
+            if isinstance(step, Pause):
+                if listening:
+                    for _ in conn.notifies(timeout=step.seconds, stop_after=1):
+                        pass
+                else:
+                    time.sleep(step.seconds)
+                step = flow.send(None)
+                continue
+            try:
+                cur = conn.execute(step.text.encode(), step.params or None)
+            except psycopg.errors.LockNotAvailable as exc:
+                step = flow.throw(exc)
+                continue
+            step = flow.send(cur.fetchall() if cur.description else [])
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     finally:
@@ -133,20 +133,16 @@ async def wait_async(app: App, job_id: Any, timeout: float | None) -> Job:
         flow = wait_flow(app.schema, app.settings.done_channel, job_id, timeout, listening)
         step = next(flow)
         while True:
-            result: list[Row] | None = None
-            if isinstance(step, Sql):
-                try:
-                    cur = await conn.execute(step.text.encode(), step.params or None)
-                except psycopg.errors.LockNotAvailable as exc:
-                    step = flow.throw(exc)
-                    continue
-                result = await cur.fetchall() if cur.description else []
-            elif listening:
-                async for _ in conn.notifies(timeout=step.seconds, stop_after=1):
-                    pass
-            else:
-                await asyncio.sleep(step.seconds)
-            step = flow.send(result)
+            if isinstance(step, Pause):
+                await (_notified(conn, step.seconds) if listening else asyncio.sleep(step.seconds))
+                step = flow.send(None)
+                continue
+            try:
+                cur = await conn.execute(step.text.encode(), step.params or None)
+            except psycopg.errors.LockNotAvailable as exc:
+                step = flow.throw(exc)
+                continue
+            step = flow.send(await cur.fetchall() if cur.description else [])
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     finally:
@@ -154,3 +150,9 @@ async def wait_async(app: App, job_id: Any, timeout: float | None) -> Job:
             with contextlib.suppress(psycopg.Error):
                 await conn.execute(query("job_wait_unregister", app.schema).encode())
         await conn.close()
+
+
+async def _notified(conn: psycopg.AsyncConnection[Row], seconds: float) -> None:
+    """Until a NOTIFY arrives on ``conn``, or ``seconds`` have passed."""
+    async for _ in conn.notifies(timeout=seconds, stop_after=1):
+        pass

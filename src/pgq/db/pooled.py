@@ -171,14 +171,14 @@ class PooledRunner:
                     result = work(conn, commit)
                     commit.reached = True
                 return result
+            except PoolTimeout as exc:  # no connection to be had: no retry either
+                reason = self._why_no_connection(exc)
+                raise _unavailable(reason, self.url, False) from reason
             except Exception as exc:
                 if not _connection_failure(exc):
                     raise
                 if conn is not None:
                     conn.close()  # the retry must get another session (a closed one is discarded)
-                if isinstance(exc, PoolTimeout):
-                    reason = self._why_no_connection(exc)
-                    raise _unavailable(reason, self.url, False) from reason
                 self._retry_or_raise(exc, commit, idempotent, attempt)
             finally:
                 if pool is not None and conn is not None:
@@ -220,14 +220,14 @@ class PooledRunner:
                     result = await work(conn, commit)
                     commit.reached = True
                 return result
+            except PoolTimeout as exc:  # no connection to be had: no retry either
+                reason = await self._why_no_connection_async(exc)
+                raise _unavailable(reason, self.url, False) from reason
             except Exception as exc:
                 if not _connection_failure(exc):
                     raise
                 if conn is not None:
                     await conn.close()
-                if isinstance(exc, PoolTimeout):
-                    reason = await self._why_no_connection_async(exc)
-                    raise _unavailable(reason, self.url, False) from reason
                 self._retry_or_raise(exc, commit, idempotent, attempt)
             finally:
                 if pool is not None and conn is not None:
