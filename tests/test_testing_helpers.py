@@ -273,7 +273,11 @@ def test_run_job_rejects_what_enqueue_would_reject() -> None:
     with pytest.raises(ValueError, match="attempt must be between 1 and max_attempts \\(4\\)"):
         run_job(offline, resize, {"image_id": 1, "sizes": []}, attempt=5)
     # The options are keywords of a TypedDict: a misspelt one is an error, never ignored.
-    with pytest.raises(TypeError, match="run_job takes no atempt; its options: attempt, max_attempts, queue, job_id"):
+    with pytest.raises(
+        TypeError,
+        match=r"run_job\(\) got an unexpected keyword argument 'atempt'; "
+        "its options: attempt, max_attempts, queue, job_id",
+    ):
         run_job(offline, resize, {"image_id": 1, "sizes": []}, atempt=2)  # type: ignore[call-arg]
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, Unpack, cast
 import psycopg
 
 from pgq.app_part import part_method
-from pgq.bulk import BulkControls, JobFilter, JobFilterOptions
+from pgq.bulk import BulkControls, JobFilterOptions, job_filter
 from pgq.db.connection import Row, can_copy
 from pgq.db.database import Database
 from pgq.db.flows import drive, translated
@@ -36,7 +36,7 @@ from pgq.enqueueing import (
     prepare_batch,
     rejected_count,
 )
-from pgq.errors import ConfigurationError, PgqError, QueueFull
+from pgq.errors import ConfigurationError, PgqError, QueueFull, unknown_options
 from pgq.events import EVENTS, Event
 from pgq.fast_lane import FastLane, check_options
 from pgq.group_commit import GroupCommit
@@ -535,8 +535,11 @@ class App:
         if (parents := options.get("depends_on")) is not None:
             options["depends_on"] = _ids(parents)
         name, _ = self._task_for(task)
-        # What is left of options are JobSpec's own (connection and strict are taken out).
-        spec = JobSpec(name, args, **cast("dict[str, Any]", options))
+        try:
+            # What is left of options are JobSpec's own (connection and strict are taken out).
+            spec = JobSpec(name, args, **cast("dict[str, Any]", options))
+        except TypeError as exc:
+            raise unknown_options("enqueue", options, EnqueueOptions) or exc from None
         return name, self._prepare(spec, strict), self._fast_task(spec)
 
     def _enqueue_one(self, params: dict[str, Any], connection: Any) -> int:
@@ -789,7 +792,7 @@ class App:
         ``before_id`` for the next page."""
         if not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise ConfigurationError(f"limit must be between 1 and 10000, got {limit!r}")
-        chosen = JobFilter(**where)
+        chosen = job_filter("list_jobs", where)
         params = {
             "status": chosen.status,
             "queue": chosen.queue,

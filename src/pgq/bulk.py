@@ -19,7 +19,7 @@ import psycopg
 from pgq.app_part import AppLike, AppPart
 from pgq.db import channels
 from pgq.db.queries import query
-from pgq.errors import ConfigurationError, InvalidState, PgqError
+from pgq.errors import ConfigurationError, InvalidState, PgqError, unknown_options
 from pgq.job import FINISHED_STATUSES, STATUSES
 
 #: Jobs per statement.
@@ -134,6 +134,15 @@ class BulkResult:
         return text
 
 
+def job_filter(call: str, where: JobFilterOptions) -> JobFilter:
+    """The conditions given to ``call`` (``list_jobs``, ``bulk``) as a :class:`JobFilter`; one
+    it does not know is a TypeError that names ``call`` and the conditions there are."""
+    try:
+        return JobFilter(**where)
+    except TypeError as exc:
+        raise unknown_options(call, where, JobFilterOptions) or exc from None
+
+
 def check_action(action: Any, priority: Any) -> None:
     if action not in ACTION_STATUSES:
         raise ConfigurationError(f"action must be one of {', '.join(ACTIONS)}; got {action!r}")
@@ -182,8 +191,7 @@ class BulkControls(AppPart):
         the action would act on now. Runs in batches of :data:`BATCH`, each its
         own transaction; jobs enqueued (or failing again) meanwhile are not taken.
         """
-        job_filter = JobFilter(**where)
-        return run_bulk(self.app, action, job_filter, priority=priority, all=all, dry_run=dry_run)
+        return run_bulk(self.app, action, job_filter("bulk", where), priority=priority, all=all, dry_run=dry_run)
 
 
 def run_bulk(

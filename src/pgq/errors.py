@@ -6,7 +6,9 @@ person reading them is usually in a hurry.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 
 class PgqError(Exception):
@@ -99,3 +101,16 @@ class QueueFull(PgqError):
         super().__init__(message)
         self.queue = queue
         self.group = group
+
+
+def unknown_options(call: str, given: Iterable[str], known: Any) -> TypeError | None:
+    """A :class:`TypeError` naming the keywords of ``call`` that the ``TypedDict`` ``known`` does
+    not declare, and the ones it does; None when every keyword is known. For calls that take
+    their options as ``**options: Unpack[known]``: the error names the caller's call, not the
+    constructor the options were passed on to."""
+    unknown = sorted(set(given) - known.__optional_keys__)
+    if not unknown:
+        return None
+    named = ", ".join(repr(name) for name in unknown)
+    what = "an unexpected keyword argument" if len(unknown) == 1 else "unexpected keyword arguments"
+    return TypeError(f"{call}() got {what} {named}; its options: {', '.join(known.__annotations__)}")

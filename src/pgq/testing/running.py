@@ -30,7 +30,7 @@ from pgq.db import repo
 from pgq.db.connection import Row, connection_kwargs
 from pgq.db.queries import query
 from pgq.enqueueing import prepare
-from pgq.errors import ConfigurationError, UnknownTask
+from pgq.errors import ConfigurationError, UnknownTask, unknown_options
 from pgq.events import Event
 from pgq.job import Job, JobSpec
 from pgq.task import Task
@@ -261,10 +261,8 @@ async def run_job_async(
     app: App, task: TaskRef, args: dict[str, Any] | None = None, **options: Unpack[RunOptions]
 ) -> JobOutcome:
     """:func:`run_job` for async tests."""
-    if unknown := options.keys() - RunOptions.__optional_keys__:
-        raise TypeError(
-            f"run_job takes no {', '.join(sorted(unknown))}; its options: {', '.join(RunOptions.__annotations__)}"
-        )
+    if error := unknown_options("run_job", options, RunOptions):
+        raise error
     attempt, job_id = options.get("attempt", 1), options.get("job_id", 0)
     name = task.name if isinstance(task, Task) else task
     registered = app.tasks.get(name) if isinstance(name, str) else None
