@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from pgq.db.connection import CopyIn, Pools, Row, connect, is_missing_schema, not_migrated, run_async, run_sync
+from pgq.db.connection import CopyIn, Params, Pools, Row, connect, is_missing_schema, not_migrated, run_async, run_sync
 from pgq.db.embedded import embedded_url
 from pgq.db.flows import Flow, drive, drive_async
 from pgq.db.pooled import Commit, PooledRunner
@@ -195,7 +195,7 @@ class Database:
     # ----------------------------------------------------------- statements
 
     def run(
-        self, sql: str | CopyIn, params: dict[str, Any], connection: Any = None, *, idempotent: bool = False
+        self, sql: str | CopyIn, params: Params, connection: Any = None, *, idempotent: bool = False
     ) -> list[Row]:
         """One statement: on the caller's connection (its errors untouched), or on pgq's
         pool with the retry rule; ``idempotent`` statements (reads) are retried after any
@@ -206,7 +206,7 @@ class Database:
             return run_sync(connection, sql, params)
 
     async def run_async(
-        self, sql: str | CopyIn, params: dict[str, Any], connection: Any = None, *, idempotent: bool = False
+        self, sql: str | CopyIn, params: Params, connection: Any = None, *, idempotent: bool = False
     ) -> list[Row]:
         if connection is None:
 
