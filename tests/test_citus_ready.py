@@ -32,7 +32,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgq.bulk import JOB_FILTER
 from pgq.db.queries import identifier_names, names, query
 
 parser = pytest.importorskip("pglast.parser")
@@ -93,9 +92,8 @@ class Join:
 
 
 def as_sql(text: str) -> str:
-    """A named block made parseable: bulk's filter put in, bind parameters become $1 (their
-    names do not matter here)."""
-    text = text.replace("{job_filter}", JOB_FILTER)
+    """A named block made parseable: bind parameters become $1 (their names do not matter
+    here)."""
     text = re.sub(r"%\(\w+\)[sbt]|%[sbt]", "$1", text)
     return text.replace("%%", "%")
 

@@ -21,11 +21,12 @@ from pgq.db.connection import Row, can_copy
 from pgq.db.database import Database
 from pgq.db.flows import drive, translated
 from pgq.db.pooled import Commit
-from pgq.db.queries import query
+from pgq.db import store
 from pgq.db.urls import normalize
 from pgq.encryption import is_envelope, open_envelope, parse_keys
 from pgq.enqueueing import (
     Batch,
+    PreparedJob,
     insert_batch,
     insert_many,
     insert_one,
@@ -415,7 +416,7 @@ class App:
         received); None without ``PGQ_READ_URL``."""
         if not self.settings.read_url:
             return None
-        row = self.reader.db.fetch("replica_lag")[0]
+        row = store.replica_lag.run(self.reader.db, {})[0]
         return None if row["lag"] is None else float(row["lag"])
 
     def _close_reader(self) -> None:
@@ -480,7 +481,7 @@ class App:
         registered = self.tasks.get(spec.task)
         return registered if registered is not None and registered.lane is not None else None
 
-    def _enqueue_fast(self, task: Task[Any, Any], params: dict[str, Any], connection: Any) -> int:
+    def _enqueue_fast(self, task: Task[Any, Any], params: PreparedJob, connection: Any) -> int:
         """A fast-lane job: queued in this process, nothing written (pgq.fast_lane)."""
         refused = [
             option
@@ -502,7 +503,7 @@ class App:
             delay = (params["run_at"] - datetime.now(UTC)).total_seconds()
         return self.fast_lane.submit(task, params, max(delay or 0.0, 0.0))
 
-    def _prepare(self, spec: JobSpec, strict: bool) -> dict[str, Any]:
+    def _prepare(self, spec: JobSpec, strict: bool) -> PreparedJob:
         _, registered = self._task_for(spec.task)
         return prepare(spec, registered, self.settings.max_payload_bytes, strict)
 
@@ -529,7 +530,7 @@ class App:
 
     def _accept(
         self, task: TaskRef, args: dict[str, Any] | None, options: EnqueueOptions
-    ) -> tuple[str, dict[str, Any], Task[Any, Any] | None]:
+    ) -> tuple[str, PreparedJob, Task[Any, Any] | None]:
         """The task's name, the job's checked parameters, and its fast-lane task if it is one."""
         strict = options.pop("strict", False)
         if (parents := options.get("depends_on")) is not None:
@@ -542,7 +543,7 @@ class App:
             raise unknown_options("enqueue", options, EnqueueOptions) or exc from None
         return name, self._prepare(spec, strict), self._fast_task(spec)
 
-    def _enqueue_one(self, params: dict[str, Any], connection: Any) -> int:
+    def _enqueue_one(self, params: PreparedJob, connection: Any) -> int:
         try:
             if connection is None and is_plain(params):
                 return self._group_commit.enqueue(params)
@@ -553,19 +554,19 @@ class App:
             self._count_rejected(full, [params], connection)
             raise
 
-    def _stamp_trace(self, params: dict[str, Any]) -> None:
+    def _stamp_trace(self, params: PreparedJob) -> None:
         """Store the current trace context in the job's meta (see pgq.telemetry)."""
         carrier = self.telemetry.carrier() if self.telemetry is not None else None
         if carrier is not None:
             params["meta"] = with_trace(params["meta"], carrier)
 
-    def _write_jobs(self, jobs: list[dict[str, Any]]) -> list[int]:
+    def _write_jobs(self, jobs: list[PreparedJob]) -> list[int]:
         """Plain jobs of concurrent enqueue calls, in one statement on pgq's pool."""
         if len(jobs) > 1:
             return self.db.drive(lambda: insert_many(self.schema, jobs), None)
         # The one-job case is the hot path of app.enqueue: the statement of insert_one's
         # plain branch, run directly (no flow, no cursor of its own).
-        sql, params = query("job_insert_plain", self.schema), jobs[0]
+        sql, params = store.job_insert_plain.sql(self.schema), jobs[0]
 
         def insert(conn: psycopg.Connection[Row], _: Commit | None) -> list[int]:
             try:
@@ -597,7 +598,7 @@ class App:
             span.set_attribute("pgq.job.id", job_id)
             return job_id
 
-    async def _enqueue_one_async(self, params: dict[str, Any], connection: Any) -> int:
+    async def _enqueue_one_async(self, params: PreparedJob, connection: Any) -> int:
         try:
             return await self.db.drive_async(
                 lambda: insert_one(self.schema, params), connection, transaction=needs_transaction([params])
@@ -699,31 +700,33 @@ class App:
             await self._count_rejected_async(full, batch, connection)
             raise
 
-    def _prepare_workflow(self, workflow: Step, strict: bool) -> tuple[list[Node], list[dict[str, Any]]]:
+    def _prepare_workflow(self, workflow: Step, strict: bool) -> tuple[list[Node], list[PreparedJob]]:
         nodes = flatten(workflow)
         batch = self._prepare_batch([with_placeholder_parents(node) for node in nodes], strict)
         for node, params in zip(nodes, batch, strict=True):
             params["depends_on"] = list(node.spec.depends_on or ()) or None
         return nodes, batch
 
-    def _rejected_params(self, full: QueueFull, batch: list[dict[str, Any]], connection: Any) -> dict[str, Any] | None:
+    def _rejected_params(
+        self, full: QueueFull, batch: list[PreparedJob], connection: Any
+    ) -> store.OpsCountRejected | None:
         """What to add to the queue's ``rejected`` count. Only on pgq's own connection: a
         caller's transaction still holds the queue's lock, so a count beside it would wait on it."""
         return None if connection is not None else rejected_count(full, batch)
 
-    def _count_rejected(self, full: QueueFull, batch: list[dict[str, Any]], connection: Any) -> None:
+    def _count_rejected(self, full: QueueFull, batch: list[PreparedJob], connection: Any) -> None:
         params = self._rejected_params(full, batch, connection)
         if params is not None:
             with contextlib.suppress(Exception):  # a count, never a reason to hide the QueueFull
-                self.db.run(query("ops_count_rejected", self.schema), params)
+                store.ops_count_rejected.run(self.db, params)
 
-    async def _count_rejected_async(self, full: QueueFull, batch: list[dict[str, Any]], connection: Any) -> None:
+    async def _count_rejected_async(self, full: QueueFull, batch: list[PreparedJob], connection: Any) -> None:
         params = self._rejected_params(full, batch, connection)
         if params is not None:
             with contextlib.suppress(Exception):
-                await self.db.run_async(query("ops_count_rejected", self.schema), params)
+                await store.ops_count_rejected.run_async(self.db, params)
 
-    def _prepare_batch(self, specs: Iterable[JobSpec], strict: bool) -> list[dict[str, Any]]:
+    def _prepare_batch(self, specs: Iterable[JobSpec], strict: bool) -> list[PreparedJob]:
         batch = []
         for index, spec in enumerate(specs):
             if not isinstance(spec, JobSpec):
@@ -743,7 +746,7 @@ class App:
 
     def get_job(self, job_id: int) -> Job | None:
         """The job with that id, live or finished, or None."""
-        rows = self.db.run(query("job_get", self.schema), {"id": int(job_id)}, idempotent=True)
+        rows = store.job_get.run(self.db, {"id": int(job_id)})
         return Job.from_row(rows[0]) if rows else None
 
     def wait(self, job_id: int, timeout: float | None = None) -> Job:
@@ -781,7 +784,7 @@ class App:
         its attempt (the last 200 or 64 KiB of each run are kept); empty when it logged none."""
         from pgq.operations import job_id_of
 
-        rows = self.db.run(query("job_log_list", self.schema), {"id": job_id_of(job_id)}, idempotent=True)
+        rows = store.job_log_list.run(self.db, {"id": job_id_of(job_id)})
         return [LogLine(**row) for row in rows]
 
     def list_jobs(
@@ -793,18 +796,20 @@ class App:
         if not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise ConfigurationError(f"limit must be between 1 and 10000, got {limit!r}")
         chosen = job_filter("list_jobs", where)
-        params = {
+        params: store.JobList = {
             "status": chosen.status,
             "queue": chosen.queue,
             "task": chosen.task,
             "key": chosen.key,
-            "tag": chosen.tag,
             "args": chosen.params()["f_args"],
             "limit": limit,
             "before_id": before_id,
         }
-        name = "job_list" if chosen.tag is None else "job_list_tagged"
-        return [Job.from_row(row) for row in self.db.run(query(name, self.schema), params, idempotent=True)]
+        if chosen.tag is None:
+            rows = store.job_list.run(self.db, params)
+        else:
+            rows = store.job_list_tagged.run(self.db, {**params, "tag": chosen.tag})
+        return [Job.from_row(row) for row in rows]
 
     # ------------------------------------------------------------- controls
     # The operator's actions and reads (pgq.operations), schedules (pgq.schedules), bulk

@@ -11,14 +11,16 @@ it began. ``dry_run=True`` counts the jobs it would act on, for a confirmation.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
 import psycopg
 
 from pgq.app_part import AppLike, AppPart
-from pgq.db import channels
-from pgq.db.queries import query
+from pgq.db import channels, store
+from pgq.db.connection import Row
 from pgq.errors import ConfigurationError, InvalidState, PgqError, unknown_options
 from pgq.job import FINISHED_STATUSES, STATUSES
 
@@ -36,14 +38,6 @@ ACTIONS = tuple(ACTION_STATUSES)
 
 #: What an action did, for messages: "3 jobs cancelled".
 DONE = {"retry": "retried", "cancel": "cancelled", "delete": "deleted", "priority": "reprioritised"}
-
-#: A job filter's predicate on the alias ``x`` (``{job_filter}`` in db/sql/bulk.sql).
-JOB_FILTER = """(cast(%(f_status)s as text) is null or x.status = %(f_status)s)
-       and (cast(%(f_queue)s as text) is null or x.queue = %(f_queue)s)
-       and (cast(%(f_task)s as text) is null or x.task = %(f_task)s)
-       and (cast(%(f_key)s as text) is null or x.key = %(f_key)s)
-       and (cast(%(f_tag)s as text) is null or x.tags @> array[cast(%(f_tag)s as text)])
-       and (cast(%(f_args)s as jsonb) is null or x.args @> cast(%(f_args)s as jsonb))"""
 
 INT32 = 2**31 - 1
 
@@ -91,7 +85,7 @@ class JobFilter:
     def empty(self) -> bool:
         return all(getattr(self, name) is None for name in ("status", "queue", "task", "key", "tag", "args"))
 
-    def params(self) -> dict[str, Any]:
+    def params(self) -> store.BulkJobFilter:
         return {
             "f_status": self.status,
             "f_queue": self.queue,
@@ -165,10 +159,6 @@ def action_statuses(action: str, job_filter: JobFilter) -> list[str]:
     return [job_filter.status]
 
 
-def _query(name: str, schema: str) -> str:
-    return query(name, schema).replace("{job_filter}", JOB_FILTER)
-
-
 class BulkControls(AppPart):
     """The bulk action of :class:`pgq.App` (its part ``_bulk``)."""
 
@@ -210,36 +200,57 @@ def run_bulk(
             f"a bulk {action} with no filter acts on every job: give a filter (status, queue, task, key, tag, "
             "args), or all=True (--all) if every job is meant"
         )
-    start = app.db.run(query("bulk_last_id", app.schema), {}, idempotent=True)[0]
-    params: dict[str, Any] = {
-        **job_filter.params(),
-        "statuses": statuses,
-        "last": start["last"],
-        "cutoff": start["cutoff"],
-        "after_id": 0,
-        "after_at": None,
-        "batch": BATCH,
-        "priority": priority,
-        "cancel_channel": channels.cancel(app.schema),
-    }
+    start = store.bulk_last_id.run(app.db, {})[0]
+    filters = job_filter.params()
+    scope: store.BulkCount = {**filters, "statuses": statuses, "last": start["last"]}
     if dry_run:
-        count = app.db.run(_query("bulk_count", app.schema), params, idempotent=True)[0]["n"]
+        count = store.bulk_count.run(app.db, scope)[0]["n"]
         return BulkResult(action, int(count), dry_run=True)
-    sql = _query(f"bulk_{action}", app.schema)
     done = flagged = 0
+    after_id, after_at = 0, None
     while True:
-        row = _batch(app, sql, params, done)
+        batch = _batch_of(app, action, filters, scope, start["cutoff"], after_id, after_at, priority)
+        row = _batch(batch, done)
         done += int(row["done"])
         flagged += int(row["flagged"])
         if int(row["scanned"]) < BATCH:
             return BulkResult(action, done, cancelling=flagged)
-        params["after_id"], params["after_at"] = row["last_id"], row["last_at"]
+        after_id, after_at = row["last_id"], row["last_at"]
 
 
-def _batch(app: AppLike, sql: str, params: dict[str, Any], done: int) -> dict[str, Any]:
+def _batch_of(
+    app: AppLike,
+    action: str,
+    filters: store.BulkJobFilter,
+    scope: store.BulkCount,
+    cutoff: datetime,
+    after_id: int,
+    after_at: datetime | None,
+    priority: int | None,
+) -> Callable[[], list[Row]]:
+    """The statement of the action's batch after (``after_at``, ``after_id``)."""
+    batch: store.BulkDelete = {**scope, "after_id": after_id, "batch": BATCH}
+    if action == "retry":
+        keyset: store.BulkRetry = {
+            **filters,
+            "statuses": scope["statuses"],
+            "cutoff": cutoff,
+            "after_at": after_at,
+            "after_id": after_id,
+            "batch": BATCH,
+        }
+        return lambda: store.bulk_retry.run(app.db, keyset)
+    if action == "cancel":
+        return lambda: store.bulk_cancel.run(app.db, {**batch, "cancel_channel": channels.cancel(app.schema)})
+    if action == "priority":
+        return lambda: store.bulk_priority.run(app.db, {**batch, "priority": priority})
+    return lambda: store.bulk_delete.run(app.db, batch)
+
+
+def _batch(run: Callable[[], list[Row]], done: int) -> Row:
     for attempt in range(3):
         try:
-            return app.db.run(sql, params)[0]
+            return run()[0]
         except psycopg.errors.UniqueViolation:
             # A retry: an enqueue took one of the batch's keys after the statement's
             # snapshot, and the batch was undone as a whole; run it again.

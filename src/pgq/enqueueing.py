@@ -17,7 +17,7 @@ from typing import Any
 
 from pgq.db.connection import CopyIn
 from pgq.db.flows import Flow
-from pgq.db.queries import query, quote_ident
+from pgq.db import store
 from pgq.durations import to_seconds
 from pgq.errors import ConfigurationError, InvalidJob, PgqError, QueueFull, UnknownTask
 from pgq.job import JobSpec
@@ -53,7 +53,15 @@ def _check_task_name(name: Any, task: Task[Any, Any] | None, strict: bool) -> No
         )
 
 
-def prepare(spec: JobSpec, task: Task[Any, Any] | None, max_payload_bytes: int, strict: bool) -> dict[str, Any]:
+class PreparedJob(store.JobInsertFn):
+    """A job the enqueue rules accepted (:func:`prepare`): its insert parameters, and the
+    periods of its key's rules."""
+
+    unique_for: float | None
+    debounce: float | None
+
+
+def prepare(spec: JobSpec, task: Task[Any, Any] | None, max_payload_bytes: int, strict: bool) -> PreparedJob:
     """The insert parameters for ``spec``, or :class:`InvalidJob` saying what is wrong.
 
     ``task`` is the registered task of that name, if any: its defaults fill
@@ -232,59 +240,61 @@ def _delay_seconds(delay: float | timedelta | None) -> float | None:
     return seconds
 
 
-def needs_transaction(batch: Sequence[dict[str, Any]]) -> bool:
+def needs_transaction(batch: Sequence[PreparedJob]) -> bool:
     """Whether these jobs' statements hold locks from one statement to the next (the
     parents of a job, the row of a unique_for or debounce key), so that on pgq's own
     pool (autocommit) they must share one transaction."""
     return any(p["depends_on"] or _keyed(p) for p in batch)
 
 
-def _keyed(params: dict[str, Any]) -> bool:
+def _keyed(params: PreparedJob) -> bool:
     """Whether the job's key is decided on its row in job_keys (unique_for, debounce)."""
     return params["unique_for"] is not None or params["debounce"] is not None
 
 
-def is_plain(params: dict[str, Any]) -> bool:
+def is_plain(params: PreparedJob) -> bool:
     """A job written by one plain insert: no key, no parents (nothing to decide against other rows)."""
     return params["key"] is None and not params["depends_on"] and not _keyed(params)
 
 
-def insert_one(schema: str, params: dict[str, Any]) -> Flow[int]:
+def insert_one(schema: str, params: PreparedJob) -> Flow[int]:
     if _keyed(params):
         return (yield from _insert_keyed(schema, params))
     if params["key"] is None and not params["depends_on"]:
-        rows = yield query("job_insert_plain", schema), params
+        rows = yield store.job_insert_plain(schema, params)
     else:
         # A key or parents: the SQL function that pgq.enqueue() uses too decides (admission,
         # locking the parents, settling a key holder that commits meanwhile), so the rules
         # of both paths are one text (migration 0007's insert_job).
-        rows = yield query("job_insert_fn", schema), params
+        rows = yield store.job_insert_fn(schema, params)
     return int(rows[0]["id"])
 
 
-def _insert_keyed(schema: str, params: dict[str, Any]) -> Flow[int]:
+def _insert_keyed(schema: str, params: PreparedJob) -> Flow[int]:
     """An enqueue with ``unique_for`` or ``debounce``: enqueuers of one key take turns on
     the key's row in ``job_keys`` (a row lock, held to the end of their transaction), and
     each decides after the previous one committed."""
-    where = {"queue": params["queue"], "key": params["key"]}
-    taken = (yield query("job_key_take", schema), where)[0]
+    key = params["key"]
+    assert key is not None, "prepare() refuses unique_for and debounce without a key"
+    where: store.ByKeyAndQueue = {"queue": params["queue"], "key": key}
+    taken = (yield store.job_key_take(schema, where))[0]
     if params["debounce"] is not None:
-        rows = yield query("job_key_debounce", schema), {**where, "args": params["args"], "delay": params["debounce"]}
+        rows = yield store.job_key_debounce(schema, {**where, "args": params["args"], "delay": params["debounce"]})
         pushed = [row for row in rows if row["outcome"] == "pushed"]
         if pushed:
             return int(pushed[0]["id"])
     else:
-        rows = yield query("job_key_holder", schema), where
+        rows = yield store.job_key_holder(schema, where)
         if rows:
             return int(rows[0]["id"])
         if taken["held"] and taken["job_id"] is not None:
             return int(taken["job_id"])
     job_id = yield from insert_one(schema, {**params, "unique_for": None, "debounce": None})
-    yield query("job_key_record", schema), {**where, "job_id": job_id, "unique_for": params["unique_for"]}
+    yield store.job_key_record(schema, {**where, "job_id": job_id, "unique_for": params["unique_for"]})
     return job_id
 
 
-def insert_many(schema: str, batch: Sequence[dict[str, Any]]) -> Flow[list[int]]:
+def insert_many(schema: str, batch: Sequence[PreparedJob]) -> Flow[list[int]]:
     if not batch:
         return []
     # Jobs with unique_for or debounce decide one by one on their key's row;
@@ -351,7 +361,7 @@ class Options:
         fields.append(_NULL if group_key is None else _text(group_key))
         return cls(task, queue, priority, max_attempts, timeout, backoff, group_key, b"".join(fields))
 
-    def params(self, args: bytes) -> dict[str, Any]:
+    def params(self, args: bytes) -> PreparedJob:
         """One job of these options as insert parameters (the path without COPY)."""
         return {
             "task": self.task,
@@ -386,16 +396,16 @@ class Batch:
 
     size: int
     rows: list[tuple[int, bytes, Options]]
-    others: list[tuple[int, dict[str, Any]]]
+    others: list[tuple[int, PreparedJob]]
     #: The meta of the rows, as stored: the trace context (pgq.telemetry); ``others`` have it in theirs.
     trace_meta: str | None = None
 
-    def all_params(self) -> list[dict[str, Any]]:
+    def all_params(self) -> list[PreparedJob]:
         """Every job as insert parameters, in call order (the path without COPY)."""
         jobs = [(position, self.row_params(args, options)) for position, args, options in self.rows] + self.others
         return [params for _, params in sorted(jobs, key=lambda job: job[0])]
 
-    def row_params(self, args: bytes, options: Options) -> dict[str, Any]:
+    def row_params(self, args: bytes, options: Options) -> PreparedJob:
         """A row's insert parameters, its trace context included."""
         params = options.params(args)
         if self.trace_meta is not None:
@@ -415,7 +425,7 @@ def prepare_batch(
     resolved, checked and encoded once per call, and so is each other combination of
     options; every other spec goes through :func:`prepare`."""
     rows: list[tuple[int, bytes, Options]] = []
-    others: list[tuple[int, dict[str, Any]]] = []
+    others: list[tuple[int, PreparedJob]] = []
     defaults: dict[str, tuple[Task[Any, Any] | None, Options]] = {}
     combinations: dict[tuple[Any, ...], Options] = {}
     size = 0
@@ -552,9 +562,8 @@ def insert_batch(schema: str, batch: Batch, use_copy: bool, in_transaction: bool
     rows = batch.rows
     others = batch.others
     queues = sorted({options.queue for options in {id(o): o for _, _, o in rows}.values()})
-    # The identity column's sequence, named when migration 0001 created the table.
-    sequence = f"{quote_ident(schema)}.jobs_id_seq"
-    (info,) = yield query("job_copy_prepare", schema), {"n": len(rows), "queues": queues, "sequence": sequence}
+    sequence = store.jobs_sequence(schema)
+    (info,) = yield store.job_copy_prepare(schema, {"n": len(rows), "queues": queues, "sequence": sequence})
     limited = set(info["limited"] or ())
     if limited and not in_transaction and not others:
         return (yield from insert_many(schema, batch.all_params()))
@@ -564,9 +573,9 @@ def insert_batch(schema: str, batch: Batch, use_copy: bool, in_transaction: bool
         rows = [row for row in rows if row[2].queue not in limited]
     new_ids = info["ids"][: len(rows)]
     if batch.trace_meta is None:
-        yield CopyIn(query("job_copy", schema), copy_payload(new_ids, rows)), {}
+        yield CopyIn(store.job_copy.sql(schema), copy_payload(new_ids, rows)), {}
     else:
-        yield CopyIn(query("job_copy_traced", schema), copy_payload(new_ids, rows, batch.trace_meta.encode())), {}
+        yield CopyIn(store.job_copy_traced.sql(schema), copy_payload(new_ids, rows, batch.trace_meta.encode())), {}
     for (position, _, _), job_id in zip(rows, new_ids, strict=True):
         ids[position] = job_id
     if others:
@@ -577,35 +586,34 @@ def insert_batch(schema: str, batch: Batch, use_copy: bool, in_transaction: bool
     return ids
 
 
-def _insert_batch(schema: str, batch: Sequence[dict[str, Any]]) -> Flow[list[int]]:
+def _insert_batch(schema: str, batch: Sequence[PreparedJob]) -> Flow[list[int]]:
     parents = sorted({parent for params in batch for parent in params["depends_on"] or ()})
     if parents:
-        yield query("job_lock_parents", schema), {"parents": parents}
-    columns = (
-        "task",
-        "args",
-        "queue",
-        "priority",
-        "run_at",
-        "delay",
-        "key",
-        "max_attempts",
-        "timeout",
-        "backoff",
-        "group_key",
-        "on_parent_failure",
-        "meta",
-    )
-    arrays = {column: [params[column] for params in batch] for column in columns}
-    arrays["depends_on"] = [_array_literal(params["depends_on"]) for params in batch]
-    arrays["tags"] = [_tags_literal(params["tags"]) for params in batch]
-    inserted = yield query("job_insert_many", schema), arrays
+        yield store.job_lock_parents(schema, {"parents": parents})
+    arrays: store.JobInsertMany = {
+        "task": [params["task"] for params in batch],
+        "args": [params["args"] for params in batch],
+        "queue": [params["queue"] for params in batch],
+        "priority": [params["priority"] for params in batch],
+        "run_at": [params["run_at"] for params in batch],
+        "delay": [params["delay"] for params in batch],
+        "key": [params["key"] for params in batch],
+        "max_attempts": [params["max_attempts"] for params in batch],
+        "timeout": [params["timeout"] for params in batch],
+        "backoff": [params["backoff"] for params in batch],
+        "group_key": [params["group_key"] for params in batch],
+        "depends_on": [_array_literal(params["depends_on"]) for params in batch],
+        "on_parent_failure": [params["on_parent_failure"] for params in batch],
+        "tags": [_tags_literal(params["tags"]) for params in batch],
+        "meta": [params["meta"] for params in batch],
+    }
+    inserted = yield store.job_insert_many(schema, arrays)
     new_ids = iter(sorted(int(row["id"]) for row in inserted))
     inserted_keys = {(row["queue"], row["key"]) for row in inserted if row["key"] is not None}
 
     ids: list[int | None] = []
     blocked: list[int] = []
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str | None]] = set()
     for params in batch:
         pair = (params["queue"], params["key"])
         if params["key"] is None or (pair in inserted_keys and pair not in seen):
@@ -616,18 +624,16 @@ def _insert_batch(schema: str, batch: Sequence[dict[str, Any]]) -> Flow[list[int
         else:
             ids.append(None)  # held by a live job: looked up below
     if blocked:
-        yield query("job_settle", schema), {"ids": blocked}
+        yield store.job_settle(schema, {"ids": blocked})
 
     missing = [i for i, job_id in enumerate(ids) if job_id is None]
     if missing:
-        pairs = sorted({(batch[i]["queue"], batch[i]["key"]) for i in missing})
-        rows = yield (
-            query("job_ids_by_key", schema),
-            {"queue": [q for q, _ in pairs], "key": [k for _, k in pairs]},
-        )
+        # A job without a key always has an id by now.
+        pairs = sorted({(batch[i]["queue"], batch[i]["key"] or "") for i in missing})
+        rows = yield store.job_ids_by_key(schema, {"queue": [q for q, _ in pairs], "key": [k for _, k in pairs]})
         holders = {(row["queue"], row["key"]): int(row["id"]) for row in rows}
         for i in missing:
-            pair = (batch[i]["queue"], batch[i]["key"])
+            pair = (batch[i]["queue"], batch[i]["key"] or "")
             if pair not in holders:
                 # The holder finished meanwhile, or committed after our snapshot.
                 holders[pair] = yield from insert_one(schema, batch[i])
@@ -635,13 +641,13 @@ def _insert_batch(schema: str, batch: Sequence[dict[str, Any]]) -> Flow[list[int
     return [job_id for job_id in ids if job_id is not None]
 
 
-def insert_workflow(schema: str, nodes: Sequence[Node], batch: Sequence[dict[str, Any]]) -> Flow[list[int]]:
+def insert_workflow(schema: str, nodes: Sequence[Node], batch: Sequence[PreparedJob]) -> Flow[list[int]]:
     """Insert a flattened workflow layer by layer (a layer's parents are all in earlier
     layers); returns the ids in node order. The caller runs it in one transaction."""
     ids: list[int] = [0] * len(nodes)
     for depth in sorted({node.depth for node in nodes}):
         layer = [i for i, node in enumerate(nodes) if node.depth == depth]
-        rows = []
+        rows: list[PreparedJob] = []
         for i in layer:
             own = [parent for parent in nodes[i].spec.depends_on or ()]
             parents = own + [ids[p] for p in nodes[i].parents if ids[p] not in own]
@@ -664,7 +670,7 @@ def _tags_literal(tags: list[str] | None) -> str | None:
     return "{" + ",".join('"' + tag.replace("\\", "\\\\").replace('"', '\\"') + '"' for tag in tags) + "}"
 
 
-def rejected_count(full: QueueFull, batch: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+def rejected_count(full: QueueFull, batch: Sequence[PreparedJob]) -> store.OpsCountRejected | None:
     """The parameters of ``ops_count_rejected`` for the jobs of ``batch`` that ``full``
     refused (those of its queue, and of its group when a group limit refused them)."""
     if full.queue is None:

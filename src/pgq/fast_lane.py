@@ -36,6 +36,7 @@ from pgq.job import Job
 
 if TYPE_CHECKING:
     from pgq.app import App
+    from pgq.enqueueing import PreparedJob
     from pgq.task import Task
 
 log = logging.getLogger("pgq.fast_lane")
@@ -71,7 +72,7 @@ class FastLane:
         #: Async hooks running (a task nobody references may be collected mid-run).
         self._hook_tasks: set[asyncio.Future[Any]] = set()
 
-    def submit(self, task: Task[Any, Any], params: dict[str, Any], delay: float | None) -> int:
+    def submit(self, task: Task[Any, Any], params: PreparedJob, delay: float | None) -> int:
         """Queue one job of ``task`` (``params``: its checked insert parameters, as a
         durable job's); returns its id, a negative number."""
         now = datetime.now(UTC)

@@ -27,9 +27,12 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pgq.errors import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from pgq.enqueueing import PreparedJob
 
 #: The most jobs one statement writes for a group of waiting calls.
 MAX_GROUP = 1000
@@ -41,7 +44,7 @@ GATHER_SECONDS = 0.0002
 class _Call:
     __slots__ = ("alone", "error", "job_id", "lead", "params", "ready")
 
-    def __init__(self, params: dict[str, Any]) -> None:
+    def __init__(self, params: PreparedJob) -> None:
         self.params = params
         self.job_id = 0
         self.error: BaseException | None = None
@@ -61,8 +64,8 @@ class GroupCommit:
 
     def __init__(
         self,
-        write: Callable[[list[dict[str, Any]]], list[int]],
-        write_alone: Callable[[dict[str, Any]], int],
+        write: Callable[[list[PreparedJob]], list[int]],
+        write_alone: Callable[[PreparedJob], int],
     ) -> None:
         self._write = write
         self._write_alone = write_alone
@@ -80,7 +83,7 @@ class GroupCommit:
         self._busy = False
         self._last_size = 1
 
-    def enqueue(self, params: dict[str, Any]) -> int:
+    def enqueue(self, params: PreparedJob) -> int:
         call = _Call(params)
         with self._lock:
             if self._busy:

@@ -11,6 +11,7 @@ and never changes a job it refuses.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -20,8 +21,8 @@ from psycopg.types.json import Jsonb
 
 from pgq import slo
 from pgq.app_part import AppPart
-from pgq.db import channels
-from pgq.db.queries import query
+from pgq.db import channels, store
+from pgq.db.connection import Row
 from pgq.errors import ConfigurationError, InvalidState, JobNotFound
 from pgq.flow import UNSET, format_rate, parse_count, parse_on_full, parse_rate
 from pgq.job import FINISHED_STATUSES, LIVE_STATUSES
@@ -199,7 +200,12 @@ class OperationControls(AppPart):
         ``ctx.cancelled``. Raises :class:`JobNotFound` for an unknown id and
         :class:`InvalidState` for a job that already finished."""
         job_id = job_id_of(job_id)
-        outcome = self._outcome("job_cancel", job_id, cancel_channel=channels.cancel(self.app.schema))
+        outcome = self._outcome(
+            job_id,
+            lambda: store.job_cancel.run(
+                self.app.db, {"id": job_id, "cancel_channel": channels.cancel(self.app.schema)}
+            ),
+        )
         if outcome.startswith("finished:"):
             raise InvalidState(
                 f"job {job_id} already finished ({outcome.split(':', 1)[1]}); "
@@ -215,7 +221,7 @@ class OperationControls(AppPart):
         cancelled, or a live job holds its key)."""
         job_id = job_id_of(job_id)
         try:
-            if self.app.db.run(query("job_retry", self.app.schema), {"id": job_id}):
+            if store.job_retry.run(self.app.db, {"id": job_id}):
                 return
         except psycopg.errors.UniqueViolation:
             raise InvalidState(
@@ -253,7 +259,10 @@ class OperationControls(AppPart):
         :class:`JobNotFound` for an unknown id and :class:`InvalidState` for a
         job that is not pending (running, blocked or finished)."""
         job_id = job_id_of(job_id)
-        outcome = self._outcome("ops_promote", job_id, channel=channels.jobs(self.app.schema))
+        outcome = self._outcome(
+            job_id,
+            lambda: store.ops_promote.run(self.app.db, {"id": job_id, "channel": channels.jobs(self.app.schema)}),
+        )
         if outcome in ("promoted", "pending"):
             return
         if outcome in FINISHED_STATUSES:
@@ -266,18 +275,18 @@ class OperationControls(AppPart):
         Raises :class:`JobNotFound` for an unknown id and :class:`InvalidState`
         for a live job: cancel it first."""
         job_id = job_id_of(job_id)
-        outcome = self._outcome("ops_delete", job_id)
+        outcome = self._outcome(job_id, lambda: store.ops_delete.run(self.app.db, {"id": job_id}))
         if outcome in LIVE_STATUSES:
             raise InvalidState(f"job {job_id} is {outcome}; only finished jobs can be deleted (cancel it first)")
 
-    def _outcome(self, name: str, job_id: int, **params: Any) -> str:
-        """The ``outcome`` statement ``name`` reports for job ``job_id``, or :class:`JobNotFound`.
+    def _outcome(self, job_id: int, run: Callable[[], list[Row]]) -> str:
+        """The ``outcome`` that ``run`` (a statement on job ``job_id``) reports, or :class:`JobNotFound`.
 
         A claim or a finish racing the statement, or the job moving between tables under it,
         can leave it with nothing to report (its snapshot predates the change): a fresh
         statement sees the job, so it is run up to three times before the job counts as unknown."""
         for _ in range(3):
-            rows = self.app.db.run(query(name, self.app.schema), {"id": job_id, **params})
+            rows = run()
             if rows:
                 return str(rows[0]["outcome"])
         raise JobNotFound(f"no job with id {job_id}")
@@ -288,21 +297,19 @@ class OperationControls(AppPart):
         """Pause a queue: workers claim none of its jobs until it is resumed. Jobs
         already running go on; enqueueing still works. A queue can be paused
         before it has any job."""
-        self.app.db.run(query("ops_pause_queue", self.app.schema), {"name": check_queue_name(name)}, idempotent=True)
+        store.ops_pause_queue.run(self.app.db, {"name": check_queue_name(name)})
 
     def resume_queue(self, name: str) -> None:
         """Resume a paused queue and wake the workers. Resuming a queue that is
         not paused does nothing."""
-        self.app.db.run(
-            query("ops_resume_queue", self.app.schema),
-            {"name": check_queue_name(name), "channel": channels.jobs(self.app.schema)},
-            idempotent=True,
+        store.ops_resume_queue.run(
+            self.app.db, {"name": check_queue_name(name), "channel": channels.jobs(self.app.schema)}
         )
 
     def list_queues(self) -> list[QueueInfo]:
         """Every queue with a row in ``queues`` (paused or resumed once), a live
         job, retained history or a live worker, by name, with its live counts."""
-        rows = self.app.db.run(query("ops_list_queues", self.app.schema), {}, idempotent=True)
+        rows = store.ops_list_queues.run(self.app.db, {})
         return [
             QueueInfo(
                 name=row["name"],
@@ -368,26 +375,35 @@ class OperationControls(AppPart):
         Returns the queue as :meth:`get_queue` shows it. Bad values raise
         :class:`ConfigurationError` and change nothing."""
         check_queue_name(name)
-        params: dict[str, Any] = {"name": name, "channel": channels.queues(self.app.schema)}
-        params["set_concurrency"] = concurrency is not UNSET
-        params["concurrency"] = None if concurrency is UNSET else parse_count(concurrency, "concurrency")
-        params["set_group_concurrency"] = group_concurrency is not UNSET
-        params["group_concurrency"] = (
+        # Checked in the order of the signature: the first bad value is the one reported.
+        set_concurrency = None if concurrency is UNSET else parse_count(concurrency, "concurrency")
+        set_group_concurrency = (
             None if group_concurrency is UNSET else parse_count(group_concurrency, "group_concurrency")
         )
-        for label, value in (("rate", rate), ("group_rate", group_rate)):
-            parsed = None if value is UNSET else parse_rate(value, label)
-            params[f"set_{label}"] = value is not UNSET
-            params[f"{label}_count"] = parsed[0] if parsed else None
-            params[f"{label}_seconds"] = parsed[1] if parsed else None
-        params["set_max_pending"] = max_pending is not UNSET
-        params["max_pending"] = None if max_pending is UNSET else parse_count(max_pending, "max_pending", minimum=0)
-        params["set_group_max_pending"] = group_max_pending is not UNSET
-        params["group_max_pending"] = (
-            None if group_max_pending is UNSET else parse_count(group_max_pending, "group_max_pending", minimum=0)
-        )
-        params["set_on_full"] = on_full is not UNSET
-        params["on_full"] = None if on_full is UNSET else parse_on_full(on_full)
+        set_rate = None if rate is UNSET else parse_rate(rate, "rate")
+        set_group_rate = None if group_rate is UNSET else parse_rate(group_rate, "group_rate")
+        params: store.OpsSetQueue = {
+            "name": name,
+            "channel": channels.queues(self.app.schema),
+            "set_concurrency": concurrency is not UNSET,
+            "concurrency": set_concurrency,
+            "set_group_concurrency": group_concurrency is not UNSET,
+            "group_concurrency": set_group_concurrency,
+            "set_rate": rate is not UNSET,
+            "rate_count": set_rate[0] if set_rate else None,
+            "rate_seconds": set_rate[1] if set_rate else None,
+            "set_group_rate": group_rate is not UNSET,
+            "group_rate_count": set_group_rate[0] if set_group_rate else None,
+            "group_rate_seconds": set_group_rate[1] if set_group_rate else None,
+            "set_max_pending": max_pending is not UNSET,
+            "max_pending": None if max_pending is UNSET else parse_count(max_pending, "max_pending", minimum=0),
+            "set_group_max_pending": group_max_pending is not UNSET,
+            "group_max_pending": (
+                None if group_max_pending is UNSET else parse_count(group_max_pending, "group_max_pending", minimum=0)
+            ),
+            "set_on_full": on_full is not UNSET,
+            "on_full": None if on_full is UNSET else parse_on_full(on_full),
+        }
         to_set, to_remove = slo.changes(
             wait_p95=slo_wait_p95,
             run_p95=slo_run_p95,
@@ -395,17 +411,13 @@ class OperationControls(AppPart):
             error_rate=slo_error_rate,
             completion_rate=slo_completion_rate,
         )
-        self.app.db.run(query("ops_set_queue", self.app.schema), params, idempotent=True)
+        store.ops_set_queue.run(self.app.db, params)
         if to_set or to_remove:
-            self.app.db.run(
-                query("ops_set_queue_slo", self.app.schema),
-                {"name": name, "set": Jsonb(to_set), "remove": to_remove},
-                idempotent=True,
-            )
+            store.ops_set_queue_slo.run(self.app.db, {"name": name, "set": Jsonb(to_set), "remove": to_remove})
         if params["set_concurrency"] or params["set_group_concurrency"]:
-            self.app.db.run(query("ops_mark_limit_slots", self.app.schema), {"name": name}, idempotent=True)
+            store.ops_mark_limit_slots.run(self.app.db, {"name": name})
         if params["set_group_rate"]:
-            self.app.db.run(query("ops_group_rates_reset", self.app.schema), {"name": name}, idempotent=True)
+            store.ops_group_rates_reset.run(self.app.db, {"name": name})
         return OperationControls.get_queue(self, name)
 
     def explain(self, job_id: int) -> str:
@@ -416,13 +428,13 @@ class OperationControls(AppPart):
         the job's process died under it (:meth:`Job.crash_note`). The same text as
         ``pgq explain ID`` and the SQL function ``pgq.explain(id)``."""
         job_id = job_id_of(job_id)
-        return str(self.app.db.run(query("ops_explain", self.app.schema), {"id": job_id}, idempotent=True)[0]["text"])
+        return str(store.ops_explain.run(self.app.db, {"id": job_id})[0]["text"])
 
     # --------------------------------------------------------------- workers
 
     def list_workers(self) -> list[WorkerInfo]:
         """Every worker row (stopped and dead ones are kept a day), live ones first."""
-        rows = self.app.db.run(query("ops_list_workers", self.app.schema), {}, idempotent=True)
+        rows = store.ops_list_workers.run(self.app.db, {})
         workers = []
         for row in rows:
             row = dict(row)
@@ -448,15 +460,14 @@ class OperationControls(AppPart):
             raise ConfigurationError(
                 f"window must be at most {MAX_STATS_WINDOW / 86400:.0f} days, got {window_seconds / 86400:.1f}"
             )
-        rows = self.app.db.run(
-            query("ops_stats", self.app.schema),
+        rows = store.ops_stats.run(
+            self.app.db,
             {
                 "window": window_seconds,
                 "rate_window": RATE_WINDOW,
                 "timing_window": TIMING_WINDOW,
                 "sample": TIMING_SAMPLE,
             },
-            idempotent=True,
         )
         return [
             QueueStats(

@@ -14,7 +14,7 @@ from typing import Any
 
 from pgq.app_part import AppPart
 from pgq.cron import check_catch_up, check_cron, check_timezone, next_tick
-from pgq.db.queries import query
+from pgq.db import store
 from pgq.enqueueing import prepare
 from pgq.errors import ConfigurationError, PgqError
 from pgq.job import JobSpec
@@ -92,7 +92,7 @@ def check_spec(spec: ScheduleSpec, max_payload_bytes: int) -> ScheduleSpec:
     return spec
 
 
-def upsert_params(spec: ScheduleSpec, source: str, db_now: datetime) -> dict[str, Any]:
+def upsert_params(spec: ScheduleSpec, source: str, db_now: datetime) -> store.ScheduleUpsert:
     return {
         "name": spec.name,
         "cron": spec.cron,
@@ -135,25 +135,20 @@ class ScheduleControls(AppPart):
             ScheduleSpec(name, cron, task_name, args or {}, timezone, queue, priority, max_attempts, catch_up, enabled),
             self.app.settings.max_payload_bytes,
         )
-        now = self.app.db.run(query("db_now", self.app.schema), {}, idempotent=True)[0]["db_now"]
-        rows = self.app.db.run(
-            query("schedule_upsert", self.app.schema), upsert_params(spec, "runtime", now), idempotent=True
-        )
+        now = store.db_now.run(self.app.db, {})[0]["db_now"]
+        rows = store.schedule_upsert.run(self.app.db, upsert_params(spec, "runtime", now))
         return Schedule.from_row(rows[0])
 
     def list_schedules(self) -> list[Schedule]:
-        return [
-            Schedule.from_row(row)
-            for row in self.app.db.run(query("schedule_list", self.app.schema), {}, idempotent=True)
-        ]
+        return [Schedule.from_row(row) for row in store.schedule_list.run(self.app.db, {})]
 
     def get_schedule(self, name: str) -> Schedule | None:
-        rows = self.app.db.run(query("schedule_get", self.app.schema), {"name": name}, idempotent=True)
+        rows = store.schedule_get.run(self.app.db, {"name": name})
         return Schedule.from_row(rows[0]) if rows else None
 
     def remove_schedule(self, name: str) -> None:
         """Delete a schedule. (One declared in code comes back at the next worker start; disable it instead.)"""
-        if not self.app.db.run(query("schedule_delete", self.app.schema), {"name": name}):
+        if not store.schedule_delete.run(self.app.db, {"name": name}):
             raise ConfigurationError(f"no schedule named {name!r}")
 
     def enable_schedule(self, name: str, enabled: bool = True) -> Schedule:
@@ -161,11 +156,10 @@ class ScheduleControls(AppPart):
         schedule = self.get_schedule(name)
         if schedule is None:
             raise ConfigurationError(f"no schedule named {name!r}")
-        now = self.app.db.run(query("db_now", self.app.schema), {}, idempotent=True)[0]["db_now"]
-        rows = self.app.db.run(
-            query("schedule_set_enabled", self.app.schema),
+        now = store.db_now.run(self.app.db, {})[0]["db_now"]
+        rows = store.schedule_set_enabled.run(
+            self.app.db,
             {"name": name, "enabled": enabled, "next_run_at": next_tick(schedule.cron, schedule.timezone, now)},
-            idempotent=True,
         )
         return Schedule.from_row(rows[0])
 
@@ -185,5 +179,5 @@ class ScheduleControls(AppPart):
             priority=schedule.priority,
             max_attempts=schedule.max_attempts,
         )
-        self.app.db.run(query("schedule_triggered", self.app.schema), {"name": name, "job_id": job_id})
+        store.schedule_triggered.run(self.app.db, {"name": name, "job_id": job_id})
         return job_id

@@ -10,7 +10,8 @@ In a file, ``-- name: x`` starts block ``x``; other ``--`` lines are comments.
 In a block:
 
 - ``{schema}`` becomes the quoted schema (the ``schema`` argument);
-- ``{part:x}`` becomes the text of block ``x`` (a part two queries share);
+- ``{part:x}`` becomes the text of block ``x`` (a part two queries share, which may
+  hold parts too);
 - ``{ident:x}`` becomes the identifier given as keyword argument ``x``, quoted
   (a LISTEN channel, a database name, a setting), so that no caller builds SQL
   text: ``query("listen", channel="pgq_jobs")`` is ``listen "pgq_jobs"``.
@@ -69,7 +70,10 @@ def _with_parts(name: str) -> str:
         raw = _raw()[name]
     except KeyError:
         raise KeyError(f"no query named {name!r} in pgq/db/sql") from None
-    return _PART.sub(lambda part: _raw()[part.group(1)], raw)
+    # A part may hold parts of its own (a bulk batch holds the job filter).
+    while _PART.search(raw):
+        raw = _PART.sub(lambda part: _raw()[part.group(1)], raw)
+    return raw
 
 
 def query(name: str, schema: str | None = None, **identifiers: str) -> str:

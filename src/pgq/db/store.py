@@ -27,12 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypedDict, TypeVar, cast
 from uuid import UUID
 
 from pgq.db.connection import CopyIn, Row, run_async, run_sync
-from pgq.db.queries import query
+from pgq.db.queries import query, quote_ident
 
 if TYPE_CHECKING:
     from pgq.db.database import Database
@@ -76,6 +76,12 @@ class Query(Generic[P]):
         return await run_async(connection, query(self.name, schema, **identifiers), params)
 
 
+def jobs_sequence(schema: str) -> str:
+    """The jobs table's identity sequence, as ``regclass`` reads it (named when migration
+    0001 created the table)."""
+    return f"{quote_ident(schema)}.jobs_id_seq"
+
+
 # ------------------------------------------------------------------ parameters
 
 
@@ -91,40 +97,47 @@ class BenchPlainFill(TypedDict):
     count: int
 
 
-class BulkCancel(TypedDict):
+class BulkJobFilter(TypedDict):
+    """A job filter (``pgq.bulk.JobFilter``), each condition None or the value to match."""
+
+    f_status: str | None
+    f_queue: str | None
+    f_task: str | None
+    f_key: str | None
+    f_tag: str | None
+    #: Args the job's args contain, as JSON text.
+    f_args: str | None
+
+
+class BulkCount(BulkJobFilter):
+    statuses: list[str]
+    #: The newest job id when the action began: the action takes no job enqueued after.
+    last: int
+
+
+class BulkDelete(BulkCount):
+    """A batch: up to ``batch`` jobs after ``after_id``."""
+
     after_id: int
     batch: int
+
+
+class BulkCancel(BulkDelete):
     cancel_channel: str
-    last: int
+
+
+class BulkPriority(BulkDelete):
+    priority: int | None
+
+
+class BulkRetry(BulkJobFilter):
+    """A batch of retries, keyset on (finished_at, id): jobs that finished by ``cutoff``."""
+
     statuses: list[str]
-
-
-class BulkCount(TypedDict):
-    last: int
-    statuses: list[str]
-
-
-class BulkDelete(TypedDict):
+    cutoff: datetime
+    after_at: datetime | None
     after_id: int
     batch: int
-    last: int
-    statuses: list[str]
-
-
-class BulkPriority(TypedDict):
-    after_id: int
-    batch: int
-    last: int
-    priority: Any
-    statuses: list[str]
-
-
-class BulkRetry(TypedDict):
-    after_at: datetime
-    after_id: int
-    batch: int
-    cutoff: Any
-    statuses: list[str]
 
 
 class ByBatch(TypedDict):
@@ -183,13 +196,16 @@ class DashboardSeries(TypedDict):
 
 
 class DashboardWorkerNames(TypedDict):
-    ids: list[UUID]
+    #: Worker ids as text (the statement casts them to uuid).
+    ids: list[str]
 
 
 class HistoryMaintain(TypedDict):
-    ahead: Any
-    keep: Any
-    period: Any
+    """``maintain_history_partitions()``'s arguments: ``period`` is date_trunc's unit."""
+
+    ahead: timedelta
+    keep: timedelta
+    period: str
 
 
 class JobCancel(TypedDict):
@@ -228,7 +244,8 @@ class JobClaimLimited(TypedDict):
 class JobCopyPrepare(TypedDict):
     n: int
     queues: list[str]
-    sequence: Any
+    #: The jobs table's identity sequence: :func:`jobs_sequence`.
+    sequence: str
 
 
 class JobFinishCompleted(TypedDict):
@@ -264,48 +281,55 @@ class JobIdsByKey(TypedDict):
 
 
 class JobInsertPlain(TypedDict):
-    args: Any
-    backoff: float
-    delay: float
-    group_key: str
-    max_attempts: int
-    meta: Any
-    priority: Any
-    queue: str
-    run_at: datetime
-    tags: list[str]
+    """One job's insert parameters (``prepare()`` makes them: the enqueue rules' output)."""
+
     task: str
-    timeout: Any
+    #: The args as JSON text.
+    args: str
+    queue: str
+    priority: int
+    run_at: datetime | None
+    delay: float | None
+    max_attempts: int
+    timeout: timedelta | None
+    backoff: float | None
+    group_key: str | None
+    tags: list[str] | None
+    #: The meta as JSON text.
+    meta: str | None
 
 
 class JobInsertFn(JobInsertPlain):
     """A job with a key or parents: ``pgq.enqueue()``'s arguments."""
 
-    depends_on: list[int]
-    key: str
-    on_parent_failure: str
+    key: str | None
+    depends_on: list[int] | None
+    on_parent_failure: str | None
 
 
 class JobInsertMany(TypedDict):
-    args: list[Any]
-    backoff: list[float]
-    delay: list[float]
-    depends_on: list[str]
-    group_key: list[str]
-    key: list[str]
-    max_attempts: list[int]
-    meta: list[Any]
-    on_parent_failure: list[str]
-    priority: list[int]
-    queue: list[str]
-    run_at: list[datetime]
-    tags: list[str]
+    """A batch of jobs, a column each; arrays of arrays cannot be ragged, so ``depends_on``
+    and ``tags`` are one array literal a job."""
+
     task: list[str]
-    timeout: list[Any]
+    args: list[str]
+    queue: list[str]
+    priority: list[int]
+    run_at: list[datetime | None]
+    delay: list[float | None]
+    key: list[str | None]
+    max_attempts: list[int]
+    timeout: list[timedelta | None]
+    backoff: list[float | None]
+    group_key: list[str | None]
+    depends_on: list[str | None]
+    on_parent_failure: list[str | None]
+    tags: list[str | None]
+    meta: list[str | None]
 
 
 class JobKeyDebounce(TypedDict):
-    args: Any
+    args: str
     delay: float
     key: str
     queue: str
@@ -315,17 +339,19 @@ class JobKeyRecord(TypedDict):
     job_id: int
     key: str
     queue: str
-    unique_for: float
+    unique_for: float | None
 
 
 class JobList(TypedDict):
+    """A page of ``list_jobs``: each filter None or the value to match."""
+
     args: Any
-    before_id: int
-    key: str
+    before_id: int | None
+    key: str | None
     limit: int
-    queue: str
-    status: str
-    task: str
+    queue: str | None
+    status: str | None
+    task: str | None
 
 
 class JobListTagged(JobList):
@@ -365,21 +391,27 @@ class JobReturnOrphans(TypedDict):
 
 
 class JobUpdate(TypedDict):
-    args: Any
-    channel: str
-    delay: float
+    """``update_job``: each value with ``set_x`` saying whether the call changes it."""
+
     id: int
-    max_attempts: int
-    meta: Any
+    channel: str
+    set_args: bool
+    #: The args as JSON text.
+    args: str
+    set_priority: bool
     priority: int
-    run_at: datetime
-    set_args: Any
-    set_max_attempts: Any
-    set_meta: Any
-    set_priority: Any
-    set_run_at: Any
-    set_tags: Any
-    tags: list[str]
+    #: A new run time: ``run_at``, or ``delay`` seconds from now when it is None.
+    set_run_at: bool
+    run_at: datetime | None
+    delay: float | None
+    set_max_attempts: bool
+    max_attempts: int
+    #: None or ``[]`` removes the tags.
+    set_tags: bool
+    tags: list[str] | None
+    #: The meta as JSON text; None removes it.
+    set_meta: bool
+    meta: str | None
 
 
 class KeysResealJobs(TypedDict):
@@ -429,24 +461,27 @@ class OpsResumeQueue(TypedDict):
 
 
 class OpsSetQueue(TypedDict):
-    channel: str
-    concurrency: int
-    group_concurrency: Any
-    group_max_pending: Any
-    group_rate_count: Any
-    group_rate_seconds: float
-    max_pending: Any
+    """``set_queue``: each limit with ``set_x`` saying whether the call gave it (a None
+    given removes the limit; one not given keeps it)."""
+
     name: str
-    on_full: str
-    rate_count: Any
-    rate_seconds: float
-    set_concurrency: Any
-    set_group_concurrency: Any
-    set_group_max_pending: Any
-    set_group_rate: Any
-    set_max_pending: Any
-    set_on_full: Any
-    set_rate: Any
+    channel: str
+    set_concurrency: bool
+    concurrency: int | None
+    set_group_concurrency: bool
+    group_concurrency: int | None
+    set_rate: bool
+    rate_count: int | None
+    rate_seconds: float | None
+    set_group_rate: bool
+    group_rate_count: int | None
+    group_rate_seconds: float | None
+    set_max_pending: bool
+    max_pending: int | None
+    set_group_max_pending: bool
+    group_max_pending: int | None
+    set_on_full: bool
+    on_full: str | None
 
 
 class OpsSetQueueSlo(TypedDict):
@@ -456,10 +491,10 @@ class OpsSetQueueSlo(TypedDict):
 
 
 class OpsStats(TypedDict):
-    rate_window: Any
-    sample: Any
-    timing_window: Any
-    window: Any
+    rate_window: float
+    sample: int
+    timing_window: float
+    window: float
 
 
 class ScheduleDisableMissing(TypedDict):
@@ -470,7 +505,7 @@ class ScheduleDisableMissing(TypedDict):
 class ScheduleSetEnabled(TypedDict):
     enabled: bool
     name: str
-    next_run_at: Any
+    next_run_at: datetime | None
 
 
 class ScheduleTakeTick(TypedDict):
@@ -480,64 +515,72 @@ class ScheduleTakeTick(TypedDict):
 
 
 class ScheduleUpsert(TypedDict):
-    args: Any
-    catch_up: Any
-    cron: Any
-    enabled: bool
-    max_attempts: Any
     name: str
-    next_run_at: Any
-    priority: Any
-    queue: str
-    source: Any
+    cron: str
+    timezone: str
     task: str
-    timezone: Any
+    #: The args as JSON text.
+    args: str
+    queue: str | None
+    priority: int | None
+    max_attempts: int | None
+    catch_up: str
+    enabled: bool
+    #: ``code`` (declared by a worker's app) or ``runtime`` (``add_schedule``).
+    source: str
+    next_run_at: datetime
 
 
 class SweepMarkDeadWorkers(TypedDict):
     heartbeat_timeout: float
 
 
-class SweepPruneHistory(TypedDict):
+class SweepPruneHistoryIn(TypedDict):
+    """Each status's retention, in seconds."""
+
     batch: int
-    cancelled: Any
-    completed: Any
-    failed: Any
-    shortest: Any
+    cancelled: float
+    completed: float
+    failed: float
+
+
+class SweepPruneHistory(SweepPruneHistoryIn):
+    #: The shortest retention of ``statuses``, in seconds.
+    shortest: float
     statuses: list[str]
 
 
-class SweepPruneHistoryIn(TypedDict):
-    batch: int
-    cancelled: Any
-    completed: Any
-    failed: Any
-
-
 class SweepPruneMetrics(TypedDict):
-    keep: Any
+    #: Seconds.
+    keep: float
 
 
 class SweepPruneQueueGroups(TypedDict):
     batch: int
-    idle: Any
+    #: Seconds.
+    idle: float
 
 
 class SweepRescueJobs(TypedDict):
+    """The sweeper's rescue; the times are seconds."""
+
     batch: int
     channel: str
-    claim_grace: Any
+    claim_grace: float
     heartbeat_timeout: float
-    timeout_grace: Any
+    timeout_grace: float
 
 
 class SweepTryLock(TypedDict):
-    key: str
+    #: The advisory lock's 64-bit key.
+    key: int
 
 
 class SweepWriteMetrics(TypedDict):
-    lag: Any
-    now: datetime
+    #: Seconds.
+    lag: float
+    #: None: the database's clock.
+    now: datetime | None
 
 
 class WorkerHeartbeat(TypedDict):
@@ -591,15 +634,15 @@ bench_churn_insert: Query[ByBatch] = Query("bench_churn_insert")
 bench_churn_move: Query[NoParams] = Query("bench_churn_move")
 
 # ------------------------------------------------------------------ bulk.sql
-bulk_count: Query[BulkCount] = Query("bulk_count")
+bulk_count: Query[BulkCount] = Query("bulk_count", idempotent=True)
 bulk_retry: Query[BulkRetry] = Query("bulk_retry")
 bulk_cancel: Query[BulkCancel] = Query("bulk_cancel")
 bulk_priority: Query[BulkPriority] = Query("bulk_priority")
 bulk_delete: Query[BulkDelete] = Query("bulk_delete")
-bulk_last_id: Query[NoParams] = Query("bulk_last_id")
+bulk_last_id: Query[NoParams] = Query("bulk_last_id", idempotent=True)
 
 # ------------------------------------------------------------------ dashboard.sql
-dashboard_live: Query[ByIds] = Query("dashboard_live")
+dashboard_live: Query[ByIds] = Query("dashboard_live", idempotent=True)
 dashboard_failed_by_queue: Query[DashboardFailedByQueue] = Query("dashboard_failed_by_queue")
 dashboard_series: Query[DashboardSeries] = Query("dashboard_series")
 dashboard_metrics_until: Query[NoParams] = Query("dashboard_metrics_until")
@@ -620,9 +663,9 @@ job_key_debounce: Query[JobKeyDebounce] = Query("job_key_debounce")
 job_key_holder: Query[ByKeyAndQueue] = Query("job_key_holder")
 job_key_record: Query[JobKeyRecord] = Query("job_key_record")
 job_ids_by_key: Query[JobIdsByKey] = Query("job_ids_by_key")
-job_get: Query[ById] = Query("job_get")
-job_list: Query[JobList] = Query("job_list")
-job_list_tagged: Query[JobListTagged] = Query("job_list_tagged")
+job_get: Query[ById] = Query("job_get", idempotent=True)
+job_list: Query[JobList] = Query("job_list", idempotent=True)
+job_list_tagged: Query[JobListTagged] = Query("job_list_tagged", idempotent=True)
 job_claim: Query[JobClaim] = Query("job_claim")
 job_claim_finishing: Query[JobClaimFinishing] = Query("job_claim_finishing")
 job_claim_batch: Query[JobClaimBatch] = Query("job_claim_batch")
@@ -648,7 +691,7 @@ job_wait_settle: Query[ById] = Query("job_wait_settle")
 job_wait_unregister: Query[NoParams] = Query("job_wait_unregister")
 job_update: Query[JobUpdate] = Query("job_update")
 job_log_insert: Query[JobLogInsert] = Query("job_log_insert")
-job_log_list: Query[ById] = Query("job_log_list")
+job_log_list: Query[ById] = Query("job_log_list", idempotent=True)
 
 # ------------------------------------------------------------------ keys.sql
 keys_stale_jobs: Query[KeysStaleJobs] = Query("keys_stale_jobs")
@@ -659,32 +702,32 @@ keys_reseal_schedule: Query[KeysResealSchedule] = Query("keys_reseal_schedule")
 # ------------------------------------------------------------------ operations.sql
 ops_promote: Query[OpsPromote] = Query("ops_promote")
 ops_delete: Query[ById] = Query("ops_delete")
-ops_pause_queue: Query[ByName] = Query("ops_pause_queue")
-ops_resume_queue: Query[OpsResumeQueue] = Query("ops_resume_queue")
-ops_set_queue: Query[OpsSetQueue] = Query("ops_set_queue")
-ops_mark_limit_slots: Query[ByName] = Query("ops_mark_limit_slots")
-ops_group_rates_reset: Query[ByName] = Query("ops_group_rates_reset")
+ops_pause_queue: Query[ByName] = Query("ops_pause_queue", idempotent=True)
+ops_resume_queue: Query[OpsResumeQueue] = Query("ops_resume_queue", idempotent=True)
+ops_set_queue: Query[OpsSetQueue] = Query("ops_set_queue", idempotent=True)
+ops_mark_limit_slots: Query[ByName] = Query("ops_mark_limit_slots", idempotent=True)
+ops_group_rates_reset: Query[ByName] = Query("ops_group_rates_reset", idempotent=True)
 ops_count_rejected: Query[OpsCountRejected] = Query("ops_count_rejected")
-ops_explain: Query[ById] = Query("ops_explain")
-ops_list_queues: Query[NoParams] = Query("ops_list_queues")
-ops_stats: Query[OpsStats] = Query("ops_stats")
-ops_set_queue_slo: Query[OpsSetQueueSlo] = Query("ops_set_queue_slo")
-ops_list_workers: Query[NoParams] = Query("ops_list_workers")
-replica_lag: Query[NoParams] = Query("replica_lag")
+ops_explain: Query[ById] = Query("ops_explain", idempotent=True)
+ops_list_queues: Query[NoParams] = Query("ops_list_queues", idempotent=True)
+ops_stats: Query[OpsStats] = Query("ops_stats", idempotent=True)
+ops_set_queue_slo: Query[OpsSetQueueSlo] = Query("ops_set_queue_slo", idempotent=True)
+ops_list_workers: Query[NoParams] = Query("ops_list_workers", idempotent=True)
+replica_lag: Query[NoParams] = Query("replica_lag", idempotent=True)
 
 # ------------------------------------------------------------------ schedules.sql
-schedule_upsert: Query[ScheduleUpsert] = Query("schedule_upsert")
+schedule_upsert: Query[ScheduleUpsert] = Query("schedule_upsert", idempotent=True)
 schedule_disable_missing: Query[ScheduleDisableMissing] = Query("schedule_disable_missing")
 schedule_due: Query[ByTasks] = Query("schedule_due")
 schedule_next_wait: Query[ByTasks] = Query("schedule_next_wait")
 schedule_take_tick: Query[ScheduleTakeTick] = Query("schedule_take_tick")
 schedule_triggered: Query[ByJobIdAndName] = Query("schedule_triggered")
 schedule_set_last_job: Query[ByJobIdAndName] = Query("schedule_set_last_job")
-schedule_list: Query[NoParams] = Query("schedule_list")
-schedule_get: Query[ByName] = Query("schedule_get")
+schedule_list: Query[NoParams] = Query("schedule_list", idempotent=True)
+schedule_get: Query[ByName] = Query("schedule_get", idempotent=True)
 schedule_delete: Query[ByName] = Query("schedule_delete")
-schedule_set_enabled: Query[ScheduleSetEnabled] = Query("schedule_set_enabled")
-db_now: Query[NoParams] = Query("db_now")
+schedule_set_enabled: Query[ScheduleSetEnabled] = Query("schedule_set_enabled", idempotent=True)
+db_now: Query[NoParams] = Query("db_now", idempotent=True)
 
 # ------------------------------------------------------------------ schema.sql
 schema_version: Query[NoParams] = Query("schema_version")

@@ -6,13 +6,13 @@
 -- %(cutoff)s: the time then), so that a bulk action never chases the jobs
 -- enqueued, or failing again, while it runs.
 --
--- {job_filter} is the filter's predicate on the alias x (pgq.bulk.JOB_FILTER).
+-- bulk_job_filter is the filter's predicate on the alias x (pgq.bulk.JobFilter).
 
 -- name: bulk_count
 -- How many jobs the action would act on now.
 select count(*) as n
   from {schema}.all_jobs x
- where x.status = any(cast(%(statuses)s as text[])) and x.id <= %(last)s and {job_filter};
+ where x.status = any(cast(%(statuses)s as text[])) and x.id <= %(last)s and {part:bulk_job_filter};
 
 -- name: bulk_retry
 -- Failed or cancelled jobs back to jobs with their ids, as job_retry does for
@@ -24,7 +24,7 @@ with scanned as (
     select x.id, x.queue, x.key, x.finished_at
       from {schema}.job_history x
      where x.status = any(cast(%(statuses)s as text[]))
-       and {job_filter}
+       and {part:bulk_job_filter}
        and x.finished_at <= %(cutoff)s
        -- the keyset: after (after_at, after_id), with a lower bound an index range can use
        and x.finished_at >= coalesce(cast(%(after_at)s as timestamptz), cast('-infinity' as timestamptz))
@@ -136,7 +136,7 @@ select (select count(*) from deleted) as done,
 -- order after %(after_id)s, none newer than %(last)s.
 x.id > %(after_id)s and x.id <= %(last)s
        and x.status = any(cast(%(statuses)s as text[]))
-       and {job_filter}
+       and {part:bulk_job_filter}
      order by x.id
      limit %(batch)s
 
@@ -151,3 +151,13 @@ x.id > %(after_id)s and x.id <= %(last)s
 -- The newest job id now: a bulk action takes no job enqueued after it began.
 select greatest((select max(id) from {schema}.jobs), (select max(id) from {schema}.job_history), 0) as last,
        now() as cutoff;
+
+-- name: bulk_job_filter
+-- A part of the bulk queries, not a query: the job filter's predicate on the alias x,
+-- each condition off when its parameter is null (pgq.bulk.JobFilter.params).
+(cast(%(f_status)s as text) is null or x.status = %(f_status)s)
+   and (cast(%(f_queue)s as text) is null or x.queue = %(f_queue)s)
+   and (cast(%(f_task)s as text) is null or x.task = %(f_task)s)
+   and (cast(%(f_key)s as text) is null or x.key = %(f_key)s)
+   and (cast(%(f_tag)s as text) is null or x.tags @> array[cast(%(f_tag)s as text)])
+   and (cast(%(f_args)s as jsonb) is null or x.args @> cast(%(f_args)s as jsonb))
