@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from pgq.db import store
 from pgq.db.connection import Row, connect, connect_async
-from pgq.db.queries import query
 from pgq.errors import ConfigurationError, JobNotFound
 from pgq.job import Job
 from pgq.operations import job_id_of
@@ -38,6 +38,12 @@ POLL = 0.5
 class Sql:
     text: str
     params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, statement: store.Statement) -> Sql:
+        # A store query's text is always a str: only the COPY runners make a CopyIn.
+        assert isinstance(statement.sql, str)
+        return cls(statement.sql, statement.params)
 
 
 @dataclass
@@ -66,16 +72,16 @@ def wait_flow(schema: str, channel: str, job_id: int, timeout: float | None, lis
     if listening:
         # Listen, then register, then look: a finish that commits after the look
         # saw the registration and sends a NOTIFY, which the LISTEN receives.
-        yield Sql(query("listen", channel=channel))
-        yield Sql(query("job_wait_register", schema), {"id": job_id})
+        yield Sql.of(store.listen(None, {}, channel=channel))
+        yield Sql.of(store.job_wait_register(schema, {"id": job_id}))
         lock_ms = 0 if deadline is None else max(1, int((deadline - time.monotonic()) * 1000))
-        yield Sql(query("session_lock_timeout"), {"ms": str(lock_ms)})
+        yield Sql.of(store.session_lock_timeout(None, {"ms": str(lock_ms)}))
         try:
-            yield Sql(query("job_wait_settle", schema), {"id": job_id})
+            yield Sql.of(store.job_wait_settle(schema, {"id": job_id}))
         except psycopg.errors.LockNotAvailable:
             pass  # locked all along by a finish that has not committed: the deadline check below says so
     while True:
-        rows = yield Sql(query("job_get", schema), {"id": job_id})
+        rows = yield Sql.of(store.job_get(schema, {"id": job_id}))
         if not rows:
             raise JobNotFound(f"no job with id {job_id}")
         job = Job.from_row(rows[0])
@@ -120,7 +126,7 @@ def wait(app: App, job_id: Any, timeout: float | None) -> Job:
     finally:
         if listening:
             with contextlib.suppress(psycopg.Error):
-                conn.execute(query("job_wait_unregister", app.schema).encode())
+                conn.execute(store.job_wait_unregister.sql(app.schema).encode())
         conn.close()
 
 
@@ -148,7 +154,7 @@ async def wait_async(app: App, job_id: Any, timeout: float | None) -> Job:
     finally:
         if listening:
             with contextlib.suppress(psycopg.Error):
-                await conn.execute(query("job_wait_unregister", app.schema).encode())
+                await conn.execute(store.job_wait_unregister.sql(app.schema).encode())
         await conn.close()
 
 

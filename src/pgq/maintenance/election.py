@@ -19,8 +19,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from pgq.db import store
 from pgq.db.connection import connection_kwargs
-from pgq.db.queries import query
 from pgq.settings import Settings
 
 #: How often the leader's server session checks, while it runs a statement, that its
@@ -73,9 +73,8 @@ class Election:
         """Hold (or try to take) the sweeper lock; True if this worker is the sweeper."""
         conn = await self.connection()
         if not self.leader:
-            cur = await conn.execute(query("sweep_try_lock", self.schema), {"key": lock_key(self.schema)})
-            row = await cur.fetchone()
-            self.leader = bool(row and row["held"])
+            rows = await store.sweep_try_lock.fetch_async(conn, self.schema, {"key": lock_key(self.schema)})
+            self.leader = bool(rows and rows[0]["held"])
             if self.leader:
                 log.info(
                     "this worker (%s) is now the sweeper", self.worker_name or "?", extra={"event": "sweeper_elected"}

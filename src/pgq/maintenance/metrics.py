@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from pgq.db.queries import query
+from pgq.db import store
 
 #: Seconds a metrics row's window ends before now, at least: a job's finished_at is the start
 #: of the transaction that finished it, which commits a moment later. Transactions that pgq's
@@ -30,7 +30,6 @@ class MetricsWriter:
 
     async def run_once(self, conn: psycopg.AsyncConnection[dict[str, Any]], now: datetime | None = None) -> int:
         """Write the rows; returns how many. ``now`` (None: the database clock): tests place sweeps in time."""
-        cur = await conn.execute(query("sweep_write_metrics", self.schema), {"lag": METRICS_LAG, "now": now})
-        written = len(await cur.fetchall())
+        written = len(await store.sweep_write_metrics.fetch_async(conn, self.schema, {"lag": METRICS_LAG, "now": now}))
         self.written_at = time.monotonic()
         return written

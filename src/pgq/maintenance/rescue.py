@@ -15,8 +15,7 @@ from typing import Any
 
 import psycopg
 
-from pgq.db import channels
-from pgq.db.queries import query
+from pgq.db import channels, store
 from pgq.settings import Settings
 
 #: Stuck jobs handled per pass at most.
@@ -58,18 +57,17 @@ class Rescue:
         rescued = Rescued()
         if not self.in_outage_grace():
             rescued.dead_workers = await self._declare_dead(conn)
-        rows = await (
-            await conn.execute(
-                query("sweep_rescue_jobs", self.schema),
-                {
-                    "heartbeat_timeout": self.heartbeat_timeout,
-                    "timeout_grace": self.settings.timeout_grace,
-                    "claim_grace": min(5.0, self.heartbeat_timeout),
-                    "batch": RESCUE_BATCH,
-                    "channel": channels.jobs(self.schema),
-                },
-            )
-        ).fetchall()
+        rows = await store.sweep_rescue_jobs.fetch_async(
+            conn,
+            self.schema,
+            {
+                "heartbeat_timeout": self.heartbeat_timeout,
+                "timeout_grace": self.settings.timeout_grace,
+                "claim_grace": min(5.0, self.heartbeat_timeout),
+                "batch": RESCUE_BATCH,
+                "channel": channels.jobs(self.schema),
+            },
+        )
         rescued.retried = sum(1 for row in rows if row["outcome"] == "retried")
         rescued.failed = sum(1 for row in rows if row["outcome"] == "failed")
         rescued.cancelled = sum(1 for row in rows if row["outcome"] == "cancelled")
@@ -85,11 +83,9 @@ class Rescue:
         return rescued
 
     async def _declare_dead(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> list[str]:
-        rows = await (
-            await conn.execute(
-                query("sweep_mark_dead_workers", self.schema), {"heartbeat_timeout": self.heartbeat_timeout}
-            )
-        ).fetchall()
+        rows = await store.sweep_mark_dead_workers.fetch_async(
+            conn, self.schema, {"heartbeat_timeout": self.heartbeat_timeout}
+        )
         for row in rows:
             self.log.warning(
                 "worker %s (%s, pid %s on %s) missed its heartbeats for %.0f s: declared dead",

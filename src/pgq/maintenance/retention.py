@@ -15,13 +15,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import psycopg
 
+from pgq.db import store
 from pgq.db.connection import run_async
 from pgq.db.flows import Flow, drive_async
-from pgq.db.queries import query
 from pgq.settings import Settings
 
 #: Rows deleted per retention statement: short locks, small WAL bursts.
@@ -71,7 +71,7 @@ class HistoryPruned(NamedTuple):
     refused: str | None
 
 
-def history_params(settings: Settings) -> dict[str, Any]:
+def history_params(settings: Settings) -> store.SweepPruneHistoryIn:
     return {
         "completed": settings.retention_completed or settings.retention,
         "failed": settings.retention_failed or settings.retention,
@@ -80,7 +80,8 @@ def history_params(settings: Settings) -> dict[str, Any]:
     }
 
 
-STATUSES = ("completed", "failed", "cancelled")
+Status = Literal["completed", "failed", "cancelled"]
+STATUSES: tuple[Status, ...] = ("completed", "failed", "cancelled")
 #: PGQ_HISTORY_PARTITION: the period's name for date_trunc, and its length in seconds.
 PARTITION_PERIODS = {"hourly": ("hour", 3600.0), "daily": ("day", 86400.0), "weekly": ("week", 7 * 86400.0)}
 #: Partitions are made this many periods ahead, and at least a day: a sweeper that
@@ -88,7 +89,7 @@ PARTITION_PERIODS = {"hourly": ("hour", 3600.0), "daily": ("day", 86400.0), "wee
 PARTITIONS_AHEAD = 3
 
 
-def partition_params(settings: Settings) -> dict[str, Any]:
+def partition_params(settings: Settings) -> store.HistoryMaintain:
     """``maintain_history_partitions``'s arguments: a partition is dropped once the longest
     retention has passed over its end, when every row in it has expired."""
     period, seconds = PARTITION_PERIODS[settings.history_partition]
@@ -112,17 +113,16 @@ def row_pruned_statuses(settings: Settings) -> list[str]:
 
 
 def _batches(
-    sql: str,
-    params: dict[str, Any],
+    statement: store.Statement,
     max_batches: int | None,
     on_batch: Callable[[int], None] | None = None,
 ) -> Flow[tuple[int, int]]:
-    """Run one batch statement until it deletes less than a batch (or ``max_batches`` times);
-    returns the rows deleted and the batches run."""
+    """Run one batch statement (its ``batch`` is ``PRUNE_BATCH``) until it deletes less than a
+    batch (or ``max_batches`` times); returns the rows deleted and the batches run."""
     deleted = 0
     batches = 0
     while max_batches is None or batches < max_batches:
-        rows = yield sql, {**params, "batch": PRUNE_BATCH}
+        rows = yield statement
         batch = int(rows[0]["deleted"])
         deleted += batch
         batches += 1
@@ -144,22 +144,21 @@ def prune_history_flow(
     """Keep the history's partitions (make them ahead, drop the expired whole), then delete
     in batches the finished jobs past retention that no partition drop takes.
     ``max_batches`` bounds the row batches of the whole history."""
-    upkeep = (yield query("history_maintain", schema), partition_params(settings))[0]
+    upkeep = (yield store.history_maintain(schema, partition_params(settings)))[0]
     params = history_params(settings)
     left = max_batches
     deleted = 0
     statuses = row_pruned_statuses(settings)
-    statements: list[tuple[str, dict[str, Any]]] = []
+    statements: list[store.Statement] = []
     if statuses:
-        shortest = min(params[status] for status in statuses)
-        by_status = {**params, "statuses": statuses, "shortest": shortest}
-        statements.append((query("sweep_prune_history", schema), by_status))
+        shortest = min(params[status] for status in STATUSES if status in statuses)
+        statements.append(store.sweep_prune_history(schema, {**params, "statuses": statuses, "shortest": shortest}))
     for table in upkeep["row_pruned"]:
-        statements.append((query("sweep_prune_history_in", schema, table=table), params))
-    for sql, statement_params in statements:
+        statements.append(store.sweep_prune_history_in(schema, params, table=table))
+    for statement in statements:
         if left is not None and left <= 0:
             break
-        rows, batches = yield from _batches(sql, statement_params, left, on_batch)
+        rows, batches = yield from _batches(statement, left, on_batch)
         deleted += rows
         if left is not None:
             left -= batches
@@ -181,14 +180,14 @@ def retention_flow(
     pruned.jobs, pruned.partitions, pruned.refused = yield from prune_history_flow(
         schema, settings, max_batches, on_history_batch
     )
-    pruned.workers = (yield query("sweep_prune_workers", schema), {})[0]["deleted"]
+    pruned.workers = (yield store.sweep_prune_workers(schema, {}))[0]["deleted"]
     pruned.groups = yield from _deleted(
-        _batches(query("sweep_prune_queue_groups", schema), {"idle": GROUP_IDLE}, max_batches)
+        _batches(store.sweep_prune_queue_groups(schema, {"idle": GROUP_IDLE, "batch": PRUNE_BATCH}), max_batches)
     )
-    pruned.metrics = (yield query("sweep_prune_metrics", schema), {"keep": settings.metrics_retention})[0]["deleted"]
-    pruned.keys = yield from _deleted(_batches(query("sweep_prune_keys", schema), {}, max_batches))
-    pruned.waiters = (yield query("sweep_prune_waiters", schema), {})[0]["deleted"]
-    pruned.logs = yield from _deleted(_batches(query("sweep_prune_logs", schema), {}, max_batches))
+    pruned.metrics = (yield store.sweep_prune_metrics(schema, {"keep": settings.metrics_retention}))[0]["deleted"]
+    pruned.keys = yield from _deleted(_batches(store.sweep_prune_keys(schema, {"batch": PRUNE_BATCH}), max_batches))
+    pruned.waiters = (yield store.sweep_prune_waiters(schema, {}))[0]["deleted"]
+    pruned.logs = yield from _deleted(_batches(store.sweep_prune_logs(schema, {"batch": PRUNE_BATCH}), max_batches))
     return pruned
 
 

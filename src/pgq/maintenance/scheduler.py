@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from pgq.cron import next_tick
+from pgq.db import store
 from pgq.db.connection import Row, run_async
-from pgq.db.queries import query
 from pgq.errors import PgqError, QueueFull
 from pgq.maintenance.service import Service
 from pgq.schedules import upsert_params
@@ -28,6 +28,7 @@ from pgq.throttle import LogWindow
 
 if TYPE_CHECKING:
     from pgq.app import App
+    from pgq.enqueueing import PreparedJob
 
 log = logging.getLogger("pgq.scheduler")
 
@@ -68,18 +69,17 @@ class Scheduler(Service):
         """Upsert the schedules declared in code, and disable those removed from it."""
         declared = list(self.app.schedules.values())
         async with self.connection() as conn:
-            now = (await (await conn.execute(query("db_now", self.schema))).fetchone())["db_now"]  # type: ignore[index]
+            now = (await store.db_now.fetch_async(conn, self.schema, {}))[0]["db_now"]
             async with conn.transaction():
                 for spec in declared:
                     task = self.app.tasks[spec.task]
                     stored = task.stored_schedule_args(spec.args, self.app.settings.max_payload_bytes)
                     row = upsert_params(dataclasses.replace(spec, args=stored), "code", now)
-                    await conn.execute(query("schedule_upsert", self.schema), row)
-                cur = await conn.execute(
-                    query("schedule_disable_missing", self.schema),
-                    {"declared": [s.name for s in declared], "tasks": sorted(self.app.tasks)},
+                    await store.schedule_upsert.fetch_async(conn, self.schema, row)
+                gone = await store.schedule_disable_missing.fetch_async(
+                    conn, self.schema, {"declared": [s.name for s in declared], "tasks": sorted(self.app.tasks)}
                 )
-                disabled = [row["name"] for row in await cur.fetchall()]
+                disabled = [row["name"] for row in gone]
         if declared:
             log.info("schedules declared in code: %s", ", ".join(s.name for s in declared))
         if disabled:
@@ -92,20 +92,18 @@ class Scheduler(Service):
             self._synced = True
         enqueued = 0
         async with self.connection() as conn:
-            mine = {"tasks": self.app.tasks.names()}
-            cur = await conn.execute(query("schedule_due", self.schema), mine)
-            for row in await cur.fetchall():
+            mine: store.ByTasks = {"tasks": self.app.tasks.names()}
+            for row in await store.schedule_due.fetch_async(conn, self.schema, mine):
                 try:
                     enqueued += await self._fire(conn, row)
                 except (PgqError, ValueError, KeyError) as exc:
                     # A row written by hand with a bad cron or zone must not block the others.
                     log.error("schedule %s is invalid and was disabled: %s", row["name"], exc)
-                    await conn.execute(
-                        query("schedule_set_enabled", self.schema),
-                        {"name": row["name"], "enabled": False, "next_run_at": None},
+                    await store.schedule_set_enabled.fetch_async(
+                        conn, self.schema, {"name": row["name"], "enabled": False, "next_run_at": None}
                     )
-            cur = await conn.execute(query("schedule_next_wait", self.schema), mine)
-            wait = (await cur.fetchone() or {}).get("wait")
+            waits = await store.schedule_next_wait.fetch_async(conn, self.schema, mine)
+            wait = waits[0].get("wait") if waits else None
         self._wait = MAX_SLEEP if wait is None else float(wait)
         return enqueued
 
@@ -115,7 +113,7 @@ class Scheduler(Service):
     async def _fire(self, conn: psycopg.AsyncConnection[Row], row: dict[str, Any]) -> int:
         name, tick, now = row["name"], row["next_run_at"], row["db_now"]
         run, next_run_at = plan_tick(row["catch_up"], row["cron"], row["timezone"], tick, now)
-        spec: dict[str, Any] | None = None
+        spec: PreparedJob | None = None
         if run:
             try:
                 from pgq.enqueueing import prepare
@@ -140,10 +138,10 @@ class Scheduler(Service):
                 # The tick is still taken: a broken schedule must not retry every pass.
                 self._job_errors.warning("schedule %s: cannot enqueue its job: %s", name, exc)
         async with conn.transaction():
-            cur = await conn.execute(
-                query("schedule_take_tick", self.schema), {"name": name, "tick": tick, "next_run_at": next_run_at}
+            taken = await store.schedule_take_tick.fetch_async(
+                conn, self.schema, {"name": name, "tick": tick, "next_run_at": next_run_at}
             )
-            if not await cur.fetchall():
+            if not taken:
                 return 0  # another scheduler took this tick
             if spec is None:
                 if not run:
@@ -159,7 +157,7 @@ class Scheduler(Service):
             except QueueFull as full:
                 refused = rejected_count(full, [spec])
                 if refused is not None:
-                    await conn.execute(query("ops_count_rejected", self.schema), refused)
+                    await store.ops_count_rejected.fetch_async(conn, self.schema, refused)
                 log.warning(
                     "schedule %s: tick %s was not enqueued: %s",
                     name,
@@ -168,7 +166,7 @@ class Scheduler(Service):
                     extra={"event": "schedule_rejected", "schedule": name, "queue": spec["queue"]},
                 )
                 return 0
-            await conn.execute(query("schedule_set_last_job", self.schema), {"name": name, "job_id": job_id})
+            await store.schedule_set_last_job.fetch_async(conn, self.schema, {"name": name, "job_id": job_id})
         log.info(
             "schedule %s: tick %s enqueued job %s",
             name,

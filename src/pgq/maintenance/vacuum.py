@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from pgq.db.queries import query
+from pgq.db import store
 
 log = logging.getLogger("pgq.sweeper")
 
@@ -34,16 +34,16 @@ class JobsVacuum:
         """Vacuum ``jobs`` if its dead rows reached the threshold; returns how many it had (0: no vacuum)."""
         if self.threshold <= 0 or self._refused:
             return 0
-        row = await (await conn.execute(query("sweep_dead_rows", self.schema))).fetchone()
-        dead = int(row["dead"]) if row and row["dead"] is not None else 0
+        rows = await store.sweep_dead_rows.fetch_async(conn, self.schema, {})
+        dead = int(rows[0]["dead"]) if rows and rows[0]["dead"] is not None else 0
         if dead < self.threshold:
             return 0
         try:
-            await conn.execute(query("sweep_vacuum_throttled", self.schema))
+            await store.sweep_vacuum_throttled.fetch_async(conn, self.schema, {})
             try:
-                await conn.execute(query("sweep_vacuum_jobs", self.schema))
+                await store.sweep_vacuum_jobs.fetch_async(conn, self.schema, {})
             finally:
-                await conn.execute(query("sweep_vacuum_done", self.schema))
+                await store.sweep_vacuum_done.fetch_async(conn, self.schema, {})
         except psycopg.errors.InsufficientPrivilege as exc:
             self._refused = True
             log.warning(

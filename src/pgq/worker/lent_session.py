@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from pgq.db.queries import query
+from pgq.db import store
 from pgq.errors import ConfigurationError
 
 #: The connection of the transactional handler running in this context.
@@ -34,9 +34,9 @@ lent: contextvars.ContextVar[Any] = contextvars.ContextVar("pgq_lent_connection"
 # releases it and opens the next, its rollback goes back to it (which keeps it).
 # SQLAlchemy ends transactions it did not ask for too (the rollback after its
 # first connection's set-up queries), so there must always be one to end.
-_SAVEPOINT = query("lent_savepoint")
-_RELEASE = query("lent_release")
-_UNDO = query("lent_rollback")
+_SAVEPOINT = store.lent_savepoint.sql()
+_RELEASE = store.lent_release.sql()
+_UNDO = store.lent_rollback.sql()
 
 
 class _Lent(psycopg.Connection[Any]):

@@ -34,8 +34,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from pgq.db import store
 from pgq.db.connection import Pools
-from pgq.db.queries import query
 from pgq.worker import lent_session
 from pgq.worker.outcome import Outcome
 
@@ -74,10 +74,10 @@ class Transactions:
         sized = settings.model_copy(update={"pool_min_size": 0, "pool_max_size": 2 * max(slots, 1)})
         self._pools = Pools(url, sized, purpose=f"{purpose} handlers")
         self.worker_id = worker_id
-        self._finish = query("job_finish_in_transaction", schema)
+        self._finish = store.job_finish_in_transaction.sql(schema)
         self._channel = settings.notify_channel
 
-    def _params(self, outcome: Outcome) -> dict[str, Any]:
+    def _params(self, outcome: Outcome) -> store.JobFinishInTransaction:
         job = outcome.job
         return {
             "id": job.id,
@@ -128,7 +128,7 @@ class Transactions:
             try:
                 async with conn.transaction():
                     if running.job.timeout or task.timeout:
-                        await conn.execute(_IDLE_LIMIT, {"ms": _idle_limit(running, task)})
+                        await conn.execute(_IDLE_LIMIT, _idle_limit(running, task))
                     ctx.connection = conn
                     ctx.new_session = lent_session.new_async_session
                     lent_session.lent.set(conn)
@@ -153,7 +153,7 @@ class Transactions:
             try:
                 with conn.transaction():
                     if running.job.timeout or task.timeout:
-                        conn.execute(_IDLE_LIMIT, {"ms": _idle_limit(running, task)})
+                        conn.execute(_IDLE_LIMIT, _idle_limit(running, task))
                     ctx.connection = conn
                     ctx.new_session = lent_session.new_session
                     lent_session.lent.set(conn)
@@ -173,11 +173,11 @@ class Transactions:
         await asyncio.to_thread(self._pools.close)
 
 
-_IDLE_LIMIT = query("transaction_idle_limit")
+_IDLE_LIMIT = store.transaction_idle_limit.sql()
 
 
-def _idle_limit(running: RunningJob, task: Task[Any, Any]) -> str:
+def _idle_limit(running: RunningJob, task: Task[Any, Any]) -> store.ByMs:
     """The attempt's timeout, plus a margin, in milliseconds: past it the server ends a
     transaction left idle by a handler that was stopped but whose thread runs on."""
     timeout = running.job.timeout.total_seconds() if running.job.timeout else (task.timeout or 0)
-    return str(int((timeout + 5) * 1000))
+    return {"ms": str(int((timeout + 5) * 1000))}

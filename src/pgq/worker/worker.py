@@ -31,10 +31,9 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from pgq.context import JobContext
-from pgq.db import channels, repo
+from pgq.db import channels, repo, store
 from pgq.db.connection import Pools, Row
 from pgq.db.listener import Listener
-from pgq.db.queries import query
 from pgq.db.session import Session, Silence
 from pgq.job import Job
 from pgq.maintenance.scheduler import Scheduler
@@ -400,7 +399,7 @@ class Worker:
         lost lines are a pity, not a reason to hold the job back, so a failure is logged."""
         assert running.ctx is not None
         rows = running.ctx.log_lines.rows()
-        params = {
+        params: store.JobLogInsert = {
             "job_id": running.job.id,
             "attempt": running.job.attempts,
             "at": [row[0] for row in rows],
@@ -409,7 +408,7 @@ class Worker:
         }
         try:
             async with self.connection(wait=5.0) as conn:
-                await conn.execute(query("job_log_insert", self.app.schema), params)
+                await store.job_log_insert.fetch_async(conn, self.app.schema, params)
         except Exception as exc:
             log.warning("job %s: its %d log lines were not stored: %s", running.job.id, len(rows), exc)
 
