@@ -127,7 +127,7 @@ def rotate(app: Any) -> dict[str, int]:
     schedules sealed with another key (``pgq keys rotate``). Finished jobs keep theirs:
     keep the old key (after the new one) while history holds them. Returns the counts
     ``jobs``, ``schedules`` and ``unreadable`` (envelopes no key opens, left as they are)."""
-    from pgq.db.queries import query
+    from pgq.db import store
 
     keys: list[bytes] = app.encryption_keys
     if not keys:
@@ -145,23 +145,25 @@ def rotate(app: Any) -> dict[str, int]:
 
     after = 0
     while True:
-        rows = app.db.run(
-            query("keys_stale_jobs", app.schema), {"current": current, "after": after, "batch": ROTATE_BATCH}
-        )
+        rows = store.keys_stale_jobs.run(app.db, {"current": current, "after": after, "batch": ROTATE_BATCH})
         if not rows:
             break
         after = rows[-1]["id"]
         batch = [(row["id"], row["args"], new) for row in rows if (new := resealed(row["args"])) is not None]
         if batch:
-            params: dict[str, Any] = {
+            params: store.KeysResealJobs = {
                 "id": [job_id for job_id, _, _ in batch],
                 "old": [orjson.dumps(old).decode() for _, old, _ in batch],
                 "new": [new for _, _, new in batch],
             }
-            counts["jobs"] += len(app.db.run(query("keys_reseal_jobs", app.schema), params))
-    for row in app.db.run(query("keys_stale_schedules", app.schema), {"current": current}):
+            counts["jobs"] += len(store.keys_reseal_jobs.run(app.db, params))
+    for row in store.keys_stale_schedules.run(app.db, {"current": current}):
         new = resealed(row["args"])
         if new is not None:
-            change = {"name": row["name"], "old": orjson.dumps(row["args"]).decode(), "new": new}
-            counts["schedules"] += len(app.db.run(query("keys_reseal_schedule", app.schema), change))
+            change: store.KeysResealSchedule = {
+                "name": row["name"],
+                "old": orjson.dumps(row["args"]).decode(),
+                "new": new,
+            }
+            counts["schedules"] += len(store.keys_reseal_schedule.run(app.db, change))
     return counts

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pgq.app_part import AppPart
-from pgq.db.queries import query
+from pgq.db import store
 from pgq.enqueueing import prepare
 from pgq.errors import ConfigurationError, InvalidState, JobNotFound
 from pgq.flow import UNSET
@@ -81,15 +81,25 @@ class JobEdits(AppPart):
         )
         task = self.app.tasks.get(current.task) if "args" in given else None
         checked = prepare(spec, task, self.app.settings.max_payload_bytes, False)
-        params: dict[str, Any] = {
+        params: store.JobUpdate = {
             "id": job_id,
             "channel": self.app.settings.notify_channel,
-            **{f"set_{name}": name in given for name in ("args", "priority", "max_attempts", "tags", "meta")},
+            "set_args": "args" in given,
+            "set_priority": "priority" in given,
             "set_run_at": "run_at" in given or "delay" in given,
-            **{name: checked[name] for name in ("args", "priority", "run_at", "delay", "max_attempts", "tags", "meta")},
+            "set_max_attempts": "max_attempts" in given,
+            "set_tags": "tags" in given,
+            "set_meta": "meta" in given,
+            "args": checked["args"],
+            "priority": checked["priority"],
+            "run_at": checked["run_at"],
+            "delay": checked["delay"],
+            "max_attempts": checked["max_attempts"],
+            "tags": checked["tags"],
+            "meta": checked["meta"],
         }
         for _ in range(3):
-            rows = self.app.db.run(query("job_update", self.app.schema), params)
+            rows = store.job_update.run(self.app.db, params)
             if not rows:
                 raise JobNotFound(f"no job with id {job_id}")
             outcome = str(rows[0]["outcome"])

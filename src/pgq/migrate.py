@@ -13,8 +13,8 @@ from typing import Any
 
 import psycopg
 
+from pgq.db import store
 from pgq.db.connection import connect, connection_kwargs
-from pgq.db.queries import query
 from pgq.db.urls import normalize
 from pgq.settings import SCHEMA_NAME, load_settings
 
@@ -104,7 +104,7 @@ def current_revision(url: str | None = None, *, schema: str | None = None) -> st
     url, schema = _resolve(url, schema)
     with connect(url, load_settings(schema=schema), "migrate") as conn:
         try:
-            row = conn.execute(query("schema_version", schema)).fetchone()
+            rows = store.schema_version.fetch(conn, schema, {})
         except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
             return None
-    return str(row["version_num"]) if row else None
+    return str(rows[0]["version_num"]) if rows else None

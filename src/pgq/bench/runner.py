@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from pgq.app import App
 from pgq.bench import tasks
-from pgq.db.queries import query
+from pgq.db import store
 from pgq.job import JobSpec
 
 SCHEMA = "pgq_bench"
@@ -95,7 +94,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
 
 def _drop(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(query("bench_drop_schema", SCHEMA))
+        store.bench_drop_schema.fetch(conn, SCHEMA, {})
 
 
 class _Bench:
@@ -167,7 +166,7 @@ class _Bench:
 
     def _clear(self) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(query("bench_clear", SCHEMA))
+            store.bench_clear.fetch(conn, SCHEMA, {})
 
     # -------------------------------------------------------------------- drain
 
@@ -199,16 +198,18 @@ class _Bench:
         a history table (a second), until none is left. What the database does per job at its
         own pace, with no handler and no worker around it."""
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(query("bench_plain_create_jobs", SCHEMA))
-            conn.execute(query("bench_plain_index", SCHEMA))
-            conn.execute(query("bench_plain_create_history", SCHEMA))
-            conn.execute(query("bench_plain_fill", SCHEMA), {"count": count})
-            claim, finish = query("bench_plain_claim", SCHEMA), query("bench_plain_finish", SCHEMA)
+            store.bench_plain_create_jobs.fetch(conn, SCHEMA, {})
+            store.bench_plain_index.fetch(conn, SCHEMA, {})
+            store.bench_plain_create_history.fetch(conn, SCHEMA, {})
+            store.bench_plain_fill.fetch(conn, SCHEMA, {"count": count})
+            # The timed loop is the plain-SQL baseline: its statements go to psycopg as
+            # they are, with no per-call cursor or row factory of pgq's around them.
+            claim, finish = store.bench_plain_claim.sql(SCHEMA), store.bench_plain_finish.sql(SCHEMA)
             start = time.perf_counter()
-            while ids := [r[0] for r in conn.execute(claim, {"batch": batch})]:
-                conn.execute(finish, {"ids": ids})
+            while ids := [r[0] for r in conn.execute(claim, store.ByBatch(batch=batch))]:
+                conn.execute(finish, store.ByIds(ids=ids))
             rate = count / (time.perf_counter() - start)
-            conn.execute(query("bench_plain_drop", SCHEMA))
+            store.bench_plain_drop.fetch(conn, SCHEMA, {})
         return Row(f"drain, plain SQL, {batch} per claim", count, rate, note="no worker: claim, then finish")
 
     def limited_drains(self) -> None:
@@ -271,11 +272,10 @@ class _Bench:
                     await asyncio.sleep(0.005)
                     checks += 1
                     if track_memory and "early" not in self.memory and checks % 10 == 0:
-                        cursor = await watch.execute(query("bench_history_reached", SCHEMA), {"n": early})
-                        if (await cursor.fetchone() or [0])[0] >= early:
+                        reached = await store.bench_history_reached.fetch_async(watch, SCHEMA, {"n": early})
+                        if reached[0]["count"] >= early:
                             self.memory["early"] = _rss_mb()
-                    cursor = await watch.execute(query("bench_any_job", SCHEMA))
-                    if not (await cursor.fetchone() or [True])[0]:
+                    if not (await store.bench_any_job.fetch_async(watch, SCHEMA, {}))[0]["exists"]:
                         if track_memory:
                             self.memory["after_all"] = _rss_mb()
                         return True, _server_cpu()
@@ -289,9 +289,9 @@ class _Bench:
         return min(10_000, count // 2)
 
     def _db_rate(self, count: int) -> float | None:
-        with psycopg.connect(self.url, row_factory=dict_row) as conn:
-            row = conn.execute(query("bench_rate", SCHEMA)).fetchone()
-        if not row or not row["seconds"]:
+        with psycopg.connect(self.url) as conn:
+            row = store.bench_rate.fetch(conn, SCHEMA, {})[0]
+        if not row["seconds"]:
             return None
         return float(row["n"]) / float(row["seconds"])
 
@@ -322,7 +322,7 @@ class _Bench:
         deadline = time.monotonic() + max(120.0, count / 200)
         with psycopg.connect(self.url, autocommit=True) as conn:
             while time.monotonic() < deadline:
-                left = conn.execute(query("bench_jobs_left", SCHEMA)).fetchone()[0]  # type: ignore[index]
+                left = store.bench_jobs_left.fetch(conn, SCHEMA, {})[0]["count"]
                 if left == 0:
                     break
                 time.sleep(0.1)
@@ -388,16 +388,16 @@ class _Bench:
         fresh = self._drain_in_process(count, self.options.concurrency, "bench_async", "fresh")
         rows = self.options.ageing_rows
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(query("bench_history_fill", SCHEMA), {"rows": rows})
-            conn.execute(query("bench_analyze_history", SCHEMA))
+            store.bench_history_fill.fetch(conn, SCHEMA, {"rows": rows})
+            store.bench_analyze_history.fetch(conn, SCHEMA, {})
         with_history = self._drain_in_process_keep_history(count)
         # Churn: as many jobs through the live table as there are history rows, in SQL
         # (insert, then move to history), which leaves the dead tuples a real run would.
         with psycopg.connect(self.url, autocommit=True) as conn:
             for offset in range(0, rows, 50_000):
                 batch = min(50_000, rows - offset)
-                conn.execute(query("bench_churn_insert", SCHEMA), {"batch": batch})
-                conn.execute(query("bench_churn_move", SCHEMA))
+                store.bench_churn_insert.fetch(conn, SCHEMA, {"batch": batch})
+                store.bench_churn_move.fetch(conn, SCHEMA, {})
         after_churn = self._drain_in_process_keep_history(count)
         base = fresh.jobs_per_s or 0
         for label, row in (
@@ -421,11 +421,11 @@ class _Bench:
         """A drain whose rate counts only its own jobs (history already holds others)."""
         self._fill(count, "bench_async")
         asyncio.run(self._work_until_empty(self.options.concurrency, count, track_memory=False))
-        with psycopg.connect(self.url, row_factory=dict_row) as conn:
-            row = conn.execute(query("bench_rate_of_bench_async", SCHEMA)).fetchone()
-            conn.execute(query("bench_delete_bench_async", SCHEMA))
+        with psycopg.connect(self.url) as conn:
+            row = store.bench_rate_of_bench_async.fetch(conn, SCHEMA, {})[0]
+            store.bench_delete_bench_async.fetch(conn, SCHEMA, {})
             conn.commit()
-        rate = float(row["n"]) / float(row["seconds"]) if row and row["seconds"] else None
+        rate = float(row["n"]) / float(row["seconds"]) if row["seconds"] else None
         return Row("", count, rate)
 
 
@@ -488,7 +488,8 @@ def _cpu_spent(before: dict[int, float] | None, after: dict[int, float] | None) 
 def _server_facts(url: str) -> dict[str, Any]:
     with psycopg.connect(url) as conn:
         facts = {
-            name: conn.execute(query("bench_show", setting=name)).fetchone()[0]  # type: ignore[index]
+            # SHOW names its one column after the setting.
+            name: store.bench_show.fetch(conn, None, {}, setting=name)[0][name]
             for name in ("server_version", "fsync", "synchronous_commit", "shared_buffers")
         }
     return facts

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, TypedDict, Unpack
 
 from pgq.app import App, TaskRef
-from pgq.db.queries import query
+from pgq.db import store
 from pgq.job import LIVE_STATUSES, Job
 from pgq.task import Task
 
@@ -77,7 +77,7 @@ def _find(
         raise TypeError(f"args must be a dict (matched as a subset of each job's args), got {args!r}")
     name = _task_name(task)
     waiting = enqueued_jobs(app)
-    now: Any = app.db.run(query("db_now", app.schema), {})[0]["db_now"] if delayed is not None else None
+    now: Any = store.db_now.run(app.db, {})[0]["db_now"] if delayed is not None else None
     matches = [
         job
         for job in waiting

@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 
 from pgq.app import App
-from pgq.db.queries import query
+from pgq.db import store
 from pgq.migrate import migrate
 from pgq.settings import load_settings
 
@@ -29,7 +29,7 @@ URL_VARIABLE = "PGQ_TEST_DATABASE_URL"
 
 # A throwaway test server needs no durability; these make it several times faster
 # (each turns off one setting: fsync, synchronous_commit, full_page_writes).
-_FAST_SETTINGS = ("admin_fast_fsync", "admin_fast_synchronous_commit", "admin_fast_full_page_writes")
+_FAST_SETTINGS = (store.admin_fast_fsync, store.admin_fast_synchronous_commit, store.admin_fast_full_page_writes)
 
 
 class DatabaseServer:
@@ -70,8 +70,8 @@ class DatabaseServer:
         url: str = server.get_uri()
         with psycopg.connect(url, autocommit=True) as conn:
             for setting in _FAST_SETTINGS:
-                conn.execute(query(setting))
-            conn.execute(query("admin_reload_conf"))
+                setting.fetch(conn, None, {})
+            store.admin_reload_conf.fetch(conn, None, {})
 
         def stop() -> None:
             server.cleanup()
@@ -89,7 +89,7 @@ class DatabaseServer:
         """Create a database migrated to pgq's newest schema (in ``schema``,
         default ``PGQ_SCHEMA``) and return its name; :meth:`stop` drops it."""
         name = f"pgq_template_{uuid.uuid4().hex[:8]}"
-        self._execute(query("admin_create_database", database=name))
+        self._execute(store.admin_create_database, database=name)
         self._templates.append(name)
         migrate(self.url_for(name), schema=schema)
         return name
@@ -97,28 +97,28 @@ class DatabaseServer:
     def create_database(self, template: str) -> str:
         """A new database cloned from ``template``; returns its URL."""
         name = f"pgq_test_{uuid.uuid4().hex[:12]}"
-        self._execute(query("admin_create_database_from", database=name, template=template))
+        self._execute(store.admin_create_database_from, database=name, template=template)
         return self.url_for(name)
 
     def drop_database(self, url: str) -> None:
         """Drop the database of ``url``, closing whatever is still connected to it."""
         name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
-        self._execute(query("admin_drop_database", database=str(name)))
+        self._execute(store.admin_drop_database, database=str(name))
 
     def stop(self) -> None:
         """Drop the templates; stop and delete the server if this session started it."""
         try:
             for name in self._templates:
-                self._execute(query("admin_drop_database", database=name))
+                self._execute(store.admin_drop_database, database=name)
             self._templates.clear()
         finally:
             if self._stop is not None:
                 self._stop()
                 self._stop = None
 
-    def _execute(self, sql: str) -> None:
+    def _execute(self, statement: store.Query[store.NoParams], **identifiers: str) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(sql.encode())
+            statement.fetch(conn, None, {}, **identifiers)
 
 
 @contextlib.contextmanager

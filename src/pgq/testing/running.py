@@ -26,9 +26,8 @@ from psycopg.rows import dict_row
 
 from pgq.app import App, TaskRef
 from pgq.context import JobContext
-from pgq.db import repo
+from pgq.db import repo, store
 from pgq.db.connection import Row, connection_kwargs
-from pgq.db.queries import query
 from pgq.enqueueing import prepare
 from pgq.errors import ConfigurationError, UnknownTask, unknown_options
 from pgq.events import Event
@@ -214,9 +213,8 @@ async def drain_async(
 
 
 async def _any_due(conn: psycopg.AsyncConnection[Row], app: App, queues: list[str]) -> bool:
-    cur = await conn.execute(query("testing_any_due", app.schema), {"queues": queues})
-    row = await cur.fetchone()
-    return bool(row and row["due"])
+    rows = await store.testing_any_due.fetch_async(conn, app.schema, {"queues": queues})
+    return bool(rows and rows[0]["due"])
 
 
 def _queues_to_drain(app: App, wanted: list[str] | None, with_scheduled: bool) -> list[str]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pgq.db.queries import query
+from pgq.db import store
 from pgq.job import Job
 from pgq.output import explain_reasons as explain_reasons
 from pgq.redaction import Redactor, redact_job
@@ -60,7 +60,7 @@ def display_state(job: Job, now: datetime | None = None) -> str:
 
 def counts(app: App) -> dict[str, dict[str, int]]:
     """Jobs per queue and state: live ones now, finished ones over the last 24 hours (``App.stats``)."""
-    row = app.db.run(query("dashboard_live", app.schema), {"ids": []})[0]
+    row = store.dashboard_live.run(app.db, {"ids": []})[0]
     return merge_counts(row["live"], finished_counts(app.stats()))
 
 
@@ -71,7 +71,7 @@ def finished_counts(stats: Iterable[QueueStats]) -> list[dict[str, Any]]:
 
 def failed_by_queue(app: App, names: Iterable[str]) -> dict[str, int]:
     """Failed jobs of the retained history per queue: what "retry all failed" takes."""
-    rows = app.db.run(query("dashboard_failed_by_queue", app.schema), {"names": list(names)})
+    rows = store.dashboard_failed_by_queue.run(app.db, {"names": list(names)})
     return {row["queue"]: int(row["failed"]) for row in rows}
 
 
@@ -91,7 +91,7 @@ def totals(table: dict[str, dict[str, int]]) -> dict[str, int]:
 
 
 def paused_queues(app: App) -> list[str]:
-    return list(app.db.run(query("dashboard_live", app.schema), {"ids": []})[0]["paused"])
+    return list(store.dashboard_live.run(app.db, {"ids": []})[0]["paused"])
 
 
 #: The charts' ranges: (length, step) in seconds; 60 to 96 points each.
@@ -102,7 +102,7 @@ def series(app: App, range_name: str = "1h") -> dict[str, Any]:
     """The sweeper's metrics rows over ``range_name`` (:data:`RANGES`), per queue, in equal steps
     ending with the database's now: the data of :class:`pgq.web.models.Series`."""
     length, step = RANGES[range_name]
-    now: datetime = app.db.run(query("dashboard_now", app.schema), {})[0]["now"]
+    now: datetime = store.dashboard_now.run(app.db, {})[0]["now"]
     epoch = now.timestamp()
     # Steps start on multiples of the step, so a chart's bars stay put between reloads.
     last = epoch - epoch % step
@@ -110,7 +110,7 @@ def series(app: App, range_name: str = "1h") -> dict[str, Any]:
     first = last - (count - 1) * step
     start = datetime.fromtimestamp(first, now.tzinfo)
     times = [first + i * step for i in range(count)]
-    rows = app.db.run(query("dashboard_series", app.schema), {"start": start, "step": step})
+    rows = store.dashboard_series.run(app.db, {"start": start, "step": step})
     queues: dict[str, dict[str, list[Any]]] = {}
     for row in rows:
         index = int((row["bucket"].timestamp() - first) // step)
@@ -130,7 +130,7 @@ def series(app: App, range_name: str = "1h") -> dict[str, Any]:
             entry[name][index] = float(row[name] or 0)
         for name in ("wait_ms", "run_ms"):
             entry[name][index] = None if row[name] is None else float(row[name])
-    recorded_until = app.db.run(query("dashboard_metrics_until", app.schema), {})[0]["until"]
+    recorded_until = store.dashboard_metrics_until.run(app.db, {})[0]["until"]
     return {
         "range": range_name,
         "step_seconds": step,
@@ -197,8 +197,8 @@ def family(app: App, job: Job) -> tuple[list[dict[str, Any]], Graph | None]:
     truncated = False
     while frontier and len(found) < GRAPH_NODES:
         ids = sorted(set(frontier) | {p for i in frontier for p in (found.get(i, {}).get("depends_on") or [])})
-        rows = app.db.run(
-            query("dashboard_family", app.schema),
+        rows = store.dashboard_family.run(
+            app.db,
             {"ids": ids, "low": min(ids), "high": max(ids), "window": CHILD_WINDOW, "limit": GRAPH_NODES * 2},
         )
         new = []
@@ -260,12 +260,12 @@ def worker_names(app: App, ids: Iterable[Any]) -> dict[str, str]:
     wanted = sorted({str(i) for i in ids if i})
     if not wanted:
         return {}
-    rows = app.db.run(query("dashboard_worker_names", app.schema), {"ids": wanted})
+    rows = store.dashboard_worker_names.run(app.db, {"ids": wanted})
     return {str(row["id"]): str(row["name"]) for row in rows}
 
 
 def db_now(app: App) -> datetime:
-    value: datetime = app.db.run(query("dashboard_now", app.schema), {})[0]["now"]
+    value: datetime = store.dashboard_now.run(app.db, {})[0]["now"]
     return value
 
 

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pgq.db import store
 from pgq.db.listener import Listener
 from pgq.redaction import Redactor
 from pgq.web.data import finished_counts, merge_counts, totals
@@ -196,7 +197,7 @@ class LiveHub:
 
         ids = sorted(set().union(*(s.ids for s in self.subscribers))) if self.subscribers else []
         reads = self.app.reader
-        rows = await run_in_threadpool(lambda: reads.db.fetch("dashboard_live", {"ids": ids}))
+        rows = await run_in_threadpool(lambda: store.dashboard_live.run(reads.db, {"ids": ids}))
         row = rows[0] if rows else None
         self.reads += 1
         self._backoff = 0.5

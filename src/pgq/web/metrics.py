@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from pgq.db.queries import query
+from pgq.db import store
 from pgq.slo import OBJECTIVES
 from pgq.web import data
 
@@ -58,7 +58,7 @@ class PgqCollector:
                 jobs.add_metric([queue, state], n)
         yield jobs
 
-        totals = app.db.run(query("dashboard_metric_totals", app.schema), {})
+        totals = store.dashboard_metric_totals.run(app.db, {})
         for name in ("completed", "failed", "retried", "cancelled", "rejected"):
             window = GaugeMetricFamily(
                 f"pgq_jobs_{name}_24h",
@@ -73,7 +73,7 @@ class PgqCollector:
             "Enqueues refused and pending jobs dropped by max_pending or group_max_pending (queues.rejected)",
             labels=["queue"],
         )
-        for row in app.db.run(query("dashboard_rejected_totals", app.schema), {}):
+        for row in store.dashboard_rejected_totals.run(app.db, {}):
             rejected.add_metric([row["queue"]], float(row["rejected"]))
         yield rejected
         for kind in ("run", "wait"):
@@ -87,7 +87,7 @@ class PgqCollector:
                         gauge.add_metric([row["queue"], stat], float(value) / 1000)
             yield gauge
 
-        slots = app.db.run(query("dashboard_worker_slots", app.schema), {})[0]
+        slots = store.dashboard_worker_slots.run(app.db, {})[0]
         yield GaugeMetricFamily("pgq_workers", "Live workers", value=float(slots["workers"]))
         yield GaugeMetricFamily("pgq_worker_slots", "Job slots of the live workers", value=float(slots["slots"]))
         yield GaugeMetricFamily("pgq_worker_slots_in_use", "Jobs the live workers run now", value=float(slots["busy"]))

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from pgq.bulk import JobFilter, run_bulk
-from pgq.db.queries import query
+from pgq.db import store
 from pgq.job import STATUSES, Job, attempt_verb
 from pgq.output import limits_text, replica_text
 from pgq.redaction import redact_job, redact_schedule
@@ -98,7 +98,7 @@ def router(d: Dashboard) -> APIRouter:
         def read_all() -> dict[str, Any]:
             app = d.reads
             stats = app.stats()
-            live = app.db.run(query("dashboard_live", app.schema), {"ids": []})[0]
+            live = store.dashboard_live.run(app.db, {"ids": []})[0]
             table = data.merge_counts(live["live"], data.finished_counts(stats))
             return {
                 "counts": table,
