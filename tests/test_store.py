@@ -49,6 +49,11 @@ def test_a_declaration_takes_the_parameters_its_sql_takes(name: str) -> None:
     assert set(typing.get_type_hints(params)) == set(_PARAM.findall(sql)), f"{name}: {shape.group(1)}"
 
 
+def test_the_queries_run_again_after_a_lost_connection_are_declared_ones() -> None:
+    assert store.IDEMPOTENT <= set(_declared()), sorted(store.IDEMPOTENT - set(_declared()))
+    assert store.job_get.idempotent and not store.job_retry.idempotent
+
+
 def test_the_store_can_fail() -> None:
     """The check above reads what it is meant to read: a declaration with a parameter too
     many, or one too few, differs from its SQL."""

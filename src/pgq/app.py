@@ -17,11 +17,11 @@ import psycopg
 
 from pgq.app_part import part_method
 from pgq.bulk import BulkControls, JobFilterOptions, job_filter
+from pgq.db import store
 from pgq.db.connection import Row, can_copy
 from pgq.db.database import Database
 from pgq.db.flows import drive, translated
 from pgq.db.pooled import Commit
-from pgq.db import store
 from pgq.db.urls import normalize
 from pgq.encryption import is_envelope, open_envelope, parse_keys
 from pgq.enqueueing import (

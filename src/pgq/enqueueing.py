@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pgq.db import store
 from pgq.db.connection import CopyIn
 from pgq.db.flows import Flow
-from pgq.db import store
 from pgq.durations import to_seconds
 from pgq.errors import ConfigurationError, InvalidJob, PgqError, QueueFull, UnknownTask
 from pgq.job import JobSpec

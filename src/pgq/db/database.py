@@ -194,9 +194,7 @@ class Database:
 
     # ----------------------------------------------------------- statements
 
-    def run(
-        self, sql: str | CopyIn, params: Params, connection: Any = None, *, idempotent: bool = False
-    ) -> list[Row]:
+    def run(self, sql: str | CopyIn, params: Params, connection: Any = None, *, idempotent: bool = False) -> list[Row]:
         """One statement: on the caller's connection (its errors untouched), or on pgq's
         pool with the retry rule; ``idempotent`` statements (reads) are retried after any
         lost connection."""
@@ -216,11 +214,6 @@ class Database:
             return await self.pooled_async(work, idempotent=idempotent)
         with self._schema_errors():
             return await run_async(connection, sql, params)
-
-    def fetch(self, name: str, params: dict[str, Any] | None = None) -> list[Row]:
-        """The rows of the named read ``name`` (:mod:`pgq.db.queries`), on pgq's pool;
-        retried after a lost connection, as a read may be."""
-        return self.run(query(name, self.schema), params or {}, idempotent=True)
 
     def drive(self, make_flow: Callable[[], Flow[T]], connection: Any, *, transaction: bool = False) -> T:
         """Run a flow on the caller's connection, or on pgq's pool (in one transaction

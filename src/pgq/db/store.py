@@ -8,7 +8,7 @@ SQL. A query is run one of four ways, all typed by the same declaration:
 
 - ``q.run(app.db, params)`` / ``await q.run_async(app.db, params)``: on pgq's
   pool (or the caller's ``connection=``), with the database's retry rule; a
-  query declared ``idempotent`` (a read, or a write that sets a value) is run
+  query listed in ``IDEMPOTENT`` (a read, or a write that sets a value) is run
   again after a lost connection;
 - ``q.fetch(conn, schema, params)`` / ``await q.fetch_async(...)``: on a
   connection the caller holds (a service's session, a test helper's);
@@ -52,9 +52,11 @@ class Query(Generic[P]):
     """Named block ``name`` of ``db/sql``, taking the parameters ``P``."""
 
     name: str
-    #: Safe to run again after the connection was lost mid-call: a read, or a write
-    #: that sets a value rather than adds one.
-    idempotent: bool = False
+
+    @property
+    def idempotent(self) -> bool:
+        """Safe to run again after the connection was lost mid-call (:data:`IDEMPOTENT`)."""
+        return self.name in IDEMPOTENT
 
     def sql(self, schema: str | None = None, **identifiers: str) -> str:
         """The text for ``schema``, with ``identifiers`` quoted into its ``{ident:x}``."""
@@ -74,6 +76,37 @@ class Query(Generic[P]):
 
     async def fetch_async(self, connection: Any, schema: str | None, params: P, **identifiers: str) -> list[Row]:
         return await run_async(connection, query(self.name, schema, **identifiers), params)
+
+
+#: The queries :meth:`Query.run` runs again after a lost connection: reads, and writes
+#: that set a value rather than add one (running one twice leaves what running it once does).
+IDEMPOTENT = frozenset(
+    (
+        "bulk_count",
+        "bulk_last_id",
+        "dashboard_live",
+        "db_now",
+        "job_get",
+        "job_list",
+        "job_list_tagged",
+        "job_log_list",
+        "ops_explain",
+        "ops_group_rates_reset",
+        "ops_list_queues",
+        "ops_list_workers",
+        "ops_mark_limit_slots",
+        "ops_pause_queue",
+        "ops_resume_queue",
+        "ops_set_queue",
+        "ops_set_queue_slo",
+        "ops_stats",
+        "replica_lag",
+        "schedule_get",
+        "schedule_list",
+        "schedule_set_enabled",
+        "schedule_upsert",
+    )
+)
 
 
 def jobs_sequence(schema: str) -> str:
@@ -515,20 +548,20 @@ class ScheduleTakeTick(TypedDict):
 
 
 class ScheduleUpsert(TypedDict):
-    name: str
-    cron: str
-    timezone: str
-    task: str
     #: The args as JSON text.
     args: str
-    queue: str | None
-    priority: int | None
-    max_attempts: int | None
     catch_up: str
+    cron: str
     enabled: bool
+    max_attempts: int | None
+    name: str
+    next_run_at: datetime
+    priority: int | None
+    queue: str | None
     #: ``code`` (declared by a worker's app) or ``runtime`` (``add_schedule``).
     source: str
-    next_run_at: datetime
+    task: str
+    timezone: str
 
 
 class SweepMarkDeadWorkers(TypedDict):
@@ -634,15 +667,15 @@ bench_churn_insert: Query[ByBatch] = Query("bench_churn_insert")
 bench_churn_move: Query[NoParams] = Query("bench_churn_move")
 
 # ------------------------------------------------------------------ bulk.sql
-bulk_count: Query[BulkCount] = Query("bulk_count", idempotent=True)
+bulk_count: Query[BulkCount] = Query("bulk_count")
 bulk_retry: Query[BulkRetry] = Query("bulk_retry")
 bulk_cancel: Query[BulkCancel] = Query("bulk_cancel")
 bulk_priority: Query[BulkPriority] = Query("bulk_priority")
 bulk_delete: Query[BulkDelete] = Query("bulk_delete")
-bulk_last_id: Query[NoParams] = Query("bulk_last_id", idempotent=True)
+bulk_last_id: Query[NoParams] = Query("bulk_last_id")
 
 # ------------------------------------------------------------------ dashboard.sql
-dashboard_live: Query[ByIds] = Query("dashboard_live", idempotent=True)
+dashboard_live: Query[ByIds] = Query("dashboard_live")
 dashboard_failed_by_queue: Query[DashboardFailedByQueue] = Query("dashboard_failed_by_queue")
 dashboard_series: Query[DashboardSeries] = Query("dashboard_series")
 dashboard_metrics_until: Query[NoParams] = Query("dashboard_metrics_until")
@@ -663,9 +696,9 @@ job_key_debounce: Query[JobKeyDebounce] = Query("job_key_debounce")
 job_key_holder: Query[ByKeyAndQueue] = Query("job_key_holder")
 job_key_record: Query[JobKeyRecord] = Query("job_key_record")
 job_ids_by_key: Query[JobIdsByKey] = Query("job_ids_by_key")
-job_get: Query[ById] = Query("job_get", idempotent=True)
-job_list: Query[JobList] = Query("job_list", idempotent=True)
-job_list_tagged: Query[JobListTagged] = Query("job_list_tagged", idempotent=True)
+job_get: Query[ById] = Query("job_get")
+job_list: Query[JobList] = Query("job_list")
+job_list_tagged: Query[JobListTagged] = Query("job_list_tagged")
 job_claim: Query[JobClaim] = Query("job_claim")
 job_claim_finishing: Query[JobClaimFinishing] = Query("job_claim_finishing")
 job_claim_batch: Query[JobClaimBatch] = Query("job_claim_batch")
@@ -691,7 +724,7 @@ job_wait_settle: Query[ById] = Query("job_wait_settle")
 job_wait_unregister: Query[NoParams] = Query("job_wait_unregister")
 job_update: Query[JobUpdate] = Query("job_update")
 job_log_insert: Query[JobLogInsert] = Query("job_log_insert")
-job_log_list: Query[ById] = Query("job_log_list", idempotent=True)
+job_log_list: Query[ById] = Query("job_log_list")
 
 # ------------------------------------------------------------------ keys.sql
 keys_stale_jobs: Query[KeysStaleJobs] = Query("keys_stale_jobs")
@@ -702,32 +735,32 @@ keys_reseal_schedule: Query[KeysResealSchedule] = Query("keys_reseal_schedule")
 # ------------------------------------------------------------------ operations.sql
 ops_promote: Query[OpsPromote] = Query("ops_promote")
 ops_delete: Query[ById] = Query("ops_delete")
-ops_pause_queue: Query[ByName] = Query("ops_pause_queue", idempotent=True)
-ops_resume_queue: Query[OpsResumeQueue] = Query("ops_resume_queue", idempotent=True)
-ops_set_queue: Query[OpsSetQueue] = Query("ops_set_queue", idempotent=True)
-ops_mark_limit_slots: Query[ByName] = Query("ops_mark_limit_slots", idempotent=True)
-ops_group_rates_reset: Query[ByName] = Query("ops_group_rates_reset", idempotent=True)
+ops_pause_queue: Query[ByName] = Query("ops_pause_queue")
+ops_resume_queue: Query[OpsResumeQueue] = Query("ops_resume_queue")
+ops_set_queue: Query[OpsSetQueue] = Query("ops_set_queue")
+ops_mark_limit_slots: Query[ByName] = Query("ops_mark_limit_slots")
+ops_group_rates_reset: Query[ByName] = Query("ops_group_rates_reset")
 ops_count_rejected: Query[OpsCountRejected] = Query("ops_count_rejected")
-ops_explain: Query[ById] = Query("ops_explain", idempotent=True)
-ops_list_queues: Query[NoParams] = Query("ops_list_queues", idempotent=True)
-ops_stats: Query[OpsStats] = Query("ops_stats", idempotent=True)
-ops_set_queue_slo: Query[OpsSetQueueSlo] = Query("ops_set_queue_slo", idempotent=True)
-ops_list_workers: Query[NoParams] = Query("ops_list_workers", idempotent=True)
-replica_lag: Query[NoParams] = Query("replica_lag", idempotent=True)
+ops_explain: Query[ById] = Query("ops_explain")
+ops_list_queues: Query[NoParams] = Query("ops_list_queues")
+ops_stats: Query[OpsStats] = Query("ops_stats")
+ops_set_queue_slo: Query[OpsSetQueueSlo] = Query("ops_set_queue_slo")
+ops_list_workers: Query[NoParams] = Query("ops_list_workers")
+replica_lag: Query[NoParams] = Query("replica_lag")
 
 # ------------------------------------------------------------------ schedules.sql
-schedule_upsert: Query[ScheduleUpsert] = Query("schedule_upsert", idempotent=True)
+schedule_upsert: Query[ScheduleUpsert] = Query("schedule_upsert")
 schedule_disable_missing: Query[ScheduleDisableMissing] = Query("schedule_disable_missing")
 schedule_due: Query[ByTasks] = Query("schedule_due")
 schedule_next_wait: Query[ByTasks] = Query("schedule_next_wait")
 schedule_take_tick: Query[ScheduleTakeTick] = Query("schedule_take_tick")
 schedule_triggered: Query[ByJobIdAndName] = Query("schedule_triggered")
 schedule_set_last_job: Query[ByJobIdAndName] = Query("schedule_set_last_job")
-schedule_list: Query[NoParams] = Query("schedule_list", idempotent=True)
-schedule_get: Query[ByName] = Query("schedule_get", idempotent=True)
+schedule_list: Query[NoParams] = Query("schedule_list")
+schedule_get: Query[ByName] = Query("schedule_get")
 schedule_delete: Query[ByName] = Query("schedule_delete")
-schedule_set_enabled: Query[ScheduleSetEnabled] = Query("schedule_set_enabled", idempotent=True)
-db_now: Query[NoParams] = Query("db_now", idempotent=True)
+schedule_set_enabled: Query[ScheduleSetEnabled] = Query("schedule_set_enabled")
+db_now: Query[NoParams] = Query("db_now")
 
 # ------------------------------------------------------------------ schema.sql
 schema_version: Query[NoParams] = Query("schema_version")
