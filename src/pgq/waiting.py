@@ -41,8 +41,6 @@ class Sql:
 
     @classmethod
     def of(cls, statement: store.Statement) -> Sql:
-        # A store query's text is always a str: only the COPY runners make a CopyIn.
-        assert isinstance(statement.sql, str)
         return cls(statement.sql, statement.params)
 
 

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypedDict, TypeVar, cast
 from uuid import UUID
 
-from pgq.db.connection import CopyIn, Row, run_async, run_sync
+from pgq.db.connection import Row, run_async, run_sync
 from pgq.db.queries import query, quote_ident
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ P = TypeVar("P", bound=Mapping[str, Any])
 class Statement(NamedTuple):
     """A statement with its parameters: what a flow yields and a runner runs."""
 
-    sql: str | CopyIn
+    sql: str
     params: dict[str, Any]
 
 
