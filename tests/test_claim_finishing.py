@@ -1,6 +1,7 @@
 """A busy worker's claim writes the plain completions waiting for the completer, in the
-claim's transaction (migration 0011, ``repo.claim_finishing``): same fences, same
-history rows and events as the completer's own write, and nothing lost when it fails."""
+claim's transaction (migration 0011, ``repo.claim_finishing``; for a queue with limits,
+migration 0021, ``repo.claim_limited_finishing``): same fences, same history rows and
+events as the completer's own write, and nothing lost when it fails."""
 
 from __future__ import annotations
 
@@ -79,6 +80,37 @@ async def test_a_claim_that_fails_writes_nothing_and_claims_nothing(app: pgq.App
     assert conn.execute("select count(*) as n from pgq.job_history").fetchone()["n"] == 0
     rows = conn.execute("select id, status from pgq.jobs order by id").fetchall()
     assert rows == [{"id": ids[0], "status": "running"}] + [{"id": i, "status": "pending"} for i in ids[1:]]
+
+
+async def test_a_limited_claim_writes_its_completions_first_so_that_their_slots_serve_it(
+    app: pgq.App, conn: Any
+) -> None:
+    @app.task
+    def work(n: int) -> None: ...
+
+    app.set_queue("default", concurrency=2)
+    ids = [work.enqueue(n=n) for n in range(5)]
+    worker_id = uuid.uuid4()
+    session = await _registered_session(app.url, worker_id)
+    try:
+        first = await repo.claim_limited(session, "pgq", worker_id, "default", 5)
+        assert [job.id for job in first] == ids[:2]  # the limit
+        assert await repo.claim_limited(session, "pgq", worker_id, "default", 5) == []
+        kept, lost = first
+        # The sweeper gave the second job away while it ran; another worker runs it now,
+        # so its slot stays taken.
+        conn.execute(
+            "update pgq.jobs set worker_id = gen_random_uuid(), attempts = attempts + 1 where id = %s", [lost.id]
+        )
+        jobs, accepted = await repo.claim_limited_finishing(session, "pgq", worker_id, "default", 5, first)
+    finally:
+        await session.close()
+    assert accepted == {kept.id}
+    assert [job.id for job in jobs] == [ids[2]]  # the one slot the written completion freed
+    history = conn.execute("select id, status, worker_id, attempts from pgq.job_history").fetchall()
+    assert history == [{"id": kept.id, "status": "completed", "worker_id": worker_id, "attempts": 1}]
+    row = conn.execute("select status, attempts from pgq.jobs where id = %s", [lost.id]).fetchone()
+    assert row == {"status": "running", "attempts": 2}
 
 
 def _outcome(job_id: int, owner: uuid.UUID, kind: str = "completed") -> Outcome:
@@ -184,6 +216,71 @@ async def test_completions_a_failed_claim_carried_are_written_by_the_completer(
         "select count(*) as n from pgq.job_history where id = any(%s) and status = 'completed'", [lost_with_a_claim]
     ).fetchone()
     assert written == {"n": len(set(lost_with_a_claim))}  # the completer wrote what the failed claims carried
+
+
+async def test_a_worker_at_a_queue_limit_finishes_through_its_claims_and_keeps_the_limit(
+    app: pgq.App, conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = 0
+    most = 0
+
+    @app.task
+    async def work(n: int) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.002)
+        running -= 1
+
+    carried: list[int] = []
+    claim_limited_finishing = repo.claim_limited_finishing
+
+    async def spied(*args: Any, **kwargs: Any) -> Any:
+        answer = await claim_limited_finishing(*args, **kwargs)
+        carried.append(len(args[5]))
+        return answer
+
+    monkeypatch.setattr(repo, "claim_limited_finishing", spied)
+    app.set_queue("default", concurrency=3)
+    count = 200
+    app.enqueue_many([pgq.JobSpec("work", {"n": n}) for n in range(count)])
+    await _drain(app, count, concurrency=10)
+    assert carried, "no limited claim carried completions"
+    assert most <= 3
+    rows = conn.execute("select status, count(*) as n, max(attempts) as a from pgq.job_history group by 1").fetchall()
+    assert rows == [{"status": "completed", "n": count, "a": 1}]
+
+
+async def test_completions_a_failed_limited_claim_carried_are_written_by_the_completer(
+    app: pgq.App, conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @app.task
+    async def work(n: int) -> None: ...
+
+    failures = 0
+    lost_with_a_claim: list[int] = []
+    claim_limited_finishing = repo.claim_limited_finishing
+
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal failures
+        if failures < 3:
+            failures += 1
+            lost_with_a_claim.extend(job.id for job in args[5])
+            raise psycopg.OperationalError("the connection was lost (test)")
+        return await claim_limited_finishing(*args, **kwargs)
+
+    monkeypatch.setattr(repo, "claim_limited_finishing", failing)
+    app.set_queue("default", concurrency=5)
+    count = 100
+    app.enqueue_many([pgq.JobSpec("work", {"n": n}) for n in range(count)])
+    await _drain(app, count, concurrency=5)
+    assert 1 <= failures <= 3 and lost_with_a_claim
+    rows = conn.execute("select status, count(*) as n, max(attempts) as a from pgq.job_history group by 1").fetchall()
+    assert rows == [{"status": "completed", "n": count, "a": 1}]
+    written = conn.execute(
+        "select count(*) as n from pgq.job_history where id = any(%s) and status = 'completed'", [lost_with_a_claim]
+    ).fetchone()
+    assert written == {"n": len(set(lost_with_a_claim))}
 
 
 async def _drain(app: pgq.App, count: int, concurrency: int) -> None:

@@ -299,7 +299,9 @@ def test_the_grouped_claim_takes_what_the_loop_of_0006_took(app: pgq.App, conn: 
 
 async def test_outcomes_being_written_hold_back_a_capped_queue_not_the_other_groups(app: pgq.App, conn: Any) -> None:
     """While a worker's outcomes of a queue are unwritten, the database counts their jobs as
-    running. A queue-wide limit would find no room: the producer leaves such a queue to the
+    running. Plain completions ride on the next claim and are written first (the test after
+    this one); outcomes that cannot (here: completions with a result) are the completer's to
+    write. A queue-wide limit would find no room: the producer leaves such a queue to the
     write (which wakes it). A queue with group limits alone still has the other groups: the
     producer claims them at once instead of waiting out the write (a grouped drain ran at
     11,100-11,700 jobs/s with the wait, 15,600-16,700 without)."""
@@ -318,7 +320,7 @@ async def test_outcomes_being_written_hold_back_a_capped_queue_not_the_other_gro
     for r in done:
         job = Job(r["id"], r["queue"], r["task"], r["args"], r["priority"], "running", r["attempts"],
                   r["max_attempts"], r["run_at"], r["created_at"], worker_id=worker_id)  # fmt: skip
-        completer.add(Outcome(job, "completed"))
+        completer.add(Outcome(job, "completed", result_json="1"))
     started: list[Job] = []
     worker = SimpleNamespace(
         id=worker_id, schema="pgq", queues=["grouped", "capped"], completer=completer, start=started.append
@@ -332,6 +334,44 @@ async def test_outcomes_being_written_hold_back_a_capped_queue_not_the_other_gro
     assert claimed == 2 and sorted(job.id for job in started) == grouped[1:]
     running = conn.execute("select count(*) as n from pgq.jobs where queue = 'capped' and status = 'running'")
     assert running.fetchone()["n"] == 1  # the capped queue was left to the write
+
+
+async def test_plain_completions_ride_on_the_next_limited_claim_and_free_their_slots(app: pgq.App, conn: Any) -> None:
+    """The same worker with plain completions: the first limited claim writes them, so the
+    capped queue has room again in the same round (migration 0021)."""
+    app.set_queue("grouped", group_concurrency=1)
+    app.set_queue("capped", concurrency=1)
+    grouped = app.enqueue_many([pgq.JobSpec("t", queue="grouped", group=g) for g in "ab"])
+    capped = app.enqueue_many([pgq.JobSpec("t", queue="capped") for _ in range(2)])
+    worker_id = add_worker(conn, queues=["grouped", "capped"], concurrency=10)
+    done = claim_limited(conn, worker_id, "grouped", 1) + claim_limited(conn, worker_id, "capped", 1)
+    written: list[set[int]] = []
+
+    async def never(owner: uuid.UUID, columns: Any) -> set[int]:
+        raise AssertionError("carried by the claim, not written by the completer")
+
+    async def on_written(batch: list[Outcome], accepted: set[int]) -> None:
+        written.append(accepted)
+
+    completer = Completer(never, on_written=on_written)
+    for r in done:
+        job = Job(r["id"], r["queue"], r["task"], r["args"], r["priority"], "running", r["attempts"],
+                  r["max_attempts"], r["run_at"], r["created_at"], worker_id=worker_id)  # fmt: skip
+        completer.add(Outcome(job, "completed"))
+    started: list[Job] = []
+    worker = SimpleNamespace(
+        id=worker_id, schema="pgq", queues=["grouped", "capped"], completer=completer, start=started.append
+    )
+    session = Session(app.url, Settings(database_url=app.url), "test producer", 10.0)
+    try:
+        producer = Producer(worker, session)  # type: ignore[arg-type]
+        claimed, _ = await producer._round(10)
+    finally:
+        await session.close()
+    assert written == [{grouped[0], capped[0]}] and completer.pending() == 0
+    assert claimed == 2 and sorted(job.id for job in started) == sorted([grouped[1], capped[1]])
+    history = conn.execute("select id from pgq.job_history order by id").fetchall()
+    assert [r["id"] for r in history] == sorted([grouped[0], capped[0]])
 
 
 def test_group_rate(app: pgq.App, conn: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pgq.context import JobContext
+from pgq.db import store
 from pgq.db.connection import Row, run_async
 from pgq.db.queries import query
 from pgq.db.session import Session
@@ -74,13 +75,14 @@ class ClaimedRows:
         if result is not None and result.nfields != self.width:
             names = [column.name for column in cursor.description or ()]
             raise RuntimeError(f"a claim returned columns {names}, expected {list(CLAIM_COLUMNS)}")
-        return self._row if self.with_next_wait else self.make
+        return self._row
 
     def _row(self, values: Sequence[Any]) -> Job | None:
         if values[2] is None:
             self.refused.append(values[0])
             return None
-        self.next_wait = values[-1]
+        if self.with_next_wait:
+            self.next_wait = values[-1]
         return self.make(values)
 
 
@@ -98,7 +100,7 @@ def _claim_order(made: list[Job | None], rows: ClaimedRows) -> list[Job]:
     return jobs
 
 
-async def _claimed(target: Session | AsyncConn, sql: str, params: dict[str, Any], rows: ClaimedRows) -> list[Job]:
+async def _claimed(target: Session | AsyncConn, sql: str, params: Mapping[str, Any], rows: ClaimedRows) -> list[Job]:
     if isinstance(target, Session):
         return _claim_order(await target.fetch(sql, params, rows), rows)
     async with target.cursor(row_factory=rows) as cursor:
@@ -150,8 +152,27 @@ def _array_text(items: Sequence[object]) -> str:
 
 async def claim_limited(session: Session, schema: str, worker_id: uuid.UUID, queue: str, limit: int) -> list[Job]:
     """Claim up to ``limit`` jobs of one queue with limits (docs/flow-control.md)."""
-    params = {"worker_id": worker_id, "queue": queue, "limit": limit}
-    return await _claimed(session, query("job_claim_limited", schema), params, ClaimedRows(worker_id, False))
+    params: store.JobClaimLimited = {"worker_id": worker_id, "queue": queue, "limit": limit}
+    return await _claimed(session, store.job_claim_limited.sql(schema), params, ClaimedRows(worker_id, False))
+
+
+async def claim_limited_finishing(
+    session: Session, schema: str, worker_id: uuid.UUID, queue: str, limit: int, finished: Sequence[Job]
+) -> tuple[list[Job], set[int]]:
+    """:func:`claim_limited`, after writing ``finished`` (jobs of ``worker_id`` that completed,
+    with no result) in the same transaction, so that the slots they held are free for it;
+    also returns the ids of those accepted. Nothing is written if it raises."""
+    params: store.JobClaimLimitedFinishing = {
+        "worker_id": worker_id,
+        "queue": queue,
+        "limit": limit,
+        "done_id": _array_text([job.id for job in finished]),
+        "done_queue": _array_text([f'"{job.queue}"' for job in finished]),
+        "done_attempt": _array_text([job.attempts for job in finished]),
+    }
+    rows = ClaimedRows(worker_id, with_next_wait=False)
+    jobs = await _claimed(session, store.job_claim_limited_finishing.sql(schema), params, rows)
+    return jobs, {job.id for job in finished}.difference(rows.refused)
 
 
 async def claim_batch(

@@ -260,15 +260,26 @@ class JobClaimBatch(TypedDict):
 
 
 class JobClaimFinishing(TypedDict):
-    attempt: list[int]
-    id: list[int]
+    #: The outcomes to write first (id, queue, attempt), as array text (made in db/repo.py).
+    attempt: str
+    id: str
     limit: int
-    queue: list[str]
+    queue: str
     queues: list[str]
     worker_id: UUID
 
 
 class JobClaimLimited(TypedDict):
+    limit: int
+    queue: str
+    worker_id: UUID
+
+
+class JobClaimLimitedFinishing(TypedDict):
+    #: The outcomes to write first, as array text (made in db/repo.py).
+    done_attempt: str
+    done_id: str
+    done_queue: str
     limit: int
     queue: str
     worker_id: UUID
@@ -703,6 +714,7 @@ job_claim: Query[JobClaim] = Query("job_claim")
 job_claim_finishing: Query[JobClaimFinishing] = Query("job_claim_finishing")
 job_claim_batch: Query[JobClaimBatch] = Query("job_claim_batch")
 job_claim_limited: Query[JobClaimLimited] = Query("job_claim_limited")
+job_claim_limited_finishing: Query[JobClaimLimitedFinishing] = Query("job_claim_limited_finishing")
 job_limited_queues: Query[ByQueues] = Query("job_limited_queues")
 job_mark_limit_slots: Query[JobMarkLimitSlots] = Query("job_mark_limit_slots")
 job_next_token: Query[ByQueues] = Query("job_next_token")

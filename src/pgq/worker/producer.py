@@ -7,8 +7,9 @@ moment the next delayed job or rate token is due. Queues with limits are
 claimed one by one through ``claim_limited``, taking turns at going first.
 
 A busy worker claims as its jobs finish, so the claim also writes the plain
-completions waiting for the completer, in its own transaction (migration 0011):
-one round trip and one commit where there were two.
+completions waiting for the completer, in its own transaction (migration 0011;
+for a queue with limits, migration 0021): one round trip and one commit where
+there were two.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pgq.throttle import LogWindow
 from pgq.worker.wakeup import Wakeup
 
 if TYPE_CHECKING:
+    from pgq.worker.outcome import Outcome
     from pgq.worker.worker import Worker
 
 log = logging.getLogger("pgq.worker")
@@ -133,15 +135,22 @@ class Producer:
     async def _claim_limited(self, free: int, claimed: int) -> dict[str, int]:
         """Claim up to ``free - claimed`` jobs of the queues with limits, one queue at a
         time (taking turns at going first), and start each at once; the jobs each queue
-        gave. Left out: queues not reached for want of slots, and queues with a
-        queue-wide limit and outcomes still to be written, whose slots the database
-        counts as taken until then (the write wakes this worker: a claim before it would
-        find nothing and cost two more round trips asking when to look again). A queue
-        with group limits alone is claimed at once: the groups of those outcomes are
-        left out of the claim, the other groups serve."""
+        gave. The first claim carries the plain completions the completer holds and
+        writes them before it counts the queue's running jobs. Left out: queues not
+        reached for want of slots, and, when the completer's outcomes could not be carried
+        (a write in flight, a result or an error among them), queues with a queue-wide
+        limit and outcomes still to be written, whose slots the database counts as taken
+        until then (the write wakes this worker: a claim before it would find nothing and
+        cost two more round trips asking when to look again). A queue with group limits
+        alone is claimed at once: the groups of those outcomes are left out of the claim,
+        the other groups serve."""
         ordered = [q for q in self.queues if q in self.limited]
         self._turn = (self._turn + 1) % len(ordered)
-        waiting = {outcome.job.queue for outcome in self.worker.completer.unflushed()} & self.queue_wide
+        completer = self.worker.completer
+        # The plain completions the completer holds go with the first claim, which writes
+        # them before it counts the queue's running jobs (migration 0021).
+        done = completer.take_completions(self.worker.id) if free > claimed else []
+        waiting = {outcome.job.queue for outcome in completer.unflushed()} & self.queue_wide if not done else set()
         given: dict[str, int] = {}
         for queue in ordered[self._turn :] + ordered[: self._turn]:
             room = free - claimed - sum(given.values())
@@ -149,10 +158,32 @@ class Producer:
                 break
             if queue in waiting:
                 continue
-            jobs = await repo.claim_limited(self.session, self.schema, self.worker.id, queue, room)
-            self._start(jobs)
+            if done:
+                jobs = await self._claim_finishing(queue, room, done)
+                done = []
+            else:
+                jobs = await repo.claim_limited(self.session, self.schema, self.worker.id, queue, room)
+                self._start(jobs)
             given[queue] = len(jobs)
+        if done:  # no queue was claimed after all: the completer writes them
+            completer.give_back()
         return given
+
+    async def _claim_finishing(self, queue: str, room: int, done: list[Outcome]) -> list[Job]:
+        """Write ``done`` (taken from the completer) and claim up to ``room`` jobs of
+        ``queue``, in one transaction; the completer hears which outcomes were accepted,
+        or gets them back to write itself if the claim failed."""
+        completer = self.worker.completer
+        try:
+            jobs, accepted = await repo.claim_limited_finishing(
+                self.session, self.schema, self.worker.id, queue, room, [outcome.job for outcome in done]
+            )
+        except BaseException:
+            completer.give_back()
+            raise
+        self._start(jobs)
+        await completer.taken_written(accepted)
+        return jobs
 
     def _start(self, jobs: list[Job]) -> None:
         start = self.worker.start

@@ -393,6 +393,12 @@ class Worker:
                 self._report([outcome], {outcome.job.id})
             else:
                 self.completer.add(outcome)
+                limited = self.producer.limited
+                if limited and outcome.job.queue in limited:
+                    # Its slot of the queue's limit frees once the outcome is written: the
+                    # next claim of the queue writes it first (migration 0021), in one round
+                    # trip where waiting for the completer's write took two.
+                    self.producer.wake.set()
 
     async def _keep_log(self, running: RunningJob) -> None:
         """Write the lines the handler logged through ctx.log, before its outcome is queued:

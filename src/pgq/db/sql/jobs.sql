@@ -235,6 +235,18 @@ select id, queue, task, args, priority, attempts, max_attempts, run_at, created_
        tags, meta
   from {schema}.claim_limited(%(worker_id)s, %(queue)s, %(limit)s);
 
+-- name: job_claim_limited_finishing
+-- job_claim_limited carrying the worker's plain completions (claim_limited() of
+-- migration 0021), as job_claim_finishing does for the queues without limits: they are
+-- written first, so that the slots they held are free for the claim. The outcome columns
+-- (done_*) come as array text, as job_claim_finishing's do. A row with a null task is an
+-- outcome the fence refused (its id alone).
+select id, queue, task, args, priority, attempts, max_attempts, run_at, created_at, started_at, key, group_key,
+       timeout, backoff, depends_on, on_parent_failure, nullif(errors, cast('[]' as jsonb)) as errors, snoozes,
+       tags, meta
+  from {schema}.claim_limited(%(worker_id)s, %(queue)s, %(limit)s, cast(%(done_id)s as bigint[]),
+                              cast(%(done_queue)s as text[]), cast(%(done_attempt)s as integer[]));
+
 -- name: job_limited_queues
 -- Which of these queues have limits (and so are claimed by claim_limited), and
 -- whether a limit counts the queue's running jobs as a whole (its concurrency or
