@@ -182,7 +182,14 @@ class Producer:
             completer.give_back()
             raise
         self._start(jobs)
+        woken = self.wake.is_set()
         await completer.taken_written(accepted)
+        if not woken:
+            # The report of a written outcome of a limited queue wakes the producer to claim
+            # into the slots it freed; this claim already did (nothing ran in between: the
+            # report awaits nothing). Woken anyway, it would find the slots taken by the jobs
+            # it just started and ask twice more when to look again.
+            self.wake.clear()
         return jobs
 
     def _start(self, jobs: list[Job]) -> None:
