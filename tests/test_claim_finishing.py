@@ -185,15 +185,20 @@ async def test_a_busy_worker_finishes_through_its_claims_and_reports_after_the_w
     assert rows == [{"status": "completed", "n": count, "a": 1}]
 
 
+@pytest.mark.parametrize(
+    "claim, limit",
+    [("claim_finishing", None), ("claim_limited_finishing", 5)],
+    ids=["unlimited", "limited"],
+)
 async def test_completions_a_failed_claim_carried_are_written_by_the_completer(
-    app: pgq.App, conn: Any, monkeypatch: pytest.MonkeyPatch
+    app: pgq.App, conn: Any, monkeypatch: pytest.MonkeyPatch, claim: str, limit: int | None
 ) -> None:
     @app.task
     async def work(n: int) -> None: ...
 
     failures = 0
     lost_with_a_claim: list[int] = []
-    claim_finishing = repo.claim_finishing
+    carrying = getattr(repo, claim)
 
     async def failing(*args: Any, **kwargs: Any) -> Any:
         nonlocal failures
@@ -201,9 +206,11 @@ async def test_completions_a_failed_claim_carried_are_written_by_the_completer(
             failures += 1
             lost_with_a_claim.extend(job.id for job in args[5])
             raise psycopg.OperationalError("the connection was lost (test)")
-        return await claim_finishing(*args, **kwargs)
+        return await carrying(*args, **kwargs)
 
-    monkeypatch.setattr(repo, "claim_finishing", failing)
+    monkeypatch.setattr(repo, claim, failing)
+    if limit is not None:
+        app.set_queue("default", concurrency=limit)
     count = 100
     app.enqueue_many([pgq.JobSpec("work", {"n": n}) for n in range(count)])
     await _drain(app, count, concurrency=5)
@@ -249,38 +256,6 @@ async def test_a_worker_at_a_queue_limit_finishes_through_its_claims_and_keeps_t
     assert most <= 3
     rows = conn.execute("select status, count(*) as n, max(attempts) as a from pgq.job_history group by 1").fetchall()
     assert rows == [{"status": "completed", "n": count, "a": 1}]
-
-
-async def test_completions_a_failed_limited_claim_carried_are_written_by_the_completer(
-    app: pgq.App, conn: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    @app.task
-    async def work(n: int) -> None: ...
-
-    failures = 0
-    lost_with_a_claim: list[int] = []
-    claim_limited_finishing = repo.claim_limited_finishing
-
-    async def failing(*args: Any, **kwargs: Any) -> Any:
-        nonlocal failures
-        if failures < 3:
-            failures += 1
-            lost_with_a_claim.extend(job.id for job in args[5])
-            raise psycopg.OperationalError("the connection was lost (test)")
-        return await claim_limited_finishing(*args, **kwargs)
-
-    monkeypatch.setattr(repo, "claim_limited_finishing", failing)
-    app.set_queue("default", concurrency=5)
-    count = 100
-    app.enqueue_many([pgq.JobSpec("work", {"n": n}) for n in range(count)])
-    await _drain(app, count, concurrency=5)
-    assert 1 <= failures <= 3 and lost_with_a_claim
-    rows = conn.execute("select status, count(*) as n, max(attempts) as a from pgq.job_history group by 1").fetchall()
-    assert rows == [{"status": "completed", "n": count, "a": 1}]
-    written = conn.execute(
-        "select count(*) as n from pgq.job_history where id = any(%s) and status = 'completed'", [lost_with_a_claim]
-    ).fetchone()
-    assert written == {"n": len(set(lost_with_a_claim))}
 
 
 async def _drain(app: pgq.App, count: int, concurrency: int) -> None:

@@ -317,20 +317,7 @@ async def test_outcomes_being_written_hold_back_a_capped_queue_not_the_other_gro
         raise AssertionError("nothing is written in this test")
 
     completer = Completer(never)
-    for r in done:
-        job = Job(r["id"], r["queue"], r["task"], r["args"], r["priority"], "running", r["attempts"],
-                  r["max_attempts"], r["run_at"], r["created_at"], worker_id=worker_id)  # fmt: skip
-        completer.add(Outcome(job, "completed", result_json="1"))
-    started: list[Job] = []
-    worker = SimpleNamespace(
-        id=worker_id, schema="pgq", queues=["grouped", "capped"], completer=completer, start=started.append
-    )
-    session = Session(app.url, Settings(database_url=app.url), "test producer", 10.0)
-    try:
-        producer = Producer(worker, session)  # type: ignore[arg-type]
-        claimed, _ = await producer._round(10)
-    finally:
-        await session.close()
+    claimed, started = await _one_round(app, worker_id, done, completer, result_json="1")
     assert claimed == 2 and sorted(job.id for job in started) == grouped[1:]
     running = conn.execute("select count(*) as n from pgq.jobs where queue = 'capped' and status = 'running'")
     assert running.fetchone()["n"] == 1  # the capped queue was left to the write
@@ -354,10 +341,22 @@ async def test_plain_completions_ride_on_the_next_limited_claim_and_free_their_s
         written.append(accepted)
 
     completer = Completer(never, on_written=on_written)
+    claimed, started = await _one_round(app, worker_id, done, completer)
+    assert written == [{grouped[0], capped[0]}] and completer.pending() == 0
+    assert claimed == 2 and sorted(job.id for job in started) == sorted([grouped[1], capped[1]])
+    history = conn.execute("select id from pgq.job_history order by id").fetchall()
+    assert [r["id"] for r in history] == sorted([grouped[0], capped[0]])
+
+
+async def _one_round(
+    app: pgq.App, worker_id: uuid.UUID, done: list[Any], completer: Completer, result_json: str | None = None
+) -> tuple[int, list[Job]]:
+    """One claim round of a producer of the queues "grouped" and "capped", whose completer
+    holds the completions of the claimed rows ``done``; what it claimed, and the jobs started."""
     for r in done:
         job = Job(r["id"], r["queue"], r["task"], r["args"], r["priority"], "running", r["attempts"],
                   r["max_attempts"], r["run_at"], r["created_at"], worker_id=worker_id)  # fmt: skip
-        completer.add(Outcome(job, "completed"))
+        completer.add(Outcome(job, "completed", result_json=result_json))
     started: list[Job] = []
     worker = SimpleNamespace(
         id=worker_id, schema="pgq", queues=["grouped", "capped"], completer=completer, start=started.append
@@ -368,10 +367,7 @@ async def test_plain_completions_ride_on_the_next_limited_claim_and_free_their_s
         claimed, _ = await producer._round(10)
     finally:
         await session.close()
-    assert written == [{grouped[0], capped[0]}] and completer.pending() == 0
-    assert claimed == 2 and sorted(job.id for job in started) == sorted([grouped[1], capped[1]])
-    history = conn.execute("select id from pgq.job_history order by id").fetchall()
-    assert [r["id"] for r in history] == sorted([grouped[0], capped[0]])
+    return claimed, started
 
 
 def test_group_rate(app: pgq.App, conn: Any) -> None:
