@@ -384,6 +384,26 @@ def test_group_rate(app: pgq.App, conn: Any) -> None:
     assert len(claim_limited(conn, worker, "q", 10)) == 2
 
 
+def test_the_next_due_is_the_first_of_the_next_token_and_the_next_delayed_job(app: pgq.App, conn: Any) -> None:
+    """job_next_due, what a worker asks after its limited claims came back empty: one round
+    trip for both of job_next_token and job_next_run_at."""
+
+    def due() -> float | None:
+        row = conn.execute(query("job_next_due", "pgq"), {"queues": ["q", "other"]}).fetchone()
+        return None if row["wait"] is None else float(row["wait"])
+
+    app.set_queue("q", rate="1/h")
+    assert due() is None  # no token spent, no delayed job
+    worker = add_worker(conn, queues=["q"], concurrency=10)
+    app.enqueue("t", queue="q")
+    assert len(claim_limited(conn, worker, "q", 10)) == 1  # spends the hour's token
+    wait = due()
+    assert wait is not None and 3500 < wait <= 3600
+    app.enqueue("t", queue="other", delay=60)
+    wait = due()
+    assert wait is not None and 50 < wait <= 60
+
+
 # ------------------------------------------------------------------- explain
 
 

@@ -202,10 +202,12 @@ async def mark_limit_slots(session: Session, schema: str, worker_id: uuid.UUID, 
     await session.fetch(query("job_mark_limit_slots", schema), params, dict_row)
 
 
-async def seconds_to_next_token(session: Session, schema: str, queues: Sequence[str]) -> float | None:
-    rows = await session.fetch(query("job_next_token", schema), {"queues": list(queues)}, dict_row)
-    wait = rows[0]["wait"] if rows else None
-    return _wait(wait)
+async def seconds_to_next_due(session: Session, schema: str, queues: Sequence[str]) -> float | None:
+    """Seconds until the first of these limited queues' next rate token and next delayed
+    job (None: neither is due), in one round trip."""
+    params: store.ByQueues = {"queues": list(queues)}
+    rows = await session.fetch(store.job_next_due.sql(schema), params, dict_row)
+    return _wait(rows[0]["wait"] if rows else None)
 
 
 async def seconds_to_next_job(session: Session, schema: str, queues: Sequence[str]) -> float | None:

@@ -125,11 +125,9 @@ class Producer:
             if empty and claimed < free:
                 # Only queues that gave nothing: a queue that gave jobs is looked at
                 # again when they finish (a finished job of a limited queue wakes us).
-                token = await repo.seconds_to_next_token(session, schema, empty)
-                job = await repo.seconds_to_next_job(session, schema, empty)
-                for due in (token, job):
-                    if due is not None:
-                        wait = due if wait is None else min(wait, due)
+                due = await repo.seconds_to_next_due(session, schema, empty)
+                if due is not None:
+                    wait = due if wait is None else min(wait, due)
         return claimed, wait
 
     async def _claim_limited(self, free: int, claimed: int) -> dict[str, int]:

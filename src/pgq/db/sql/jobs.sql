@@ -268,6 +268,15 @@ update {schema}.jobs
 -- name: job_next_token
 -- Seconds until the next rate token of these limited queues (the queue's own,
 -- or a group's), by the database clock: a rate-limited worker sleeps until then.
+{part:next_token_wait};
+
+-- name: job_next_due
+-- job_next_token and job_next_run_at in one round trip: seconds until the first of
+-- these limited queues' next rate token and next delayed job (null: neither is due).
+select least(({part:next_token_wait}), {schema}.seconds_to_next_run(cast(%(queues)s as text[]))) as wait;
+
+-- name: next_token_wait
+-- A part of job_next_token and job_next_due, not a query.
 select extract(epoch from min(x.t) - clock_timestamp()) as wait
   from (select q.rate_tat as t
           from {schema}.queues q
