@@ -13,7 +13,7 @@ import contextlib
 import math
 import time
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -35,23 +35,13 @@ POLL = 0.5
 
 
 @dataclass
-class Sql:
-    text: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, statement: store.Statement) -> Sql:
-        return cls(statement.sql, statement.params)
-
-
-@dataclass
 class Pause:
     """Wait this long, or less when a NOTIFY arrives."""
 
     seconds: float
 
 
-WaitFlow = Generator["Sql | Pause", list[Row] | None, Job]
+WaitFlow = Generator["store.Statement | Pause", list[Row] | None, Job]
 
 
 def check_timeout(timeout: float | None) -> float | None:
@@ -70,16 +60,16 @@ def wait_flow(schema: str, channel: str, job_id: int, timeout: float | None, lis
     if listening:
         # Listen, then register, then look: a finish that commits after the look
         # saw the registration and sends a NOTIFY, which the LISTEN receives.
-        yield Sql.of(store.listen(None, {}, channel=channel))
-        yield Sql.of(store.job_wait_register(schema, {"id": job_id}))
+        yield store.listen(None, {}, channel=channel)
+        yield store.job_wait_register(schema, {"id": job_id})
         lock_ms = 0 if deadline is None else max(1, int((deadline - time.monotonic()) * 1000))
-        yield Sql.of(store.session_lock_timeout(None, {"ms": str(lock_ms)}))
+        yield store.session_lock_timeout(None, {"ms": str(lock_ms)})
         try:
-            yield Sql.of(store.job_wait_settle(schema, {"id": job_id}))
+            yield store.job_wait_settle(schema, {"id": job_id})
         except psycopg.errors.LockNotAvailable:
             pass  # locked all along by a finish that has not committed: the deadline check below says so
     while True:
-        rows = yield Sql.of(store.job_get(schema, {"id": job_id}))
+        rows = yield store.job_get(schema, {"id": job_id})
         if not rows:
             raise JobNotFound(f"no job with id {job_id}")
         job = Job.from_row(rows[0])
@@ -114,7 +104,7 @@ def wait(app: App, job_id: Any, timeout: float | None) -> Job:
                 step = flow.send(None)
                 continue
             try:
-                cur = conn.execute(step.text.encode(), step.params or None)
+                cur = conn.execute(step.sql.encode(), step.params or None)
             except psycopg.errors.LockNotAvailable as exc:
                 step = flow.throw(exc)
                 continue
@@ -142,7 +132,7 @@ async def wait_async(app: App, job_id: Any, timeout: float | None) -> Job:
                 step = flow.send(None)
                 continue
             try:
-                cur = await conn.execute(step.text.encode(), step.params or None)
+                cur = await conn.execute(step.sql.encode(), step.params or None)
             except psycopg.errors.LockNotAvailable as exc:
                 step = flow.throw(exc)
                 continue
