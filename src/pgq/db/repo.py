@@ -125,16 +125,14 @@ async def claim_finishing(
     """:func:`claim`, after writing ``finished`` (jobs of ``worker_id`` that completed,
     with no result) in the same transaction; also returns the ids of those accepted
     (the others were refused by the fence). Nothing is written if it raises."""
-    params = {
+    params: store.JobClaimFinishing = {
+        **_carried(finished),
         "worker_id": worker_id,
         "queues": list(queues),
         "limit": limit,
-        "id": _array_text([job.id for job in finished]),
-        "queue": _array_text([f'"{job.queue}"' for job in finished]),
-        "attempt": _array_text([job.attempts for job in finished]),
     }
     rows = ClaimedRows(worker_id, with_next_wait=True)
-    jobs = await _claimed(session, query("job_claim_finishing", schema), params, rows)
+    jobs = await _claimed(session, store.job_claim_finishing.sql(schema), params, rows)
     accepted = {job.id for job in finished}.difference(rows.refused)
     return jobs, _wait(rows.next_wait), accepted
 
@@ -142,6 +140,15 @@ async def claim_finishing(
 def _wait(seconds: Any) -> float | None:
     """A wait the database computed, in seconds (never negative), or None: none is due."""
     return None if seconds is None else max(0.0, float(seconds))
+
+
+def _carried(finished: Sequence[Job]) -> store.CarriedCompletions:
+    """The plain completions a claim writes first: ids, queues and attempts, as array text."""
+    return {
+        "done_id": _array_text([job.id for job in finished]),
+        "done_queue": _array_text([f'"{job.queue}"' for job in finished]),
+        "done_attempt": _array_text([job.attempts for job in finished]),
+    }
 
 
 def _array_text(items: Sequence[object]) -> str:
@@ -163,12 +170,10 @@ async def claim_limited_finishing(
     with no result) in the same transaction, so that the slots they held are free for it;
     also returns the ids of those accepted. Nothing is written if it raises."""
     params: store.JobClaimLimitedFinishing = {
+        **_carried(finished),
         "worker_id": worker_id,
         "queue": queue,
         "limit": limit,
-        "done_id": _array_text([job.id for job in finished]),
-        "done_queue": _array_text([f'"{job.queue}"' for job in finished]),
-        "done_attempt": _array_text([job.attempts for job in finished]),
     }
     rows = ClaimedRows(worker_id, with_next_wait=False)
     jobs = await _claimed(session, store.job_claim_limited_finishing.sql(schema), params, rows)

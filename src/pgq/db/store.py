@@ -19,7 +19,7 @@ SQL. A query is run one of four ways, all typed by the same declaration:
 themselves (a COPY, a statement prepared once per session).
 
 Nothing outside ``pgq.db`` reads SQL by name with :func:`pgq.db.queries.query`:
-it asks this module (``tests/test_architecture.py`` checks). The worker's hot
+it asks this module (``tests/test_store.py`` checks). The worker's hot
 path has typed calls of its own in :mod:`pgq.db.repo`.
 """
 
@@ -63,19 +63,19 @@ class Query(Generic[P]):
         return query(self.name, schema, **identifiers)
 
     def __call__(self, schema: str | None, params: P, **identifiers: str) -> Statement:
-        return Statement(query(self.name, schema, **identifiers), cast(dict[str, Any], params))
+        return Statement(self.sql(schema, **identifiers), cast(dict[str, Any], params))
 
     def run(self, db: Database, params: P, connection: Any = None) -> list[Row]:
-        return db.run(query(self.name, db.schema), params, connection, idempotent=self.idempotent)
+        return db.run(self.sql(db.schema), params, connection, idempotent=self.idempotent)
 
     async def run_async(self, db: Database, params: P, connection: Any = None) -> list[Row]:
-        return await db.run_async(query(self.name, db.schema), params, connection, idempotent=self.idempotent)
+        return await db.run_async(self.sql(db.schema), params, connection, idempotent=self.idempotent)
 
     def fetch(self, connection: Any, schema: str | None, params: P, **identifiers: str) -> list[Row]:
-        return run_sync(connection, query(self.name, schema, **identifiers), params)
+        return run_sync(connection, self.sql(schema, **identifiers), params)
 
     async def fetch_async(self, connection: Any, schema: str | None, params: P, **identifiers: str) -> list[Row]:
-        return await run_async(connection, query(self.name, schema, **identifiers), params)
+        return await run_async(connection, self.sql(schema, **identifiers), params)
 
 
 #: The queries :meth:`Query.run` runs again after a lost connection: reads, and writes
@@ -259,12 +259,17 @@ class JobClaimBatch(TypedDict):
     worker_id: UUID
 
 
-class JobClaimFinishing(TypedDict):
-    #: The outcomes to write first (id, queue, attempt), as array text (made in db/repo.py).
-    attempt: str
-    id: str
+class CarriedCompletions(TypedDict):
+    """The plain completions a claim writes first (migrations 0011, 0021): ids, queues and
+    attempts, as array text (made in db/repo.py)."""
+
+    done_attempt: str
+    done_id: str
+    done_queue: str
+
+
+class JobClaimFinishing(CarriedCompletions):
     limit: int
-    queue: str
     queues: list[str]
     worker_id: UUID
 
@@ -275,11 +280,7 @@ class JobClaimLimited(TypedDict):
     worker_id: UUID
 
 
-class JobClaimLimitedFinishing(TypedDict):
-    #: The outcomes to write first, as array text (made in db/repo.py).
-    done_attempt: str
-    done_id: str
-    done_queue: str
+class JobClaimLimitedFinishing(CarriedCompletions):
     limit: int
     queue: str
     worker_id: UUID

@@ -186,8 +186,8 @@ select * from {schema}.claim_jobs(%(worker_id)s, cast(%(queues)s as text[]), %(l
 -- id alone); the others are job_claim's. The outcome columns come as array text
 -- made in Python: psycopg's list dumpers took 19 us for three arrays of ten.
 select * from {schema}.claim_jobs(%(worker_id)s, cast(%(queues)s as text[]), %(limit)s,
-                                  cast(%(id)s as bigint[]), cast(%(queue)s as text[]),
-                                  cast(%(attempt)s as integer[]));
+                                  cast(%(done_id)s as bigint[]), cast(%(done_queue)s as text[]),
+                                  cast(%(done_attempt)s as integer[]));
 
 -- name: job_claim_batch
 -- Top up a worker's batch: claim up to %(limit)s more ready jobs of one batch
