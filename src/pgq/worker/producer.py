@@ -139,7 +139,7 @@ class Producer:
         (a write in flight, a result or an error among them), queues with a queue-wide
         limit and outcomes still to be written, whose slots the database counts as taken
         until then (the write wakes this worker: a claim before it would find nothing and
-        cost two more round trips asking when to look again). A queue with group limits
+        cost one more round trip asking when to look again). A queue with group limits
         alone is claimed at once: the groups of those outcomes are left out of the claim,
         the other groups serve."""
         ordered = [q for q in self.queues if q in self.limited]
@@ -186,7 +186,7 @@ class Producer:
             # The report of a written outcome of a limited queue wakes the producer to claim
             # into the slots it freed; this claim already did (nothing ran in between: the
             # report awaits nothing). Woken anyway, it would find the slots taken by the jobs
-            # it just started and ask twice more when to look again.
+            # it just started and ask once more when to look again.
             self.wake.clear()
         return jobs
 
