@@ -356,6 +356,26 @@ async def test_args_python_cannot_read_fail_that_job_only(app: pgq.App, conn: An
     assert job(app, good).result == "ran"
 
 
+async def test_args_past_64_bits_reach_the_handler_whole(app: pgq.App, conn: Any) -> None:
+    """Integers past 64 bits, written by plain SQL (pgq.enqueue refuses them), reach the
+    handler exactly: the claim's JSON reader (orjson) would make them floats, so args
+    that may hold one are read by json instead. Small numbers and floats read alike."""
+    seen: list[object] = []
+
+    @app.task
+    async def numbers(big: int, negative: int, small: int, ratio: float) -> None:
+        seen.extend([big, negative, small, ratio])
+
+    args = '{"big": 123456789012345678901234567890, "negative": -9223372036854775809, "small": 7, "ratio": 0.1}'
+    job_id = conn.execute(
+        "insert into pgq.jobs (task, queue, args) values ('numbers', 'default', %s::jsonb) returning id", [args]
+    ).fetchone()["id"]
+    await run_until(app, finished(app, [job_id]))
+    assert job(app, job_id).status == "completed"
+    assert seen == [123456789012345678901234567890, -9223372036854775809, 7, 0.1]
+    assert [type(value) for value in seen] == [int, int, int, float]
+
+
 async def test_hooks_progress_and_retry_from_dead_letters(app: pgq.App) -> None:
     events: list[tuple[str, int]] = []
     seen_progress: list[float | None] = []

@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.pq import ExecStatus
 from psycopg.rows import RowFactory
@@ -106,10 +108,27 @@ class Session:
 @functools.cache
 def _json_loads(encoding: str) -> Callable[[str | bytes], Any]:
     """psycopg's default hands JSON to ``json.loads`` as bytes, which first guesses
-    their encoding (UTF-8, -16 or -32): 3.4 us for ``{}`` against 1.3 us for the
-    decoded text. The connection knows its encoding; every claimed job's args pass
-    here. One function per encoding: psycopg makes a loader class per function."""
+    their encoding: 1.8 us for ``{"i": 12345}``, where orjson reads the UTF-8 bytes
+    as they came in 0.25 us. Every claimed job's args pass here. One function per
+    encoding: psycopg makes a loader class per function."""
+    if encoding == "utf-8":
+        return _load
     return functools.partial(_decode_and_load, encoding)
+
+
+def _load(data: str | bytes) -> Any:
+    # orjson reads an integer past 64 bits as a float, silently: args holding one
+    # (a run of 19 digits may be one) go to json, which keeps it whole. So does
+    # what orjson refuses: numbers past a float's range, nesting past 1,024 levels.
+    if not isinstance(data, str) and _LONG_DIGITS.search(data) is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return _decode_and_load("utf-8", data)
+
+
+_LONG_DIGITS = re.compile(rb"\d{19}")
 
 
 def _decode_and_load(encoding: str, data: str | bytes) -> Any:
