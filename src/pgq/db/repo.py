@@ -144,11 +144,14 @@ def _wait(seconds: Any) -> float | None:
 
 def _carried(finished: Sequence[Job]) -> store.CarriedCompletions:
     """The plain completions a claim writes first: ids, queues and attempts, as array text."""
-    return {
-        "done_id": _array_text([job.id for job in finished]),
-        "done_queue": _array_text([f'"{job.queue}"' for job in finished]),
-        "done_attempt": _array_text([job.attempts for job in finished]),
-    }
+    ids, queues, attempts = _completions_text(
+        [job.id for job in finished], [job.queue for job in finished], [job.attempts for job in finished]
+    )
+    return {"done_id": ids, "done_queue": queues, "done_attempt": attempts}
+
+
+def _completions_text(ids: Sequence[int], queues: Sequence[str], attempts: Sequence[int]) -> tuple[str, str, str]:
+    return _array_text(ids), _array_text([f'"{queue}"' for queue in queues]), _array_text(attempts)
 
 
 def _array_text(items: Sequence[object]) -> str:
@@ -237,8 +240,14 @@ async def finish(session: Session, schema: str, worker_id: uuid.UUID, columns: S
     for "all null"); returns the ids accepted (the others were refused by the fence)."""
     if columns[3] is None and columns[4] is None and columns[5] is None:
         # Plain completions (columns() leaves these out): the function that does only that.
-        params = {"worker_id": worker_id, "id": columns[0], "queue": columns[1], "attempt": columns[2]}
-        refused = await session.fetch(query("job_finish_completed", schema), params, _first_column)
+        id_text, queue_text, attempt_text = _completions_text(columns[0], columns[1], columns[2])  # type: ignore[arg-type]
+        params: store.JobFinishCompleted = {
+            "worker_id": worker_id,
+            "id": id_text,
+            "queue": queue_text,
+            "attempt": attempt_text,
+        }
+        refused = await session.fetch(store.job_finish_completed.sql(schema), params, _first_column)
     else:
         refused = await session.fetch(
             query("job_finish_many", schema), finish_params(worker_id, columns), _first_column

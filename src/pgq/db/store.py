@@ -294,9 +294,11 @@ class JobCopyPrepare(TypedDict):
 
 
 class JobFinishCompleted(TypedDict):
-    attempt: list[int]
-    id: list[int]
-    queue: list[str]
+    """Plain completions as array text (made in db/repo.py)."""
+
+    attempt: str
+    id: str
+    queue: str
     worker_id: UUID
 
 

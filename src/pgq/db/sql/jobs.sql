@@ -332,9 +332,11 @@ select a.id, case when {schema}.any_limited(array[a.queue]) then pg_notify(%(cha
 -- A batch of plain completions (no result, error or delay), the common batch,
 -- through finish_completed() (migration 0009): the fences and history row of
 -- job_finish_many without its other kinds' work. Returns the ids the fence refused.
+-- The three arrays come as array text made in Python (as job_claim_finishing's):
+-- psycopg's binary list dumpers took 126 us for three arrays of 100, the text 46.
 select {schema}.finish_completed(
-    cast(%(worker_id)b as uuid), cast(%(id)b as bigint[]), cast(%(queue)b as text[]),
-    cast(%(attempt)b as integer[])) as id;
+    cast(%(worker_id)b as uuid), cast(%(id)s as bigint[]), cast(%(queue)s as text[]),
+    cast(%(attempt)s as integer[])) as id;
 
 -- name: job_progress_many
 update {schema}.jobs j
