@@ -40,6 +40,10 @@ class TaskRegistry(dict[str, Task[Any, Any]]):
     def get(self, name: str, default: T, /) -> Task[Any, Any] | T: ...
 
     def get(self, name: str, default: Any = None, /) -> Any:
+        # A current name first, without the alias lookup: a worker asks twice per job.
+        task = dict.get(self, name)
+        if task is not None:
+            return task
         return super().get(self._current(name), default)
 
     def names(self) -> list[str]:
