@@ -109,8 +109,8 @@ class Session:
 def _json_loads(encoding: str) -> Callable[[str | bytes], Any]:
     """psycopg's default hands JSON to ``json.loads`` as bytes, which first guesses
     their encoding: 1.8 us for ``{"i": 12345}``, where orjson reads the UTF-8 bytes
-    as they came in 0.25 us. Every claimed job's args pass here. One function per
-    encoding: psycopg makes a loader class per function."""
+    as they came, after the check below, in 0.43 us. Every claimed job's args pass
+    here. One function per encoding: psycopg makes a loader class per function."""
     if encoding == "utf-8":
         return _load
     return functools.partial(_decode_and_load, encoding)
