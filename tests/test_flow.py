@@ -189,7 +189,7 @@ def test_rate_limit_spaces_starts_evenly_and_says_when_the_next_is_due(app: pgq.
         assert len(rows) <= 1
         started += [r["started_at"] for r in rows]
         if not rows:
-            wait = conn.execute(query("job_next_token", "pgq"), {"queues": ["q"]}).fetchone()["wait"]
+            wait = conn.execute(query("job_next_due", "pgq"), {"queues": ["q"]}).fetchone()["wait"]
             assert wait is None or -0.01 <= float(wait) <= 0.05  # (the token may fall due meanwhile)
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(started)]
     assert started and min(gaps) >= 0.05, gaps
@@ -377,7 +377,7 @@ def test_group_rate(app: pgq.App, conn: Any) -> None:
     worker = add_worker(conn, queues=["q"], concurrency=10)
     assert sorted(r["id"] for r in claim_limited(conn, worker, "q", 10)) == [a[0], b[0]]
     assert claim_limited(conn, worker, "q", 10) == []
-    wait = conn.execute(query("job_next_token", "pgq"), {"queues": ["q"]}).fetchone()["wait"]
+    wait = conn.execute(query("job_next_due", "pgq"), {"queues": ["q"]}).fetchone()["wait"]
     assert 3500 < float(wait) <= 3600
     # A faster rate applies at once.
     app.set_queue("q", group_rate="1000/s")
@@ -386,7 +386,7 @@ def test_group_rate(app: pgq.App, conn: Any) -> None:
 
 def test_the_next_due_is_the_first_of_the_next_token_and_the_next_delayed_job(app: pgq.App, conn: Any) -> None:
     """job_next_due, what a worker asks after its limited claims came back empty: one round
-    trip for both of job_next_token and job_next_run_at."""
+    trip for the next rate token and the next delayed job."""
 
     def due() -> float | None:
         row = conn.execute(query("job_next_due", "pgq"), {"queues": ["q", "other"]}).fetchone()

@@ -265,29 +265,23 @@ update {schema}.jobs
  where worker_id = %(worker_id)s and status = 'running'
    and queue = any(cast(%(queues)s as text[])) and limit_slot is not true;
 
--- name: job_next_token
--- Seconds until the next rate token of these limited queues (the queue's own,
--- or a group's), by the database clock: a rate-limited worker sleeps until then.
-{part:next_token_wait};
-
 -- name: job_next_due
--- job_next_token and job_next_run_at in one round trip: seconds until the first of
--- these limited queues' next rate token and next delayed job (null: neither is due).
-select least(({part:next_token_wait}), {schema}.seconds_to_next_run(cast(%(queues)s as text[]))) as wait;
-
--- name: next_token_wait
--- A part of job_next_token and job_next_due, not a query.
-select extract(epoch from min(x.t) - clock_timestamp()) as wait
-  from (select q.rate_tat as t
-          from {schema}.queues q
-         where q.name = any(cast(%(queues)s as text[])) and q.rate_count is not null
-           and q.rate_tat > clock_timestamp()
-        union all
-        select g.rate_tat
-          from {schema}.queue_groups g
-          join {schema}.queues q on q.name = g.queue
-         where g.queue = any(cast(%(queues)s as text[])) and q.group_rate_count is not null
-           and g.rate_tat > clock_timestamp()) x;
+-- Seconds until the first of these limited queues' next rate token (the queue's own,
+-- or a group's, by the database clock) and next delayed job (null: neither is due),
+-- in one round trip: a worker whose limited claims came back empty sleeps until then.
+select least(
+    (select extract(epoch from min(x.t) - clock_timestamp())
+       from (select q.rate_tat as t
+               from {schema}.queues q
+              where q.name = any(cast(%(queues)s as text[])) and q.rate_count is not null
+                and q.rate_tat > clock_timestamp()
+             union all
+             select g.rate_tat
+               from {schema}.queue_groups g
+               join {schema}.queues q on q.name = g.queue
+              where g.queue = any(cast(%(queues)s as text[])) and q.group_rate_count is not null
+                and g.rate_tat > clock_timestamp()) x),
+    {schema}.seconds_to_next_run(cast(%(queues)s as text[]))) as wait;
 
 -- name: job_next_run_at
 -- Seconds until the next delayed job of these queues is due (migration 0006).
