@@ -36,6 +36,21 @@ async def _registered_session(database_url: str, worker_id: uuid.UUID) -> Sessio
     return session
 
 
+def _count_carried(monkeypatch: pytest.MonkeyPatch, claim: str) -> list[int]:
+    """Wrap the carrying claim ``repo.<claim>``: the returned list gets how many
+    completions each of its calls carried (its sixth argument)."""
+    carried: list[int] = []
+    real = getattr(repo, claim)
+
+    async def spied(*args: Any, **kwargs: Any) -> Any:
+        answer = await real(*args, **kwargs)
+        carried.append(len(args[5]))
+        return answer
+
+    monkeypatch.setattr(repo, claim, spied)
+    return carried
+
+
 async def test_a_claim_writes_the_completions_it_carries_and_names_the_refused(app: pgq.App, conn: Any) -> None:
     @app.task
     def work(n: int) -> None: ...
@@ -159,21 +174,14 @@ async def test_a_busy_worker_finishes_through_its_claims_and_reports_after_the_w
     @app.task
     async def work(n: int) -> None: ...
 
-    carried: list[int] = []
+    carried = _count_carried(monkeypatch, "claim_finishing")
     seen_in_history: list[bool] = []
-    claim_finishing = repo.claim_finishing
-
-    async def spied(*args: Any, **kwargs: Any) -> Any:
-        answer = await claim_finishing(*args, **kwargs)
-        carried.append(len(args[5]))
-        return answer
 
     def completed(event: Event) -> None:
         # Fired after the write: the job is in history by then.
         found = conn.execute("select 1 from pgq.job_history where id = %s", [event.job.id]).fetchone()
         seen_in_history.append(found is not None)
 
-    monkeypatch.setattr(repo, "claim_finishing", spied)
     app.on("job_completed", completed)
     count = 300
     app.enqueue_many([pgq.JobSpec("work", {"n": n}) for n in range(count)])
@@ -239,15 +247,7 @@ async def test_a_worker_at_a_queue_limit_finishes_through_its_claims_and_keeps_t
         await asyncio.sleep(0.002)
         running -= 1
 
-    carried: list[int] = []
-    claim_limited_finishing = repo.claim_limited_finishing
-
-    async def spied(*args: Any, **kwargs: Any) -> Any:
-        answer = await claim_limited_finishing(*args, **kwargs)
-        carried.append(len(args[5]))
-        return answer
-
-    monkeypatch.setattr(repo, "claim_limited_finishing", spied)
+    carried = _count_carried(monkeypatch, "claim_limited_finishing")
     app.set_queue("default", concurrency=3)
     count = 200
     app.enqueue_many([pgq.JobSpec("work", {"n": n}) for n in range(count)])
