@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar
 
 from pgq.db import repo
 from pgq.db.session import Session
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from pgq.worker.worker import Worker
 
 log = logging.getLogger("pgq.worker")
+
+T = TypeVar("T")
 
 
 class Producer:
@@ -100,13 +103,9 @@ class Producer:
             completer = worker.completer
             done = completer.take_completions(worker.id)
             if done:
-                try:
-                    jobs, wait, accepted = await repo.claim_finishing(
-                        session, schema, worker.id, unlimited, free, [outcome.job for outcome in done]
-                    )
-                except BaseException:
-                    completer.give_back()
-                    raise
+                jobs, wait, accepted = await self._carrying(
+                    repo.claim_finishing(session, schema, worker.id, unlimited, free, [outcome.job for outcome in done])
+                )
             else:
                 jobs, wait = await repo.claim(session, schema, worker.id, unlimited, free)
             # Start them before anything else awaits: until then they are
@@ -171,17 +170,14 @@ class Producer:
         """Write ``done`` (taken from the completer) and claim up to ``room`` jobs of
         ``queue``, in one transaction; the completer hears which outcomes were accepted,
         or gets them back to write itself if the claim failed."""
-        completer = self.worker.completer
-        try:
-            jobs, accepted = await repo.claim_limited_finishing(
+        jobs, accepted = await self._carrying(
+            repo.claim_limited_finishing(
                 self.session, self.schema, self.worker.id, queue, room, [outcome.job for outcome in done]
             )
-        except BaseException:
-            completer.give_back()
-            raise
+        )
         self._start(jobs)
         woken = self.wake.is_set()
-        await completer.taken_written(accepted)
+        await self.worker.completer.taken_written(accepted)
         if not woken:
             # The report of a written outcome of a limited queue wakes the producer to claim
             # into the slots it freed; this claim already did (nothing ran in between: the
@@ -189,6 +185,15 @@ class Producer:
             # it just started and ask once more when to look again.
             self.wake.clear()
         return jobs
+
+    async def _carrying(self, claim: Awaitable[T]) -> T:
+        """Await a claim that carries completions taken from the completer, which gets
+        them back to write itself if the claim fails."""
+        try:
+            return await claim
+        except BaseException:
+            self.worker.completer.give_back()
+            raise
 
     def _start(self, jobs: list[Job]) -> None:
         start = self.worker.start
