@@ -7,9 +7,10 @@ On a shared machine a whole drain's rate moves by 30 % from one minute to the ne
 most changes to the worker's hot path are worth. This script narrows that three ways:
 
 - the two versions run in pairs, A B then B A, so that a slow minute falls on both;
-- besides the rate it reads the worker process's own CPU time (``/proc``, user + system) from
-  the moment the jobs are committed to the moment the queue is empty: what one version's code
-  costs a job, which moves less than the rate when the machine is busy;
+- besides the rate it reads what the drain cost a job in CPU, as ``compare.py`` does
+  (``cmp.common.watch_drain``): the worker process's own and its database's backends', from
+  the first finished job to the empty queue. What one version's code costs a job moves less
+  than the rate when the machine is busy;
 - it prints every run and the medians, so that the spread is seen, not hidden.
 
 Each run gets a fresh database, migrated by its own version (``python -m pgq migrate``), and
@@ -30,6 +31,8 @@ import time
 from pathlib import Path
 
 import psycopg
+from cmp.common import Result, stop_processes, watch_drain
+from cmp.pgq_rows import DRAIN
 
 BENCHMARKS = Path(__file__).resolve().parent
 DATABASE = "pgq_ab_drain"
@@ -48,13 +51,8 @@ def environment(src: Path, url: str) -> dict[str, str]:
     return env
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def one_drain(server: str, src: Path, jobs: int, concurrency: int) -> tuple[float, float]:
-    """(worker CPU µs per job, jobs/s) of one drain by the pgq in ``src``."""
+def one_drain(server: str, src: Path, jobs: int, concurrency: int) -> Result:
+    """One drain by the pgq in ``src``: its rate, and the worker's and the server's CPU a job."""
     with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
         conn.execute(f"drop database if exists {DATABASE}")
         conn.execute(f"create database {DATABASE}")
@@ -70,19 +68,14 @@ def one_drain(server: str, src: Path, jobs: int, concurrency: int) -> tuple[floa
                 if time.monotonic() > deadline or worker.poll() is not None:
                     raise RuntimeError(f"the worker of {src} did not start")
                 time.sleep(0.1)
-            time.sleep(1.0)  # its sessions opened and warmed
-            before = cpu_seconds(worker.pid)
-            subprocess.run([sys.executable, "-c", FILL, str(jobs)], env=env, check=True)
-            while conn.execute("select exists (select from pgq.jobs)").fetchone()[0]:  # type: ignore[index]
-                time.sleep(0.01)
-            used = cpu_seconds(worker.pid) - before
-            (rate,) = conn.execute(
-                "select count(*) / extract(epoch from max(finished_at) - min(started_at)) from pgq.job_history"
-            ).fetchone()  # type: ignore[misc]
+        time.sleep(1.0)  # its sessions opened and warmed
+        subprocess.run([sys.executable, "-c", FILL, str(jobs)], env=env, check=True)
+        result = watch_drain(url, DRAIN, [worker], jobs, timeout=max(120.0, jobs / 200))
     finally:
-        worker.terminate()
-        worker.wait(30)
-    return used / jobs * 1e6, float(rate)
+        stop_processes([worker])
+    if result.note:
+        raise RuntimeError(f"the drain of {src} went wrong: {result.note}")
+    return result
 
 
 def main() -> None:
@@ -96,19 +89,46 @@ def main() -> None:
     options = parser.parse_args()
     server = options.database_url.rstrip("/")
     versions = {"A": options.a.resolve(), "B": options.b.resolve()}
-    runs: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
+    runs: dict[str, list[Result]] = {"A": [], "B": []}
     for pair in range(options.pairs):
         for name in ("A", "B") if pair % 2 == 0 else ("B", "A"):
-            cpu, rate = one_drain(server, versions[name], options.jobs, options.concurrency)
-            runs[name].append((cpu, rate))
-            print(f"pair {pair + 1} {name}: {cpu:6.1f} µs CPU a job, {rate:8,.0f} jobs/s", flush=True)
-    medians = {
-        name: (statistics.median(c for c, _ in r), statistics.median(j for _, j in r)) for name, r in runs.items()
-    }
+            result = one_drain(server, versions[name], options.jobs, options.concurrency)
+            runs[name].append(result)
+            print(f"pair {pair + 1} {name}: {described(result)}", flush=True)
+    medians = {name: median_of(results) for name, results in runs.items()}
     for name in ("A", "B"):
-        cpu, rate = medians[name]
-        print(f"{name} ({versions[name]}): median {cpu:.1f} µs CPU a job, {rate:,.0f} jobs/s")
-    print(f"B / A: CPU a job {medians['B'][0] / medians['A'][0]:.2f}, rate {medians['B'][1] / medians['A'][1]:.2f}")
+        print(f"{name} ({versions[name]}): median {described(medians[name])}")
+    a, b = medians["A"], medians["B"]
+    print(
+        f"B / A: worker CPU a job {ratio(b.client_cpu_ms, a.client_cpu_ms)}, "
+        f"server CPU a job {ratio(b.server_cpu_ms, a.server_cpu_ms)}, rate {ratio(b.jobs_per_s, a.jobs_per_s)}"
+    )
+
+
+def median_of(results: list[Result]) -> Result:
+    """Each figure's median over the runs that have it (a server CPU reading may be missing)."""
+
+    def median(values: list[float | None]) -> float | None:
+        known = [value for value in values if value is not None]
+        return statistics.median(known) if known else None
+
+    return Result(
+        median([r.jobs_per_s for r in results]),
+        median([r.client_cpu_ms for r in results]),
+        median([r.server_cpu_ms for r in results]),
+    )
+
+
+def described(result: Result) -> str:
+    def us(ms: float | None) -> str:
+        return "n/a" if ms is None else f"{ms * 1000:.1f} µs"
+
+    rate = "n/a" if result.jobs_per_s is None else f"{result.jobs_per_s:,.0f} jobs/s"
+    return f"worker {us(result.client_cpu_ms)}, server {us(result.server_cpu_ms)} CPU a job, {rate}"
+
+
+def ratio(b: float | None, a: float | None) -> str:
+    return "n/a" if a is None or b is None or a == 0 else f"{b / a:.2f}"
 
 
 if __name__ == "__main__":
