@@ -31,10 +31,9 @@ import time
 from pathlib import Path
 
 import psycopg
-from cmp.common import Result, stop_processes, watch_drain
+from cmp.common import BENCHMARKS, Result, python_env, stop_processes, watch_drain
 from cmp.pgq_rows import DRAIN
 
-BENCHMARKS = Path(__file__).resolve().parent
 DATABASE = "pgq_ab_drain"
 FILL = """
 import sys
@@ -45,19 +44,14 @@ app.close()
 """
 
 
-def environment(src: Path, url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PGQ_")}
-    env.update(PYTHONPATH=f"{src}{os.pathsep}{BENCHMARKS}", PGQ_DATABASE_URL=url, PGQ_EVENT_LOOP="asyncio")
-    return env
-
-
 def one_drain(server: str, src: Path, jobs: int, concurrency: int) -> Result:
     """One drain by the pgq in ``src``: its rate, and the worker's and the server's CPU a job."""
     with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
         conn.execute(f"drop database if exists {DATABASE}")
         conn.execute(f"create database {DATABASE}")
     url = f"{server}/{DATABASE}"
-    env = environment(src, url)
+    # This version's src/ alone ahead of benchmarks/: python_env would put this checkout's first.
+    env = python_env(PYTHONPATH=f"{src}{os.pathsep}{BENCHMARKS}", PGQ_DATABASE_URL=url, PGQ_EVENT_LOOP="asyncio")
     subprocess.run([sys.executable, "-m", "pgq", "migrate"], env=env, check=True, capture_output=True)
     command = [sys.executable, "-m", "pgq", "worker", "cmp.pgq_tasks:app", "--concurrency", str(concurrency)]
     worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
