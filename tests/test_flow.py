@@ -159,7 +159,7 @@ def test_jobs_running_before_a_limit_is_set_count_against_it(app: pgq.App, conn:
     other = add_worker(conn, queues=["r"], concurrency=10)
     app.enqueue("t", queue="r")
     [late] = claim(conn, other, ["r"], 1)
-    conn.execute(query("job_mark_limit_slots", "pgq"), {"worker_id": other, "queues": ["r"]})
+    conn.execute(query("job_mark_limit_slots", "pgq"), {"worker_id": other, "queues": ["r"], "held": [late["id"]]})
     assert conn.execute("select limit_slot from pgq.jobs where id = %s", [late["id"]]).fetchone()["limit_slot"]
 
 
@@ -359,7 +359,12 @@ async def _one_round(
         completer.add(Outcome(job, "completed", result_json=result_json))
     started: list[Job] = []
     worker = SimpleNamespace(
-        id=worker_id, schema="pgq", queues=["grouped", "capped"], completer=completer, start=started.append
+        id=worker_id,
+        schema="pgq",
+        queues=["grouped", "capped"],
+        completer=completer,
+        start=started.append,
+        owned_ids=completer.unflushed_ids,  # no job started yet: those it holds are its outcomes
     )
     session = Session(app.url, Settings(database_url=app.url), "test producer", 10.0)
     try:

@@ -114,6 +114,69 @@ async def test_overrunning_job_on_a_live_worker_is_rescued(app: pgq.App, conn: A
     assert app.get_job(within).status == "running"  # type: ignore[union-attr]
 
 
+def released(conn: Any, worker: uuid.UUID) -> bool:
+    return conn.execute("select released_at is not null as r from pgq.workers where id = %s", [worker]).fetchone()["r"]
+
+
+def age_stop(conn: Any, worker: uuid.UUID, seconds: float) -> None:
+    """The worker stopped (or was declared dead) ``seconds`` ago."""
+    conn.execute(
+        "update pgq.workers set stopped_at = now() - make_interval(secs => %s) where id = %s", [seconds, worker]
+    )
+
+
+async def test_a_gone_worker_is_released_once_past_its_claims_with_nothing_running(
+    app: pgq.App, conn: Any, sweeper: Sweeper
+) -> None:
+    """No index keeps a worker's jobs (migration 0022): the rescue scans jobs for a gone
+    worker's until no claim of it can still be in flight (claim_settle) and none of its
+    jobs is left running; then it is released and no longer scanned for."""
+    settle = app.settings.claim_settle
+    stopped = add_worker(conn, status="stopped", heartbeat_age=1)
+    age_stop(conn, stopped, 1)
+    # A stop that left a job running (an outcome it could not write), claimed before the stop.
+    left = add_running_job(conn, stopped, started_age=60)
+    idle = add_worker(conn, status="stopped", heartbeat_age=1)
+    age_stop(conn, idle, 1)
+
+    first = await sweeper.run_once()
+    assert (first.retried, first.released_workers) == (1, 0)  # neither is past its claims yet
+    back = app.get_job(left)
+    assert back is not None and back.status == "pending" and back.errors[-1]["type"] == "WorkerDied"
+    assert not released(conn, stopped) and not released(conn, idle)
+
+    # Past the settle time: a job that appeared late (a claim in flight at the stop) is
+    # found, and the worker stays unreleased until it is rescued.
+    age_stop(conn, stopped, settle + 1)
+    age_stop(conn, idle, settle + 1)
+    late = add_running_job(conn, stopped, started_age=settle + 2)
+    locker = await _conn(app.url)
+    try:
+        await locker.execute("begin")
+        await locker.execute("select 1 from pgq.jobs where id = %s for update", [late])
+        blocked = await sweeper.run_once()  # the late job is locked by someone: skipped, so not released
+        assert (blocked.retried, blocked.released_workers) == (0, 1)
+        assert not released(conn, stopped) and released(conn, idle)
+    finally:
+        await locker.execute("rollback")
+        await locker.close()
+    third = await sweeper.run_once()
+    assert (third.retried, third.released_workers) == (1, 1)
+    assert released(conn, stopped) and app.get_job(late).status == "pending"  # type: ignore[union-attr]
+
+
+async def test_a_worker_row_is_kept_while_a_job_runs_under_it(app: pgq.App, conn: Any, sweeper: Sweeper) -> None:
+    """A gone worker's row is how the rescue finds its jobs: retention keeps it while
+    one of them runs, however old (app.prune runs no rescue)."""
+    old = add_worker(conn, status="dead", heartbeat_age=2 * 86400)
+    holding = add_running_job(conn, old, started_age=2 * 86400)
+    assert app.prune()["workers"] == 0
+    assert conn.execute("select count(*) as n from pgq.workers where id = %s", [old]).fetchone()["n"] == 1
+    result = await sweeper.run_once()  # rescues the job, then releases the worker, then prunes it
+    assert (result.retried, result.released_workers, result.pruned.workers) == (1, 1, 1)
+    assert app.get_job(holding).status == "pending"  # type: ignore[union-attr]
+
+
 async def test_no_deaths_declared_right_after_an_outage(app: pgq.App, conn: Any, sweeper: Sweeper) -> None:
     stale = add_worker(conn, heartbeat_age=120)
     sweeper.on_error()  # the sweeper's own pass failed: the database was away

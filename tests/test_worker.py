@@ -643,3 +643,75 @@ async def test_the_handlers_last_progress_message_is_kept_with_its_outcome(app: 
     await run_until(app, finished(app, [job_id]))
     done = job(app, job_id)
     assert done.status == "completed" and (done.progress, done.progress_message) == (1.0, "done")
+
+
+async def test_jobs_of_a_claim_whose_answer_was_lost_go_back_to_pending(
+    app: pgq.App, conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim committed in the database whose answer never reached the worker (its
+    connection broke on the way back) leaves a job running under the worker's id but
+    held nowhere. No index keeps a worker's jobs (migration 0022), so the heartbeat
+    scans for such jobs only after a failed claim, once the claim has surely ended:
+    the job goes back to pending with its attempt counted, and runs again."""
+    from pgq.db import repo
+
+    @app.task
+    def work() -> None: ...
+
+    real_claim = repo.claim
+    lost: list[int] = []
+
+    async def claim_answer_lost(*args: Any, **kwargs: Any) -> Any:
+        jobs, wait = await real_claim(*args, **kwargs)
+        if jobs and not lost:
+            lost.extend(job.id for job in jobs)
+            raise psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
+        return jobs, wait
+
+    monkeypatch.setattr(repo, "claim", claim_answer_lost)
+    async with app.worker(poll_interval=0.1, heartbeat_interval=0.2) as worker:
+        worker.orphan_grace = 0.3  # the claim above has ended: its answer is what was lost
+        job_id = await asyncio.to_thread(work.enqueue)
+        deadline = time.monotonic() + 20
+        while not await asyncio.to_thread(finished(app, [job_id])):
+            assert time.monotonic() < deadline, "the orphaned job never ran"
+            await asyncio.sleep(0.05)
+        assert lost == [job_id] and worker.claim_lost_at is None
+        worker_id = worker.id
+    ran = job(app, job_id)
+    assert ran.status == "completed" and ran.attempts == 2  # the lost claim's attempt stays counted
+    # Its stop held nothing and its lost claim was looked after: released at once.
+    row = conn.execute("select status, released_at from pgq.workers where id = %s", [worker_id]).fetchone()
+    assert row["status"] == "stopped" and row["released_at"] is not None
+
+
+async def test_a_worker_that_stops_with_a_lost_claim_unlooked_after_is_not_released(
+    app: pgq.App, conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped before its heartbeat could look for a lost claim's jobs, the worker leaves
+    that to the sweeper: its row is not released, so the rescue scans for its jobs."""
+    from pgq.db import repo
+
+    @app.task
+    def work() -> None: ...
+
+    real_claim = repo.claim
+
+    async def claim_answer_lost(*args: Any, **kwargs: Any) -> Any:
+        jobs, _ = await real_claim(*args, **kwargs)
+        if jobs:
+            raise psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
+        return jobs, None
+
+    monkeypatch.setattr(repo, "claim", claim_answer_lost)
+    async with app.worker(poll_interval=0.1) as worker:
+        job_id = await asyncio.to_thread(work.enqueue)
+        deadline = time.monotonic() + 10
+        while worker.claim_lost_at is None:
+            assert time.monotonic() < deadline, "no claim was lost"
+            await asyncio.sleep(0.05)
+        worker_id = worker.id
+    row = conn.execute("select status, released_at from pgq.workers where id = %s", [worker_id]).fetchone()
+    assert row["status"] == "stopped" and row["released_at"] is None
+    held = job(app, job_id)
+    assert held.status == "running" and held.worker_id == worker_id  # for the sweeper's rescue

@@ -163,6 +163,9 @@ def tables(schema: str = "pgq") -> Tables:
         # Share of its slots busy over the last minute, and busy slots by queue (revision 0017).
         Column("utilization", REAL),
         Column("busy_slots", JSONB, nullable=False),
+        # When no job could still be running under its id (revision 0022): null while
+        # the sweeper may have to rescue some.
+        Column("released_at", TZ),
     )
     metrics = Table(
         "metrics",

@@ -277,6 +277,13 @@ class Settings(BaseSettings):
         """The channel on which a job's end wakes the sessions in ``app.wait`` (migration 0015)."""
         return channels.done(self.schema_name)
 
+    @property
+    def claim_settle(self) -> float:
+        """Seconds after which a claim a worker sent has ended in the database, committed
+        or not, even if its answer never came back: the statement timeout, a connection's
+        timeout, and slack. Until then its jobs may still appear under the worker's id."""
+        return self.statement_timeout + self.connect_timeout + 10.0
+
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment, with non-None ``overrides`` on top.

@@ -205,8 +205,10 @@ async def limited_queues(session: Session, schema: str, queues: Sequence[str]) -
     return {str(row["name"]): bool(row["queue_wide"]) for row in rows}
 
 
-async def mark_limit_slots(session: Session, schema: str, worker_id: uuid.UUID, queues: Sequence[str]) -> None:
-    params = {"worker_id": worker_id, "queues": list(queues)}
+async def mark_limit_slots(
+    session: Session, schema: str, worker_id: uuid.UUID, queues: Sequence[str], held: Sequence[int]
+) -> None:
+    params = {"worker_id": worker_id, "queues": list(queues), "held": list(held)}
     await session.fetch(query("job_mark_limit_slots", schema), params, dict_row)
 
 
@@ -327,5 +329,6 @@ async def return_orphans(
     return [int(row["id"]) for row in rows]
 
 
-async def stop_worker(conn: AsyncConn, schema: str, worker_id: uuid.UUID) -> None:
-    await conn.execute(query("worker_stop", schema), {"id": worker_id})
+async def stop_worker(conn: AsyncConn, schema: str, worker_id: uuid.UUID, released: bool) -> None:
+    """Mark the worker stopped; ``released``: it holds no job in the database."""
+    await conn.execute(query("worker_stop", schema), {"id": worker_id, "released": released})

@@ -418,6 +418,7 @@ class JobLogInsert(TypedDict):
 
 
 class JobMarkLimitSlots(TypedDict):
+    held: list[int]
     queues: list[str]
     worker_id: UUID
 
@@ -578,6 +579,12 @@ class ScheduleUpsert(TypedDict):
     timezone: str
 
 
+class SweepGoneWorkers(TypedDict):
+    """Seconds after its stop by which no claim of a worker can still be in flight."""
+
+    settle: float
+
+
 class SweepMarkDeadWorkers(TypedDict):
     heartbeat_timeout: float
 
@@ -608,12 +615,17 @@ class SweepPruneQueueGroups(TypedDict):
     idle: float
 
 
+class SweepReleaseWorkers(TypedDict):
+    ids: list[UUID]
+
+
 class SweepRescueJobs(TypedDict):
     """The sweeper's rescue; the times are seconds."""
 
     batch: int
     channel: str
     claim_grace: float
+    gone: list[UUID]
     heartbeat_timeout: float
     timeout_grace: float
 
@@ -647,6 +659,12 @@ class WorkerRegister(TypedDict):
     queues: list[str]
     tasks: list[str]
     version: str
+
+
+class WorkerStop(TypedDict):
+    id: UUID
+    #: The worker holds no job in the database (migration 0022).
+    released: bool
 
 
 # ------------------------------------------------------------------ admin.sql
@@ -791,6 +809,8 @@ lent_rollback: Query[NoParams] = Query("lent_rollback")
 
 # ------------------------------------------------------------------ sweeper.sql
 sweep_mark_dead_workers: Query[SweepMarkDeadWorkers] = Query("sweep_mark_dead_workers")
+sweep_gone_workers: Query[SweepGoneWorkers] = Query("sweep_gone_workers")
+sweep_release_workers: Query[SweepReleaseWorkers] = Query("sweep_release_workers")
 sweep_rescue_jobs: Query[SweepRescueJobs] = Query("sweep_rescue_jobs")
 history_maintain: Query[HistoryMaintain] = Query("history_maintain")
 sweep_prune_history: Query[SweepPruneHistory] = Query("sweep_prune_history")
@@ -814,4 +834,4 @@ testing_any_due: Query[ByQueues] = Query("testing_any_due")
 # ------------------------------------------------------------------ workers.sql
 worker_register: Query[WorkerRegister] = Query("worker_register")
 worker_heartbeat: Query[WorkerHeartbeat] = Query("worker_heartbeat")
-worker_stop: Query[ById] = Query("worker_stop")
+worker_stop: Query[WorkerStop] = Query("worker_stop")

@@ -2,6 +2,12 @@
 jobs stuck on them (or overrunning their timeout on a live one) go back to pending,
 fail for good, or end cancelled as asked.
 
+A worker that stopped or died stays "gone, not released" until no job of it is left
+running after every claim it may have had in flight has ended
+(``Settings.claim_settle``); only then does the rescue stop scanning ``jobs`` for its
+id (no index keeps a worker's jobs: claims are cheaper without one, migration 0022). A
+worker that stops holding nothing is released at its stop.
+
 After the sweeper's own database outage it declares nobody dead for a full heartbeat
 timeout: the workers could not beat either.
 """
@@ -28,6 +34,8 @@ class Rescued:
     retried: int = 0
     failed: int = 0
     cancelled: int = 0
+    #: gone workers released: the rescue no longer scans for their jobs
+    released: int = 0
 
 
 class Rescue:
@@ -57,10 +65,15 @@ class Rescue:
         rescued = Rescued()
         if not self.in_outage_grace():
             rescued.dead_workers = await self._declare_dead(conn)
+        # No index keeps a worker's jobs (migration 0022): the rescue scans jobs for those
+        # of the workers gone and not released yet, which is only for a while after one
+        # stopped or died.
+        gone = await store.sweep_gone_workers.fetch_async(conn, self.schema, {"settle": self.settings.claim_settle})
         rows = await store.sweep_rescue_jobs.fetch_async(
             conn,
             self.schema,
             {
+                "gone": [row["id"] for row in gone],
                 "heartbeat_timeout": self.heartbeat_timeout,
                 "timeout_grace": self.settings.timeout_grace,
                 "claim_grace": min(5.0, self.heartbeat_timeout),
@@ -68,6 +81,12 @@ class Rescue:
                 "channel": channels.jobs(self.schema),
             },
         )
+        settled = [row["id"] for row in gone if row["settled"]]
+        if settled:
+            # Past every claim they may have had in flight: with none of their jobs left
+            # running, nothing can appear under their ids any more.
+            released = await store.sweep_release_workers.fetch_async(conn, self.schema, {"ids": settled})
+            rescued.released = len(released)
         rescued.retried = sum(1 for row in rows if row["outcome"] == "retried")
         rescued.failed = sum(1 for row in rows if row["outcome"] == "failed")
         rescued.cancelled = sum(1 for row in rows if row["outcome"] == "cancelled")

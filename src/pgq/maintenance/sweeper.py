@@ -37,6 +37,8 @@ class SweepResult:
     retried: int = 0
     failed: int = 0
     cancelled: int = 0
+    #: Gone workers released this pass: no job of theirs is left running.
+    released_workers: int = 0
     #: What retention deleted this pass.
     pruned: Pruned = field(default_factory=Pruned)
     metrics_rows: int = 0
@@ -79,6 +81,7 @@ class Sweeper(Service):
         rescued = await self.rescue.run_once(conn)
         result.dead_workers = rescued.dead_workers
         result.retried, result.failed, result.cancelled = rescued.retried, rescued.failed, rescued.cancelled
+        result.released_workers = rescued.released
         result.pruned = await self.retention.run_once(conn)
         result.vacuumed_dead_rows = await self.vacuum.run_once(conn)
         if self.metrics.due():

@@ -164,6 +164,9 @@ async def drain_async(
         app.url, autocommit=True, row_factory=dict_row, **connection_kwargs(app.settings, "testing drain")
     )
     outcomes: list[JobOutcome] = []
+    # Until the loop ends cleanly a claimed job may be left running under worker_id:
+    # the sweeper then looks for it (released False).
+    released = False
     try:
         await repo.register_worker(
             conn,
@@ -186,9 +189,11 @@ async def drain_async(
                         f"drain() ran {max_jobs} jobs and more are due (a job that enqueues itself forever?); "
                         "pass max_jobs= to allow more"
                     )
+                released = True
                 return outcomes
             jobs = (await repo.claim(conn, app.schema, worker_id, queues, 1))[0] if queues else []
             if not jobs:
+                released = True
                 return outcomes
             job = jobs[0]
             ctx = JobContext(job, logging.getLogger(f"pgq.job.{job.task}"))
@@ -204,7 +209,7 @@ async def drain_async(
             outcomes.append(_outcome(outcome, ctx))
     finally:
         try:
-            await repo.stop_worker(conn, app.schema, worker_id)
+            await repo.stop_worker(conn, app.schema, worker_id, released)
         finally:
             await conn.close()
             executor.shutdown()

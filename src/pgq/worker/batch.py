@@ -207,14 +207,15 @@ class Batches:
         worker = self.worker
         room = batch.size - len(batch.members)
         try:
-            async with worker.connection() as conn:
-                jobs = await repo.claim_batch(conn, worker.schema, worker.id, batch.queue, batch.task.name, room)
-                # Held before anything else awaits, as the producer's claims are.
-                for job in jobs:
-                    if not batch.full:
-                        self._add(batch, job)
-                    else:
-                        self._overflow(job, batch.task)
+            with worker.claiming():
+                async with worker.connection() as conn:
+                    jobs = await repo.claim_batch(conn, worker.schema, worker.id, batch.queue, batch.task.name, room)
+                    # Held before anything else awaits, as the producer's claims are.
+                    for job in jobs:
+                        if not batch.full:
+                            self._add(batch, job)
+                        else:
+                            self._overflow(job, batch.task)
         except TRANSIENT as exc:
             worker.producer._errors.warning("cannot top up a batch (database unavailable?): %s", exc)
         except Exception:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -73,12 +74,26 @@ class Heartbeat(Service):
         if found is not None:
             for job_id in cancel_ids:
                 worker.cancel_local(job_id)
-            owned = set(held) | worker.completer.unflushed_ids()
-            orphans = await repo.return_orphans(conn, worker.schema, worker.id, sorted(owned), worker.orphan_grace)
-            if orphans:
-                log.warning("returned %d jobs whose claim answer was lost: %s", len(orphans), orphans)
-                worker.producer.wake.set()
+            await self._return_orphans(conn)
         return found
+
+    async def _return_orphans(self, conn: psycopg.AsyncConnection[Row]) -> None:
+        """After a failed claim, once it has surely ended: its jobs, running under this
+        worker's id but held nowhere here, go back to pending. A scan of jobs (no index
+        keeps a worker's jobs, migration 0022), so only then; a claim that failed since
+        keeps the worker looking."""
+        worker = self.worker
+        lost_at = worker.claim_lost_at
+        # One interval of slack: the grace is checked again on the database's clock.
+        if lost_at is None or time.monotonic() - lost_at < worker.orphan_grace + self.interval:
+            return
+        owned = worker.owned_ids()
+        orphans = await repo.return_orphans(conn, worker.schema, worker.id, sorted(owned), worker.orphan_grace)
+        if worker.claim_lost_at == lost_at:
+            worker.claim_lost_at = None
+        if orphans:
+            log.warning("returned %d jobs whose claim answer was lost: %s", len(orphans), orphans)
+            worker.producer.wake.set()
 
     def next_interval(self) -> float:
         return self.interval  # the sweeper's staleness counts in intervals: no jitter

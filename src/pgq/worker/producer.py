@@ -63,7 +63,8 @@ class Producer:
                 continue
             wake.clear()
             try:
-                claimed, wait = await self._round(free)
+                with worker.claiming():
+                    claimed, wait = await self._round(free)
             except TRANSIENT as exc:
                 self._errors.warning("cannot claim jobs (database unavailable?): %s", first_line(exc))
                 await wake.wait(min(worker.poll_interval, 0.5 + 0.5 * self._errors.count))
@@ -91,7 +92,9 @@ class Producer:
             limited = set(limits)
             if limited - self.limited:
                 # Jobs this worker claimed before it heard of the limit hold slots of it.
-                await repo.mark_limit_slots(session, schema, worker.id, sorted(limited - self.limited))
+                await repo.mark_limit_slots(
+                    session, schema, worker.id, sorted(limited - self.limited), sorted(worker.owned_ids())
+                )
             self.limited = limited
             self.queue_wide = {queue for queue, wide in limits.items() if wide}
             self.limits_stale = False

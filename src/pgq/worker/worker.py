@@ -24,7 +24,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -138,7 +138,10 @@ class Worker:
         self._errors = LogWindow(log, 30.0)
         # A claim older than this that no slot holds lost its answer: longer than
         # the slowest claim that can still answer (statement timeout + connect).
-        self.orphan_grace = settings.statement_timeout + settings.connect_timeout + 10.0
+        self.orphan_grace = settings.claim_settle
+        #: monotonic time of the last claim whose answer may have been lost (it failed
+        #: after it was sent), until the heartbeat's scan for orphans has covered it
+        self.claim_lost_at: float | None = None
         self.db_deadline = client_deadline(settings)
         url = app.url
         self.slots = Slots(self.concurrency)
@@ -459,6 +462,22 @@ class Worker:
                 self.producer.wake.set()
                 break
 
+    @contextlib.contextmanager
+    def claiming(self) -> Iterator[None]:
+        """Around a claim: if it fails, after it may have reached the database, its jobs
+        may be running under this worker's id without being held here. The heartbeat
+        looks for them once the claim has surely ended."""
+        try:
+            yield
+        except BaseException:
+            self.claim_lost_at = time.monotonic()
+            raise
+
+    def owned_ids(self) -> set[int]:
+        """Ids of the jobs this worker holds as running in the database: started here, or
+        done with the outcome not yet written."""
+        return set(self.slots.jobs) | self.completer.unflushed_ids()
+
     # ------------------------------------------------------------ death
 
     async def declared_dead(self) -> None:
@@ -498,7 +517,8 @@ class Worker:
             # Cooperative handlers stop at once; the others are given up on after STOP_WAIT.
             await self._wait_for(self._busy(), time.monotonic() + STOP_WAIT + 0.5, forced_too=True)
         self.completer.stop()
-        if not await self.completer.drain(timeout=max(0.3, hard - 2.0 - time.monotonic())):
+        drained = await self.completer.drain(timeout=max(0.3, hard - 2.0 - time.monotonic()))
+        if not drained:
             log.error(
                 "could not write %d outcomes before exiting; those jobs stay running until the sweeper rescues them",
                 self.completer.pending(),
@@ -511,7 +531,10 @@ class Worker:
         await asyncio.gather(heartbeat, return_exceptions=True)
         try:
             async with asyncio.timeout(max(0.3, hard - 1.0 - time.monotonic())), self.connection(wait=0.5) as conn:
-                await repo.stop_worker(conn, self.schema, self.id)
+                # Released: nothing of this worker is left running in the database, so the
+                # sweeper need not scan the jobs for its id (migration 0022).
+                released = drained and self.claim_lost_at is None
+                await repo.stop_worker(conn, self.schema, self.id, released)
         except (*TRANSIENT, TimeoutError, Exception) as exc:
             log.warning("could not mark the worker stopped: %s", first_line(exc))
 

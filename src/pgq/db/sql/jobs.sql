@@ -259,10 +259,11 @@ select name, (concurrency is not null or rate_count is not null) as queue_wide
 
 -- name: job_mark_limit_slots
 -- This worker's running jobs in queues it just learnt have limits hold slots of
--- them (see ops_mark_limit_slots): found through jobs_worker_idx.
+-- them (see ops_mark_limit_slots): found among the jobs it holds (%(held)s) by
+-- primary key.
 update {schema}.jobs
    set limit_slot = true
- where worker_id = %(worker_id)s and status = 'running'
+ where id = any(cast(%(held)s as bigint[])) and worker_id = %(worker_id)s and status = 'running'
    and queue = any(cast(%(queues)s as text[])) and limit_slot is not true;
 
 -- name: job_next_due
@@ -405,6 +406,8 @@ returning id
 -- attempt stays counted: a re-claim must get a new (worker, attempt) pair, or
 -- fencing could not tell a late answer from the new run. Claims younger than
 -- the grace are left alone: their answer may still be on its way.
+-- A scan of jobs (no index keeps a worker's jobs, migration 0022): the worker
+-- runs it only after one of its claims failed (pgq.worker.heartbeat).
 update {schema}.jobs
    set status = 'pending', worker_id = null
  where worker_id = %(worker_id)s

@@ -325,14 +325,21 @@ on conflict (name) do update
 
 -- name: ops_list_workers
 -- Every worker row (stopped and dead ones are kept a day), live ones first.
--- `running` is read from jobs, so it is exact now, not as of the last heartbeat.
+-- `running` is read from jobs, so it is exact now, not as of the last heartbeat:
+-- one scan of jobs for every worker (no index keeps a worker's jobs, migration
+-- 0022; one subquery per worker would scan once per row).
+with held as (
+    select j.worker_id, array_agg(j.id order by j.id) as ids
+      from {schema}.jobs j
+     where j.status = 'running' and j.worker_id is not null
+     group by j.worker_id
+)
 select w.id, w.name, w.host, w.pid, w.status, w.queues, w.concurrency, w.started_at,
        w.last_heartbeat, w.stopped_at, w.version, w.tasks, 100.0 * w.utilization as utilization_pct,
        extract(epoch from now() - w.last_heartbeat) as seconds_since_heartbeat,
-       array(select j.id from {schema}.jobs j
-              where j.worker_id = w.id and j.status = 'running'
-              order by j.id) as running
+       coalesce(h.ids, '{}') as running
   from {schema}.workers w
+  left join held h on h.worker_id = w.id
  order by case w.status when 'running' then 0 when 'stopping' then 1 when 'dead' then 2 else 3 end,
           w.started_at desc, w.id;
 

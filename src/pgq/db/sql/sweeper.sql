@@ -9,9 +9,36 @@ update {schema}.workers
    and last_heartbeat < now() - make_interval(secs => %(heartbeat_timeout)s)
 returning id, name, host, pid;
 
+-- name: sweep_gone_workers
+-- Workers that stopped or were declared dead and are not released yet: jobs may
+-- still be running under their ids (migration 0022). settled: every claim they
+-- may have had in flight has ended (%(settle)s seconds since they stopped: the
+-- statement timeout and more), so a scan that finds none of their jobs running
+-- finds none later either.
+select id, coalesce(stopped_at, last_heartbeat) < now() - make_interval(secs => %(settle)s) as settled
+  from {schema}.workers
+ where status in ('dead', 'stopped') and released_at is null;
+
+-- name: sweep_release_workers
+-- Of these settled gone workers, those with no job left running under their ids
+-- are released: the rescue no longer scans for them, and their rows may be pruned.
+-- One scan of jobs for them all (no index keeps a worker's jobs).
+update {schema}.workers w
+   set released_at = now()
+ where w.id = any(cast(%(ids)s as uuid[])) and w.released_at is null
+   and w.id <> all(array(select distinct j.worker_id
+                           from {schema}.jobs j
+                          where j.status = 'running' and j.worker_id = any(cast(%(ids)s as uuid[]))))
+returning w.id;
+
 -- name: sweep_rescue_jobs
--- Running jobs of dead or vanished workers, and jobs overrunning their timeout
--- plus a grace period on a live worker, get another attempt or end failed.
+-- Running jobs of gone workers (%(gone)s: dead or stopped, not released; see
+-- sweep_gone_workers), and jobs overrunning their timeout plus a grace period on a
+-- live worker, get another attempt or end failed.
+-- The jobs of gone workers are found by a scan of jobs (no index keeps a worker's
+-- jobs, migration 0022), skipped whole when there is no gone worker (a one-time
+-- filter); the overrunning ones through jobs_timeout_idx, which holds only running
+-- jobs that have a timeout.
 -- Setting status and clearing worker_id fences out the late worker: its
 -- finish matches on (worker_id, attempts, status = 'running') and finds nothing.
 -- A job's first two crashes (fewer than two WorkerDied or Crashed entries in its
@@ -20,23 +47,33 @@ returning id, name, host, pid;
 -- again. From its second crash on it is a suspect, which workers run alone in a
 -- child process (pgq.worker.isolation, pgq.job.SUSPECT_AT), where only the
 -- poison dies, and is charged.
-with stuck as (
-    select j.id, j.queue,
-           case when w.status is null or w.status in ('dead', 'stopped') then 'WorkerDied' else 'Timeout' end as reason
+with orphaned as (
+    select j.id, j.queue, 'WorkerDied' as reason
       from {schema}.jobs j
-      left join {schema}.workers w on w.id = j.worker_id
-     where j.status = 'running'
-       -- Always true of a running job; said so that jobs_worker_idx (partial on it)
-       -- serves this scan instead of a read of the whole backlog every sweep.
-       and j.worker_id is not null
-       and (w.status is null or w.status in ('dead', 'stopped')
-            or (j.timeout is not null
-                and j.started_at < now() - j.timeout - make_interval(secs => %(timeout_grace)s)))
+     where cardinality(cast(%(gone)s as uuid[])) > 0
+       and j.status = 'running'
+       and j.worker_id = any(cast(%(gone)s as uuid[]))
        -- a claim that has not reached its worker's heartbeat yet is not stuck
        and j.started_at < now() - make_interval(secs => %(claim_grace)s)
-     order by j.id
      limit %(batch)s
        for update of j skip locked
+),
+overran as (
+    select j.id, j.queue, 'Timeout' as reason
+      from {schema}.jobs j
+     where j.status = 'running'
+       and j.timeout is not null
+       and j.started_at < now() - j.timeout - make_interval(secs => %(timeout_grace)s)
+       and j.started_at < now() - make_interval(secs => %(claim_grace)s)
+       and not (j.worker_id = any(cast(%(gone)s as uuid[])))
+     order by j.started_at
+     limit %(batch)s
+       for update of j skip locked
+),
+stuck as (
+    select * from orphaned
+    union all
+    select * from overran
 ),
 crash_counts as (
     select s.*, s.reason = 'WorkerDied' and c.n < 2 as given_back, c.n as crashed_before
@@ -173,10 +210,26 @@ with deleted as (
 select count(*) as deleted from deleted;
 
 -- name: sweep_prune_workers
--- Rows of workers that stopped or died more than a day ago.
-with deleted as (
-    delete from {schema}.workers
-     where status in ('stopped', 'dead') and coalesce(stopped_at, last_heartbeat) < now() - interval '1 day'
+-- Rows of workers that stopped or died more than a day ago, unless a job is still
+-- running under their ids: the rescue finds those jobs by these rows (migration
+-- 0022). Only for rows not released is jobs scanned (a one-time filter skips the
+-- scan when there is none: app.prune() runs without the rescue).
+with old as (
+    select w.id, w.released_at
+      from {schema}.workers w
+     where w.status in ('stopped', 'dead') and coalesce(w.stopped_at, w.last_heartbeat) < now() - interval '1 day'
+),
+holding as (
+    select distinct j.worker_id as id
+      from {schema}.jobs j
+     where exists (select from old where old.released_at is null)
+       and j.status = 'running'
+       and j.worker_id = any(array(select old.id from old where old.released_at is null))
+),
+deleted as (
+    delete from {schema}.workers w
+     using old
+     where w.id = old.id and not exists (select from holding h where h.id = old.id)
     returning 1
 )
 select count(*) as deleted from deleted;

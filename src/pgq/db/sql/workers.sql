@@ -8,7 +8,9 @@ values (%(id)s, %(name)s, %(host)s, %(pid)s, cast(%(queues)s as text[]), %(concu
 
 -- name: worker_heartbeat
 -- Returns the worker's status (no row: the sweeper declared it dead and
--- removed it) and the ids of its running jobs that someone asked to cancel.
+-- removed it) and the ids of its running jobs that someone asked to cancel,
+-- found among the jobs it holds (%(running)s) by primary key: no index keeps
+-- the jobs of a worker (migration 0022).
 -- utilization and busy_slots: the worker's own measure of the last minute.
 with beat as (
     update {schema}.workers
@@ -19,10 +21,15 @@ with beat as (
 )
 select (select status from beat) as status,
        coalesce((select array_agg(id) from {schema}.jobs
-                  where worker_id = %(id)s and status = 'running' and cancel_requested_at is not null),
+                  where id = any(cast(%(running)s as bigint[])) and worker_id = %(id)s
+                    and status = 'running' and cancel_requested_at is not null),
                 '{}') as cancel_ids;
 
 -- name: worker_stop
+-- %(released)s: the worker stopped holding no job in the database (every outcome
+-- written, no claim answer lost), so the sweeper has nothing to look for under its
+-- id (migration 0022); otherwise it scans for the jobs left running.
 update {schema}.workers
-   set status = 'stopped', stopped_at = now(), last_heartbeat = now(), running = '{}'
+   set status = 'stopped', stopped_at = now(), last_heartbeat = now(), running = '{}',
+       released_at = case when %(released)s then now() end
  where id = %(id)s and status in ('running', 'stopping');
