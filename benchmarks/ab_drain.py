@@ -97,6 +97,34 @@ def main() -> None:
         f"B / A: worker CPU a job {ratio(b.client_cpu_ms, a.client_cpu_ms)}, "
         f"server CPU a job {ratio(b.server_cpu_ms, a.server_cpu_ms)}, rate {ratio(b.jobs_per_s, a.jobs_per_s)}"
     )
+    # When the machine drifts during the run (every rate falling by a third over ten
+    # minutes), the medians of each side mix fast and slow minutes; the ratio within each
+    # pair, a minute apart, does not.
+    pairs = [within_pair(ra, rb) for ra, rb in zip(runs["A"], runs["B"], strict=True)]
+    worker, server_cpu, rate = ([p[i] for p in pairs] for i in range(3))
+    faster = sum(1 for value in rate if (value or 0) > 1)
+    print(
+        f"B / A within each pair, median: worker CPU a job {median_ratio(worker)}, "
+        f"server CPU a job {median_ratio(server_cpu)}, rate {median_ratio(rate)} (B faster in {faster} of {len(rate)})"
+    )
+
+
+def within_pair(a: Result, b: Result) -> tuple[float | None, float | None, float | None]:
+    """B's figures over A's, in one pair."""
+
+    def over(x: float | None, y: float | None) -> float | None:
+        return None if x is None or y is None or y == 0 else x / y
+
+    return (
+        over(b.client_cpu_ms, a.client_cpu_ms),
+        over(b.server_cpu_ms, a.server_cpu_ms),
+        over(b.jobs_per_s, a.jobs_per_s),
+    )
+
+
+def median_ratio(values: list[float | None]) -> str:
+    known = [value for value in values if value is not None]
+    return f"{statistics.median(known):.2f}" if known else "n/a"
 
 
 def median_of(results: list[Result]) -> Result:
