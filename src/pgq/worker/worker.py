@@ -531,9 +531,11 @@ class Worker:
         await asyncio.gather(heartbeat, return_exceptions=True)
         try:
             async with asyncio.timeout(max(0.3, hard - 1.0 - time.monotonic())), self.connection(wait=0.5) as conn:
-                # Released: nothing of this worker is left running in the database, so the
-                # sweeper need not scan the jobs for its id (migration 0022).
-                released = drained and self.claim_lost_at is None
+                # Released: nothing of this worker is left running in the database (every
+                # job it held settled and written, no claim answer lost), so the sweeper
+                # need not scan the jobs for its id (migration 0022).
+                unsettled = any(not running.settled for running in self._held())
+                released = drained and not unsettled and self.claim_lost_at is None
                 await repo.stop_worker(conn, self.schema, self.id, released)
         except (*TRANSIENT, TimeoutError, Exception) as exc:
             log.warning("could not mark the worker stopped: %s", first_line(exc))
