@@ -413,10 +413,8 @@ def test_the_top_up_reads_the_claim_index_of_its_queue(conn: Any, plan_mode: str
     worker's prepared statement may end up with)."""
     import uuid
 
-    import psycopg
-
     from pgq.db.queries import query
-    from tests.test_plans import positional, total_buffers
+    from tests.test_plans import explained_prepared, total_buffers
 
     worker_id = uuid.uuid4()
     conn.execute(
@@ -436,18 +434,8 @@ def test_the_top_up_reads_the_claim_index_of_its_queue(conn: Any, plan_mode: str
     conn.execute("insert into pgq.jobs (task, queue) select 'other', 'default' from generate_series(1, 20000)")
     conn.execute("analyze pgq.jobs")
     conn.execute(f"set plan_cache_mode = {plan_mode}")
-    sql, names = positional(query("job_claim_batch", "pgq"))
-    conn.execute(f"prepare top_up as {sql}")
     params = {"worker_id": worker_id, "queue": "bulk", "task": "send", "limit": 100}
-    plan = [
-        row["QUERY PLAN"]
-        for row in psycopg.ClientCursor(conn)
-        .execute(
-            f"explain (analyze, buffers, costs off) execute top_up({', '.join(['%s'] * len(names))})",
-            [params[n] for n in names],
-        )
-        .fetchall()
-    ]
+    plan = explained_prepared(conn, "job_claim_batch", params)
     text = "\n".join(plan)
     assert "Seq Scan on jobs" not in text, text
     assert total_buffers(plan) <= 2000, text

@@ -82,6 +82,24 @@ def explained(conn: psycopg.Connection[Any], name: str, params: dict[str, Any], 
     return [row["QUERY PLAN"] for row in psycopg.ClientCursor(conn).execute(sql, params).fetchall()]
 
 
+def explained_prepared(conn: psycopg.Connection[Any], name: str, params: dict[str, Any]) -> list[str]:
+    """The lines of EXPLAIN (ANALYZE, BUFFERS) of named query ``name`` prepared (with $n
+    parameters, so that the session's plan_cache_mode decides between a generic and a
+    custom plan) and executed with ``params``."""
+    sql, names = positional(query(name, "pgq"))
+    conn.execute(f"prepare {name} as {sql}")
+    # Bound on the client: EXECUTE's arguments are literals, typed by the PREPARE.
+    return [
+        row["QUERY PLAN"]
+        for row in psycopg.ClientCursor(conn)
+        .execute(
+            f"explain (analyze, buffers, costs off) execute {name}({', '.join(['%s'] * len(names))})",
+            [params[n] for n in names],
+        )
+        .fetchall()
+    ]
+
+
 @pytest.fixture
 def worker_with_history(app: pgq.App, conn: psycopg.Connection[Any]) -> tuple[uuid.UUID, list[dict[str, Any]]]:
     """A registered worker that claimed and finished HISTORY jobs (their index
@@ -137,16 +155,7 @@ def test_finish_and_progress_go_by_primary_key(
     }
     conn.execute(f"set plan_cache_mode = {plan_mode}")
     for name, params in (("job_progress_many", progress_params), (finish, finish_params)):
-        sql, names = positional(query(name, "pgq"))
-        conn.execute(f"prepare {name} as {sql}")
-        values = [params[n] for n in names]
-        plan = [
-            row["QUERY PLAN"]
-            # Bound on the client: EXECUTE's arguments are literals, typed by the PREPARE.
-            for row in psycopg.ClientCursor(conn)
-            .execute(f"explain (analyze, buffers, costs off) execute {name}({', '.join(['%s'] * len(names))})", values)
-            .fetchall()
-        ]
+        plan = explained_prepared(conn, name, params)
         # Functions (the finishes) show no inner plan: the buffers are what bound them.
         assert "Seq Scan on jobs" not in "\n".join(plan), "\n".join(plan)
         assert total_buffers(plan) <= MAX_BUFFERS, "\n".join(plan)
@@ -168,17 +177,7 @@ def test_a_transactional_handlers_finish_goes_by_primary_key(
         "channel": "pgq_jobs",
     }
     conn.execute(f"set plan_cache_mode = {plan_mode}")
-    sql, names = positional(query("job_finish_in_transaction", "pgq"))
-    conn.execute(f"prepare finish_one as {sql}")
-    plan = [
-        row["QUERY PLAN"]
-        for row in psycopg.ClientCursor(conn)
-        .execute(
-            f"explain (analyze, buffers, costs off) execute finish_one({', '.join(['%s'] * len(names))})",
-            [params[n] for n in names],
-        )
-        .fetchall()
-    ]
+    plan = explained_prepared(conn, "job_finish_in_transaction", params)
     assert "jobs_pkey" in "\n".join(plan) and "Seq Scan on jobs" not in "\n".join(plan), "\n".join(plan)
     assert total_buffers(plan) <= 40, "\n".join(plan)  # one job: its heap page, index and history
     moved = conn.execute("select status, result from pgq.job_history where id = %s", [job["id"]]).fetchone()
@@ -204,17 +203,7 @@ def test_the_sweepers_rescue_reads_running_jobs_not_the_backlog(
         "gone": [],
     }
     conn.execute(f"set plan_cache_mode = {plan_mode}")
-    sql, names = positional(query("sweep_rescue_jobs", "pgq"))
-    conn.execute(f"prepare rescue as {sql}")
-    plan = [
-        row["QUERY PLAN"]
-        for row in psycopg.ClientCursor(conn)
-        .execute(
-            f"explain (analyze, buffers, costs off) execute rescue({', '.join(['%s'] * len(names))})",
-            [params[n] for n in names],
-        )
-        .fetchall()
-    ]
+    plan = explained_prepared(conn, "sweep_rescue_jobs", params)
     text = "\n".join(plan)
     assert "jobs_timeout_idx" in text and "One-Time Filter" in text, text
     assert total_buffers(plan) <= 10, text
