@@ -645,6 +645,26 @@ async def test_the_handlers_last_progress_message_is_kept_with_its_outcome(app: 
     assert done.status == "completed" and (done.progress, done.progress_message) == (1.0, "done")
 
 
+def lose_claim_answers(monkeypatch: pytest.MonkeyPatch, *, first_only: bool) -> list[int]:
+    """Make ``repo.claim`` lose its answer after the claim committed in the database, as a
+    connection that breaks on the way back does: the first claim that took jobs, or every
+    one. The returned list gets the ids of the jobs whose claim answer was lost."""
+    from pgq.db import repo
+
+    real_claim = repo.claim
+    lost: list[int] = []
+
+    async def claim_answer_lost(*args: Any, **kwargs: Any) -> Any:
+        jobs, wait = await real_claim(*args, **kwargs)
+        if jobs and not (first_only and lost):
+            lost.extend(job.id for job in jobs)
+            raise psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
+        return jobs, wait
+
+    monkeypatch.setattr(repo, "claim", claim_answer_lost)
+    return lost
+
+
 async def test_jobs_of_a_claim_whose_answer_was_lost_go_back_to_pending(
     app: pgq.App, conn: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -653,22 +673,11 @@ async def test_jobs_of_a_claim_whose_answer_was_lost_go_back_to_pending(
     held nowhere. No index keeps a worker's jobs (migration 0022), so the heartbeat
     scans for such jobs only after a failed claim, once the claim has surely ended:
     the job goes back to pending with its attempt counted, and runs again."""
-    from pgq.db import repo
 
     @app.task
     def work() -> None: ...
 
-    real_claim = repo.claim
-    lost: list[int] = []
-
-    async def claim_answer_lost(*args: Any, **kwargs: Any) -> Any:
-        jobs, wait = await real_claim(*args, **kwargs)
-        if jobs and not lost:
-            lost.extend(job.id for job in jobs)
-            raise psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
-        return jobs, wait
-
-    monkeypatch.setattr(repo, "claim", claim_answer_lost)
+    lost = lose_claim_answers(monkeypatch, first_only=True)
     async with app.worker(poll_interval=0.1, heartbeat_interval=0.2) as worker:
         worker.orphan_grace = 0.3  # the claim above has ended: its answer is what was lost
         job_id = await asyncio.to_thread(work.enqueue)
@@ -690,20 +699,11 @@ async def test_a_worker_that_stops_with_a_lost_claim_unlooked_after_is_not_relea
 ) -> None:
     """Stopped before its heartbeat could look for a lost claim's jobs, the worker leaves
     that to the sweeper: its row is not released, so the rescue scans for its jobs."""
-    from pgq.db import repo
 
     @app.task
     def work() -> None: ...
 
-    real_claim = repo.claim
-
-    async def claim_answer_lost(*args: Any, **kwargs: Any) -> Any:
-        jobs, _ = await real_claim(*args, **kwargs)
-        if jobs:
-            raise psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
-        return jobs, None
-
-    monkeypatch.setattr(repo, "claim", claim_answer_lost)
+    lose_claim_answers(monkeypatch, first_only=False)
     async with app.worker(poll_interval=0.1) as worker:
         job_id = await asyncio.to_thread(work.enqueue)
         deadline = time.monotonic() + 10
