@@ -111,34 +111,35 @@ def main() -> None:
 
 def within_pair(a: Result, b: Result) -> tuple[float | None, float | None, float | None]:
     """B's figures over A's, in one pair."""
-
-    def over(x: float | None, y: float | None) -> float | None:
-        return None if x is None or y is None or y == 0 else x / y
-
     return (
-        over(b.client_cpu_ms, a.client_cpu_ms),
-        over(b.server_cpu_ms, a.server_cpu_ms),
-        over(b.jobs_per_s, a.jobs_per_s),
+        quotient(b.client_cpu_ms, a.client_cpu_ms),
+        quotient(b.server_cpu_ms, a.server_cpu_ms),
+        quotient(b.jobs_per_s, a.jobs_per_s),
     )
 
 
 def median_ratio(values: list[float | None]) -> str:
-    known = [value for value in values if value is not None]
-    return f"{statistics.median(known):.2f}" if known else "n/a"
+    middle = median_known(values)
+    return "n/a" if middle is None else f"{middle:.2f}"
 
 
 def median_of(results: list[Result]) -> Result:
     """Each figure's median over the runs that have it (a server CPU reading may be missing)."""
-
-    def median(values: list[float | None]) -> float | None:
-        known = [value for value in values if value is not None]
-        return statistics.median(known) if known else None
-
     return Result(
-        median([r.jobs_per_s for r in results]),
-        median([r.client_cpu_ms for r in results]),
-        median([r.server_cpu_ms for r in results]),
+        median_known([r.jobs_per_s for r in results]),
+        median_known([r.client_cpu_ms for r in results]),
+        median_known([r.server_cpu_ms for r in results]),
     )
+
+
+def median_known(values: list[float | None]) -> float | None:
+    """The median of the values that were read (None: none was)."""
+    known = [value for value in values if value is not None]
+    return statistics.median(known) if known else None
+
+
+def quotient(b: float | None, a: float | None) -> float | None:
+    return None if a is None or b is None or a == 0 else b / a
 
 
 def described(result: Result) -> str:
@@ -150,7 +151,8 @@ def described(result: Result) -> str:
 
 
 def ratio(b: float | None, a: float | None) -> str:
-    return "n/a" if a is None or b is None or a == 0 else f"{b / a:.2f}"
+    value = quotient(b, a)
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 if __name__ == "__main__":
